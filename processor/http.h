@@ -1,0 +1,24 @@
+/*
+ * http.h - trustd's operations endpoint (libmicrohttpd, its own thread):
+ * GET /metrics (Prometheus text), /healthz (process alive), /readyz
+ * (assigned, Redis reachable, not stalled: 200 or 503 with the reason).
+ */
+#ifndef TD_HTTP_H
+#define TD_HTTP_H
+
+#include <stddef.h>
+
+#include "metrics.h"
+
+typedef struct td_http_s td_http_t;
+
+/* Starts serving on addr:port (port 0 picks a free one). metrics is
+ * borrowed and must outlive the server. NULL + errstr on failure. */
+td_http_t *td_http_start(const char *addr, int port, td_metrics_t *metrics,
+                         int stall_timeout_ms, char *errstr,
+                         size_t errstr_size);
+/* The port actually bound. */
+int td_http_port(const td_http_t *h);
+void td_http_stop(td_http_t *h); /* NULL ok */
+
+#endif

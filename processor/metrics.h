@@ -1,0 +1,72 @@
+/*
+ * metrics.h - the worker's counters, gauges and histograms.
+ *
+ * The worker thread updates them; the HTTP thread reads them for /metrics
+ * and /readyz. Every field is a relaxed atomic: values are independent
+ * counters, so no lock is needed and a scrape never blocks the worker.
+ */
+#ifndef TD_METRICS_H
+#define TD_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dlq_reason.h"
+#include "event.h"
+
+#define TD_METRICS_MAX_PARTS 1024 /* per-partition gauges kept per topic */
+#define TD_HIST_BUCKETS      12
+
+typedef struct td_hist_s {
+    const double *bounds; /* TD_HIST_BUCKETS upper bounds */
+    _Atomic uint64_t buckets[TD_HIST_BUCKETS + 1];
+    _Atomic uint64_t count;
+    _Atomic uint64_t sum_micro; /* sum of observations * 1e6 */
+} td_hist_t;
+
+typedef struct td_metrics_s {
+    const char *topics[TD_EV__CNT]; /* topic names (borrowed from conf) */
+    _Atomic uint64_t consumed[TD_EV__CNT];
+    _Atomic uint64_t applied[TD_EV__CNT];
+    _Atomic uint64_t dead_lettered[TD_EV__CNT][TD_DLQ__CNT];
+    /* per partition: stored offset (applied and committed) and high
+     * watermark; -1 when not assigned */
+    _Atomic int64_t stored_offset[TD_EV__CNT][TD_METRICS_MAX_PARTS];
+    _Atomic int64_t high_watermark[TD_EV__CNT][TD_METRICS_MAX_PARTS];
+    _Atomic int64_t position[TD_EV__CNT][TD_METRICS_MAX_PARTS];
+    td_hist_t batch_events;   /* events per flush */
+    td_hist_t flush_seconds;  /* flush duration */
+    _Atomic uint64_t redis_roundtrips;
+    _Atomic uint64_t redis_errors;
+    _Atomic uint64_t rebalances;
+    _Atomic int64_t assigned_partitions;
+    _Atomic uint64_t scores_published;
+    _Atomic int64_t merchants_cached;
+    _Atomic uint64_t flushes;
+    _Atomic uint64_t flush_failures;
+    _Atomic int redis_ok;        /* last Redis call succeeded */
+    _Atomic int64_t last_progress_ms; /* monotonic ms of last applied flush */
+    _Atomic int64_t started_ms;
+} td_metrics_t;
+
+void td_metrics_init(td_metrics_t *m, const char *const topics[TD_EV__CNT]);
+void td_hist_observe(td_hist_t *h, double v);
+
+/* Total consumer lag over assigned partitions (high watermark - position). */
+int64_t td_metrics_lag(const td_metrics_t *m);
+
+/*
+ * Readiness: assigned at least one partition, Redis reachable, and not
+ * stalled (some lag but no flush completed for stall_ms). Returns 1 if
+ * ready, else 0 with why filled.
+ */
+int td_metrics_ready(const td_metrics_t *m, int64_t now_mono_ms,
+                     int64_t stall_ms, char *why, size_t why_size);
+
+/* Prometheus text exposition of everything above, plus trustd_ready as
+ * judged by td_metrics_ready() with stall_ms. */
+void td_metrics_write(const td_metrics_t *m, int64_t now_mono_ms,
+                      int64_t stall_ms, FILE *fp);
+
+#endif

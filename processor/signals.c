@@ -1,0 +1,516 @@
+/*
+ * signals.c - the signal catalog expanded: descriptors, per-event folding,
+ * delta merging, derived values, the Lua merge function and the reference
+ * page. See signals.h for the time semantics.
+ *
+ * Everything that lists signals is generated from signals.def, so the C
+ * fold, the C merge (used by tests and tools), the Redis merge and the
+ * documentation cannot drift apart.
+ */
+#include <math.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "signals.h"
+
+/* Helpers usable in signals.def conditions and values; `e` is the event. */
+#define ORDER_IS(s)     (e->u.order.status == TD_ORDER_##s)
+#define REFUND_IS(s)    (e->u.refund.status == TD_REFUND_##s)
+#define CANCELLED_BY(x) (e->u.order.cancelled_by == TD_CANCEL_##x)
+#define SHIPPED_LATE                                                           \
+    (e->u.order.promised_ship_by != TD_NULL_TS &&                             \
+     e->event_time > e->u.order.promised_ship_by)
+#define NOT_FLAGGED (!e->u.review.flagged)
+#define RATING      ((double)e->u.review.rating)
+
+/* Window index for per-event decay factors. */
+enum { W_LIFE = 0, W_D1, W_D7, W_D30, W_D90, W__CNT };
+#define WIDX_LIFE W_LIFE
+#define WIDX_D1   W_D1
+#define WIDX_D7   W_D7
+#define WIDX_D30  W_D30
+#define WIDX_D90  W_D90
+static const double win_ms[W__CNT] = {0, TD_WIN_D1, TD_WIN_D7, TD_WIN_D30,
+                                      TD_WIN_D90};
+
+#define UP   1
+#define DOWN 0
+#define NONE TD_SIG__CNT
+
+/* clang-format off */
+const td_signal_t td_signals[TD_SIG__CNT] = {
+#define TD_SIG_ORDER(name, cat, agg, win, cond, val, unit, dir, meaning)      \
+    [TD_SIG_##name] = {#name, TD_CAT_##cat, TD_AGG_##agg, TD_WIN_##win,         \
+                       TD_EV_ORDER, TD_SLOT_O_##name, #cond, #val, NONE, NONE, \
+                       0, unit, dir, meaning},
+#define TD_SIG_REVIEW(name, cat, agg, win, cond, val, unit, dir, meaning)     \
+    [TD_SIG_##name] = {#name, TD_CAT_##cat, TD_AGG_##agg, TD_WIN_##win,         \
+                       TD_EV_REVIEW, TD_SLOT_V_##name, #cond, #val, NONE, NONE,\
+                       0, unit, dir, meaning},
+#define TD_SIG_REFUND(name, cat, agg, win, cond, val, unit, dir, meaning)     \
+    [TD_SIG_##name] = {#name, TD_CAT_##cat, TD_AGG_##agg, TD_WIN_##win,         \
+                       TD_EV_REFUND, TD_SLOT_R_##name, #cond, #val, NONE, NONE,\
+                       0, unit, dir, meaning},
+#define TD_SIG_DERIVED(name, cat, op, win, a, b, k, unit, dir, meaning)       \
+    [TD_SIG_##name] = {#name, TD_CAT_##cat, TD_AGG_##op, TD_WIN_##win, -1, -1, \
+                       "", "", TD_SIG_##a, TD_SIG_##b, k, unit, dir, meaning},
+#include "signals.def"
+};
+
+/* Per-slot aggregation and window index of each source kind. */
+static const unsigned char order_agg[TD_SLOT_O__CNT + 1] = {
+#define TD_SIG_ORDER(name, cat, agg, ...) TD_AGG_##agg,
+#include "signals.def"
+};
+static const unsigned char order_win[TD_SLOT_O__CNT + 1] = {
+#define TD_SIG_ORDER(name, cat, agg, win, ...) WIDX_##win,
+#include "signals.def"
+};
+static const unsigned char review_agg[TD_SLOT_V__CNT + 1] = {
+#define TD_SIG_REVIEW(name, cat, agg, ...) TD_AGG_##agg,
+#include "signals.def"
+};
+static const unsigned char review_win[TD_SLOT_V__CNT + 1] = {
+#define TD_SIG_REVIEW(name, cat, agg, win, ...) WIDX_##win,
+#include "signals.def"
+};
+static const unsigned char refund_agg[TD_SLOT_R__CNT + 1] = {
+#define TD_SIG_REFUND(name, cat, agg, ...) TD_AGG_##agg,
+#include "signals.def"
+};
+static const unsigned char refund_win[TD_SLOT_R__CNT + 1] = {
+#define TD_SIG_REFUND(name, cat, agg, win, ...) WIDX_##win,
+#include "signals.def"
+};
+/* clang-format on */
+
+static const struct {
+    int first; /* global id of slot 0 */
+    int cnt;
+    const unsigned char *agg;
+    const unsigned char *win;
+} kinds[TD_EV__CNT] = {
+    [TD_EV_ORDER] = {0, TD_SLOT_O__CNT, order_agg, order_win},
+    [TD_EV_REVIEW] = {TD_SLOT_O__CNT, TD_SLOT_V__CNT, review_agg, review_win},
+    [TD_EV_REFUND] = {TD_SLOT_O__CNT + TD_SLOT_V__CNT, TD_SLOT_R__CNT,
+                      refund_agg, refund_win},
+};
+
+static const char *category_names[TD_CAT__CNT] = {
+    "fulfillment", "logistics", "product quality",   "after-sales service",
+    "disputes and counterfeit", "buyer loyalty", "volume and stability",
+    "channel mix", "risk"};
+
+static const char *agg_names[TD_AGG__CNT] = {
+    "count", "sum", "latest (max)", "first (min)",
+    "ratio", "average", "trend", "age"};
+
+const char *td_category_name(td_category_t c) {
+    return (unsigned)c < TD_CAT__CNT ? category_names[c] : "?";
+}
+
+const char *td_agg_name(td_agg_t a) {
+    return (unsigned)a < TD_AGG__CNT ? agg_names[a] : "?";
+}
+
+const char *td_window_name(int64_t window_ms) {
+    switch (window_ms) {
+    case TD_WIN_D1:
+        return "1d";
+    case TD_WIN_D7:
+        return "7d";
+    case TD_WIN_D30:
+        return "30d";
+    case TD_WIN_D90:
+        return "90d";
+    default:
+        return "lifetime";
+    }
+}
+
+int td_signal_by_name(const char *name) {
+    for (int i = 0; i < TD_SIG__CNT; i++) {
+        if (!strcmp(td_signals[i].name, name))
+            return i;
+    }
+    return -1;
+}
+
+int td_signals_slot_cnt(td_event_kind_t kind) {
+    return kinds[kind].cnt;
+}
+
+td_signal_id_t td_signals_slot_sig(td_event_kind_t kind, int slot) {
+    return (td_signal_id_t)(kinds[kind].first + slot);
+}
+
+static int agg_is_sum(int agg) {
+    return agg == TD_AGG_COUNT || agg == TD_AGG_SUM;
+}
+
+void td_sigdelta_init(td_sigdelta_t *d, td_event_kind_t kind) {
+    d->as_of = TD_NULL_TS;
+    d->kind = kind;
+    d->events = 0;
+    for (int i = 0; i < kinds[kind].cnt; i++) {
+        switch (kinds[kind].agg[i]) {
+        case TD_AGG_MAX:
+            d->v[i] = -INFINITY;
+            break;
+        case TD_AGG_MIN:
+            d->v[i] = INFINITY;
+            break;
+        default:
+            d->v[i] = 0;
+        }
+    }
+}
+
+int td_sigdelta_slot_set(const td_sigdelta_t *d, int slot) {
+    return isfinite(d->v[slot]) && d->v[slot] != 0;
+}
+
+/* Folds value x into slot i with decay factor f (1 for lifetime). */
+static inline void fold(td_sigdelta_t *d, int i, int agg, double f, double x) {
+    switch (agg) {
+    case TD_AGG_MAX:
+        if (x > d->v[i])
+            d->v[i] = x;
+        break;
+    case TD_AGG_MIN:
+        if (x < d->v[i])
+            d->v[i] = x;
+        break;
+    default:
+        d->v[i] += x * f;
+    }
+}
+
+/* Rebases the delta's windowed sums to a later as_of. */
+static void rebase(td_sigdelta_t *d, int64_t as_of) {
+    double f[W__CNT];
+    double dt = (double)(as_of - d->as_of);
+
+    f[W_LIFE] = 1;
+    for (int w = 1; w < W__CNT; w++)
+        f[w] = exp(-dt / win_ms[w]);
+    for (int i = 0; i < kinds[d->kind].cnt; i++) {
+        if (agg_is_sum(kinds[d->kind].agg[i]))
+            d->v[i] *= f[kinds[d->kind].win[i]];
+    }
+    d->as_of = as_of;
+}
+
+void td_sigdelta_add(td_sigdelta_t *d, const td_event_t *e) {
+    double f[W__CNT] = {1, 1, 1, 1, 1};
+
+    if (d->events == 0 || e->event_time > d->as_of) {
+        if (d->events == 0)
+            d->as_of = e->event_time;
+        else
+            rebase(d, e->event_time);
+    } else if (e->event_time < d->as_of) {
+        /* A late event: weight it by its age relative to as_of. */
+        double dt = (double)(d->as_of - e->event_time);
+        for (int w = 1; w < W__CNT; w++)
+            f[w] = exp(-dt / win_ms[w]);
+    }
+    d->events++;
+
+    /* clang-format off */
+    switch (e->kind) {
+    case TD_EV_ORDER:
+#define AMOUNT ((double)e->u.order.amount_cents)
+#define TD_SIG_ORDER(name, cat, agg, win, cond, val, ...)                     \
+        if (cond)                                                              \
+            fold(d, TD_SLOT_O_##name, TD_AGG_##agg, f[WIDX_##win], (val));
+#include "signals.def"
+#undef AMOUNT
+        break;
+    case TD_EV_REVIEW:
+#define TD_SIG_REVIEW(name, cat, agg, win, cond, val, ...)                    \
+        if (cond)                                                              \
+            fold(d, TD_SLOT_V_##name, TD_AGG_##agg, f[WIDX_##win], (val));
+#include "signals.def"
+        break;
+    case TD_EV_REFUND:
+#define AMOUNT ((double)e->u.refund.amount_cents)
+#define TD_SIG_REFUND(name, cat, agg, win, cond, val, ...)                    \
+        if (cond)                                                              \
+            fold(d, TD_SLOT_R_##name, TD_AGG_##agg, f[WIDX_##win], (val));
+#include "signals.def"
+#undef AMOUNT
+        break;
+    default:
+        break;
+    }
+    /* clang-format on */
+}
+
+void td_sigstate_init(td_sigstate_t *s) {
+    s->as_of = TD_NULL_TS;
+    for (int i = 0; i < TD_SIG__CNT; i++) {
+        s->v[i] = 0;
+        s->present[i] = 0;
+    }
+}
+
+void td_sigstate_derive(td_sigstate_t *s) {
+    for (int i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++) {
+        const td_signal_t *sg = &td_signals[i];
+        double a = s->v[sg->a], b = s->v[sg->b];
+        int ok = s->present[sg->a] && (sg->agg == TD_AGG_AGE ||
+                                        (s->present[sg->b] && b != 0));
+
+        s->present[i] = (unsigned char)ok;
+        if (!ok) {
+            s->v[i] = 0;
+            continue;
+        }
+        switch (sg->agg) {
+        case TD_AGG_TREND:
+            s->v[i] = a / b * sg->k;
+            break;
+        case TD_AGG_AGE:
+            s->v[i] = ((double)s->as_of - a) / sg->k;
+            break;
+        default:
+            s->v[i] = a / b;
+        }
+    }
+}
+
+void td_sigstate_merge(td_sigstate_t *s, const td_sigdelta_t *d) {
+    int64_t t = s->as_of;
+
+    if (d->events == 0)
+        return;
+    if (t == TD_NULL_TS || d->as_of > t) {
+        /* Move every windowed value of the merchant to the new as_of. */
+        for (int i = 0; i < TD_SIG_BASE_CNT && t != TD_NULL_TS; i++) {
+            const td_signal_t *sg = &td_signals[i];
+            if (agg_is_sum(sg->agg) && sg->window_ms != TD_WIN_LIFE)
+                s->v[i] *= exp(-(double)(d->as_of - t) / sg->window_ms);
+        }
+        t = d->as_of;
+    }
+    for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
+        if (td_signals[i].agg != TD_AGG_MAX && td_signals[i].agg != TD_AGG_MIN)
+            s->present[i] = 1;
+    }
+    for (int slot = 0; slot < kinds[d->kind].cnt; slot++) {
+        int i = kinds[d->kind].first + slot;
+        const td_signal_t *sg = &td_signals[i];
+        double x = d->v[slot];
+
+        if (!td_sigdelta_slot_set(d, slot))
+            continue;
+        if (sg->agg == TD_AGG_MAX) {
+            if (!s->present[i] || x > s->v[i])
+                s->v[i] = x;
+            s->present[i] = 1;
+        } else if (sg->agg == TD_AGG_MIN) {
+            if (!s->present[i] || x < s->v[i])
+                s->v[i] = x;
+            s->present[i] = 1;
+        } else if (sg->window_ms == TD_WIN_LIFE) {
+            s->v[i] += x;
+        } else {
+            s->v[i] += x * exp(-(double)(t - d->as_of) / sg->window_ms);
+        }
+    }
+    s->as_of = t;
+    td_sigstate_derive(s);
+}
+
+/* Appends formatted text to a fixed buffer; tracks overflow in *len. */
+static void emit(char *buf, size_t size, size_t *len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void emit(char *buf, size_t size, size_t *len, const char *fmt, ...) {
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(*len < size ? buf + *len : NULL,
+                  *len < size ? size - *len : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len += (size_t)n;
+}
+
+/*
+ * The Lua merge function. Tables: BN base names, BW window ms (0 = not
+ * decayed), BA 0 sum / 1 max / 2 min; derived DN names, DO op, DA/DB input
+ * base indexes, DK constant. Mirrors td_sigstate_merge and _derive.
+ */
+int td_signals_lua(char *buf, size_t size) {
+    size_t len = 0;
+    int i;
+
+    emit(buf, size, &len, "local BN = {");
+    for (i = 0; i < TD_SIG_BASE_CNT; i++)
+        emit(buf, size, &len, "%s'%s'", i ? "," : "", td_signals[i].name);
+    emit(buf, size, &len, "}\nlocal BW = {");
+    for (i = 0; i < TD_SIG_BASE_CNT; i++) {
+        const td_signal_t *sg = &td_signals[i];
+        emit(buf, size, &len, "%s%lld", i ? "," : "",
+             agg_is_sum(sg->agg) ? (long long)sg->window_ms : 0LL);
+    }
+    emit(buf, size, &len, "}\nlocal BA = {");
+    for (i = 0; i < TD_SIG_BASE_CNT; i++) {
+        int agg = td_signals[i].agg;
+        emit(buf, size, &len, "%s%d", i ? "," : "",
+             agg == TD_AGG_MAX ? 1 : agg == TD_AGG_MIN ? 2 : 0);
+    }
+    emit(buf, size, &len, "}\nlocal DN, DO, DA, DB, DK = {}, {}, {}, {}, {}\n");
+    for (i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++) {
+        const td_signal_t *sg = &td_signals[i];
+        int j = i - TD_SIG_BASE_CNT + 1;
+        emit(buf, size, &len,
+             "DN[%d]='%s' DO[%d]=%d DA[%d]=%d DB[%d]=%d DK[%d]=%.17g\n", j,
+             sg->name, j,
+             sg->agg == TD_AGG_TREND ? 1 : sg->agg == TD_AGG_AGE ? 2 : 0, j,
+             (int)sg->a + 1, j, (int)sg->b + 1, j, sg->k);
+    }
+    emit(buf, size, &len, "%s",
+         "local function fmt(x) return string.format('%.17g', x) end\n"
+         "local function td_apply(keys, args)\n"
+         "  local cur = redis.call('HMGET', keys[1], 'as_of_ms', unpack(BN))\n"
+         "  local T = tonumber(cur[1])\n"
+         "  local v = {}\n"
+         "  for i = 1, #BN do v[i] = tonumber(cur[i + 1]) end\n"
+         "  local nsrc = tonumber(args[1])\n"
+         "  local srcs, flags = {}, {}\n"
+         "  local p = 2\n"
+         /* Pass 1: check every guard before the first write. */
+         "  for s = 1, nsrc do\n"
+         "    local d = {id = args[p], lo = tonumber(args[p + 1]),\n"
+         "      nx = tonumber(args[p + 2]), t = tonumber(args[p + 3]),\n"
+         "      n = tonumber(args[p + 4]), p = p + 5}\n"
+         "    p = p + 5 + 2 * d.n\n"
+         "    local w = tonumber(redis.call('HGET', keys[2], d.id) or '-1')\n"
+         "    if w >= d.nx then d.skip = true\n"
+         "    elseif w > d.lo then\n"
+         "      return redis.error_reply('TDOVERLAP source ' .. d.id ..\n"
+         "        ' watermark ' .. w .. ' inside delta ' .. d.lo .. '..' ..\n"
+         "        d.nx)\n"
+         "    end\n"
+         "    srcs[s] = d\n"
+         "  end\n"
+         "  local changed = false\n"
+         "  for s = 1, nsrc do\n"
+         "    local d = srcs[s]\n"
+         "    if d.skip then flags[s] = '0' else\n"
+         "      flags[s] = '1'\n"
+         "      changed = true\n"
+         "      if T == nil then T = d.t\n"
+         "      elseif d.t > T then\n"
+         "        for i = 1, #BN do\n"
+         "          if BW[i] > 0 and v[i] then\n"
+         "            v[i] = v[i] * math.exp(-(d.t - T) / BW[i]) end\n"
+         "        end\n"
+         "        T = d.t\n"
+         "      end\n"
+         "      local q = d.p\n"
+         "      for j = 1, d.n do\n"
+         "        local i, x = tonumber(args[q]), tonumber(args[q + 1])\n"
+         "        q = q + 2\n"
+         "        if BA[i] == 1 then\n"
+         "          if v[i] == nil or x > v[i] then v[i] = x end\n"
+         "        elseif BA[i] == 2 then\n"
+         "          if v[i] == nil or x < v[i] then v[i] = x end\n"
+         "        elseif BW[i] > 0 then\n"
+         "          v[i] = (v[i] or 0) + x * math.exp(-(T - d.t) / BW[i])\n"
+         "        else v[i] = (v[i] or 0) + x end\n"
+         "      end\n"
+         "      redis.call('HSET', keys[2], d.id, string.format('%d', d.nx))\n"
+         "    end\n"
+         "  end\n"
+         "  if changed then\n"
+         "    local hs = {'as_of_ms', string.format('%d', T)}\n"
+         "    for i = 1, #BN do\n"
+         "      if BA[i] == 0 and v[i] == nil then v[i] = 0 end\n"
+         "      if v[i] ~= nil then\n"
+         "        hs[#hs + 1] = BN[i]\n"
+         "        hs[#hs + 1] = fmt(v[i])\n"
+         "      end\n"
+         "    end\n"
+         "    local del = {}\n"
+         "    for j = 1, #DN do\n"
+         "      local a, b = v[DA[j]], v[DB[j]]\n"
+         "      local x = nil\n"
+         "      if DO[j] == 2 then\n"
+         "        if a ~= nil then x = (T - a) / DK[j] end\n"
+         "      elseif a ~= nil and b ~= nil and b ~= 0 then\n"
+         "        x = a / b\n"
+         "        if DO[j] == 1 then x = x * DK[j] end\n"
+         "      end\n"
+         "      if x == nil then del[#del + 1] = DN[j] else\n"
+         "        hs[#hs + 1] = DN[j]\n"
+         "        hs[#hs + 1] = fmt(x)\n"
+         "      end\n"
+         "    end\n"
+         "    redis.call('HSET', keys[1], unpack(hs))\n"
+         "    if #del > 0 then redis.call('HDEL', keys[1], unpack(del)) end\n"
+         "  end\n"
+         "  local r = {table.concat(flags, ','), T and string.format('%d', T)\n"
+         "    or ''}\n"
+         "  for i = 1, #BN do r[#r + 1] = v[i] and fmt(v[i]) or '' end\n"
+         "  local m = redis.call('HMGET', keys[3], 'pub_score', 'pub_tier',\n"
+         "    'pub_ms', 'version')\n"
+         "  for i = 1, 4 do r[#r + 1] = m[i] or '' end\n"
+         "  return r\n"
+         "end\n");
+    if (len >= size)
+        return -1;
+    return (int)len;
+}
+
+void td_signals_reference_md(FILE *fp) {
+    fprintf(fp,
+            "# Signal reference\n\n"
+            "Generated from `processor/signals.def` by `trustctl "
+            "reference`; `make test` checks this file is current.\n\n"
+            "Windowed signals decay exponentially on event time: "
+            "`V = sum(w_i * exp(-(T - t_i) / W))`, with `T` the merchant's "
+            "`as_of_ms` (largest event_time applied). For a steady rate this "
+            "equals the plain count over the last `W`. Ratios are stored "
+            "raw (smoothing belongs to the score model); a ratio whose "
+            "denominator is 0 is absent.\n\n");
+    for (int c = 0; c < TD_CAT__CNT; c++) {
+        int any = 0;
+        for (int i = 0; i < TD_SIG__CNT; i++) {
+            const td_signal_t *sg = &td_signals[i];
+            if (sg->category != (td_category_t)c)
+                continue;
+            if (!any) {
+                fprintf(fp,
+                        "## %s\n\n| signal | meaning | source and "
+                        "condition | aggregation | window | unit | better "
+                        "|\n|---|---|---|---|---|---|---|\n",
+                        td_category_name((td_category_t)c));
+                any = 1;
+            }
+            fprintf(fp, "| `%s` | %s | ", sg->name, sg->meaning);
+            if (sg->source >= 0) {
+                static const char *src[] = {"order", "review", "refund"};
+                fprintf(fp, "%s: `%s`", src[sg->source], sg->cond);
+                if (sg->agg != TD_AGG_COUNT)
+                    fprintf(fp, " of `%s`", sg->value);
+            } else if (sg->agg == TD_AGG_AGE) {
+                fprintf(fp, "(as_of_ms - `%s`) / %.17g",
+                        td_signals[sg->a].name, sg->k);
+            } else {
+                fprintf(fp, "`%s` / `%s`", td_signals[sg->a].name,
+                        td_signals[sg->b].name);
+                if (sg->agg == TD_AGG_TREND)
+                    fprintf(fp, " * %.6g", sg->k);
+            }
+            fprintf(fp, " | %s | %s | %s | %s |\n", td_agg_name(sg->agg),
+                    td_window_name(sg->window_ms), sg->unit,
+                    sg->higher_better ? "higher" : "lower");
+        }
+        if (any)
+            fprintf(fp, "\n");
+    }
+}

@@ -1,0 +1,114 @@
+/*
+ * store.h - trustd's Redis store: connections, the function library, and
+ * pipelined batches of per-merchant commands.
+ *
+ * Key layout (every per-merchant key carries the {merchant_id} hash tag, so a
+ * merchant's keys share one Redis Cluster slot):
+ *   trust:{<m>}:signals   hash  signal values + as_of_ms
+ *   trust:{<m>}:wm        hash  source ("<topic>/<partition>") -> next offset
+ *                               applied for this merchant from that source
+ *   trust:{<m>}:score     hash  score, tier, confidence, sub-scores, reasons,
+ *                               version, model_version, updated_ms, pub_*
+ *   trust:scores          zset  merchant_id by score
+ *   trust:part:{<topic>/<partition>}  hash  epoch, committed, intent
+ *
+ * Every script touches the keys of one merchant (or one partition record)
+ * only. Commands are queued into a td_rbatch_t and sent with
+ * td_store_exec(), which pipelines them, reloads the function library when
+ * Redis lost it, and reports connection failures so the caller can retry the
+ * whole batch: every command trustd sends is safe to repeat.
+ */
+#ifndef TD_STORE_H
+#define TD_STORE_H
+
+#include <hiredis/hiredis.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+
+#define TD_STORE_ARGV_MAX 512
+
+typedef struct td_store_s td_store_t;
+typedef struct td_rbatch_s td_rbatch_t;
+
+typedef struct td_store_conf_s {
+    const char *addrs; /* "host:port[,host:port...]" or a unix socket path */
+    const char *user;  /* ACL user or "" */
+    const char *password;
+    int connect_timeout_ms;
+    int command_timeout_ms;
+} td_store_conf_t;
+
+typedef struct td_store_stats_s {
+    uint64_t roundtrips; /* pipelines sent and fully read */
+    uint64_t commands;
+    uint64_t errors; /* connection failures and error replies */
+} td_store_stats_t;
+
+/*
+ * Reply callback: reply is borrowed (valid during the call). Return TD_OK, or
+ * TD_ERR with errstr filled to fail the batch.
+ */
+typedef int (*td_rbatch_cb_t)(void *opaque, const redisReply *reply,
+                              char *errstr, size_t errstr_size);
+
+/* Connects lazily: returns NULL only on bad configuration. */
+td_store_t *td_store_new(const td_store_conf_t *conf, char *errstr,
+                         size_t errstr_size);
+void td_store_destroy(td_store_t *st);
+
+/* (Re)connects if needed and makes sure the function library is loaded.
+ * TD_OK when Redis answers. */
+int td_store_connect(td_store_t *st, char *errstr, size_t errstr_size);
+/* 1 if the last attempt to talk to Redis succeeded. */
+int td_store_healthy(const td_store_t *st);
+const td_store_stats_t *td_store_stats(const td_store_t *st);
+/* Name of a function of the loaded library, e.g. "apply" ->
+ * "td_apply_<hash>". Static storage. */
+const char *td_store_fn(const td_store_t *st, const char *base);
+
+td_rbatch_t *td_rbatch_new(void);
+void td_rbatch_destroy(td_rbatch_t *b);
+/* Empties the batch, keeping its memory. */
+void td_rbatch_reset(td_rbatch_t *b);
+size_t td_rbatch_cnt(const td_rbatch_t *b);
+
+/* Building one command: begin, add arguments, end with its callback. The
+ * route key decides the node in cluster mode (any key of the command). */
+void td_rbatch_begin(td_rbatch_t *b);
+void td_rbatch_arg(td_rbatch_t *b, const void *p, size_t len);
+void td_rbatch_str(td_rbatch_t *b, const char *s);
+void td_rbatch_i64(td_rbatch_t *b, int64_t v);
+void td_rbatch_dbl(td_rbatch_t *b, double v); /* %.17g */
+/* Formats an argument in place. */
+void td_rbatch_fmt(td_rbatch_t *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void td_rbatch_end(td_rbatch_t *b, td_rbatch_cb_t cb, void *opaque);
+
+/*
+ * Sends every command of the batch pipelined and calls each callback with its
+ * reply in order. On a connection error the context is dropped and TD_ERR is
+ * returned (callbacks may have run for a prefix); the caller retries the whole
+ * batch later. An error reply is passed to the callback like any other.
+ */
+int td_store_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
+                  size_t errstr_size);
+
+/* One blocking command with printf-like argv formatting (hiredis' format).
+ * Returns the reply (caller frees with freeReplyObject) or NULL + errstr. */
+redisReply *td_store_cmd(td_store_t *st, char *errstr, size_t errstr_size,
+                         const char *fmt, ...);
+
+redisReply *td_store_vcmd(td_store_t *st, char *errstr, size_t errstr_size,
+                          const char *fmt, va_list ap);
+
+/* Key builders: write the key into buf, return its length. */
+size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen);
+size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen);
+size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen);
+size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part);
+#define TD_KEY_SCORES "trust:scores"
+
+#endif

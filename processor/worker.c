@@ -1,0 +1,1142 @@
+/*
+ * worker.c - the trustd consumer loop and its exactly-once flush protocol.
+ *
+ * Events are decoded and folded into per-(merchant, source partition)
+ * deltas in the active cache. A flush swaps the caches and writes the
+ * in-flight one to Redis in steps, each a pipelined round trip:
+ *
+ *   1. partition records: for every source in the flush, td_part writes
+ *      committed = the last completed flush point and intent = this flush
+ *      point F, fenced by the owner epoch taken at assignment;
+ *   2. merchants: one td_apply call per merchant with all its deltas; each
+ *      delta is guarded by the merchant's watermark for its source and sets
+ *      it to F, in the same atomic step as the state change;
+ *   3. scores: for merchants whose score moved, a version is reserved
+ *      (td_score), the TrustScore produced, dead letters and scores flushed
+ *      to Kafka, then td_published marks what was delivered.
+ *
+ * So for every merchant m and source s, the events of s applied to m are
+ * exactly those below wm[m][s], and wm[m][s] is always the committed point
+ * or the intent of the partition record. After a crash or a rebalance the
+ * new owner claims the record (bumping the epoch), seeks to `committed`,
+ * and if `intent` > `committed` holds that source's deltas until it has
+ * read up to `intent`, so its first flush of that source ends exactly at
+ * `intent`: merchants the dead flush reached skip it (wm == intent),
+ * the others apply it. Merges commute, so two workers writing one merchant
+ * from two sources (after partitions were added) never lose an update.
+ *
+ * If Redis fails, the flush is retried with backoff and nothing more is
+ * consumed; offsets move only after every step succeeded.
+ */
+#include <librdkafka/rdkafka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "codec.h"
+#include "common.h"
+#include "dlq.h"
+#include "log.h"
+#include "mcache.h"
+#include "model.h"
+#include "store.h"
+#include "worker.h"
+
+#define KEY_MAX   (TD_MERCHANT_ID_MAX + 32)
+#define SCORE_MAX 4096
+
+enum { RL_DECODE = 0, RL_FLUSH = TD_DLQ__CNT, RL_KAFKA, RL_DLQ };
+
+typedef struct src_s {
+    td_event_kind_t kind;
+    int32_t partition;
+    char id[192];  /* "<topic>/<partition>": watermark field name */
+    char key[224]; /* partition record key */
+    int assigned;
+    int64_t epoch;
+    int64_t next;    /* next offset to read; -1 until known */
+    int64_t flushed; /* events below are applied; -1 none */
+    int64_t stored;  /* `committed` as stored in Redis */
+    int64_t horizon; /* intent of a dead flush to align to; -1 none */
+    int64_t fpoint;  /* flush point of the in-flight flush */
+    int in_flush;
+    uint64_t pending; /* events folded since the last flush */
+} src_t;
+
+typedef struct pub_s {
+    td_score_rec_t rec;
+} pub_t;
+
+typedef struct applyctx_s {
+    td_worker_t *w;
+    td_merchant_t *m;
+} applyctx_t;
+
+struct td_worker_s {
+    const td_conf_t *conf;
+    volatile sig_atomic_t *stop;
+    const char *topics[TD_EV__CNT];
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    td_dlq_t *dlq;
+    td_codec_t *codec;
+    td_validate_t validate;
+    td_store_t *store;
+    td_rbatch_t *batch;
+    td_model_t *model;
+    td_mcache_t *active;
+    td_mcache_t *inflight;
+    src_t *srcs;
+    int nsrc, srccap;
+    uint64_t events_since_flush;
+    int64_t last_flush_ms;
+    int64_t stop_deadline; /* monotonic ms; 0 until stopping */
+    pub_t *pubs;
+    size_t npubs, pubcap;
+    applyctx_t *actx;
+    size_t actxcap;
+    uint64_t score_failures; /* score deliveries failed in this attempt */
+    uint64_t scores_delivered;
+    int healthy;
+    td_log_ratelimit_t rl;
+    td_metrics_t metrics;
+    char scorebuf[SCORE_MAX];
+};
+
+static int flush(td_worker_t *w);
+
+static void *xrealloc(void *p, size_t n) {
+    void *np = realloc(p, n);
+    if (!np) {
+        fprintf(stderr, "trustd: out of memory (%zu bytes)\n", n);
+        abort();
+    }
+    return np;
+}
+
+/* Sleeps up to ms, waking early when asked to stop. */
+static void nap(td_worker_t *w, int ms) {
+    while (ms > 0 && !*w->stop) {
+        int step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+/* 1 once we are stopping and the shutdown deadline passed. */
+static int give_up(td_worker_t *w) {
+    if (!*w->stop)
+        return 0;
+    if (!w->stop_deadline)
+        w->stop_deadline = td_mono_ms() + w->conf->shutdown_timeout_ms;
+    return td_mono_ms() >= w->stop_deadline;
+}
+
+static void set_healthy(td_worker_t *w, int ok) {
+    w->healthy = ok;
+    atomic_store(&w->metrics.redis_ok, ok);
+}
+
+static void sync_store_stats(td_worker_t *w) {
+    const td_store_stats_t *st = td_store_stats(w->store);
+    atomic_store(&w->metrics.redis_roundtrips, st->roundtrips);
+    atomic_store(&w->metrics.redis_errors, st->errors);
+}
+
+/* ---- sources ---- */
+
+static int kind_of_topic(const td_worker_t *w, const char *topic) {
+    for (int k = 0; k < TD_EV__CNT; k++) {
+        if (!strcmp(w->topics[k], topic))
+            return k;
+    }
+    return -1;
+}
+
+static src_t *src_find(td_worker_t *w, int kind, int32_t partition) {
+    for (int i = 0; i < w->nsrc; i++) {
+        if ((int)w->srcs[i].kind == kind && w->srcs[i].partition == partition)
+            return &w->srcs[i];
+    }
+    return NULL;
+}
+
+static src_t *src_get(td_worker_t *w, int kind, int32_t partition) {
+    src_t *s = src_find(w, kind, partition);
+    if (s)
+        return s;
+    if (w->nsrc == w->srccap) {
+        w->srccap = w->srccap ? w->srccap * 2 : 16;
+        w->srcs = xrealloc(w->srcs, (size_t)w->srccap * sizeof(*w->srcs));
+    }
+    s = &w->srcs[w->nsrc++];
+    memset(s, 0, sizeof(*s));
+    s->kind = (td_event_kind_t)kind;
+    s->partition = partition;
+    snprintf(s->id, sizeof(s->id), "%s/%d", w->topics[kind], (int)partition);
+    td_key_part(s->key, sizeof(s->key), w->topics[kind], partition);
+    s->next = s->flushed = s->stored = s->horizon = -1;
+    return s;
+}
+
+static void src_metrics(td_worker_t *w, const src_t *s) {
+    if (s->partition < 0 || s->partition >= TD_METRICS_MAX_PARTS)
+        return;
+    atomic_store(&w->metrics.stored_offset[s->kind][s->partition],
+                 s->assigned ? s->stored : -1);
+    atomic_store(&w->metrics.position[s->kind][s->partition],
+                 s->assigned ? s->next : -1);
+    if (!s->assigned)
+        atomic_store(&w->metrics.high_watermark[s->kind][s->partition], -1);
+}
+
+/* ---- Kafka callbacks ---- */
+
+static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                   const char *buf) {
+    /* librdkafka uses syslog levels; runs on its threads. */
+    int lvl = level <= 4 ? TD_LOG_WARNING : level <= 6 ? TD_LOG_VERBOSE
+                                                       : TD_LOG_DEBUG;
+    td_log(lvl, "kafka %s: %s", fac, buf);
+}
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
+                  void *opaque) {
+    td_worker_t *w = opaque;
+    if (td_dlq_delivery(w->dlq, msg))
+        return;
+    if (msg->err) {
+        w->score_failures++;
+        td_log_rl(&w->rl, RL_KAFKA, TD_LOG_WARNING,
+                  "score delivery to %s failed: %s",
+                  rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
+    } else {
+        w->scores_delivered++;
+    }
+}
+
+/* ---- assignment ---- */
+
+static int parse_i64(const redisReply *r, int64_t *out) {
+    char *end;
+    if (r->type != REDIS_REPLY_STRING || r->len == 0) {
+        *out = -1;
+        return 0;
+    }
+    *out = strtoll(r->str, &end, 10);
+    return 1;
+}
+
+/* Claims a partition record: bumps its epoch and reads its offsets. Retries
+ * while Redis is unreachable. TD_OK, or TD_ERR when giving up. */
+static int claim(td_worker_t *w, src_t *s) {
+    char errstr[512];
+    int backoff = 50;
+
+    while (!give_up(w)) {
+        redisReply *r = td_store_cmd(w->store, errstr, sizeof(errstr),
+                                     "FCALL %s 1 %s claim",
+                                     td_store_fn(w->store, "part"), s->key);
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
+            parse_i64(r->element[0], &s->epoch);
+            parse_i64(r->element[1], &s->stored);
+            int64_t intent;
+            parse_i64(r->element[2], &intent);
+            freeReplyObject(r);
+            s->flushed = s->stored;
+            s->next = s->stored;
+            s->horizon = intent > s->stored ? intent : -1;
+            set_healthy(w, 1);
+            return TD_OK;
+        }
+        if (r) {
+            snprintf(errstr, sizeof(errstr), "unexpected reply type %d%s%s",
+                     r->type, r->type == REDIS_REPLY_ERROR ? ": " : "",
+                     r->type == REDIS_REPLY_ERROR ? r->str : "");
+            freeReplyObject(r);
+        }
+        set_healthy(w, 0);
+        td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
+                  "claiming %s: %s; retrying in %d ms", s->id, errstr,
+                  backoff);
+        nap(w, backoff);
+        backoff = backoff * 2 > w->conf->redis_retry_max_ms
+                      ? w->conf->redis_retry_max_ms
+                      : backoff * 2;
+    }
+    return TD_ERR;
+}
+
+static void on_assign(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
+    rd_kafka_error_t *error;
+
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int kind = kind_of_topic(w, p->topic);
+        src_t *s;
+        if (kind < 0)
+            continue;
+        s = src_get(w, kind, p->partition);
+        if (claim(w, s) != TD_OK) {
+            /* Stopping: let it start from Kafka's position; nothing will be
+             * consumed anyway. */
+            p->offset = RD_KAFKA_OFFSET_INVALID;
+            continue;
+        }
+        s->assigned = 1;
+        s->pending = 0;
+        s->in_flush = 0;
+        p->offset = s->stored >= 0 ? s->stored : RD_KAFKA_OFFSET_BEGINNING;
+        atomic_fetch_add(&w->metrics.assigned_partitions, 1);
+        src_metrics(w, s);
+        if (s->horizon >= 0)
+            td_log(TD_LOG_NOTICE,
+                   "assigned %s: resuming at %lld, replaying up to %lld "
+                   "(a flush there may have been cut short)",
+                   s->id, (long long)s->stored, (long long)s->horizon);
+        else
+            td_log(TD_LOG_NOTICE, "assigned %s: resuming at %lld (epoch "
+                   "%lld)", s->id, (long long)s->stored, (long long)s->epoch);
+    }
+    if (!strcmp(rd_kafka_rebalance_protocol(w->consumer), "COOPERATIVE")) {
+        error = rd_kafka_incremental_assign(w->consumer, parts);
+        if (error) {
+            td_log(TD_LOG_WARNING, "incremental assign: %s",
+                   rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    } else {
+        rd_kafka_assign(w->consumer, parts);
+    }
+}
+
+static void unassign_src(td_worker_t *w, src_t *s, int drop) {
+    if (drop) {
+        td_mcache_drop_source(w->active, (int)(s - w->srcs));
+        td_mcache_drop_source(w->inflight, (int)(s - w->srcs));
+    }
+    if (s->assigned)
+        atomic_fetch_sub(&w->metrics.assigned_partitions, 1);
+    s->assigned = 0;
+    s->in_flush = 0;
+    s->pending = 0;
+    s->horizon = -1;
+    src_metrics(w, s);
+}
+
+static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
+    int lost = rd_kafka_assignment_lost(w->consumer);
+    rd_kafka_error_t *error;
+    int i;
+
+    for (i = 0; i < parts->cnt; i++) {
+        int kind = kind_of_topic(w, parts->elems[i].topic);
+        src_t *s = kind < 0 ? NULL : src_find(w, kind, parts->elems[i].partition);
+        if (!s || !s->assigned)
+            continue;
+        if (lost || s->horizon >= 0) {
+            /* Lost: someone else owns it already. Mid-replay: the record
+             * still says where to resume; applying half of the in-doubt
+             * range would break the alignment for the next owner. */
+            unassign_src(w, s, 1);
+            td_log(TD_LOG_NOTICE, "%s %s: unflushed events dropped",
+                   lost ? "lost" : "revoked mid-replay", s->id);
+        }
+    }
+    if (!lost && flush(w) != TD_OK)
+        td_log(TD_LOG_WARNING, "flush before revoke failed: the next owner "
+               "replays from the stored offsets");
+    for (i = 0; i < parts->cnt; i++) {
+        int kind = kind_of_topic(w, parts->elems[i].topic);
+        src_t *s = kind < 0 ? NULL : src_find(w, kind, parts->elems[i].partition);
+        if (!s || !s->assigned)
+            continue;
+        td_log(TD_LOG_NOTICE, "revoked %s at %lld", s->id,
+               (long long)s->stored);
+        unassign_src(w, s, 1);
+    }
+    if (!strcmp(rd_kafka_rebalance_protocol(w->consumer), "COOPERATIVE")) {
+        error = rd_kafka_incremental_unassign(w->consumer, parts);
+        if (error) {
+            td_log(TD_LOG_WARNING, "incremental unassign: %s",
+                   rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+    } else {
+        rd_kafka_assign(w->consumer, NULL);
+    }
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts,
+                         void *opaque) {
+    td_worker_t *w = opaque;
+
+    atomic_fetch_add(&w->metrics.rebalances, 1);
+    switch (err) {
+    case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        on_assign(w, parts);
+        break;
+    case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+        on_revoke(w, parts);
+        break;
+    default:
+        td_log(TD_LOG_WARNING, "rebalance error: %s", rd_kafka_err2str(err));
+        rd_kafka_assign(rk, NULL);
+    }
+}
+
+/* ---- flush ---- */
+
+static int part_cb(void *opaque, const redisReply *r, char *errstr,
+                   size_t errstr_size) {
+    src_t *s = opaque;
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (!strncmp(r->str, "TDFENCED", 8)) {
+            /* Another worker claimed it: this flush must not touch it. */
+            s->assigned = -1;
+            return TD_OK;
+        }
+        snprintf(errstr, errstr_size, "%s: %s", s->id, r->str);
+        return TD_ERR;
+    }
+    return TD_OK;
+}
+
+static int want_publish(const td_worker_t *w, const td_score_rec_t *rec,
+                        const redisReply *const *meta, int64_t now) {
+    int64_t pub_ms, pub_tier;
+    double pub_score;
+
+    if (meta[2]->type != REDIS_REPLY_STRING || meta[2]->len == 0)
+        return 1; /* never published */
+    pub_score = strtod(meta[0]->str, NULL);
+    pub_tier = strtoll(meta[1]->str, NULL, 10);
+    pub_ms = strtoll(meta[2]->str, NULL, 10);
+    if (fabs(rec->score - pub_score) >= w->conf->publish_min_step)
+        return 1;
+    if (rec->tier != pub_tier)
+        return 1;
+    return w->conf->publish_max_interval_ms > 0 &&
+           now - pub_ms >= w->conf->publish_max_interval_ms;
+}
+
+static int apply_cb(void *opaque, const redisReply *r, char *errstr,
+                    size_t errstr_size) {
+    applyctx_t *ax = opaque;
+    td_worker_t *w = ax->w;
+    td_sigstate_t st;
+    pub_t *pub;
+    size_t need = 2 + TD_SIG_BASE_CNT + 4;
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        if (!strncmp(r->str, "TDOVERLAP", 9)) {
+            /* Cannot happen while the protocol holds: say so loudly, keep
+             * the stream going. */
+            td_log(TD_LOG_WARNING, "merchant %s: %s (delta skipped)",
+                   ax->m->id, r->str);
+            return TD_OK;
+        }
+        snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, r->str);
+        return TD_ERR;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != need) {
+        snprintf(errstr, errstr_size, "merchant %s: bad apply reply",
+                 ax->m->id);
+        return TD_ERR;
+    }
+    td_sigstate_init(&st);
+    if (!parse_i64(r->element[1], &st.as_of))
+        st.as_of = TD_NULL_TS;
+    for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
+        const redisReply *e = r->element[2 + i];
+        if (e->type == REDIS_REPLY_STRING && e->len > 0) {
+            st.v[i] = strtod(e->str, NULL);
+            st.present[i] = 1;
+        }
+    }
+    td_sigstate_derive(&st);
+    if (st.as_of == TD_NULL_TS)
+        return TD_OK;
+
+    if (w->npubs == w->pubcap) {
+        w->pubcap = w->pubcap ? w->pubcap * 2 : 256;
+        w->pubs = xrealloc(w->pubs, w->pubcap * sizeof(*w->pubs));
+    }
+    pub = &w->pubs[w->npubs];
+    memset(&pub->rec, 0, sizeof(pub->rec));
+    snprintf(pub->rec.merchant_id, sizeof(pub->rec.merchant_id), "%s",
+             ax->m->id);
+    td_model_score(w->model, &st, &pub->rec);
+    if (want_publish(w, &pub->rec,
+                     (const redisReply *const *)&r->element[2 +
+                                                            TD_SIG_BASE_CNT],
+                     td_now_ms()))
+        w->npubs++;
+    return TD_OK;
+}
+
+static int score_cb(void *opaque, const redisReply *r, char *errstr,
+                    size_t errstr_size) {
+    pub_t *pub = opaque;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        snprintf(errstr, errstr_size, "score of %s: %s", pub->rec.merchant_id,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        return TD_ERR;
+    }
+    pub->rec.version = r->integer;
+    return TD_OK;
+}
+
+static int ok_cb(void *opaque, const redisReply *r, char *errstr,
+                 size_t errstr_size) {
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(errstr, errstr_size, "%s: %s", (const char *)opaque, r->str);
+        return TD_ERR;
+    }
+    return TD_OK;
+}
+
+/* Appends the reasons as a JSON array of strings. */
+static void reasons_json(const td_score_rec_t *rec, char *buf, size_t size) {
+    size_t len = 0;
+    len += (size_t)snprintf(buf, size, "[");
+    for (int i = 0; i < rec->reason_cnt && len < size; i++) {
+        len += (size_t)snprintf(buf + len, size - len, "%s\"", i ? "," : "");
+        for (const char *p = rec->reasons[i]; *p && len + 3 < size; p++) {
+            if (*p == '"' || *p == '\\')
+                buf[len++] = '\\';
+            buf[len++] = *p;
+        }
+        if (len < size)
+            len += (size_t)snprintf(buf + len, size - len, "\"");
+    }
+    if (len < size)
+        snprintf(buf + len, size - len, "]");
+}
+
+static void queue_apply(td_worker_t *w, td_merchant_t *m, applyctx_t *ax) {
+    td_rbatch_t *b = w->batch;
+    char key[KEY_MAX];
+    int nsrc = 0;
+
+    for (td_mdelta_t *d = m->deltas; d; d = d->next)
+        nsrc++;
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "FCALL");
+    td_rbatch_str(b, td_store_fn(w->store, "apply"));
+    td_rbatch_str(b, "3");
+    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), m->id, m->idlen));
+    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), m->id, m->idlen));
+    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), m->id, m->idlen));
+    td_rbatch_i64(b, nsrc);
+    for (td_mdelta_t *d = m->deltas; d; d = d->next) {
+        const src_t *s = &w->srcs[d->src];
+        int n = td_signals_slot_cnt((td_event_kind_t)d->d.kind), set = 0;
+        for (int i = 0; i < n; i++)
+            set += td_sigdelta_slot_set(&d->d, i);
+        td_rbatch_str(b, s->id);
+        td_rbatch_i64(b, d->lo);
+        td_rbatch_i64(b, s->fpoint);
+        td_rbatch_i64(b, d->d.as_of);
+        td_rbatch_i64(b, set);
+        for (int i = 0; i < n; i++) {
+            if (!td_sigdelta_slot_set(&d->d, i))
+                continue;
+            td_rbatch_i64(
+                b, (int64_t)td_signals_slot_sig((td_event_kind_t)d->d.kind,
+                                                i) + 1);
+            td_rbatch_dbl(b, d->d.v[i]);
+        }
+    }
+    ax->w = w;
+    ax->m = m;
+    td_rbatch_end(b, apply_cb, ax);
+}
+
+static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
+    td_rbatch_t *b = w->batch;
+    td_score_rec_t *rec = &pub->rec;
+    char key[KEY_MAX];
+    size_t mlen = strlen(rec->merchant_id);
+    char reasons[1024];
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "FCALL");
+    td_rbatch_str(b, td_store_fn(w->store, "score"));
+    td_rbatch_str(b, "1");
+    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), rec->merchant_id,
+                                       mlen));
+    td_rbatch_str(b, "score");
+    td_rbatch_dbl(b, rec->score);
+    td_rbatch_str(b, "tier");
+    td_rbatch_i64(b, rec->tier);
+    td_rbatch_str(b, "confidence");
+    td_rbatch_dbl(b, rec->confidence);
+    for (int i = 0; i < rec->dim_cnt; i++) {
+        td_rbatch_fmt(b, "sub_%s", rec->dim_names[i]);
+        td_rbatch_dbl(b, rec->dims[i]);
+    }
+    reasons_json(rec, reasons, sizeof(reasons));
+    td_rbatch_str(b, "reasons");
+    td_rbatch_str(b, reasons);
+    td_rbatch_str(b, "model_version");
+    td_rbatch_str(b, rec->model_version);
+    td_rbatch_str(b, "as_of_ms");
+    td_rbatch_i64(b, rec->as_of_ms);
+    td_rbatch_str(b, "updated_ms");
+    td_rbatch_i64(b, now);
+    td_rbatch_end(b, score_cb, pub);
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "ZADD");
+    td_rbatch_str(b, TD_KEY_SCORES);
+    td_rbatch_dbl(b, rec->score);
+    td_rbatch_arg(b, rec->merchant_id, mlen);
+    td_rbatch_end(b, ok_cb, (void *)"ZADD " TD_KEY_SCORES);
+}
+
+static void queue_published(td_worker_t *w, const pub_t *pub, int64_t now) {
+    td_rbatch_t *b = w->batch;
+    char key[KEY_MAX];
+    const td_score_rec_t *rec = &pub->rec;
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "FCALL");
+    td_rbatch_str(b, td_store_fn(w->store, "published"));
+    td_rbatch_str(b, "1");
+    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), rec->merchant_id,
+                                       strlen(rec->merchant_id)));
+    td_rbatch_i64(b, rec->version);
+    td_rbatch_dbl(b, rec->score);
+    td_rbatch_i64(b, rec->tier);
+    td_rbatch_i64(b, now);
+    td_rbatch_end(b, ok_cb, (void *)"published");
+}
+
+/* Produces the reserved scores and waits for them and every dead letter. */
+static int deliver(td_worker_t *w, char *errstr, size_t errstr_size) {
+    int64_t deadline = td_mono_ms() + 30000;
+
+    w->score_failures = 0;
+    if (td_dlq_retry(w->dlq, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    for (size_t i = 0; i < w->npubs; i++) {
+        td_score_rec_t *rec = &w->pubs[i].rec;
+        size_t len;
+        rd_kafka_resp_err_t err;
+        if (td_codec_encode_score(w->codec, rec, w->scorebuf,
+                                  sizeof(w->scorebuf), &len, errstr,
+                                  errstr_size) != TD_OK)
+            return TD_ERR;
+        do {
+            err = rd_kafka_producev(
+                w->producer, RD_KAFKA_V_TOPIC(w->conf->topic_scores),
+                RD_KAFKA_V_KEY(rec->merchant_id, strlen(rec->merchant_id)),
+                RD_KAFKA_V_VALUE(w->scorebuf, len),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(w->producer, 10);
+        } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
+                 td_mono_ms() < deadline);
+        if (err) {
+            snprintf(errstr, errstr_size, "producing score: %s",
+                     rd_kafka_err2str(err));
+            return TD_ERR;
+        }
+    }
+    while (rd_kafka_outq_len(w->producer) > 0 && td_mono_ms() < deadline)
+        rd_kafka_flush(w->producer, 100);
+    if (rd_kafka_outq_len(w->producer) > 0) {
+        snprintf(errstr, errstr_size, "Kafka did not acknowledge %d "
+                 "messages in time", rd_kafka_outq_len(w->producer));
+        return TD_ERR;
+    }
+    if (w->score_failures || td_dlq_failed(w->dlq)) {
+        snprintf(errstr, errstr_size,
+                 "%llu score and %zu dead-letter deliveries failed",
+                 (unsigned long long)w->score_failures,
+                 td_dlq_failed(w->dlq));
+        return TD_ERR;
+    }
+    atomic_fetch_add(&w->metrics.scores_published, w->npubs);
+    return TD_OK;
+}
+
+static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
+    td_rbatch_t *b = w->batch;
+    size_t n = 0;
+    int64_t now;
+
+    /* 1. partition records */
+    td_rbatch_reset(b);
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->assigned != 1 || (!s->in_flush && s->flushed <= s->stored))
+            continue;
+        td_rbatch_begin(b);
+        td_rbatch_str(b, "FCALL");
+        td_rbatch_str(b, td_store_fn(w->store, "part"));
+        td_rbatch_str(b, "1");
+        td_rbatch_str(b, s->key);
+        td_rbatch_str(b, "set");
+        td_rbatch_i64(b, s->epoch);
+        td_rbatch_i64(b, s->flushed);
+        td_rbatch_i64(b, s->in_flush ? s->fpoint : s->flushed);
+        td_rbatch_end(b, part_cb, s);
+    }
+    if (td_rbatch_cnt(b) &&
+        td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->assigned == -1) {
+            td_log(TD_LOG_WARNING, "%s was claimed by another worker: its "
+                   "unflushed events are left to it", s->id);
+            s->assigned = 1; /* so unassign_src keeps the gauge right */
+            unassign_src(w, s, 1);
+        } else if (s->assigned == 1) {
+            s->stored = s->flushed;
+        }
+    }
+
+    /* 2. merchants */
+    td_rbatch_reset(b);
+    w->npubs = 0;
+    if (td_mcache_merchants(w->inflight) > w->actxcap) {
+        w->actxcap = td_mcache_merchants(w->inflight);
+        w->actx = xrealloc(w->actx, w->actxcap * sizeof(*w->actx));
+    }
+    for (td_merchant_t *m = td_mcache_first(w->inflight); m; m = m->lnext) {
+        if (m->deltas)
+            queue_apply(w, m, &w->actx[n++]);
+    }
+    if (td_rbatch_cnt(b) &&
+        td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+
+    /* 3. scores, dead letters */
+    now = td_now_ms();
+    td_rbatch_reset(b);
+    for (size_t i = 0; i < w->npubs; i++)
+        queue_score(w, &w->pubs[i], now);
+    if (td_rbatch_cnt(b) &&
+        td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    if (deliver(w, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    td_rbatch_reset(b);
+    for (size_t i = 0; i < w->npubs; i++)
+        queue_published(w, &w->pubs[i], now);
+    if (td_rbatch_cnt(b) &&
+        td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    return TD_OK;
+}
+
+/* Moves the deltas of sources that are not held for replay alignment from
+ * the active cache to the (empty) in-flight one. */
+static void take_flushable(td_worker_t *w) {
+    int held = 0;
+    for (int i = 0; i < w->nsrc; i++)
+        held += w->srcs[i].assigned == 1 && w->srcs[i].horizon >= 0 &&
+                w->srcs[i].pending > 0;
+    if (!held) {
+        td_mcache_t *t = w->inflight;
+        w->inflight = w->active;
+        w->active = t;
+        return;
+    }
+    for (td_merchant_t *m = td_mcache_first(w->active); m; m = m->lnext) {
+        for (td_mdelta_t *d = m->deltas; d; d = d->next) {
+            if (w->srcs[d->src].horizon >= 0)
+                continue;
+            td_mdelta_t *nd =
+                td_mcache_delta(w->inflight, m->id, m->idlen, d->src,
+                                (td_event_kind_t)d->d.kind, d->lo);
+            nd->d = d->d;
+        }
+    }
+    for (int i = 0; i < w->nsrc; i++) {
+        if (w->srcs[i].horizon < 0)
+            td_mcache_drop_source(w->active, i);
+    }
+}
+
+/* Flushes everything flushable; retries until it succeeds or we give up.
+ * TD_OK when the in-flight cache was written and offsets stored. */
+static int flush(td_worker_t *w) {
+    char errstr[512];
+    int backoff = 50;
+    int64_t t0 = td_mono_ms();
+    uint64_t events = 0;
+    int need = 0;
+
+    if (td_mcache_merchants(w->inflight) > 0) {
+        /* A flush given up earlier (shutdown): retry it as it was. */
+        need = 1;
+        goto retry;
+    }
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->assigned != 1)
+            continue;
+        if (s->pending > 0 && s->horizon < 0) {
+            s->in_flush = 1;
+            s->fpoint = s->next;
+            events += s->pending;
+            s->pending = 0;
+            need = 1;
+        } else if (s->flushed > s->stored) {
+            need = 1;
+        }
+    }
+    if (!need && td_dlq_inflight(w->dlq) == 0 && td_dlq_failed(w->dlq) == 0)
+        return TD_OK;
+    take_flushable(w);
+    w->events_since_flush = 0;
+    atomic_store(&w->metrics.merchants_cached,
+                 (int64_t)td_mcache_merchants(w->active));
+
+retry:
+    while (flush_attempt(w, errstr, sizeof(errstr)) != TD_OK) {
+        sync_store_stats(w);
+        atomic_fetch_add(&w->metrics.flush_failures, 1);
+        set_healthy(w, 0);
+        td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
+                  "flush failed: %s; retrying in %d ms", errstr, backoff);
+        if (give_up(w)) {
+            td_log(TD_LOG_WARNING, "giving up the flush at shutdown: "
+                   "offsets were not stored, the next owner replays");
+            return TD_ERR;
+        }
+        nap(w, backoff);
+        backoff = backoff * 2 > w->conf->redis_retry_max_ms
+                      ? w->conf->redis_retry_max_ms
+                      : backoff * 2;
+    }
+    if (!w->healthy)
+        td_log(TD_LOG_NOTICE, "flush succeeded again; resuming");
+    set_healthy(w, 1);
+
+    /* Every step succeeded: the flush points are the new stored offsets
+     * (written to Redis with the next flush's partition records), and a
+     * hint for Kafka-side lag tooling. */
+    rd_kafka_topic_partition_list_t *offs =
+        rd_kafka_topic_partition_list_new(w->nsrc > 0 ? w->nsrc : 1);
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (!s->in_flush)
+            continue;
+        s->flushed = s->fpoint;
+        s->in_flush = 0;
+        rd_kafka_topic_partition_list_add(offs, w->topics[s->kind],
+                                          s->partition)
+            ->offset = s->flushed;
+        src_metrics(w, s);
+    }
+    if (offs->cnt > 0)
+        rd_kafka_commit(w->consumer, offs, 1);
+    rd_kafka_topic_partition_list_destroy(offs);
+    td_mcache_clear(w->inflight);
+
+    double secs = (double)(td_mono_ms() - t0) / 1000.0;
+    td_hist_observe(&w->metrics.flush_seconds, secs);
+    td_hist_observe(&w->metrics.batch_events, (double)events);
+    atomic_fetch_add(&w->metrics.flushes, 1);
+    atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
+    sync_store_stats(w);
+    w->last_flush_ms = td_mono_ms();
+    return TD_OK;
+}
+
+/* ---- consuming ---- */
+
+static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
+    char errstr[512];
+    td_event_t ev;
+    td_dlq_reason_t reason;
+    int kind;
+    src_t *s;
+
+    if (msg->err) {
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            td_log_rl(&w->rl, RL_KAFKA, TD_LOG_WARNING, "consumer: %s",
+                      rd_kafka_message_errstr(msg));
+        return;
+    }
+    kind = kind_of_topic(w, rd_kafka_topic_name(msg->rkt));
+    s = kind < 0 ? NULL : src_find(w, kind, msg->partition);
+    if (!s || s->assigned != 1)
+        return; /* left over from a revoked assignment */
+    if (s->next >= 0 && msg->offset < s->next)
+        return; /* already seen */
+    if (s->horizon >= 0 && msg->offset >= s->horizon) {
+        /* Every offset below the horizon has been read (or is a gap):
+         * flush this source's replay so it ends exactly there. */
+        s->next = s->horizon;
+        s->horizon = -1;
+        flush(w);
+    }
+    atomic_fetch_add_explicit(&w->metrics.consumed[kind], 1,
+                              memory_order_relaxed);
+    reason = td_codec_decode(w->codec, (td_event_kind_t)kind, msg->key,
+                             msg->key_len, msg->payload, msg->len,
+                             td_now_ms(), &w->validate, &ev, errstr,
+                             sizeof(errstr));
+    if (reason != TD_DLQ_OK) {
+        char perr[256];
+        td_log_rl(&w->rl, RL_DECODE + (int)reason, TD_LOG_WARNING,
+                  "dead-lettering %s [%d] offset %lld: %s: %s",
+                  w->topics[kind], (int)msg->partition,
+                  (long long)msg->offset, td_dlq_reason_name(reason), errstr);
+        while (td_dlq_produce(w->dlq, msg, reason, errstr, td_now_ms(), perr,
+                              sizeof(perr)) != TD_OK) {
+            /* Queue full: serve delivery reports, then try again. */
+            td_log_rl(&w->rl, RL_DLQ, TD_LOG_WARNING, "%s", perr);
+            rd_kafka_poll(w->producer, 100);
+            if (give_up(w))
+                break;
+        }
+        atomic_fetch_add_explicit(&w->metrics.dead_lettered[kind][reason], 1,
+                                  memory_order_relaxed);
+    } else {
+        td_mdelta_t *d = td_mcache_delta(
+            w->active, ev.merchant_id.ptr, ev.merchant_id.len,
+            (int)(s - w->srcs), (td_event_kind_t)kind, msg->offset);
+        td_sigdelta_add(&d->d, &ev);
+        atomic_fetch_add_explicit(&w->metrics.applied[kind], 1,
+                                  memory_order_relaxed);
+    }
+    s->next = msg->offset + 1;
+    s->pending++;
+    w->events_since_flush++;
+}
+
+static void update_watermarks(td_worker_t *w) {
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        int64_t lo, hi;
+        if (s->assigned != 1 || s->partition >= TD_METRICS_MAX_PARTS)
+            continue;
+        if (rd_kafka_get_watermark_offsets(w->consumer, w->topics[s->kind],
+                                           s->partition, &lo,
+                                           &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+            hi >= 0)
+            atomic_store(&w->metrics.high_watermark[s->kind][s->partition], hi);
+        atomic_store(&w->metrics.position[s->kind][s->partition], s->next);
+    }
+}
+
+int td_worker_run(td_worker_t *w) {
+    rd_kafka_topic_partition_list_t *topics =
+        rd_kafka_topic_partition_list_new(TD_EV__CNT);
+    rd_kafka_resp_err_t err;
+    int rc = 0;
+
+    for (int k = 0; k < TD_EV__CNT; k++)
+        rd_kafka_topic_partition_list_add(topics, w->topics[k],
+                                          RD_KAFKA_PARTITION_UA);
+    err = rd_kafka_subscribe(w->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (err) {
+        td_log(TD_LOG_WARNING, "subscribe: %s", rd_kafka_err2str(err));
+        return 1;
+    }
+    w->last_flush_ms = td_mono_ms();
+    td_log(TD_LOG_NOTICE, "consuming %s, %s, %s as group %s", w->topics[0],
+           w->topics[1], w->topics[2], w->conf->group);
+
+    while (!*w->stop) {
+        rd_kafka_message_t *msg = rd_kafka_consumer_poll(w->consumer, 20);
+        int64_t now;
+        if (msg) {
+            handle(w, msg);
+            rd_kafka_message_destroy(msg);
+        }
+        now = td_mono_ms();
+        if (w->events_since_flush >= (uint64_t)w->conf->flush_max_events ||
+            td_mcache_merchants(w->active) >=
+                (size_t)w->conf->max_merchants ||
+            now - w->last_flush_ms >= w->conf->flush_interval_ms) {
+            update_watermarks(w);
+            if (flush(w) != TD_OK)
+                rc = 1;
+            w->last_flush_ms = td_mono_ms();
+        }
+        atomic_store_explicit(&w->metrics.merchants_cached,
+                              (int64_t)td_mcache_merchants(w->active),
+                              memory_order_relaxed);
+        rd_kafka_poll(w->producer, 0);
+    }
+
+    td_log(TD_LOG_NOTICE, "stopping: flushing and leaving the group");
+    give_up(w); /* starts the shutdown deadline */
+    if (flush(w) != TD_OK)
+        rc = 1;
+    /* Revokes the assignment through rebalance_cb (a no-op flush, then the
+     * final partition records) and leaves the group. */
+    rd_kafka_consumer_close(w->consumer);
+    if (flush(w) != TD_OK)
+        rc = 1;
+    rd_kafka_flush(w->producer, 2000);
+    td_log(TD_LOG_NOTICE, "stopped%s", rc ? " (with unflushed events)" : "");
+    return rc;
+}
+
+/* ---- construction ---- */
+
+static int kconf_set(rd_kafka_conf_t *kc, const char *name, const char *value,
+                     char *errstr, size_t errstr_size) {
+    if (rd_kafka_conf_set(kc, name, value, errstr, errstr_size) !=
+        RD_KAFKA_CONF_OK)
+        return TD_ERR;
+    return TD_OK;
+}
+
+static rd_kafka_conf_t *kconf_new(td_worker_t *w, int consumer, char *errstr,
+                                  size_t errstr_size) {
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    static const char *consumer_props[][2] = {
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"auto.offset.reset", "earliest"},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.partition.eof", "false"},
+    };
+    static const char *producer_props[][2] = {
+        {"enable.idempotence", "true"},
+        {"compression.codec", "lz4"},
+        {"linger.ms", "5"},
+        {"message.timeout.ms", "30000"},
+    };
+
+    if (kconf_set(kc, "bootstrap.servers", w->conf->brokers, errstr,
+                  errstr_size) != TD_OK)
+        goto err;
+    if (consumer) {
+        if (kconf_set(kc, "group.id", w->conf->group, errstr, errstr_size))
+            goto err;
+        for (size_t i = 0; i < TD_ARRAY_LEN(consumer_props); i++) {
+            if (kconf_set(kc, consumer_props[i][0], consumer_props[i][1],
+                          errstr, errstr_size) != TD_OK)
+                goto err;
+        }
+    } else {
+        for (size_t i = 0; i < TD_ARRAY_LEN(producer_props); i++) {
+            if (kconf_set(kc, producer_props[i][0], producer_props[i][1],
+                          errstr, errstr_size) != TD_OK)
+                goto err;
+        }
+    }
+    for (size_t i = 0; i < w->conf->kafka_prop_cnt; i++) {
+        const td_kafka_prop_t *p = &w->conf->kafka_props[i];
+        char e2[256];
+        if (kconf_set(kc, p->name, p->value, e2, sizeof(e2)) != TD_OK) {
+            snprintf(errstr, errstr_size, "kafka.%s: %s", p->name, e2);
+            goto err;
+        }
+    }
+    rd_kafka_conf_set_log_cb(kc, log_cb);
+    rd_kafka_conf_set_opaque(kc, w);
+    if (consumer)
+        rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
+    else
+        rd_kafka_conf_set_dr_msg_cb(kc, dr_cb);
+    return kc;
+err:
+    rd_kafka_conf_destroy(kc);
+    return NULL;
+}
+
+td_worker_t *td_worker_new(const td_conf_t *conf,
+                           volatile sig_atomic_t *stop, char *errstr,
+                           size_t errstr_size) {
+    td_worker_t *w = calloc(1, sizeof(*w));
+    rd_kafka_conf_t *kc;
+    td_store_conf_t sc;
+
+    if (!w) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    w->conf = conf;
+    w->stop = stop;
+    w->topics[TD_EV_ORDER] = conf->topic_orders;
+    w->topics[TD_EV_REVIEW] = conf->topic_reviews;
+    w->topics[TD_EV_REFUND] = conf->topic_refunds;
+    td_metrics_init(&w->metrics, w->topics);
+    atomic_store(&w->metrics.started_ms, td_mono_ms());
+    atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
+    td_log_rl_init(&w->rl, conf->log_error_interval_ms);
+    td_validate_defaults(&w->validate);
+    w->validate.min_event_time_ms = conf->min_event_time_ms;
+    w->validate.max_future_skew_ms = conf->max_future_skew_ms;
+    w->validate.max_message_bytes = (size_t)conf->max_message_bytes;
+
+    if (!(w->model = td_model_load(conf->model_file, errstr, errstr_size)))
+        goto err;
+    if (!(w->codec = td_codec_new(errstr, errstr_size)))
+        goto err;
+    sc.addrs = conf->redis;
+    sc.user = conf->redis_user;
+    sc.password = conf->redis_password;
+    sc.connect_timeout_ms = conf->redis_connect_timeout_ms;
+    sc.command_timeout_ms = conf->redis_command_timeout_ms;
+    if (!(w->store = td_store_new(&sc, errstr, errstr_size)))
+        goto err;
+    w->batch = td_rbatch_new();
+    w->active = td_mcache_new();
+    w->inflight = td_mcache_new();
+
+    if (!(kc = kconf_new(w, 0, errstr, errstr_size)))
+        goto err;
+    if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr,
+                                     errstr_size))) {
+        rd_kafka_conf_destroy(kc);
+        goto err;
+    }
+    if (!(w->dlq = td_dlq_new(w->producer, conf->topic_dlq))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto err;
+    }
+    if (!(kc = kconf_new(w, 1, errstr, errstr_size)))
+        goto err;
+    if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr,
+                                     errstr_size))) {
+        rd_kafka_conf_destroy(kc);
+        goto err;
+    }
+    rd_kafka_poll_set_consumer(w->consumer);
+    return w;
+err:
+    td_worker_destroy(w);
+    return NULL;
+}
+
+void td_worker_destroy(td_worker_t *w) {
+    if (!w)
+        return;
+    if (w->consumer)
+        rd_kafka_destroy(w->consumer);
+    td_dlq_destroy(w->dlq);
+    if (w->producer)
+        rd_kafka_destroy(w->producer);
+    td_mcache_destroy(w->active);
+    td_mcache_destroy(w->inflight);
+    td_rbatch_destroy(w->batch);
+    td_store_destroy(w->store);
+    td_codec_destroy(w->codec);
+    td_model_destroy(w->model);
+    free(w->srcs);
+    free(w->pubs);
+    free(w->actx);
+    free(w);
+}
+
+td_metrics_t *td_worker_metrics(td_worker_t *w) {
+    return &w->metrics;
+}

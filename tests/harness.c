@@ -1,0 +1,492 @@
+/*
+ * harness.c - integration-test fixtures (see harness.h).
+ *
+ * Processes are started with fork/exec and stopped with signals; readiness
+ * is always polled with a deadline, never slept for.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "common.h"
+#include "harness.h"
+
+static char tmpdir[256];
+
+static void cleanup_tmpdir(void) {
+    char cmd[300];
+    if (!tmpdir[0] || getenv("TD_KEEP_TMP"))
+        return;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "harness: could not remove %s\n", tmpdir);
+}
+
+const char *td_h_tmpdir(void) {
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof(tmpdir), "/tmp/td-test.XXXXXX");
+        if (!mkdtemp(tmpdir)) {
+            perror("mkdtemp");
+            abort();
+        }
+        atexit(cleanup_tmpdir);
+    }
+    return tmpdir;
+}
+
+const char *td_h_bin(const char *name) {
+    static char path[512];
+    const char *dir = getenv("TD_BIN");
+    snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "build", name);
+    return path;
+}
+
+int td_h_free_port(void) {
+    struct sockaddr_in sin;
+    socklen_t len = sizeof(sin);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
+        port = ntohs(sin.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+static int64_t mono_ms(void) {
+    return td_mono_ms();
+}
+
+static void short_nap(void) {
+    /* The polling period of td_h_poll: a wait between checks, not a
+     * synchronisation. */
+    struct timespec ts = {0, 50 * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms) {
+    int64_t deadline = mono_ms() + timeout_ms;
+    int r;
+    while (!(r = cond(arg)) && mono_ms() < deadline)
+        short_nap();
+    return r;
+}
+
+int td_h_spawn(td_h_proc_t *p, const char *tag, char *const argv[]) {
+    static int seq;
+    int fd;
+
+    snprintf(p->log, sizeof(p->log), "%s/%s.%d.log", td_h_tmpdir(), tag,
+             seq++);
+    fflush(stdout);
+    fflush(stderr);
+    p->pid = fork();
+    if (p->pid < 0)
+        return -1;
+    if (p->pid == 0) {
+        fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        fd = open("/dev/null", O_RDONLY);
+        if (fd >= 0) {
+            dup2(fd, 0);
+            close(fd);
+        }
+        execvp(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    return 0;
+}
+
+int td_h_wait(td_h_proc_t *p, int timeout_ms) {
+    int64_t deadline = mono_ms() + timeout_ms;
+    int status;
+
+    if (p->pid <= 0)
+        return -1;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid) {
+            p->pid = 0;
+            return status;
+        }
+        if (r < 0 || mono_ms() >= deadline)
+            return -1;
+        short_nap();
+    }
+}
+
+void td_h_signal(td_h_proc_t *p, int sig) {
+    if (p->pid > 0)
+        kill(p->pid, sig);
+}
+
+void td_h_dump_log(const td_h_proc_t *p) {
+    char cmd[600];
+    fprintf(stderr, "---- last lines of %s ----\n", p->log);
+    snprintf(cmd, sizeof(cmd), "tail -n 40 '%s' >&2", p->log);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log)\n");
+}
+
+/* ---- redis ---- */
+
+static int redis_ping(void *arg) {
+    td_h_redis_t *r = arg;
+    redisContext *c = td_h_redis_connect(r);
+    redisReply *rep;
+    int ok = 0;
+    if (!c)
+        return 0;
+    rep = redisCommand(c, "PING");
+    /* While loading the AOF Redis answers -LOADING. */
+    ok = rep && rep->type == REDIS_REPLY_STATUS;
+    if (rep)
+        freeReplyObject(rep);
+    redisFree(c);
+    return ok;
+}
+
+static int redis_spawn(td_h_redis_t *r, const char *const *extra) {
+    char port[16];
+    char *argv[64];
+    int n = 0;
+
+    snprintf(port, sizeof(port), "%d", r->port);
+    argv[n++] = "redis-server";
+    argv[n++] = "--port";
+    argv[n++] = port;
+    argv[n++] = "--bind";
+    argv[n++] = "127.0.0.1";
+    argv[n++] = "--dir";
+    argv[n++] = r->dir;
+    argv[n++] = "--save";
+    argv[n++] = "";
+    argv[n++] = "--appendonly";
+    argv[n++] = "yes";
+    argv[n++] = "--appendfsync";
+    argv[n++] = "always";
+    for (int i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    if (td_h_spawn(&r->proc, "redis", argv) != 0)
+        return -1;
+    if (!td_h_poll(redis_ping, r, 15000)) {
+        td_h_dump_log(&r->proc);
+        return -1;
+    }
+    return 0;
+}
+
+int td_h_redis_start(td_h_redis_t *r, const char *const *extra) {
+    static int seq;
+    memset(r, 0, sizeof(*r));
+    r->port = td_h_free_port();
+    snprintf(r->dir, sizeof(r->dir), "%s/redis%d", td_h_tmpdir(), seq++);
+    mkdir(r->dir, 0755);
+    snprintf(r->addr, sizeof(r->addr), "127.0.0.1:%d", r->port);
+    return redis_spawn(r, extra);
+}
+
+int td_h_redis_restart(td_h_redis_t *r) {
+    return redis_spawn(r, NULL);
+}
+
+void td_h_redis_stop(td_h_redis_t *r) {
+    td_h_signal(&r->proc, SIGTERM);
+    if (td_h_wait(&r->proc, 10000) == -1) {
+        td_h_signal(&r->proc, SIGKILL);
+        td_h_wait(&r->proc, 5000);
+    }
+}
+
+void td_h_redis_kill(td_h_redis_t *r) {
+    td_h_signal(&r->proc, SIGKILL);
+    td_h_wait(&r->proc, 5000);
+}
+
+redisContext *td_h_redis_connect(const td_h_redis_t *r) {
+    struct timeval tv = {2, 0};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
+    if (!c || c->err) {
+        if (c)
+            redisFree(c);
+        return NULL;
+    }
+    redisSetTimeout(c, tv);
+    return c;
+}
+
+int td_h_hget_double(redisContext *c, const char *key, const char *field,
+                     double *out) {
+    redisReply *r = redisCommand(c, "HGET %s %s", key, field);
+    int rc = -1;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        *out = strtod(r->str, NULL);
+        rc = 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    return rc;
+}
+
+/* ---- embedded kafka ---- */
+
+int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
+    int in[2], out[2];
+    char *argv[32];
+    int n = 0;
+    char log[512];
+    static int seq;
+
+    memset(k, 0, sizeof(*k));
+    if (pipe(in) || pipe(out))
+        return -1;
+    snprintf(log, sizeof(log), "%s/td-kafka.%d.log", td_h_tmpdir(), seq++);
+    argv[n++] = (char *)td_h_bin("td-kafka");
+    for (int i = 0; args && args[i] && n < 30; i++)
+        argv[n++] = (char *)args[i];
+    argv[n] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    k->pid = fork();
+    if (k->pid < 0)
+        return -1;
+    if (k->pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        if (fd >= 0)
+            dup2(fd, 2);
+        close(in[1]);
+        close(out[0]);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    k->in_fd = in[1];
+    k->out = fdopen(out[0], "r");
+    if (!k->out || !fgets(k->bootstrap, sizeof(k->bootstrap), k->out))
+        return -1;
+    k->bootstrap[strcspn(k->bootstrap, "\r\n")] = '\0';
+    return k->bootstrap[0] ? 0 : -1;
+}
+
+int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd) {
+    char line[512];
+    size_t len = strlen(cmd);
+    if (write(k->in_fd, cmd, len) != (ssize_t)len || write(k->in_fd, "\n", 1) != 1)
+        return -1;
+    if (!fgets(line, sizeof(line), k->out))
+        return -1;
+    return strncmp(line, "ok", 2) == 0 ? 0 : -1;
+}
+
+void td_h_kafka_stop(td_h_kafka_t *k) {
+    td_h_proc_t p = {.pid = k->pid};
+    if (k->pid <= 0)
+        return;
+    kill(k->pid, SIGTERM);
+    if (td_h_wait(&p, 10000) == -1) {
+        kill(k->pid, SIGKILL);
+        td_h_wait(&p, 5000);
+    }
+    close(k->in_fd);
+    if (k->out)
+        fclose(k->out);
+    k->pid = 0;
+}
+
+/* ---- trustd ---- */
+
+int td_h_trustd_start(td_h_proc_t *p, const char *tag, const td_h_kafka_t *k,
+                      const td_h_redis_t *r, const char *group,
+                      const char *const *extra) {
+    char *argv[64];
+    int n = 0;
+
+    argv[n++] = (char *)td_h_bin("trustd");
+    argv[n++] = "--brokers";
+    argv[n++] = (char *)k->bootstrap;
+    argv[n++] = "--redis";
+    argv[n++] = (char *)r->addr;
+    argv[n++] = "--group";
+    argv[n++] = (char *)group;
+    argv[n++] = "--flush-interval-ms";
+    argv[n++] = "100";
+    argv[n++] = "--http-port";
+    argv[n++] = "0";
+    argv[n++] = "--log-level";
+    argv[n++] = "verbose";
+    argv[n++] = "-X";
+    argv[n++] = "session.timeout.ms=6000";
+    argv[n++] = "-X";
+    argv[n++] = "heartbeat.interval.ms=500";
+    for (int i = 0; extra && extra[i] && n < 62; i++)
+        argv[n++] = (char *)extra[i];
+    argv[n] = NULL;
+    return td_h_spawn(p, tag, argv);
+}
+
+/* ---- producer ---- */
+
+struct td_h_producer_s {
+    rd_kafka_t *rk;
+    td_codec_t *codec;
+    char buf[1 << 16];
+};
+
+td_h_producer_t *td_h_producer_new(const char *bootstrap) {
+    td_h_producer_t *p = calloc(1, sizeof(*p));
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char errstr[512];
+
+    rd_kafka_conf_set(kc, "bootstrap.servers", bootstrap, errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(kc, "enable.idempotence", "true", errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(kc, "compression.codec", "lz4", errstr, sizeof(errstr));
+    rd_kafka_conf_set(kc, "linger.ms", "5", errstr, sizeof(errstr));
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr));
+    p->codec = td_codec_new(errstr, sizeof(errstr));
+    if (!p->rk || !p->codec) {
+        fprintf(stderr, "harness producer: %s\n", errstr);
+        abort();
+    }
+    return p;
+}
+
+int td_h_produce_raw(td_h_producer_t *p, const char *topic, int32_t partition,
+                     const void *key, size_t key_len, const void *value,
+                     size_t len) {
+    rd_kafka_resp_err_t err;
+    do {
+        err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic),
+            RD_KAFKA_V_PARTITION(partition < 0 ? RD_KAFKA_PARTITION_UA
+                                               : partition),
+            RD_KAFKA_V_KEY((void *)key, key_len),
+            RD_KAFKA_V_VALUE((void *)value, len),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+            rd_kafka_poll(p->rk, 50);
+    } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+    return err ? -1 : 0;
+}
+
+int td_h_produce(td_h_producer_t *p, const td_event_t *ev, int32_t partition) {
+    static const char *topics[] = {"orders", "reviews", "refunds"};
+    char errstr[256];
+    size_t len;
+    if (td_codec_encode(p->codec, ev, p->buf, sizeof(p->buf), &len, errstr,
+                        sizeof(errstr)) != TD_OK) {
+        fprintf(stderr, "harness encode: %s\n", errstr);
+        return -1;
+    }
+    return td_h_produce_raw(p, topics[ev->kind], partition,
+                            ev->merchant_id.ptr, ev->merchant_id.len, p->buf,
+                            len);
+}
+
+int td_h_producer_flush(td_h_producer_t *p) {
+    return rd_kafka_flush(p->rk, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
+void td_h_producer_destroy(td_h_producer_t *p) {
+    if (!p)
+        return;
+    rd_kafka_flush(p->rk, 10000);
+    rd_kafka_destroy(p->rk);
+    td_codec_destroy(p->codec);
+    free(p);
+}
+
+/* ---- consuming a whole topic ---- */
+
+int td_h_consume_all(const char *bootstrap, const char *topic,
+                     void (*cb)(const rd_kafka_message_t *m, void *arg),
+                     void *arg) {
+    rd_kafka_conf_t *kc = rd_kafka_conf_new();
+    char errstr[512];
+    rd_kafka_t *rk;
+    const rd_kafka_metadata_t *md;
+    rd_kafka_topic_partition_list_t *parts;
+    int64_t *hi;
+    int cnt = 0, remaining = 0, nparts;
+    int64_t deadline = mono_ms() + 30000;
+
+    rd_kafka_conf_set(kc, "bootstrap.servers", bootstrap, errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(kc, "group.id", "td-test-reader", errstr,
+                      sizeof(errstr));
+    rd_kafka_conf_set(kc, "enable.auto.commit", "false", errstr,
+                      sizeof(errstr));
+    rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
+    if (!rk)
+        return -1;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) != 0 ||
+        md->topic_cnt != 1) {
+        fprintf(stderr, "harness: no metadata for %s\n", topic);
+        rd_kafka_topic_destroy(rkt);
+        rd_kafka_destroy(rk);
+        return -1;
+    }
+    nparts = md->topics[0].partition_cnt;
+    rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    hi = calloc((size_t)nparts, sizeof(*hi));
+    parts = rd_kafka_topic_partition_list_new(nparts);
+    for (int i = 0; i < nparts; i++) {
+        int64_t lo;
+        if (rd_kafka_query_watermark_offsets(rk, topic, i, &lo, &hi[i],
+                                             10000) != 0)
+            hi[i] = 0;
+        if (hi[i] > lo) {
+            rd_kafka_topic_partition_list_add(parts, topic, i)->offset = lo;
+            remaining++;
+        }
+    }
+    rd_kafka_assign(rk, parts);
+    while (remaining > 0 && mono_ms() < deadline) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m)
+            continue;
+        if (!m->err) {
+            cnt++;
+            if (cb)
+                cb(m, arg);
+            if (m->offset + 1 >= hi[m->partition])
+                remaining--;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    if (remaining > 0)
+        fprintf(stderr, "harness: %s: %d partitions not read to the end "
+                "(%d messages read)\n", topic, remaining, cnt);
+    rd_kafka_topic_partition_list_destroy(parts);
+    free(hi);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return remaining > 0 ? -1 : cnt;
+}

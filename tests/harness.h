@@ -1,0 +1,106 @@
+/*
+ * harness.h - integration-test fixtures: a private redis-server, the embedded
+ * Kafka (td-kafka), real trustd processes, a producer of contract events and
+ * bounded polling. Everything listens on 127.0.0.1 only and lives in a
+ * temporary directory removed at the end.
+ *
+ * Binaries are taken from $TD_BIN (the Makefile sets it), default "build".
+ */
+#ifndef TD_HARNESS_H
+#define TD_HARNESS_H
+
+#include <hiredis/hiredis.h>
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "event.h"
+
+typedef struct td_h_proc_s {
+    pid_t pid;
+    char log[512]; /* stdout+stderr of the process */
+} td_h_proc_t;
+
+typedef struct td_h_redis_s {
+    td_h_proc_t proc;
+    int port;
+    char dir[256];
+    char addr[64]; /* "127.0.0.1:port" */
+} td_h_redis_t;
+
+typedef struct td_h_kafka_s {
+    pid_t pid;
+    int in_fd;  /* commands to td-kafka */
+    FILE *out;  /* its stdout */
+    char bootstrap[256];
+} td_h_kafka_t;
+
+/* A temp dir for the test run ("/tmp/td-test.XXXXXX"), created once. */
+const char *td_h_tmpdir(void);
+/* Path of a project binary, e.g. td_h_bin("trustd"). Static buffer. */
+const char *td_h_bin(const char *name);
+/* A free TCP port on 127.0.0.1. */
+int td_h_free_port(void);
+
+/* Starts redis-server with AOF (appendfsync always) in its own dir and
+ * waits until it answers PING. extra may be NULL. Returns 0 on success. */
+int td_h_redis_start(td_h_redis_t *r, const char *const *extra);
+/* Restarts it on the same port and dir (AOF is replayed). */
+int td_h_redis_restart(td_h_redis_t *r);
+void td_h_redis_stop(td_h_redis_t *r);
+void td_h_redis_kill(td_h_redis_t *r); /* SIGKILL, no shutdown save */
+redisContext *td_h_redis_connect(const td_h_redis_t *r);
+
+/* Starts td-kafka with extra args (NULL-terminated, may be NULL) and reads
+ * its bootstrap address. */
+int td_h_kafka_start(td_h_kafka_t *k, const char *const *args);
+/* Sends one fault-injection command; returns 0 if td-kafka answered ok. */
+int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd);
+void td_h_kafka_stop(td_h_kafka_t *k);
+
+/* Spawns a program with args (argv[0] is the path), output to a log file
+ * named after tag. Returns 0 on success. */
+int td_h_spawn(td_h_proc_t *p, const char *tag, char *const argv[]);
+/* Waits up to timeout_ms for exit; returns the exit status as waitpid's
+ * status, or -1 on timeout. */
+int td_h_wait(td_h_proc_t *p, int timeout_ms);
+void td_h_signal(td_h_proc_t *p, int sig);
+/* Prints the last lines of a process log (for failing tests). */
+void td_h_dump_log(const td_h_proc_t *p);
+
+/* Starts trustd against the fixtures with test-friendly settings (short
+ * flush interval, session.timeout.ms 6000), plus extra args. */
+int td_h_trustd_start(td_h_proc_t *p, const char *tag, const td_h_kafka_t *k,
+                      const td_h_redis_t *r, const char *group,
+                      const char *const *extra);
+
+/* An idempotent lz4 producer of contract events (encoded with the codec). */
+typedef struct td_h_producer_s td_h_producer_t;
+td_h_producer_t *td_h_producer_new(const char *bootstrap);
+/* Produces ev to its topic (orders/reviews/refunds by kind) with key =
+ * merchant_id; partition -1 lets the partitioner choose. */
+int td_h_produce(td_h_producer_t *p, const td_event_t *ev, int32_t partition);
+/* Produces raw bytes (for bad-input tests). */
+int td_h_produce_raw(td_h_producer_t *p, const char *topic, int32_t partition,
+                     const void *key, size_t key_len, const void *value,
+                     size_t len);
+/* Waits until everything produced was acknowledged. */
+int td_h_producer_flush(td_h_producer_t *p);
+void td_h_producer_destroy(td_h_producer_t *p);
+
+/* Polls cond(arg) every 50 ms until it returns non-zero or timeout_ms
+ * passes; returns the last result. */
+int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms);
+
+/* HGET key field as a double; returns 0 if present, -1 if absent. */
+int td_h_hget_double(redisContext *c, const char *key, const char *field,
+                     double *out);
+
+/* Consumes every message of a topic from the beginning (partitions read
+ * until their high watermark at call time). cb gets each message. Returns
+ * the number of messages read, or -1 on error. */
+int td_h_consume_all(const char *bootstrap, const char *topic,
+                     void (*cb)(const rd_kafka_message_t *m, void *arg),
+                     void *arg);
+
+#endif

@@ -1,0 +1,293 @@
+/*
+ * test_store.c - the Redis store against a real redis-server: the generated
+ * merge function equals the C merge, watermark guards make a replayed
+ * delta a no-op and refuse a straddling one, partition records fence
+ * earlier owners, and the library comes back after Redis lost it.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "signals.h"
+#include "store.h"
+
+#define DAY 86400000LL
+#define T0  1700000000000LL
+
+static td_h_redis_t redis;
+static td_store_t *st;
+static td_rbatch_t *batch;
+static redisContext *rc;
+
+static int setup(void **state) {
+    td_store_conf_t sc = {0};
+    char errstr[512];
+    (void)state;
+    if (td_h_redis_start(&redis, NULL))
+        return -1;
+    sc.addrs = redis.addr;
+    sc.user = "";
+    sc.password = "";
+    sc.connect_timeout_ms = 2000;
+    sc.command_timeout_ms = 5000;
+    st = td_store_new(&sc, errstr, sizeof(errstr));
+    batch = td_rbatch_new();
+    rc = td_h_redis_connect(&redis);
+    return st && rc ? 0 : -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    td_rbatch_destroy(batch);
+    td_store_destroy(st);
+    if (rc)
+        redisFree(rc);
+    td_h_redis_stop(&redis);
+    return 0;
+}
+
+typedef struct reply_s {
+    int type;
+    char flags[64];
+    char err[256];
+} reply_t;
+
+static int grab(void *opaque, const redisReply *r, char *errstr,
+                size_t errstr_size) {
+    reply_t *out = opaque;
+    out->type = r->type;
+    if (r->type == REDIS_REPLY_ERROR)
+        snprintf(out->err, sizeof(out->err), "%s", r->str);
+    else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0)
+        snprintf(out->flags, sizeof(out->flags), "%s", r->element[0]->str);
+    return TD_OK;
+}
+
+/* One FCALL apply for merchant m with a single delta from source src. */
+static reply_t apply(const char *m, const char *src, int64_t lo, int64_t nx,
+                     const td_sigdelta_t *d) {
+    char key[128];
+    reply_t out = {0};
+    char errstr[512];
+    int n = td_signals_slot_cnt((td_event_kind_t)d->kind), set = 0;
+
+    for (int i = 0; i < n; i++)
+        set += td_sigdelta_slot_set(d, i);
+    td_rbatch_reset(batch);
+    td_rbatch_begin(batch);
+    td_rbatch_str(batch, "FCALL");
+    td_rbatch_str(batch, td_store_fn(st, "apply"));
+    td_rbatch_str(batch, "3");
+    td_rbatch_arg(batch, key, td_key_signals(key, sizeof(key), m, strlen(m)));
+    td_rbatch_arg(batch, key, td_key_wm(key, sizeof(key), m, strlen(m)));
+    td_rbatch_arg(batch, key, td_key_score(key, sizeof(key), m, strlen(m)));
+    td_rbatch_str(batch, "1");
+    td_rbatch_str(batch, src);
+    td_rbatch_i64(batch, lo);
+    td_rbatch_i64(batch, nx);
+    td_rbatch_i64(batch, d->as_of);
+    td_rbatch_i64(batch, set);
+    for (int i = 0; i < n; i++) {
+        if (!td_sigdelta_slot_set(d, i))
+            continue;
+        td_rbatch_i64(batch,
+                      td_signals_slot_sig((td_event_kind_t)d->kind, i) + 1);
+        td_rbatch_dbl(batch, d->v[i]);
+    }
+    td_rbatch_end(batch, grab, &out);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    return out;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static uint64_t next_rand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+static void random_delta(td_sigdelta_t *d, int kind, int events) {
+    td_sigdelta_init(d, (td_event_kind_t)kind);
+    for (int i = 0; i < events; i++) {
+        td_event_t e;
+        memset(&e, 0, sizeof(e));
+        e.kind = (td_event_kind_t)kind;
+        e.event_time = T0 + (int64_t)(next_rand() % (60 * DAY));
+        e.u.order.status = (int)(next_rand() % TD_ORDER__CNT);
+        e.u.order.amount_cents = (int64_t)(next_rand() % 10000);
+        e.u.order.cancelled_by = TD_CANCEL_MERCHANT;
+        e.u.order.promised_ship_by = e.event_time - 1000;
+        if (kind == TD_EV_REVIEW) {
+            memset(&e.u, 0, sizeof(e.u));
+            e.u.review.rating = 1 + (int)(next_rand() % 5);
+        } else if (kind == TD_EV_REFUND) {
+            memset(&e.u, 0, sizeof(e.u));
+            e.u.refund.status = (int)(next_rand() % TD_REFUND__CNT);
+        }
+        td_sigdelta_add(d, &e);
+    }
+}
+
+static void test_redis_merge_equals_c_merge(void **state) {
+    td_sigstate_t want;
+    char src[32];
+    (void)state;
+
+    td_sigstate_init(&want);
+    for (int i = 0; i < 60; i++) {
+        td_sigdelta_t d;
+        int kind = (int)(next_rand() % TD_EV__CNT);
+        random_delta(&d, kind, 1 + (int)(next_rand() % 20));
+        snprintf(src, sizeof(src), "t%d/0", kind);
+        reply_t r = apply("parity", src, i * 100, i * 100 + 50, &d);
+        assert_int_equal(r.type, REDIS_REPLY_ARRAY);
+        assert_string_equal(r.flags, "1");
+        td_sigstate_merge(&want, &d);
+    }
+    for (int k = 0; k < TD_SIG__CNT; k++) {
+        double got;
+        int present = td_h_hget_double(rc, "trust:{parity}:signals",
+                                       td_signals[k].name, &got) == 0;
+        if (present != want.present[k])
+            fail_msg("%s: present %d vs %d", td_signals[k].name, present,
+                     want.present[k]);
+        if (present && fabs(got - want.v[k]) > 1e-9 * fmax(1, fabs(want.v[k])))
+            fail_msg("%s: redis %.17g, C %.17g", td_signals[k].name, got,
+                     want.v[k]);
+    }
+}
+
+static void test_replayed_delta_is_a_noop(void **state) {
+    td_sigdelta_t d;
+    double before, after;
+    (void)state;
+
+    random_delta(&d, TD_EV_ORDER, 5);
+    assert_string_equal(apply("replay", "orders/3", 10, 20, &d).flags, "1");
+    assert_int_equal(td_h_hget_double(rc, "trust:{replay}:signals",
+                                      "orders_paid_total", &before), 0);
+    assert_string_equal(apply("replay", "orders/3", 10, 20, &d).flags, "0");
+    assert_string_equal(apply("replay", "orders/3", 12, 20, &d).flags, "0");
+    assert_int_equal(td_h_hget_double(rc, "trust:{replay}:signals",
+                                      "orders_paid_total", &after), 0);
+    assert_true(before == after);
+    /* another source of the same merchant is independent */
+    assert_string_equal(apply("replay", "orders/7", 10, 20, &d).flags, "1");
+    /* the next range of the first source applies */
+    assert_string_equal(apply("replay", "orders/3", 20, 30, &d).flags, "1");
+}
+
+static void test_straddling_delta_is_refused_before_any_write(void **state) {
+    td_sigdelta_t d;
+    double before, after;
+    (void)state;
+
+    random_delta(&d, TD_EV_ORDER, 3);
+    assert_string_equal(apply("straddle", "orders/1", 0, 100, &d).flags, "1");
+    td_h_hget_double(rc, "trust:{straddle}:signals", "as_of_ms", &before);
+    reply_t r = apply("straddle", "orders/1", 50, 150, &d);
+    assert_int_equal(r.type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r.err, "TDOVERLAP"));
+    td_h_hget_double(rc, "trust:{straddle}:signals", "as_of_ms", &after);
+    assert_true(before == after);
+}
+
+static redisReply *part(const char *op, const char *epoch, const char *c,
+                        const char *i) {
+    char errstr[256];
+    if (!strcmp(op, "claim"))
+        return td_store_cmd(st, errstr, sizeof(errstr), "FCALL %s 1 %s claim",
+                            td_store_fn(st, "part"), "trust:part:{t/1}");
+    return td_store_cmd(st, errstr, sizeof(errstr), "FCALL %s 1 %s set %s %s %s",
+                        td_store_fn(st, "part"), "trust:part:{t/1}", epoch, c,
+                        i);
+}
+
+static void test_partition_claim_fences_the_previous_owner(void **state) {
+    redisReply *r;
+    (void)state;
+
+    r = part("claim", 0, 0, 0);
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_string_equal(r->element[0]->str, "1");
+    assert_string_equal(r->element[1]->str, "");
+    freeReplyObject(r);
+    r = part("set", "1", "10", "20");
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "OK");
+    freeReplyObject(r);
+    /* a second worker claims: epoch 2, sees committed 10 and intent 20 */
+    r = part("claim", 0, 0, 0);
+    assert_string_equal(r->element[0]->str, "2");
+    assert_string_equal(r->element[1]->str, "10");
+    assert_string_equal(r->element[2]->str, "20");
+    freeReplyObject(r);
+    /* the first one can no longer move the offsets */
+    r = part("set", "1", "20", "30");
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_non_null(strstr(r->str, "TDFENCED"));
+    freeReplyObject(r);
+}
+
+static void test_library_is_reloaded_after_redis_lost_it(void **state) {
+    td_sigdelta_t d;
+    char errstr[256];
+    redisReply *r = redisCommand(rc, "FUNCTION FLUSH");
+    reply_t out = {0};
+    (void)state;
+    freeReplyObject(r);
+
+    random_delta(&d, TD_EV_REVIEW, 2);
+    /* the first attempt fails and marks the library missing... */
+    td_rbatch_reset(batch);
+    td_rbatch_begin(batch);
+    td_rbatch_str(batch, "FCALL");
+    td_rbatch_str(batch, td_store_fn(st, "part"));
+    td_rbatch_str(batch, "1");
+    td_rbatch_str(batch, "trust:part:{x/0}");
+    td_rbatch_str(batch, "claim");
+    td_rbatch_end(batch, grab, &out);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_ERR);
+    assert_non_null(strstr(errstr, "lost the trustd functions"));
+    /* ...and the retry loads it again */
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    assert_int_equal(out.type, REDIS_REPLY_ARRAY);
+}
+
+static void test_unreachable_redis_is_an_error_not_a_crash(void **state) {
+    td_store_conf_t sc = {0};
+    char errstr[512];
+    td_store_t *bad;
+    (void)state;
+    sc.addrs = "127.0.0.1:1";
+    sc.connect_timeout_ms = 500;
+    sc.command_timeout_ms = 500;
+    bad = td_store_new(&sc, errstr, sizeof(errstr));
+    assert_non_null(bad);
+    assert_int_equal(td_store_connect(bad, errstr, sizeof(errstr)), TD_ERR);
+    assert_false(td_store_healthy(bad));
+    td_store_destroy(bad);
+    sc.addrs = "localhost";
+    assert_null(td_store_new(&sc, errstr, sizeof(errstr)));
+    assert_non_null(strstr(errstr, "host:port"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_redis_merge_equals_c_merge),
+        cmocka_unit_test(test_replayed_delta_is_a_noop),
+        cmocka_unit_test(test_straddling_delta_is_refused_before_any_write),
+        cmocka_unit_test(test_partition_claim_fences_the_previous_owner),
+        cmocka_unit_test(test_library_is_reloaded_after_redis_lost_it),
+        cmocka_unit_test(test_unreachable_redis_is_an_error_not_a_crash),
+    };
+    return cmocka_run_group_tests_name("store", tests, setup, teardown);
+}
