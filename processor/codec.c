@@ -125,7 +125,7 @@ typedef struct schema_s {
     uint64_t fp;
     int kind; /* td_event_kind_t or KIND_SCORE */
     avro_value_iface_t *iface;
-    avro_value_t dec; /* decoded into, reused */
+    avro_value_t dec; /* TrustScore only: decoded into, reused */
     avro_value_t enc; /* encoded from, reused */
     wfield_t wf[MAX_FIELDS];
     scan_node_t nodes[MAX_NODES];
@@ -134,11 +134,22 @@ typedef struct schema_s {
     int kid_cnt;
 } schema_t;
 
+/* A top-level field's value as the scan found it in the datum. */
+typedef struct cap_s {
+    int64_t branch;     /* union branch, if the field is a union */
+    int64_t num;        /* long, int, enum index or boolean */
+    const uint8_t *ptr; /* string or bytes */
+    size_t len;
+} cap_t;
+
 struct td_codec_s {
     schema_t sc[MAX_SCHEMAS];
     int sc_cnt;
     schema_t *current[KIND_CNT]; /* reader schema per kind */
-    avro_reader_t reader;
+    cap_t caps[MAX_FIELDS];      /* top-level fields of the last event */
+    uint8_t *msg;   /* copy of the last event, which its strings borrow */
+    size_t msg_size;
+    avro_reader_t reader; /* TrustScore decoding */
     avro_writer_t writer;
     char *scratch; /* NUL-terminated copies of td_str_t for encoding */
     size_t scratch_size;
@@ -150,6 +161,7 @@ typedef struct scan_s {
     const uint8_t *end;
     const char *field; /* innermost record field being scanned */
     int64_t items;     /* array and map items so far */
+    cap_t *caps;       /* where to capture top-level fields, or NULL */
     char *errstr;
     size_t errstr_size;
 } scan_t;
@@ -589,10 +601,16 @@ static size_t scan_left(const scan_t *st) {
     return (size_t)(st->end - st->p);
 }
 
-/* Reads a zig-zag varint as Avro does, but refuses more than 64 bits. */
-static td_dlq_reason_t scan_varint(scan_t *st, int64_t *out) {
+/* Reads a zig-zag varint as Avro does, but refuses more than 64 bits. Most
+ * varints in our events are one byte: that case is the fast path. */
+static inline td_dlq_reason_t scan_varint(scan_t *st, int64_t *out) {
     uint64_t v = 0;
 
+    if (st->p < st->end && !(*st->p & 0x80)) {
+        v = *st->p++;
+        *out = (int64_t)((v >> 1) ^ (0 - (v & 1)));
+        return TD_DLQ_OK;
+    }
     for (int i = 0; i < 10; i++) {
         uint8_t b;
 
@@ -620,8 +638,9 @@ static td_dlq_reason_t scan_skip(scan_t *st, int64_t n, const char *what) {
     return TD_DLQ_OK;
 }
 
-/* A string or bytes: a length, checked before anything trusts it. */
-static td_dlq_reason_t scan_bytes(scan_t *st) {
+/* A string or bytes: a length, checked before anything trusts it. The
+ * bytes are captured into cap unless it is NULL. */
+static td_dlq_reason_t scan_bytes(scan_t *st, cap_t *cap) {
     int64_t len;
     td_dlq_reason_t r = scan_varint(st, &len);
 
@@ -635,11 +654,18 @@ static td_dlq_reason_t scan_bytes(scan_t *st) {
                          "length %lld exceeds the %zu bytes left",
                          (long long)len, scan_left(st));
     }
+    if (cap != NULL) {
+        cap->ptr = st->p;
+        cap->len = (size_t)len;
+    }
     st->p += len;
     return TD_DLQ_OK;
 }
 
-static td_dlq_reason_t scan_node(scan_t *st, const schema_t *sc, int ni);
+static td_dlq_reason_t scan_node(scan_t *st,
+                                 const schema_t *sc,
+                                 int ni,
+                                 cap_t *cap);
 
 /* Array and map blocks: count (negative: then a byte size), items, and a
  * zero count at the end. Counts are bounded before the loop runs. */
@@ -685,9 +711,9 @@ static td_dlq_reason_t scan_blocks(scan_t *st,
         st->items += count;
         start = st->p;
         for (int64_t i = 0; i < count; i++) {
-            if (is_map && (r = scan_bytes(st)) != TD_DLQ_OK)
+            if (is_map && (r = scan_bytes(st, NULL)) != TD_DLQ_OK)
                 return r;
-            if ((r = scan_node(st, sc, nd->kid)) != TD_DLQ_OK)
+            if ((r = scan_node(st, sc, nd->kid, NULL)) != TD_DLQ_OK)
                 return r;
         }
         if (bsize >= 0 && st->p - start != bsize) {
@@ -698,7 +724,13 @@ static td_dlq_reason_t scan_blocks(scan_t *st,
     }
 }
 
-static td_dlq_reason_t scan_node(scan_t *st, const schema_t *sc, int ni) {
+/* Scans the value of node ni. A primitive's value, and a union's branch, go
+ * into cap unless it is NULL; the root record (node 0) captures each of its
+ * fields into st->caps when that is set. */
+static td_dlq_reason_t scan_node(scan_t *st,
+                                 const schema_t *sc,
+                                 int ni,
+                                 cap_t *cap) {
     const scan_node_t *nd = &sc->nodes[ni];
     td_dlq_reason_t r;
     int64_t v;
@@ -716,8 +748,8 @@ static td_dlq_reason_t scan_node(scan_t *st, const schema_t *sc, int ni) {
             return scan_fail(st, TD_DLQ_MALFORMED,
                              "boolean byte %u is not 0 or 1", *st->p);
         }
-        st->p++;
-        return TD_DLQ_OK;
+        v = *st->p++;
+        break;
     case AVRO_INT32:
         if ((r = scan_varint(st, &v)) != TD_DLQ_OK)
             return r;
@@ -725,9 +757,11 @@ static td_dlq_reason_t scan_node(scan_t *st, const schema_t *sc, int ni) {
             return scan_fail(st, TD_DLQ_MALFORMED,
                              "int %lld out of 32-bit range", (long long)v);
         }
-        return TD_DLQ_OK;
+        break;
     case AVRO_INT64:
-        return scan_varint(st, &v);
+        if ((r = scan_varint(st, &v)) != TD_DLQ_OK)
+            return r;
+        break;
     case AVRO_FLOAT:
         return scan_skip(st, 4, "float");
     case AVRO_DOUBLE:
@@ -736,7 +770,7 @@ static td_dlq_reason_t scan_node(scan_t *st, const schema_t *sc, int ni) {
         return scan_skip(st, nd->size, "fixed");
     case AVRO_STRING:
     case AVRO_BYTES:
-        return scan_bytes(st);
+        return scan_bytes(st, cap);
     case AVRO_ENUM:
         if ((r = scan_varint(st, &v)) != TD_DLQ_OK)
             return r;
@@ -745,7 +779,7 @@ static td_dlq_reason_t scan_node(scan_t *st, const schema_t *sc, int ni) {
                              "enum index %lld outside 0..%d", (long long)v,
                              nd->n - 1);
         }
-        return TD_DLQ_OK;
+        break;
     case AVRO_UNION:
         if ((r = scan_varint(st, &v)) != TD_DLQ_OK)
             return r;
@@ -754,19 +788,29 @@ static td_dlq_reason_t scan_node(scan_t *st, const schema_t *sc, int ni) {
                              "union branch %lld outside 0..%d", (long long)v,
                              nd->n - 1);
         }
-        return scan_node(st, sc, sc->kids[nd->kid + v]);
-    case AVRO_RECORD:
+        if (cap != NULL)
+            cap->branch = v;
+        return scan_node(st, sc, sc->kids[nd->kid + v], cap);
+    case AVRO_RECORD: {
+        cap_t *caps = ni == 0 ? st->caps : NULL;
+
         for (int i = 0; i < nd->n; i++) {
-            if ((r = scan_node(st, sc, sc->kids[nd->kid + i])) != TD_DLQ_OK)
+            r = scan_node(st, sc, sc->kids[nd->kid + i],
+                          caps != NULL ? &caps[i] : NULL);
+            if (r != TD_DLQ_OK)
                 return r;
         }
         return TD_DLQ_OK;
+    }
     case AVRO_ARRAY:
     case AVRO_MAP:
         return scan_blocks(st, sc, nd);
     default:
         return scan_fail(st, TD_DLQ_MALFORMED, "unsupported schema type");
     }
+    if (cap != NULL)
+        cap->num = v;
+    return TD_DLQ_OK;
 }
 
 /*

@@ -14,14 +14,40 @@
 #include "signals.h"
 
 /* Helpers usable in signals.def conditions and values; `e` is the event. */
+#define EVENT_TIME      ((double)e->event_time)
 #define ORDER_IS(s)     (e->u.order.status == TD_ORDER_##s)
-#define REFUND_IS(s)    (e->u.refund.status == TD_REFUND_##s)
 #define CANCELLED_BY(x) (e->u.order.cancelled_by == TD_CANCEL_##x)
+#define CHANNEL_IS(x)   (e->u.order.channel == TD_CHANNEL_##x)
 #define SHIPPED_LATE                                                           \
     (e->u.order.promised_ship_by != TD_NULL_TS &&                             \
      e->event_time > e->u.order.promised_ship_by)
-#define NOT_FLAGGED (!e->u.review.flagged)
-#define RATING      ((double)e->u.review.rating)
+#define DELIVERED_LATE                                                         \
+    (e->u.order.promised_delivery_by != TD_NULL_TS &&                         \
+     e->event_time > e->u.order.promised_delivery_by)
+#define TRACKING_VALID (e->u.order.tracking_valid == 1)
+#define HAS_PAID_AT    (e->u.order.paid_at != TD_NULL_TS)
+#define HAS_SHIPPED_AT (e->u.order.shipped_at != TD_NULL_TS)
+/* Hours from an order timestamp to the event (0 if the clocks disagree). */
+#define HOURS_SINCE(f)                                                         \
+    fmax(0.0, (double)(e->event_time - e->u.order.f) / 3600000.0)
+#define BUYER_SEQ      (e->u.order.buyer_order_seq)
+#define NOT_FLAGGED    (!e->u.review.flagged)
+#define RATING         ((double)e->u.review.rating)
+#define DIM_SET(f)     (e->u.review.f != TD_NULL_INT)
+#define DIM(f)         ((double)e->u.review.f)
+#define REFUND_IS(s)   (e->u.refund.status == TD_REFUND_##s)
+#define REASON_IS(x)   (e->u.refund.reason == TD_REASON_##x)
+#define MERCHANT_FAULT_REASON                                                  \
+    (REASON_IS(QUALITY) || REASON_IS(NOT_AS_DESCRIBED) ||                      \
+     REASON_IS(COUNTERFEIT))
+#define LOGISTICS_REASON                                                       \
+    (REASON_IS(NOT_RECEIVED) || REASON_IS(DAMAGED) || REASON_IS(LATE_DELIVERY))
+#define RESOLVED         (REFUND_IS(COMPLETED) || REFUND_IS(REJECTED))
+#define HAS_REQUESTED_AT (e->u.refund.requested_at != TD_NULL_TS)
+#define HOURS_SINCE_REQUEST                                                    \
+    fmax(0.0, (double)(e->event_time - e->u.refund.requested_at) / 3600000.0)
+#define ARBITRATION_LOST                                                       \
+    (REFUND_IS(ARBITRATED) && e->u.refund.responsible == TD_RESP_MERCHANT)
 
 /* Window index for per-event decay factors. */
 enum { W_LIFE = 0, W_D1, W_D7, W_D30, W_D90, W__CNT };
@@ -258,9 +284,11 @@ void td_sigstate_init(td_sigstate_t *s) {
 void td_sigstate_derive(td_sigstate_t *s) {
     for (int i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++) {
         const td_signal_t *sg = &td_signals[i];
-        double a = s->v[sg->a], b = s->v[sg->b];
-        int ok = s->present[sg->a] && (sg->agg == TD_AGG_AGE ||
-                                        (s->present[sg->b] && b != 0));
+        /* An absent base signal is 0; a ratio needs a non-zero
+         * denominator, an age needs its timestamp. */
+        double a = s->present[sg->a] ? s->v[sg->a] : 0;
+        double b = s->present[sg->b] ? s->v[sg->b] : 0;
+        int ok = sg->agg == TD_AGG_AGE ? s->present[sg->a] : b != 0;
 
         s->present[i] = (unsigned char)ok;
         if (!ok) {
@@ -294,10 +322,6 @@ void td_sigstate_merge(td_sigstate_t *s, const td_sigdelta_t *d) {
         }
         t = d->as_of;
     }
-    for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
-        if (td_signals[i].agg != TD_AGG_MAX && td_signals[i].agg != TD_AGG_MIN)
-            s->present[i] = 1;
-    }
     for (int slot = 0; slot < kinds[d->kind].cnt; slot++) {
         int i = kinds[d->kind].first + slot;
         const td_signal_t *sg = &td_signals[i];
@@ -315,8 +339,10 @@ void td_sigstate_merge(td_sigstate_t *s, const td_sigdelta_t *d) {
             s->present[i] = 1;
         } else if (sg->window_ms == TD_WIN_LIFE) {
             s->v[i] += x;
+            s->present[i] = 1;
         } else {
             s->v[i] += x * exp(-(double)(t - d->as_of) / sg->window_ms);
+            s->present[i] = 1;
         }
     }
     s->as_of = t;
@@ -429,7 +455,6 @@ int td_signals_lua(char *buf, size_t size) {
          "  if changed then\n"
          "    local hs = {'as_of_ms', string.format('%d', T)}\n"
          "    for i = 1, #BN do\n"
-         "      if BA[i] == 0 and v[i] == nil then v[i] = 0 end\n"
          "      if v[i] ~= nil then\n"
          "        hs[#hs + 1] = BN[i]\n"
          "        hs[#hs + 1] = fmt(v[i])\n"
@@ -437,17 +462,18 @@ int td_signals_lua(char *buf, size_t size) {
          "    end\n"
          "    local del = {}\n"
          "    for j = 1, #DN do\n"
-         "      local a, b = v[DA[j]], v[DB[j]]\n"
+         "      local a, b = v[DA[j]], v[DB[j]] or 0\n"
          "      local x = nil\n"
          "      if DO[j] == 2 then\n"
          "        if a ~= nil then x = (T - a) / DK[j] end\n"
-         "      elseif a ~= nil and b ~= nil and b ~= 0 then\n"
+         "      elseif b ~= 0 then\n"
+         "        a = a or 0\n"
          "        x = a / b\n"
          "        if DO[j] == 1 then x = x * DK[j] end\n"
          "      end\n"
          "      if x == nil then del[#del + 1] = DN[j] else\n"
          "        hs[#hs + 1] = DN[j]\n"
-         "        hs[#hs + 1] = fmt(x)\n"
+         "        hs[#hs + 1] = string.format('%.12g', x)\n"
          "      end\n"
          "    end\n"
          "    redis.call('HSET', keys[1], unpack(hs))\n"

@@ -26,10 +26,33 @@
 
 #define NOW_MS 1700000000000LL
 
+int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* libFuzzer calls the target in one thread, so one codec for the run. */
+/* libFuzzer calls the target in one thread, so one codec for the run,
+ * created before the first input (so its allocations are not counted
+ * against that input by the leak check) and destroyed at exit (so the
+ * final leak check sees every avro-c allocation freed). */
 static td_codec_t *codec;
+
+static void destroy_codec(void) {
+    td_codec_destroy(codec);
+    codec = NULL;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    char errstr[512];
+
+    (void)argc;
+    (void)argv;
+    codec = td_codec_new(errstr, sizeof(errstr));
+    if (codec == NULL) {
+        fprintf(stderr, "fuzz_decode: %s\n", errstr);
+        abort();
+    }
+    atexit(destroy_codec);
+    return 0;
+}
 
 static void check(int ok, const char *what) {
     if (!ok) {
@@ -156,18 +179,10 @@ static void fuzz_score(const void *value, size_t len) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    char errstr[512];
     size_t klen, vlen;
     uint8_t *key = NULL, *value;
     int sel;
 
-    if (codec == NULL) {
-        codec = td_codec_new(errstr, sizeof(errstr));
-        if (codec == NULL) {
-            fprintf(stderr, "fuzz_decode: %s\n", errstr);
-            abort();
-        }
-    }
     if (size < 2)
         return 0;
     sel = data[0] % 4;
