@@ -67,27 +67,27 @@ $(BUILD)/gen/schemas_gen.c: $(wildcard schemas/*.avsc) tests/gen_schemas.sh | $(
 	@sh tests/gen_schemas.sh schemas > $@
 
 $(BUILD)/obj/schemas_gen.o: $(BUILD)/gen/schemas_gen.c | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $@"; $(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: processor/%.c $(wildcard processor/*.h processor/*.def) | $(BUILD)/obj
-	$(CC) $(CFLAGS) -c -o $@ $<
+	@echo "  CC      $@"; $(CC) $(CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/harness.o: tests/harness.c tests/harness.h | $(BUILD)/obj
-	$(CC) $(CFLAGS) -Itests -c -o $@ $<
+$(BUILD)/obj/harness.o: tests/harness.c tests/harness.h $(wildcard processor/*.h) | $(BUILD)/obj
+	@echo "  CC      $@"; $(CC) $(CFLAGS) -Itests -c -o $@ $<
 
 $(BUILD)/libtd.a: $(LIB_OBJ)
-	@rm -f $@; ar rcs $@ $^
+	@echo "  AR      $@"; rm -f $@; ar rcs $@ $^
 
 # One link rule per program: build/td-kafka comes from processor/td_kafka.c.
 define main_rule
 $(BUILD)/$(1): processor/$(subst -,_,$(1)).c $(BUILD)/libtd.a
-	$$(CC) $$(CFLAGS) -o $$@ $$< $(BUILD)/libtd.a $$(LDFLAGS) $$(LDLIBS)
+	@echo "  LINK    $$@"; $$(CC) $$(CFLAGS) -o $$@ $$< $(BUILD)/libtd.a $$(LDFLAGS) $$(LDLIBS)
 endef
 $(foreach m,$(MAINS),$(eval $(call main_rule,$(m))))
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libtd.a $(TEST_LIB) | $(BUILD)/tests
-	$(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_LIB) $(BUILD)/libtd.a \
-	    $(LDFLAGS) $(LDLIBS) -lcmocka
+	@echo "  LINK    $@"; $(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_LIB) \
+	    $(BUILD)/libtd.a $(LDFLAGS) $(LDLIBS) -lcmocka
 
 unit: deps
 	@$(MAKE) --no-print-directory $(UNIT_BIN)
@@ -118,6 +118,16 @@ bench: all
 
 bench-smoke: all
 	@TD_BENCH_SMOKE=1 sh tests/bench.sh $(BUILD)
+
+# libFuzzer (clang) over the whole decode-and-validate path, bounded.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@sh tests/fuzz.sh $(FUZZ_SECONDS)
+
+# The exactly-once suite with more events and more kills.
+soak: all
+	@$(MAKE) --no-print-directory build/tests/it_exactly_once
+	@TD_SOAK=1 TD_BIN=$(BUILD) build/tests/it_exactly_once
 
 lint:
 	@sh tests/lint.sh

@@ -7,37 +7,44 @@
  * reason for leaving that range. Start-up, decoding, validation and encoding
  * all walk these tables.
  *
- * Start-up (td_codec_new) parses every embedded schema, fingerprints it,
- * checks the current (reader) schema of each record against its table and
- * resolves every writer schema of that record against the reader once:
- * for each table field it caches the writer's field index (or "absent, use
- * the default"), the null branch of its union and a symbol-by-name map for
- * enums. That is Avro schema resolution done here instead of by
- * avro_resolved_writer_new(), because avro-c 1.11.1 refuses any reader field
- * the writer lacks ("Reader field paid_at doesn't appear in writer": default
- * values are not implemented), which rules out reading v1 data with v2.
- * Each schema also gets a compiled scan program (scan_node_t[]), one generic
- * value to decode into and one to encode from.
+ * Start-up (td_codec_new) parses every embedded schema with avro-c,
+ * fingerprints it, checks the current (reader) schema of each record
+ * against its table and resolves every writer schema of that record against
+ * the reader once: for each table field it caches the writer's field index
+ * (or "absent, use the default"), the null branch of its union and a
+ * symbol-by-name map for enums. That is Avro schema resolution done here
+ * instead of by avro_resolved_writer_new(), because avro-c 1.11.1 refuses
+ * any reader field the writer lacks ("Reader field paid_at doesn't appear
+ * in writer": default values are not implemented), which rules out reading
+ * v1 data with v2. Each schema is also compiled into a scan program
+ * (scan_node_t[]) and gets one generic value to encode from.
  *
- * Decoding one message:
+ * Decoding an event:
  *   1. header: C3 01 + fingerprint, looked up among the embedded schemas;
- *   2. scan: walk the datum against the writer schema's scan program,
- *      checking every varint, length, count, enum index, union branch and
- *      boolean against the bytes that are really there. avro-c itself would
- *      malloc(len + 1) for a hostile string length before its bounds check,
- *      write before its buffer for length -1, accept any enum index or
- *      boolean byte, and its memory reader does not tell how many bytes it
- *      consumed; after the scan none of that can happen, and the scan's end
- *      position gives TD_DLQ_TRAILING_BYTES;
- *   3. avro_value_read() into the writer schema's reused generic value from
- *      the reused memory reader;
- *   4. extract: walk the contract table, fetch each field by its cached index
- *      (defaults for absent or null fields, enum indexes mapped to the
- *      reader's), range-check it, then check the cross-field rules (key,
- *      event_time, CANCELLED needs cancelled_by, ARBITRATED needs
- *      responsible).
- * Strings in the event point into the generic value: they stay valid until
- * that value is read into again.
+ *      the value is copied into the codec's buffer, which the event's
+ *      strings then borrow;
+ *   2. scan: walk the datum with the writer schema's scan program, checking
+ *      every varint, length, count, enum index, union branch and boolean
+ *      against the bytes that are really there, and capture each top-level
+ *      field (union branch, number, or string position) into caps[]. The
+ *      scan's end position gives TD_DLQ_TRAILING_BYTES;
+ *   3. extract: walk the contract table, take each field from caps[] by its
+ *      cached writer index (defaults for absent or null fields, enum indexes
+ *      mapped to the reader's) and range-check it;
+ *   4. the rules that span fields: key, event_time, CANCELLED needs
+ *      cancelled_by, ARBITRATED needs responsible.
+ * No avro-c value is involved and nothing is allocated: about 2,500
+ * instructions for an order event. Reading events through avro-c generic
+ * values cost 8,500-11,000 (two mallocs per string, a function call per
+ * byte), and avro-c is unsafe on hostile input anyway: it mallocs a string's
+ * length before checking it, writes before its buffer for length -1,
+ * accepts any enum index or boolean byte, and its memory reader does not
+ * say how many bytes it consumed.
+ *
+ * TrustScores (not on the hot path; they have a map and an array) are
+ * scanned the same way and then read with avro_value_read() into a reused
+ * generic value. Encoding of both goes through avro-c generic values and
+ * avro_value_write() into a memory writer on the caller's buffer.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -55,14 +62,14 @@
 #define SO_MAGIC0 0xc3
 #define SO_MAGIC1 0x01
 
-#define MAX_SCHEMAS  16  /* embedded schema files */
-#define MAX_FIELDS   16  /* contract fields of one record */
-#define MAX_SYMBOLS  32  /* symbols of one enum */
-#define MAX_NODES    128 /* scan nodes of one schema */
-#define MAX_DEPTH    16  /* schema nesting; deeper (or recursive) refused */
-#define MAX_ITEMS    65536 /* array and map items in one datum */
-#define KIND_SCORE   TD_EV__CNT /* schema kind of TrustScore */
-#define KIND_CNT     (TD_EV__CNT + 1)
+#define MAX_SCHEMAS 16    /* embedded schema files */
+#define MAX_FIELDS  16    /* contract fields of one record */
+#define MAX_SYMBOLS 32    /* symbols of one enum */
+#define MAX_NODES   128   /* scan nodes of one schema */
+#define MAX_DEPTH   16    /* schema nesting; deeper (or recursive) refused */
+#define MAX_ITEMS   65536 /* array and map items in one datum */
+#define KIND_SCORE  TD_EV__CNT /* schema kind of TrustScore */
+#define KIND_CNT    (TD_EV__CNT + 1)
 
 /* How a contract field looks in C; the Avro type follows from it. */
 typedef enum {
@@ -82,11 +89,11 @@ typedef enum {
 typedef struct field_s {
     const char *name;
     ftype_t type;
-    int flags;   /* F_OPT, F_DEF */
-    size_t off;  /* offset in td_event_t */
-    int64_t def; /* value when null or absent */
-    int64_t lo;  /* allowed range of a present, non-null value */
-    int64_t hi;  /* (for strings: of its length in bytes) */
+    int flags;           /* F_OPT, F_DEF */
+    size_t off;          /* offset in td_event_t */
+    int64_t def;         /* value when null or absent */
+    int64_t lo;          /* allowed range of a present, non-null value */
+    int64_t hi;          /* (for strings: of its length in bytes) */
     td_dlq_reason_t rlo; /* reason when below lo */
     td_dlq_reason_t rhi; /* reason when above hi */
 } field_t;
@@ -99,11 +106,11 @@ typedef struct kind_s {
 
 /* One contract field as a particular writer schema has it. */
 typedef struct wfield_s {
-    int idx;           /* field index in the writer record, -1 absent */
-    int null_branch;   /* union branch holding null, -1 not a union */
-    int val_branch;    /* union branch holding the value */
-    avro_type_t vtype; /* writer's value type (INT32 may feed FT_LONG) */
-    int nsym;          /* FT_ENUM: writer symbols */
+    int idx;                  /* field index in the writer record, -1 absent */
+    int null_branch;          /* union branch holding null, -1 not a union */
+    int val_branch;           /* union branch holding the value */
+    avro_type_t vtype;        /* writer's value type (INT32 may feed FT_LONG) */
+    int nsym;                 /* FT_ENUM: writer symbols */
     int8_t emap[MAX_SYMBOLS]; /* writer enum index -> reader's, -1 none */
     int8_t rmap[MAX_SYMBOLS]; /* reader enum index -> writer's, -1 none */
 } wfield_t;
@@ -147,7 +154,7 @@ struct td_codec_s {
     int sc_cnt;
     schema_t *current[KIND_CNT]; /* reader schema per kind */
     cap_t caps[MAX_FIELDS];      /* top-level fields of the last event */
-    uint8_t *msg;   /* copy of the last event, which its strings borrow */
+    uint8_t *msg; /* copy of the last event, which its strings borrow */
     size_t msg_size;
     avro_reader_t reader; /* TrustScore decoding */
     avro_writer_t writer;
@@ -264,8 +271,7 @@ static void seterr(char *errstr, size_t errstr_size, const char *fmt, ...)
 static void seterr(char *errstr, size_t errstr_size, const char *fmt, ...) {
     va_list ap;
 
-    if (errstr == NULL || errstr_size == 0)
-        return;
+    if (errstr == NULL || errstr_size == 0) return;
     va_start(ap, fmt);
     vsnprintf(errstr, errstr_size, fmt, ap);
     va_end(ap);
@@ -299,8 +305,7 @@ static int is_versioned(const char *file) {
     size_t n = strlen(file);
     size_t i;
 
-    if (n < 5 || strcmp(file + n - 5, ".avsc") != 0)
-        return 0;
+    if (n < 5 || strcmp(file + n - 5, ".avsc") != 0) return 0;
     i = n - 5;
     while (i > 0 && file[i - 1] >= '0' && file[i - 1] <= '9')
         i--;
@@ -317,10 +322,8 @@ static int field_shape(avro_schema_t fs,
     *null_branch = -1;
     *val_branch = -1;
     *vs = fs;
-    if (!is_avro_union(fs))
-        return TD_OK;
-    if (avro_schema_union_size(fs) != 2)
-        return TD_ERR;
+    if (!is_avro_union(fs)) return TD_OK;
+    if (avro_schema_union_size(fs) != 2) return TD_ERR;
     for (int b = 0; b < 2; b++) {
         avro_schema_t bs = deref(avro_schema_union_branch(fs, b));
 
@@ -353,8 +356,7 @@ static int type_ok(ftype_t t, avro_schema_t vs, int writer) {
     case FT_MAP:
         return is_avro_map(vs) && is_avro_double(avro_schema_map_values(vs));
     case FT_ARRAY:
-        return is_avro_array(vs) &&
-               is_avro_string(avro_schema_array_items(vs));
+        return is_avro_array(vs) && is_avro_string(avro_schema_array_items(vs));
     }
     return 0;
 }
@@ -409,8 +411,8 @@ static int check_reader_field(const schema_t *rd,
                f->name);
         return TD_ERR;
     }
-    if (field_shape(avro_schema_record_field_get_by_index(rd->schema, ri),
-                    rvs, &nb, &vb) != TD_OK ||
+    if (field_shape(avro_schema_record_field_get_by_index(rd->schema, ri), rvs,
+                    &nb, &vb) != TD_OK ||
         (nb >= 0) != ((f->flags & F_OPT) != 0) || !type_ok(f->type, *rvs, 0)) {
         seterr(errstr, errstr_size,
                "%s: field %s does not have the contract's type", rd->file,
@@ -430,13 +432,18 @@ static int check_reader_field(const schema_t *rd,
 
 /* Resolves writer schema sc against the reader schema of its kind: fills
  * sc->wf[] so that decoding and encoding need no lookups by name. */
-static int resolve_schema(td_codec_t *c,
-                          schema_t *sc,
-                          char *errstr,
-                          size_t errstr_size) {
+static int
+resolve_schema(td_codec_t *c, schema_t *sc, char *errstr, size_t errstr_size) {
     const kind_t *k = &kinds[sc->kind];
     const schema_t *rd = c->current[sc->kind];
     size_t wn = avro_schema_record_size(sc->schema);
+
+    /* The scan captures each top-level field into td_codec_s.caps[]. */
+    if (wn > MAX_FIELDS) {
+        seterr(errstr, errstr_size, "%s: more than %d fields", sc->file,
+               MAX_FIELDS);
+        return TD_ERR;
+    }
 
     for (int i = 0; i < k->field_cnt; i++) {
         const field_t *f = &k->fields[i];
@@ -449,10 +456,9 @@ static int resolve_schema(td_codec_t *c,
         wi = avro_schema_record_field_get_index(sc->schema, f->name);
         w->idx = wi;
         if (wi < 0) {
-            if (f->flags & F_DEF)
-                continue;
-            seterr(errstr, errstr_size, "%s: lacks required field %s",
-                   sc->file, f->name);
+            if (f->flags & F_DEF) continue;
+            seterr(errstr, errstr_size, "%s: lacks required field %s", sc->file,
+                   f->name);
             return TD_ERR;
         }
         if (field_shape(avro_schema_record_field_get_by_index(sc->schema, wi),
@@ -530,27 +536,23 @@ static int scan_compile(schema_t *sc,
             avro_schema_t cs = is_rec
                                    ? avro_schema_record_field_get_by_index(s, i)
                                    : avro_schema_union_branch(s, i);
-            const char *cn = is_rec ? avro_schema_record_field_name(s, i)
-                                    : NULL;
+            const char *cn =
+                is_rec ? avro_schema_record_field_name(s, i) : NULL;
             int kn = scan_compile(sc, cs, cn, depth + 1, errstr, errstr_size);
 
-            if (kn < 0)
-                return -1;
+            if (kn < 0) return -1;
             sc->kids[nd->kid + i] = kn;
-            if (!sc->nodes[kn].min0)
-                sc->nodes[ni].min0 = 0;
+            if (!sc->nodes[kn].min0) sc->nodes[ni].min0 = 0;
         }
         return ni;
     }
     case AVRO_ARRAY:
     case AVRO_MAP: {
-        avro_schema_t is = nd->type == AVRO_ARRAY
-                               ? avro_schema_array_items(s)
-                               : avro_schema_map_values(s);
+        avro_schema_t is = nd->type == AVRO_ARRAY ? avro_schema_array_items(s)
+                                                  : avro_schema_map_values(s);
         int kn = scan_compile(sc, is, NULL, depth + 1, errstr, errstr_size);
 
-        if (kn < 0)
-            return -1;
+        if (kn < 0) return -1;
         sc->nodes[ni].kid = kn;
         return ni;
     }
@@ -573,22 +575,18 @@ static int scan_compile(schema_t *sc,
  * The datum scanner
  */
 
-static td_dlq_reason_t scan_fail(scan_t *st,
-                                 td_dlq_reason_t r,
-                                 const char *fmt,
-                                 ...) __attribute__((format(printf, 3, 4)));
+static td_dlq_reason_t
+scan_fail(scan_t *st, td_dlq_reason_t r, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
-static td_dlq_reason_t scan_fail(scan_t *st,
-                                 td_dlq_reason_t r,
-                                 const char *fmt,
-                                 ...) {
+static td_dlq_reason_t
+scan_fail(scan_t *st, td_dlq_reason_t r, const char *fmt, ...) {
     va_list ap;
     int n;
 
-    if (st->errstr == NULL || st->errstr_size == 0)
-        return r;
-    n = snprintf(st->errstr, st->errstr_size, "%s: ",
-                 st->field != NULL ? st->field : "datum");
+    if (st->errstr == NULL || st->errstr_size == 0) return r;
+    n = snprintf(st->errstr, st->errstr_size,
+                 "%s: ", st->field != NULL ? st->field : "datum");
     if (n >= 0 && (size_t)n < st->errstr_size) {
         va_start(ap, fmt);
         vsnprintf(st->errstr + n, st->errstr_size - (size_t)n, fmt, ap);
@@ -606,6 +604,7 @@ static size_t scan_left(const scan_t *st) {
 static inline td_dlq_reason_t scan_varint(scan_t *st, int64_t *out) {
     uint64_t v = 0;
 
+    *out = 0;
     if (st->p < st->end && !(*st->p & 0x80)) {
         v = *st->p++;
         *out = (int64_t)((v >> 1) ^ (0 - (v & 1)));
@@ -618,7 +617,8 @@ static inline td_dlq_reason_t scan_varint(scan_t *st, int64_t *out) {
             return scan_fail(st, TD_DLQ_TRUNCATED, "varint runs past the end");
         b = *st->p++;
         if (i == 9 && b > 1)
-            return scan_fail(st, TD_DLQ_MALFORMED, "varint longer than 64 bits");
+            return scan_fail(st, TD_DLQ_MALFORMED,
+                             "varint longer than 64 bits");
         v |= (uint64_t)(b & 0x7f) << (7 * i);
         if (!(b & 0x80)) {
             *out = (int64_t)((v >> 1) ^ (0 - (v & 1)));
@@ -630,9 +630,8 @@ static inline td_dlq_reason_t scan_varint(scan_t *st, int64_t *out) {
 
 static td_dlq_reason_t scan_skip(scan_t *st, int64_t n, const char *what) {
     if (n < 0 || (uint64_t)n > scan_left(st)) {
-        return scan_fail(st, TD_DLQ_TRUNCATED,
-                         "%s needs %lld bytes, %zu left", what, (long long)n,
-                         scan_left(st));
+        return scan_fail(st, TD_DLQ_TRUNCATED, "%s needs %lld bytes, %zu left",
+                         what, (long long)n, scan_left(st));
     }
     st->p += n;
     return TD_DLQ_OK;
@@ -644,8 +643,7 @@ static td_dlq_reason_t scan_bytes(scan_t *st, cap_t *cap) {
     int64_t len;
     td_dlq_reason_t r = scan_varint(st, &len);
 
-    if (r != TD_DLQ_OK)
-        return r;
+    if (r != TD_DLQ_OK) return r;
     if (len < 0)
         return scan_fail(st, TD_DLQ_MALFORMED, "negative length %lld",
                          (long long)len);
@@ -662,16 +660,13 @@ static td_dlq_reason_t scan_bytes(scan_t *st, cap_t *cap) {
     return TD_DLQ_OK;
 }
 
-static td_dlq_reason_t scan_node(scan_t *st,
-                                 const schema_t *sc,
-                                 int ni,
-                                 cap_t *cap);
+static td_dlq_reason_t
+scan_node(scan_t *st, const schema_t *sc, int ni, cap_t *cap);
 
 /* Array and map blocks: count (negative: then a byte size), items, and a
  * zero count at the end. Counts are bounded before the loop runs. */
-static td_dlq_reason_t scan_blocks(scan_t *st,
-                                   const schema_t *sc,
-                                   const scan_node_t *nd) {
+static td_dlq_reason_t
+scan_blocks(scan_t *st, const schema_t *sc, const scan_node_t *nd) {
     int is_map = nd->type == AVRO_MAP;
     int item_min0 = !is_map && sc->nodes[nd->kid].min0;
 
@@ -680,17 +675,14 @@ static td_dlq_reason_t scan_blocks(scan_t *st,
         const uint8_t *start;
         td_dlq_reason_t r = scan_varint(st, &count);
 
-        if (r != TD_DLQ_OK)
-            return r;
-        if (count == 0)
-            return TD_DLQ_OK;
+        if (r != TD_DLQ_OK) return r;
+        if (count == 0) return TD_DLQ_OK;
         if (count < 0) {
             if (count == INT64_MIN)
                 return scan_fail(st, TD_DLQ_MALFORMED, "bad block count");
             count = -count;
             r = scan_varint(st, &bsize);
-            if (r != TD_DLQ_OK)
-                return r;
+            if (r != TD_DLQ_OK) return r;
             if (bsize < 0)
                 return scan_fail(st, TD_DLQ_MALFORMED, "negative block size");
             if ((uint64_t)bsize > scan_left(st)) {
@@ -711,10 +703,8 @@ static td_dlq_reason_t scan_blocks(scan_t *st,
         st->items += count;
         start = st->p;
         for (int64_t i = 0; i < count; i++) {
-            if (is_map && (r = scan_bytes(st, NULL)) != TD_DLQ_OK)
-                return r;
-            if ((r = scan_node(st, sc, nd->kid, NULL)) != TD_DLQ_OK)
-                return r;
+            if (is_map && (r = scan_bytes(st, NULL)) != TD_DLQ_OK) return r;
+            if ((r = scan_node(st, sc, nd->kid, NULL)) != TD_DLQ_OK) return r;
         }
         if (bsize >= 0 && st->p - start != bsize) {
             return scan_fail(st, TD_DLQ_MALFORMED,
@@ -727,16 +717,13 @@ static td_dlq_reason_t scan_blocks(scan_t *st,
 /* Scans the value of node ni. A primitive's value, and a union's branch, go
  * into cap unless it is NULL; the root record (node 0) captures each of its
  * fields into st->caps when that is set. */
-static td_dlq_reason_t scan_node(scan_t *st,
-                                 const schema_t *sc,
-                                 int ni,
-                                 cap_t *cap) {
+static td_dlq_reason_t
+scan_node(scan_t *st, const schema_t *sc, int ni, cap_t *cap) {
     const scan_node_t *nd = &sc->nodes[ni];
     td_dlq_reason_t r;
     int64_t v;
 
-    if (nd->name != NULL)
-        st->field = nd->name;
+    if (nd->name != NULL) st->field = nd->name;
 
     switch (nd->type) {
     case AVRO_NULL:
@@ -751,16 +738,14 @@ static td_dlq_reason_t scan_node(scan_t *st,
         v = *st->p++;
         break;
     case AVRO_INT32:
-        if ((r = scan_varint(st, &v)) != TD_DLQ_OK)
-            return r;
+        if ((r = scan_varint(st, &v)) != TD_DLQ_OK) return r;
         if (v < INT32_MIN || v > INT32_MAX) {
             return scan_fail(st, TD_DLQ_MALFORMED,
                              "int %lld out of 32-bit range", (long long)v);
         }
         break;
     case AVRO_INT64:
-        if ((r = scan_varint(st, &v)) != TD_DLQ_OK)
-            return r;
+        if ((r = scan_varint(st, &v)) != TD_DLQ_OK) return r;
         break;
     case AVRO_FLOAT:
         return scan_skip(st, 4, "float");
@@ -772,8 +757,7 @@ static td_dlq_reason_t scan_node(scan_t *st,
     case AVRO_BYTES:
         return scan_bytes(st, cap);
     case AVRO_ENUM:
-        if ((r = scan_varint(st, &v)) != TD_DLQ_OK)
-            return r;
+        if ((r = scan_varint(st, &v)) != TD_DLQ_OK) return r;
         if (v < 0 || v >= nd->n) {
             return scan_fail(st, TD_DLQ_BAD_ENUM,
                              "enum index %lld outside 0..%d", (long long)v,
@@ -781,15 +765,13 @@ static td_dlq_reason_t scan_node(scan_t *st,
         }
         break;
     case AVRO_UNION:
-        if ((r = scan_varint(st, &v)) != TD_DLQ_OK)
-            return r;
+        if ((r = scan_varint(st, &v)) != TD_DLQ_OK) return r;
         if (v < 0 || v >= nd->n) {
             return scan_fail(st, TD_DLQ_MALFORMED,
                              "union branch %lld outside 0..%d", (long long)v,
                              nd->n - 1);
         }
-        if (cap != NULL)
-            cap->branch = v;
+        if (cap != NULL) cap->branch = v;
         return scan_node(st, sc, sc->kids[nd->kid + v], cap);
     case AVRO_RECORD: {
         cap_t *caps = ni == 0 ? st->caps : NULL;
@@ -797,8 +779,7 @@ static td_dlq_reason_t scan_node(scan_t *st,
         for (int i = 0; i < nd->n; i++) {
             r = scan_node(st, sc, sc->kids[nd->kid + i],
                           caps != NULL ? &caps[i] : NULL);
-            if (r != TD_DLQ_OK)
-                return r;
+            if (r != TD_DLQ_OK) return r;
         }
         return TD_DLQ_OK;
     }
@@ -808,8 +789,7 @@ static td_dlq_reason_t scan_node(scan_t *st,
     default:
         return scan_fail(st, TD_DLQ_MALFORMED, "unsupported schema type");
     }
-    if (cap != NULL)
-        cap->num = v;
+    if (cap != NULL) cap->num = v;
     return TD_DLQ_OK;
 }
 
@@ -819,16 +799,14 @@ static td_dlq_reason_t scan_node(scan_t *st,
 
 static schema_t *find_by_fp(td_codec_t *c, uint64_t fp) {
     for (int i = 0; i < c->sc_cnt; i++) {
-        if (c->sc[i].fp == fp)
-            return &c->sc[i];
+        if (c->sc[i].fp == fp) return &c->sc[i];
     }
     return NULL;
 }
 
 static schema_t *find_by_file(const td_codec_t *c, const char *file) {
     for (int i = 0; i < c->sc_cnt; i++) {
-        if (strcmp(c->sc[i].file, file) == 0)
-            return (schema_t *)&c->sc[i];
+        if (strcmp(c->sc[i].file, file) == 0) return (schema_t *)&c->sc[i];
     }
     return NULL;
 }
@@ -852,8 +830,7 @@ static int load_schema(td_codec_t *c,
     }
     c->sc_cnt++;
     if (!is_avro_record(sc->schema)) {
-        seterr(errstr, errstr_size, "%s: top level is not a record",
-               src->file);
+        seterr(errstr, errstr_size, "%s: top level is not a record", src->file);
         return TD_ERR;
     }
     if (td_fp_schema(sc->schema, &sc->fp, errstr, errstr_size) != TD_OK)
@@ -866,8 +843,7 @@ static int load_schema(td_codec_t *c,
     }
     fullname(sc->schema, name, sizeof(name));
     for (int k = 0; k < KIND_CNT; k++) {
-        if (strcmp(kinds[k].record, name) == 0)
-            sc->kind = k;
+        if (strcmp(kinds[k].record, name) == 0) sc->kind = k;
     }
     if (sc->kind < 0) {
         seterr(errstr, errstr_size, "%s: record %s is not one trustd knows",
@@ -886,13 +862,13 @@ static int load_schema(td_codec_t *c,
 }
 
 /* Resolves, compiles and allocates the values of a loaded schema. */
-static int prepare_schema(td_codec_t *c,
-                          schema_t *sc,
-                          char *errstr,
-                          size_t errstr_size) {
+static int
+prepare_schema(td_codec_t *c, schema_t *sc, char *errstr, size_t errstr_size) {
     if (sc->kind == KIND_SCORE && sc != c->current[KIND_SCORE]) {
-        seterr(errstr, errstr_size, "%s: older TrustScore versions are not "
-                                    "supported", sc->file);
+        seterr(errstr, errstr_size,
+               "%s: older TrustScore versions are not "
+               "supported",
+               sc->file);
         return TD_ERR;
     }
     if (kinds[sc->kind].field_cnt > MAX_FIELDS) {
@@ -900,13 +876,13 @@ static int prepare_schema(td_codec_t *c,
                sc->file, MAX_FIELDS);
         return TD_ERR;
     }
-    if (resolve_schema(c, sc, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    if (resolve_schema(c, sc, errstr, errstr_size) != TD_OK) return TD_ERR;
     if (scan_compile(sc, sc->schema, NULL, 0, errstr, errstr_size) < 0)
         return TD_ERR;
     sc->iface = avro_generic_class_from_schema(sc->schema);
     if (sc->iface == NULL ||
-        avro_generic_value_new(sc->iface, &sc->dec) != 0 ||
+        (sc->kind == KIND_SCORE &&
+         avro_generic_value_new(sc->iface, &sc->dec) != 0) ||
         avro_generic_value_new(sc->iface, &sc->enc) != 0) {
         seterr(errstr, errstr_size, "%s: %s", sc->file, avro_strerror());
         return TD_ERR;
@@ -947,6 +923,14 @@ td_codec_t *td_codec_new(char *errstr, size_t errstr_size) {
         seterr(errstr, errstr_size, "cannot create avro reader or writer");
         goto err;
     }
+    /* Room for a default-sized message, so decoding never allocates unless
+     * max_message_bytes is raised above it. */
+    c->msg_size = 65536;
+    c->msg = malloc(c->msg_size);
+    if (c->msg == NULL) {
+        seterr(errstr, errstr_size, "out of memory");
+        goto err;
+    }
     return c;
 
 err:
@@ -955,24 +939,18 @@ err:
 }
 
 void td_codec_destroy(td_codec_t *c) {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     for (int i = 0; i < c->sc_cnt; i++) {
         schema_t *sc = &c->sc[i];
 
-        if (sc->dec.iface != NULL)
-            avro_value_decref(&sc->dec);
-        if (sc->enc.iface != NULL)
-            avro_value_decref(&sc->enc);
-        if (sc->iface != NULL)
-            avro_value_iface_decref(sc->iface);
-        if (sc->schema != NULL)
-            avro_schema_decref(sc->schema);
+        if (sc->dec.iface != NULL) avro_value_decref(&sc->dec);
+        if (sc->enc.iface != NULL) avro_value_decref(&sc->enc);
+        if (sc->iface != NULL) avro_value_iface_decref(sc->iface);
+        if (sc->schema != NULL) avro_schema_decref(sc->schema);
     }
-    if (c->reader != NULL)
-        avro_reader_free(c->reader);
-    if (c->writer != NULL)
-        avro_writer_free(c->writer);
+    if (c->reader != NULL) avro_reader_free(c->reader);
+    if (c->writer != NULL) avro_writer_free(c->writer);
+    free(c->msg);
     free(c->scratch);
     free(c);
 }
@@ -987,21 +965,22 @@ uint64_t td_codec_fingerprint(const td_codec_t *c, const char *schema_file) {
  * Decoding
  */
 
-/* Steps 1-3: header, scan, avro_value_read into the writer's value. */
-static td_dlq_reason_t read_datum(td_codec_t *c,
-                                  const void *value,
-                                  size_t len,
-                                  size_t max_len,
-                                  schema_t **scp,
-                                  char *errstr,
-                                  size_t errstr_size) {
-    const uint8_t *p = value;
+/* Steps 1-2: header checks, fingerprint lookup and the scan of the datum
+ * in p[0..len); caps (or NULL) receives the top-level fields. */
+static td_dlq_reason_t parse_msg(td_codec_t *c,
+                                 const uint8_t *p,
+                                 size_t len,
+                                 size_t max_len,
+                                 cap_t *caps,
+                                 schema_t **scp,
+                                 char *errstr,
+                                 size_t errstr_size) {
     scan_t st;
     uint64_t fp = 0;
     schema_t *sc;
     td_dlq_reason_t r;
 
-    if (value == NULL || len == 0) {
+    if (p == NULL || len == 0) {
         seterr(errstr, errstr_size, "null value (tombstone)");
         return TD_DLQ_TOMBSTONE;
     }
@@ -1011,9 +990,8 @@ static td_dlq_reason_t read_datum(td_codec_t *c,
         return TD_DLQ_TOO_LARGE;
     }
     if (p[0] != SO_MAGIC0 || len < 2 || p[1] != SO_MAGIC1) {
-        seterr(errstr, errstr_size,
-               "value starts with %02x %02x, not c3 01", p[0],
-               len > 1 ? p[1] : 0);
+        seterr(errstr, errstr_size, "value starts with %02x %02x, not c3 01",
+               p[0], len > 1 ? p[1] : 0);
         return TD_DLQ_BAD_MAGIC;
     }
     if (len < TD_CODEC_HDR_LEN) {
@@ -1036,61 +1014,17 @@ static td_dlq_reason_t read_datum(td_codec_t *c,
     st.end = p + len;
     st.field = NULL;
     st.items = 0;
+    st.caps = caps;
     st.errstr = errstr;
     st.errstr_size = errstr_size;
-    r = scan_node(&st, sc, 0);
-    if (r != TD_DLQ_OK)
-        return r;
+    r = scan_node(&st, sc, 0, NULL);
+    if (r != TD_DLQ_OK) return r;
     if (st.p != st.end) {
         seterr(errstr, errstr_size, "%zu bytes after the %s datum",
                scan_left(&st), sc->file);
         return TD_DLQ_TRAILING_BYTES;
     }
-
-    avro_reader_memory_set_source(c->reader,
-                                  (const char *)p + TD_CODEC_HDR_LEN,
-                                  (int64_t)(len - TD_CODEC_HDR_LEN));
-    if (avro_value_read(c->reader, &sc->dec) != 0) {
-        seterr(errstr, errstr_size, "avro-c: %s", avro_strerror());
-        return TD_DLQ_BAD_VALUE;
-    }
     return TD_DLQ_OK;
-}
-
-/* The value of a writer field of C type t (an int writer may feed a long). */
-static int get_num(avro_value_t *v, avro_type_t vtype, ftype_t t,
-                   int64_t *out) {
-    int rc = 0;
-
-    switch (t) {
-    case FT_LONG:
-    case FT_INT:
-        if (vtype == AVRO_INT32) {
-            int32_t i32 = 0;
-
-            rc = avro_value_get_int(v, &i32);
-            *out = i32;
-        } else {
-            rc = avro_value_get_long(v, out);
-        }
-        return rc;
-    case FT_BOOL: {
-        int b = 0;
-
-        rc = avro_value_get_boolean(v, &b);
-        *out = b != 0;
-        return rc;
-    }
-    case FT_ENUM: {
-        int e = 0;
-
-        rc = avro_value_get_enum(v, &e);
-        *out = e;
-        return rc;
-    }
-    default:
-        return EINVAL;
-    }
 }
 
 /* Stores a number, or for a string field its default: empty. */
@@ -1107,17 +1041,15 @@ static void store_num(const field_t *f, td_event_t *ev, int64_t num) {
     }
 }
 
-static td_dlq_reason_t range_fail(const field_t *f,
-                                  int64_t num,
-                                  char *errstr,
-                                  size_t errstr_size) {
+static td_dlq_reason_t
+range_fail(const field_t *f, int64_t num, char *errstr, size_t errstr_size) {
     td_dlq_reason_t r = num < f->lo ? f->rlo : f->rhi;
 
     if (f->type == FT_STR && num == 0)
         seterr(errstr, errstr_size, "%s is empty", f->name);
     else if (f->type == FT_STR)
-        seterr(errstr, errstr_size, "%s is %lld bytes, more than %lld",
-               f->name, (long long)num, (long long)f->hi);
+        seterr(errstr, errstr_size, "%s is %lld bytes, more than %lld", f->name,
+               (long long)num, (long long)f->hi);
     else if (f->hi == INT64_MAX)
         seterr(errstr, errstr_size, "%s %lld is below %lld", f->name,
                (long long)num, (long long)f->lo);
@@ -1127,8 +1059,9 @@ static td_dlq_reason_t range_fail(const field_t *f,
     return r;
 }
 
-/* Step 4a: walk the contract table over the decoded writer value. */
-static td_dlq_reason_t extract(schema_t *sc,
+/* Step 3: walk the contract table over the captured writer fields. */
+static td_dlq_reason_t extract(const td_codec_t *c,
+                               const schema_t *sc,
                                td_event_t *ev,
                                char *errstr,
                                size_t errstr_size) {
@@ -1137,53 +1070,37 @@ static td_dlq_reason_t extract(schema_t *sc,
     for (int i = 0; i < k->field_cnt; i++) {
         const field_t *f = &k->fields[i];
         const wfield_t *w = &sc->wf[i];
-        avro_value_t fv, bv;
-        int64_t num = 0;
-        int rc;
+        const cap_t *cap;
+        int64_t num;
 
         if (w->idx < 0) {
             store_num(f, ev, f->def);
             continue;
         }
-        rc = avro_value_get_by_index(&sc->dec, (size_t)w->idx, &fv, NULL);
-        if (rc == 0 && w->null_branch >= 0) {
-            int d = -1;
-
-            rc = avro_value_get_discriminant(&fv, &d);
-            if (rc == 0 && d == w->null_branch) {
-                store_num(f, ev, f->def);
-                continue;
-            }
-            if (rc == 0)
-                rc = avro_value_get_current_branch(&fv, &bv);
-            if (rc == 0)
-                fv = bv;
+        cap = &c->caps[w->idx];
+        if (w->null_branch >= 0 && cap->branch == w->null_branch) {
+            store_num(f, ev, f->def);
+            continue;
         }
-        if (rc == 0 && f->type == FT_STR) {
+        if (f->type == FT_STR) {
             td_str_t *s = (td_str_t *)((char *)ev + f->off);
-            size_t size = 0;
 
-            rc = avro_value_get_string(&fv, &s->ptr, &size);
-            s->len = size > 0 ? size - 1 : 0;
-            num = (int64_t)s->len;
-        } else if (rc == 0) {
-            rc = get_num(&fv, w->vtype, f->type, &num);
-            if (rc == 0 && f->type == FT_ENUM) {
-                if (num < 0 || num >= w->nsym || w->emap[num] < 0) {
+            s->ptr = (const char *)cap->ptr;
+            s->len = cap->len;
+            num = (int64_t)cap->len;
+        } else {
+            num = cap->num;
+            if (f->type == FT_ENUM) {
+                /* The scan checked num against the writer's symbols. */
+                if (w->emap[num] < 0) {
                     seterr(errstr, errstr_size,
-                           "%s symbol %lld unknown to the reader", f->name,
-                           (long long)num);
+                           "%s symbol %lld of %s unknown to the reader",
+                           f->name, (long long)num, sc->file);
                     return TD_DLQ_BAD_ENUM;
                 }
                 num = w->emap[num];
             }
-            if (rc == 0)
-                store_num(f, ev, num);
-        }
-        if (rc != 0) {
-            seterr(errstr, errstr_size, "%s: cannot read decoded value",
-                   f->name);
-            return TD_DLQ_BAD_VALUE;
+            store_num(f, ev, num);
         }
         if (num < f->lo || num > f->hi)
             return range_fail(f, num, errstr, errstr_size);
@@ -1191,7 +1108,7 @@ static td_dlq_reason_t extract(schema_t *sc,
     return TD_DLQ_OK;
 }
 
-/* Step 4b: the rules that span fields or depend on the message. */
+/* Step 4: the rules that span fields or depend on the message. */
 static td_dlq_reason_t check_rules(const td_event_t *ev,
                                    const void *key,
                                    size_t key_len,
@@ -1218,9 +1135,8 @@ static td_dlq_reason_t check_rules(const td_event_t *ev,
         return TD_DLQ_EVENT_TIME_TOO_OLD;
     }
     /* Unsigned difference: event_time and now_ms may be far apart. */
-    if (ev->event_time > now_ms &&
-        (uint64_t)ev->event_time - (uint64_t)now_ms >
-            (uint64_t)v->max_future_skew_ms) {
+    if (ev->event_time > now_ms && (uint64_t)ev->event_time - (uint64_t)now_ms >
+                                       (uint64_t)v->max_future_skew_ms) {
         seterr(errstr, errstr_size, "event_time %lld is %lld ms after now",
                (long long)ev->event_time,
                (long long)((uint64_t)ev->event_time - (uint64_t)now_ms));
@@ -1228,15 +1144,17 @@ static td_dlq_reason_t check_rules(const td_event_t *ev,
     }
     if (ev->kind == TD_EV_ORDER && ev->u.order.status == TD_ORDER_CANCELLED &&
         ev->u.order.cancelled_by == TD_NULL_ENUM) {
-        seterr(errstr, errstr_size, "cancelled_by is null on a CANCELLED "
-                                    "order");
+        seterr(errstr, errstr_size,
+               "cancelled_by is null on a CANCELLED "
+               "order");
         return TD_DLQ_MISSING_FIELD;
     }
     if (ev->kind == TD_EV_REFUND &&
         ev->u.refund.status == TD_REFUND_ARBITRATED &&
         ev->u.refund.responsible == TD_NULL_ENUM) {
-        seterr(errstr, errstr_size, "responsible is null on an ARBITRATED "
-                                    "refund");
+        seterr(errstr, errstr_size,
+               "responsible is null on an ARBITRATED "
+               "refund");
         return TD_DLQ_MISSING_FIELD;
     }
     return TD_DLQ_OK;
@@ -1262,26 +1180,40 @@ td_dlq_reason_t td_codec_decode(td_codec_t *c,
         v = &defaults;
     }
     memset(ev, 0, sizeof(*ev));
-    if (errstr != NULL && errstr_size > 0)
-        errstr[0] = '\0';
+    if (errstr != NULL && errstr_size > 0) errstr[0] = '\0';
     if ((unsigned)expect >= TD_EV__CNT) {
         seterr(errstr, errstr_size, "invalid topic kind %d", (int)expect);
         return TD_DLQ_WRONG_TYPE;
     }
 
-    r = read_datum(c, value, value_len, v->max_message_bytes, &sc, errstr,
-                   errstr_size);
-    if (r != TD_DLQ_OK)
-        return r;
+    /* The event borrows its strings from the codec's copy of the message,
+     * not from the caller's buffer. The copy is made only once the size is
+     * known to be acceptable; the buffer grows only past 64 KiB. */
+    if (value != NULL && value_len > 0 && value_len <= v->max_message_bytes) {
+        if (value_len > c->msg_size) {
+            uint8_t *m = realloc(c->msg, value_len);
+
+            if (m == NULL) {
+                seterr(errstr, errstr_size, "out of memory");
+                return TD_DLQ_TOO_LARGE;
+            }
+            c->msg = m;
+            c->msg_size = value_len;
+        }
+        memcpy(c->msg, value, value_len);
+        value = c->msg;
+    }
+    r = parse_msg(c, value, value_len, v->max_message_bytes, c->caps, &sc,
+                  errstr, errstr_size);
+    if (r != TD_DLQ_OK) return r;
     if (sc->kind != (int)expect) {
         seterr(errstr, errstr_size, "%s record on a %s topic",
                kinds[sc->kind].record, kinds[expect].record);
         return TD_DLQ_WRONG_TYPE;
     }
     ev->kind = expect;
-    r = extract(sc, ev, errstr, errstr_size);
-    if (r != TD_DLQ_OK)
-        return r;
+    r = extract(c, sc, ev, errstr, errstr_size);
+    if (r != TD_DLQ_OK) return r;
     return check_rules(ev, key, key_len, now_ms, v, errstr, errstr_size);
 }
 
@@ -1315,8 +1247,7 @@ static int set_str(td_codec_t *c,
         c->scratch = p;
         c->scratch_size = n;
     }
-    if (len > 0)
-        memcpy(c->scratch, s, len);
+    if (len > 0) memcpy(c->scratch, s, len);
     c->scratch[len] = '\0';
     if (avro_value_set_string_len(v, c->scratch, len + 1) != 0) {
         seterr(errstr, errstr_size, "avro-c: %s", avro_strerror());
@@ -1390,38 +1321,33 @@ static int encode_field(td_codec_t *c,
         return TD_OK;
     }
     if (w->null_branch >= 0) {
-        if (avro_value_set_branch(fv, w->val_branch, &bv) != 0)
-            goto avro_err;
+        if (avro_value_set_branch(fv, w->val_branch, &bv) != 0) goto avro_err;
         fv = &bv;
     }
     if (f->type == FT_LONG && w->vtype == AVRO_INT64) {
-        if (avro_value_set_long(fv, num) != 0)
-            goto avro_err;
+        if (avro_value_set_long(fv, num) != 0) goto avro_err;
         return TD_OK;
     }
     switch (f->type) {
     case FT_LONG: /* the writer has it as an int */
     case FT_INT:
         if (num < INT32_MIN || num > INT32_MAX) {
-            seterr(errstr, errstr_size, "%s %lld does not fit an int",
-                   f->name, (long long)num);
+            seterr(errstr, errstr_size, "%s %lld does not fit an int", f->name,
+                   (long long)num);
             return TD_ERR;
         }
-        if (avro_value_set_int(fv, (int32_t)num) != 0)
-            goto avro_err;
+        if (avro_value_set_int(fv, (int32_t)num) != 0) goto avro_err;
         return TD_OK;
     case FT_BOOL:
-        if (avro_value_set_boolean(fv, num != 0) != 0)
-            goto avro_err;
+        if (avro_value_set_boolean(fv, num != 0) != 0) goto avro_err;
         return TD_OK;
     case FT_ENUM:
         if (num < 0 || num > f->hi || w->rmap[num] < 0) {
-            seterr(errstr, errstr_size, "%s %lld has no symbol in %s",
-                   f->name, (long long)num, sc->file);
+            seterr(errstr, errstr_size, "%s %lld has no symbol in %s", f->name,
+                   (long long)num, sc->file);
             return TD_ERR;
         }
-        if (avro_value_set_enum(fv, w->rmap[num]) != 0)
-            goto avro_err;
+        if (avro_value_set_enum(fv, w->rmap[num]) != 0) goto avro_err;
         return TD_OK;
     default:
         break;
@@ -1450,10 +1376,8 @@ static int encode_event(td_codec_t *c,
         const wfield_t *w = &sc->wf[i];
         avro_value_t fv;
 
-        if (w->idx < 0)
-            continue;
-        if (avro_value_get_by_index(&sc->enc, (size_t)w->idx, &fv, NULL) !=
-            0) {
+        if (w->idx < 0) continue;
+        if (avro_value_get_by_index(&sc->enc, (size_t)w->idx, &fv, NULL) != 0) {
             seterr(errstr, errstr_size, "avro-c: %s", avro_strerror());
             return TD_ERR;
         }
@@ -1506,8 +1430,8 @@ int td_codec_encode_with(td_codec_t *c,
  */
 
 /* The writer field SF_x of the score record being encoded or decoded. */
-static int score_field(schema_t *sc, avro_value_t *rec, int sf,
-                       avro_value_t *fv) {
+static int
+score_field(schema_t *sc, avro_value_t *rec, int sf, avro_value_t *fv) {
     return avro_value_get_by_index(rec, (size_t)sc->wf[sf].idx, fv, NULL);
 }
 
@@ -1535,8 +1459,8 @@ static int set_score_fields(schema_t *sc,
           avro_value_set_string_len(&fv, rec->merchant_id, len + 1);
     rc |= score_field(sc, r, SF_SCORE, &fv) ||
           avro_value_set_double(&fv, rec->score);
-    rc |= score_field(sc, r, SF_TIER, &fv) ||
-          avro_value_set_int(&fv, rec->tier);
+    rc |=
+        score_field(sc, r, SF_TIER, &fv) || avro_value_set_int(&fv, rec->tier);
     rc |= score_field(sc, r, SF_CONFIDENCE, &fv) ||
           avro_value_set_double(&fv, rec->confidence);
     rc |= score_field(sc, r, SF_VERSION, &fv) ||
@@ -1545,8 +1469,7 @@ static int set_score_fields(schema_t *sc,
           avro_value_set_string(&fv, mv);
     rc |= score_field(sc, r, SF_AS_OF, &fv) ||
           avro_value_set_long(&fv, rec->as_of_ms);
-    if (rc != 0 || score_field(sc, r, SF_SUB_SCORES, &fv) != 0)
-        goto avro_err;
+    if (rc != 0 || score_field(sc, r, SF_SUB_SCORES, &fv) != 0) goto avro_err;
     for (int i = 0; i < rec->dim_cnt; i++) {
         int is_new = 0;
 
@@ -1563,14 +1486,12 @@ static int set_score_fields(schema_t *sc,
             return TD_ERR;
         }
     }
-    if (score_field(sc, r, SF_REASONS, &fv) != 0)
-        goto avro_err;
+    if (score_field(sc, r, SF_REASONS, &fv) != 0) goto avro_err;
     for (int i = 0; i < rec->reason_cnt; i++) {
         size_t rl = strnlen(rec->reasons[i], TD_SCORE_REASON_MAX);
 
         if (rl == TD_SCORE_REASON_MAX) {
-            seterr(errstr, errstr_size, "reasons[%d] is not NUL-terminated",
-                   i);
+            seterr(errstr, errstr_size, "reasons[%d] is not NUL-terminated", i);
             return TD_ERR;
         }
         if (avro_value_append(&fv, &child, NULL) ||
@@ -1597,16 +1518,12 @@ int td_codec_encode_score(td_codec_t *c,
         seterr(errstr, errstr_size, "avro-c: %s", avro_strerror());
         return TD_ERR;
     }
-    if (set_score_fields(sc, rec, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    if (set_score_fields(sc, rec, errstr, errstr_size) != TD_OK) return TD_ERR;
     return write_msg(c, sc, buf, size, lenp, errstr, errstr_size);
 }
 
 /* Borrows string field sf of the decoded score and its length. */
-static int get_score_str(schema_t *sc,
-                         int sf,
-                         const char **sp,
-                         size_t *lenp) {
+static int get_score_str(schema_t *sc, int sf, const char **sp, size_t *lenp) {
     avro_value_t fv;
     size_t size = 0;
 
@@ -1627,8 +1544,7 @@ static int score_extract(schema_t *sc,
     int rc = 0;
     int32_t tier = 0;
 
-    if (get_score_str(sc, SF_MERCHANT_ID, &s, &len) != TD_OK)
-        goto avro_err;
+    if (get_score_str(sc, SF_MERCHANT_ID, &s, &len) != TD_OK) goto avro_err;
     if (len > TD_MERCHANT_ID_MAX) {
         seterr(errstr, errstr_size, "merchant_id is %zu bytes, more than %d",
                len, TD_MERCHANT_ID_MAX);
@@ -1636,8 +1552,7 @@ static int score_extract(schema_t *sc,
     }
     memcpy(rec->merchant_id, s, len);
     rec->merchant_id[len] = '\0';
-    if (get_score_str(sc, SF_MODEL_VERSION, &rec->model_version, &len) !=
-        TD_OK)
+    if (get_score_str(sc, SF_MODEL_VERSION, &rec->model_version, &len) != TD_OK)
         goto avro_err;
 
     rc |= score_field(sc, &sc->dec, SF_SCORE, &fv) ||
@@ -1650,8 +1565,7 @@ static int score_extract(schema_t *sc,
           avro_value_get_long(&fv, &rec->version);
     rc |= score_field(sc, &sc->dec, SF_AS_OF, &fv) ||
           avro_value_get_long(&fv, &rec->as_of_ms);
-    if (rc != 0)
-        goto avro_err;
+    if (rc != 0) goto avro_err;
     rec->tier = tier;
 
     if (score_field(sc, &sc->dec, SF_SUB_SCORES, &fv) != 0 ||
@@ -1713,7 +1627,8 @@ int td_codec_decode_score(td_codec_t *c,
 
     td_validate_defaults(&v);
     memset(rec, 0, sizeof(*rec));
-    r = read_datum(c, value, len, v.max_message_bytes, &sc, why, sizeof(why));
+    r = parse_msg(c, value, len, v.max_message_bytes, NULL, &sc, why,
+                  sizeof(why));
     if (r != TD_DLQ_OK) {
         seterr(errstr, errstr_size, "%s: %s", td_dlq_reason_name(r), why);
         return TD_ERR;
@@ -1721,6 +1636,14 @@ int td_codec_decode_score(td_codec_t *c,
     if (sc->kind != KIND_SCORE) {
         seterr(errstr, errstr_size, "%s is not a TrustScore",
                kinds[sc->kind].record);
+        return TD_ERR;
+    }
+    /* The scan has checked every length and count, so avro-c may read. */
+    avro_reader_memory_set_source(c->reader,
+                                  (const char *)value + TD_CODEC_HDR_LEN,
+                                  (int64_t)(len - TD_CODEC_HDR_LEN));
+    if (avro_value_read(c->reader, &sc->dec) != 0) {
+        seterr(errstr, errstr_size, "avro-c: %s", avro_strerror());
         return TD_ERR;
     }
     return score_extract(sc, rec, errstr, errstr_size);

@@ -9,14 +9,15 @@
  * (reader) schema of its record, the others are older writer schemas that
  * still decode. Fields a writer lacks take the reader schema's default.
  *
- * td_codec_decode() never trusts the wire: a bounds-checking scan of the
- * datum against the writer schema runs before avro-c sees a byte, so hostile
- * lengths, enum indexes, union branches and trailing bytes are reported as
- * td_dlq_reason_t codes instead of reaching avro-c's allocator.
+ * td_codec_decode() never trusts the wire: it decodes with a bounds-checking
+ * scan of the datum driven by the writer schema, so hostile lengths, counts,
+ * enum indexes, union branches and trailing bytes become td_dlq_reason_t
+ * codes. Decoding an event allocates nothing (unless max_message_bytes is
+ * raised above 64 KiB, then once per new largest message).
  *
- * A codec is not thread-safe: use one per thread. All memory is allocated by
- * td_codec_new(); decoding allocates nothing itself (avro-c's generic values
- * still malloc each string they read).
+ * A codec is not thread-safe: use one per thread. td_codec_new() allocates
+ * what the codec needs; encoding reuses avro-c generic values, whose string
+ * buffers grow to the longest value seen.
  */
 #ifndef TD_CODEC_H
 #define TD_CODEC_H
@@ -119,7 +120,6 @@ int td_codec_decode_score(td_codec_t *codec,
 
 /* Fingerprint of the embedded schema file (e.g. "order_event.avsc"), or 0
  * if there is none by that name. */
-uint64_t td_codec_fingerprint(const td_codec_t *codec,
-                              const char *schema_file);
+uint64_t td_codec_fingerprint(const td_codec_t *codec, const char *schema_file);
 
 #endif

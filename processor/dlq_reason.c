@@ -22,13 +22,11 @@ static const char *const dlq_descs[TD_DLQ__CNT] = {
 };
 
 const char *td_dlq_reason_name(td_dlq_reason_t r) {
-    if ((unsigned)r >= TD_DLQ__CNT)
-        return "unknown";
+    if ((unsigned)r >= TD_DLQ__CNT) return "unknown";
     return dlq_names[r];
 }
 
 const char *td_dlq_reason_desc(td_dlq_reason_t r) {
-    if ((unsigned)r >= TD_DLQ__CNT)
-        return "unknown reason";
+    if ((unsigned)r >= TD_DLQ__CNT) return "unknown reason";
     return dlq_descs[r];
 }

@@ -246,8 +246,7 @@ static int pcf_walk(pcf_out_t *o,
         out_fullname(o, s);
         out_str(o, ",\"type\":\"record\",\"fields\":[");
         for (size_t i = 0; i < n; i++) {
-            if (i > 0)
-                out_mem(o, ",", 1);
+            if (i > 0) out_mem(o, ",", 1);
             out_str(o, "{\"name\":\"");
             out_escaped(o, avro_schema_record_field_name(s, (int)i));
             out_str(o, "\",\"type\":");
@@ -266,8 +265,7 @@ static int pcf_walk(pcf_out_t *o,
         out_fullname(o, s);
         out_str(o, ",\"type\":\"enum\",\"symbols\":[");
         for (int i = 0; i < n; i++) {
-            if (i > 0)
-                out_mem(o, ",", 1);
+            if (i > 0) out_mem(o, ",", 1);
             out_mem(o, "\"", 1);
             out_escaped(o, avro_schema_enum_get(s, i));
             out_mem(o, "\"", 1);
@@ -306,8 +304,7 @@ static int pcf_walk(pcf_out_t *o,
 
         out_mem(o, "[", 1);
         for (size_t i = 0; i < n; i++) {
-            if (i > 0)
-                out_mem(o, ",", 1);
+            if (i > 0) out_mem(o, ",", 1);
             if (pcf_walk(o, avro_schema_union_branch(s, (int)i), depth + 1,
                          errstr, errstr_size) != TD_OK)
                 return TD_ERR;
@@ -333,16 +330,13 @@ int td_fp_canonical(avro_schema_t s,
         snprintf(errstr, errstr_size, "no schema");
         return TD_ERR;
     }
-    if (pcf_walk(&o, s, 0, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
-    if (lenp != NULL)
-        *lenp = o.len;
+    if (pcf_walk(&o, s, 0, errstr, errstr_size) != TD_OK) return TD_ERR;
+    if (lenp != NULL) *lenp = o.len;
     if (o.len >= size) {
-        if (size > 0)
-            buf[size - 1] = '\0';
+        if (size > 0) buf[size - 1] = '\0';
         snprintf(errstr, errstr_size,
-                 "canonical form needs %zu bytes, buffer has %zu",
-                 o.len + 1, size);
+                 "canonical form needs %zu bytes, buffer has %zu", o.len + 1,
+                 size);
         return TD_ERR;
     }
     buf[o.len] = '\0';
@@ -359,8 +353,7 @@ int td_fp_schema(avro_schema_t s,
         snprintf(errstr, errstr_size, "no schema");
         return TD_ERR;
     }
-    if (pcf_walk(&o, s, 0, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    if (pcf_walk(&o, s, 0, errstr, errstr_size) != TD_OK) return TD_ERR;
     *fp = o.crc;
     return TD_OK;
 }

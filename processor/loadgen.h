@@ -32,15 +32,15 @@
 typedef struct td_loadgen_s td_loadgen_t;
 
 typedef struct td_loadgen_conf_s {
-    uint64_t seed;     /* PRNG seed; equal seeds give equal sequences */
-    int merchants;     /* number of merchants, >= 1 (default 10000) */
-    double zipf_s;     /* Zipf exponent of merchant popularity (1.1) */
-    double bad_share;  /* share of merchants with a bad profile (0.08) */
-    int64_t start_ms;  /* simulated start time (default now - 1 day) */
-    double events_per_sec_sim; /* simulated event-time rate (2/s): the
-                                * clock advances by about 1/rate per event,
-                                * or faster when max_open is reached */
-    int max_open;      /* cap on orders with pending events (100000) */
+    uint64_t seed;    /* PRNG seed; equal seeds give equal sequences */
+    int merchants;    /* number of merchants, 1..1000000 (default 10000) */
+    double zipf_s;    /* Zipf exponent of merchant popularity (1.1) */
+    double bad_share; /* share of merchants with a bad profile (0.08) */
+    int64_t start_ms; /* simulated start time (default now - 1 day) */
+    /* Simulated event-time rate (default 2/s): the clock advances by about
+     * 1/rate per event, or faster when max_open is reached. */
+    double events_per_sec_sim;
+    int max_open; /* cap on orders with pending events (100000) */
 } td_loadgen_conf_t;
 
 /* Fills *c with the defaults above. start_ms is read from the wall clock,
@@ -50,9 +50,8 @@ void td_loadgen_conf_defaults(td_loadgen_conf_t *c);
 /* Creates a generator, allocating all the memory it will ever use.
  * Returns NULL and fills errstr if the configuration is out of range.
  * The caller keeps c. */
-td_loadgen_t *td_loadgen_new(const td_loadgen_conf_t *c,
-                             char *errstr,
-                             size_t errstr_size);
+td_loadgen_t *
+td_loadgen_new(const td_loadgen_conf_t *c, char *errstr, size_t errstr_size);
 
 /* Frees the generator. NULL is a no-op. */
 void td_loadgen_destroy(td_loadgen_t *g);

@@ -473,7 +473,7 @@ int td_signals_lua(char *buf, size_t size) {
          "      end\n"
          "      if x == nil then del[#del + 1] = DN[j] else\n"
          "        hs[#hs + 1] = DN[j]\n"
-         "        hs[#hs + 1] = string.format('%.12g', x)\n"
+         "        hs[#hs + 1] = string.format('%.10g', x)\n"
          "      end\n"
          "    end\n"
          "    redis.call('HSET', keys[1], unpack(hs))\n"

@@ -263,7 +263,8 @@ int td_store_connect(td_store_t *st, char *errstr, size_t errstr_size) {
             return TD_ERR;
         }
         redisSetTimeout(st->c, ms_tv(st->command_timeout_ms));
-        redisEnableKeepAlive(st->c);
+        if (st->port >= 0) /* TCP only: it fails on unix sockets */
+            redisEnableKeepAlive(st->c);
         if (st->password[0]) {
             if (st->user[0])
                 r = redisCommand(st->c, "AUTH %s %s", st->user, st->password);

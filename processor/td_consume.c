@@ -67,13 +67,12 @@ static void tc_stop(int sig) {
 }
 
 static void tc_usage(FILE *fp) {
-    fprintf(fp,
-            "usage: td-consume --brokers LIST --group G "
-            "[--topics orders,reviews,refunds]\n"
-            "                  [--expect N] [--idle-ms 3000] "
-            "[--start-timeout-ms 60000] [-X prop=val]...\n"
-            "Reads every message and prints \"consumed=N seconds=S eps=R\" "
-            "(S = first to last message).\n");
+    fprintf(fp, "usage: td-consume --brokers LIST --group G "
+                "[--topics orders,reviews,refunds]\n"
+                "                  [--expect N] [--idle-ms 3000] "
+                "[--start-timeout-ms 60000] [-X prop=val]...\n"
+                "Reads every message and prints \"consumed=N seconds=S eps=R\" "
+                "(S = first to last message).\n");
 }
 
 static int tc_parse_ll(const char *s, long long min, long long *out) {
@@ -94,8 +93,7 @@ static int tc_parse_args(int argc, char **argv, tc_opts_t *o) {
             exit(0);
         }
         if (!val) {
-            fprintf(stderr, "td-consume: unknown or incomplete option %s\n",
-                    a);
+            fprintf(stderr, "td-consume: unknown or incomplete option %s\n", a);
             return TD_ERR;
         }
         i++;
@@ -129,9 +127,8 @@ static int tc_parse_args(int argc, char **argv, tc_opts_t *o) {
 }
 
 /* Sets name=value pairs, -X ones last so that they win. */
-static rd_kafka_conf_t *tc_conf_new(const tc_opts_t *o,
-                                    char *errstr,
-                                    size_t errstr_size) {
+static rd_kafka_conf_t *
+tc_conf_new(const tc_opts_t *o, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     char prop[512];
 
@@ -160,9 +157,8 @@ err:
 
 int main(int argc, char **argv) {
     char default_topics[] = "orders,reviews,refunds";
-    tc_opts_t o = {.topics = default_topics,
-                   .idle_ms = 3000,
-                   .start_timeout_ms = 60000};
+    tc_opts_t o = {
+        .topics = default_topics, .idle_ms = 3000, .start_timeout_ms = 60000};
     char errstr[512];
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_partition_list_t *subs = NULL;
@@ -226,10 +222,13 @@ int main(int argc, char **argv) {
             continue;
         }
         const unsigned char *p = m->payload;
-        for (size_t i = 0; i < m->len; i++)
+        for (size_t i = 0; i < m->len; i++) {
             sum += p[i];
+        }
         bytes += m->len;
-        if (consumed++ == 0) t_first = now;
+        if (consumed++ == 0) {
+            t_first = now;
+        }
         t_last = now;
         rd_kafka_message_destroy(m);
     }
@@ -241,8 +240,7 @@ int main(int argc, char **argv) {
     fprintf(stderr,
             "td-consume: first message after %.3f s, %" PRIu64
             " payload bytes (checksum %" PRIu64 ")\n",
-            consumed ? (double)(t_first - t_start) / 1000.0 : 0.0, bytes,
-            sum);
+            consumed ? (double)(t_first - t_start) / 1000.0 : 0.0, bytes, sum);
     rc = o.expect && consumed < o.expect ? 1 : 0;
 
 done:

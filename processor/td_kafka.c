@@ -127,7 +127,9 @@ static int tk_parse_err(const char *s, rd_kafka_resp_err_t *out) {
     size_t cnt;
     long v;
 
-    if (!strncasecmp(s, "RD_KAFKA_RESP_ERR_", 18)) s += 18;
+    if (!strncasecmp(s, "RD_KAFKA_RESP_ERR_", 18)) {
+        s += 18;
+    }
     rd_kafka_get_err_descs(&descs, &cnt);
     for (size_t i = 0; i < cnt; i++) {
         if (descs[i].name && !strcasecmp(descs[i].name, s)) {
@@ -164,10 +166,8 @@ static int tk_check(rd_kafka_resp_err_t err, char *errstr, size_t errstr_size) {
     return TD_ERR;
 }
 
-static int tk_cmd_down(tk_ctx_t *ctx,
-                       char **argv,
-                       char *errstr,
-                       size_t errstr_size) {
+static int
+tk_cmd_down(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     int32_t id;
     if (tk_parse_broker(ctx, argv[1], 1, &id, errstr, errstr_size)) {
         return TD_ERR;
@@ -176,10 +176,8 @@ static int tk_cmd_down(tk_ctx_t *ctx,
                     errstr_size);
 }
 
-static int tk_cmd_up(tk_ctx_t *ctx,
-                     char **argv,
-                     char *errstr,
-                     size_t errstr_size) {
+static int
+tk_cmd_up(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     int32_t id;
     if (tk_parse_broker(ctx, argv[1], 1, &id, errstr, errstr_size)) {
         return TD_ERR;
@@ -188,10 +186,8 @@ static int tk_cmd_up(tk_ctx_t *ctx,
                     errstr_size);
 }
 
-static int tk_cmd_rtt(tk_ctx_t *ctx,
-                      char **argv,
-                      char *errstr,
-                      size_t errstr_size) {
+static int
+tk_cmd_rtt(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     int32_t id;
     long ms;
     if (tk_parse_broker(ctx, argv[1], 1, &id, errstr, errstr_size)) {
@@ -206,10 +202,8 @@ static int tk_cmd_rtt(tk_ctx_t *ctx,
                     errstr, errstr_size);
 }
 
-static int tk_cmd_errors(tk_ctx_t *ctx,
-                         char **argv,
-                         char *errstr,
-                         size_t errstr_size) {
+static int
+tk_cmd_errors(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     int16_t apikey;
     long cnt;
     rd_kafka_resp_err_t err;
@@ -232,18 +226,17 @@ static int tk_cmd_errors(tk_ctx_t *ctx,
         snprintf(errstr, errstr_size, "out of memory");
         return TD_ERR;
     }
-    for (long i = 0; i < cnt; i++)
+    for (long i = 0; i < cnt; i++) {
         errs[i] = err;
-    rd_kafka_mock_push_request_errors_array(ctx->mcluster, apikey,
-                                            (size_t)cnt, errs);
+    }
+    rd_kafka_mock_push_request_errors_array(ctx->mcluster, apikey, (size_t)cnt,
+                                            errs);
     free(errs);
     return TD_OK;
 }
 
-static int tk_cmd_clear(tk_ctx_t *ctx,
-                        char **argv,
-                        char *errstr,
-                        size_t errstr_size) {
+static int
+tk_cmd_clear(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     int16_t apikey;
     if (tk_parse_apikey(argv[1], &apikey) != TD_OK) {
         snprintf(errstr, errstr_size, "unknown api \"%s\"", argv[1]);
@@ -259,31 +252,27 @@ static int tk_topic_create(tk_ctx_t *ctx,
                            char *errstr,
                            size_t errstr_size) {
     int rf = ctx->broker_cnt < 3 ? ctx->broker_cnt : 3;
-    rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(
-        ctx->mcluster, name, (int)partitions, rf);
+    rd_kafka_resp_err_t err =
+        rd_kafka_mock_topic_create(ctx->mcluster, name, (int)partitions, rf);
     if (!err) return TD_OK;
     snprintf(errstr, errstr_size, "topic %.249s: %s", name,
              rd_kafka_err2str(err));
     return TD_ERR;
 }
 
-static int tk_cmd_create(tk_ctx_t *ctx,
-                         char **argv,
-                         char *errstr,
-                         size_t errstr_size) {
+static int
+tk_cmd_create(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     long partitions;
     if (tk_parse_int(argv[2], 1, 10000, &partitions) != TD_OK) {
-        snprintf(errstr, errstr_size,
-                 "partitions must be 1..10000, not \"%s\"", argv[2]);
+        snprintf(errstr, errstr_size, "partitions must be 1..10000, not \"%s\"",
+                 argv[2]);
         return TD_ERR;
     }
     return tk_topic_create(ctx, argv[1], partitions, errstr, errstr_size);
 }
 
-static int tk_cmd_leader(tk_ctx_t *ctx,
-                         char **argv,
-                         char *errstr,
-                         size_t errstr_size) {
+static int
+tk_cmd_leader(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     long partition;
     int32_t id;
     if (tk_parse_int(argv[2], 0, 9999, &partition) != TD_OK) {
@@ -294,8 +283,8 @@ static int tk_cmd_leader(tk_ctx_t *ctx,
     if (tk_parse_broker(ctx, argv[3], 1, &id, errstr, errstr_size)) {
         return TD_ERR;
     }
-    return tk_check(rd_kafka_mock_partition_set_leader(
-                        ctx->mcluster, argv[1], (int32_t)partition, id),
+    return tk_check(rd_kafka_mock_partition_set_leader(ctx->mcluster, argv[1],
+                                                       (int32_t)partition, id),
                     errstr, errstr_size);
 }
 
@@ -317,10 +306,8 @@ static int tk_cmd_coordinator(tk_ctx_t *ctx,
         errstr, errstr_size);
 }
 
-static int tk_cmd_help(tk_ctx_t *ctx,
-                       char **argv,
-                       char *errstr,
-                       size_t errstr_size);
+static int
+tk_cmd_help(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size);
 
 /* clang-format off */
 static const tk_cmd_t td_kafka_cmds[] = {
@@ -338,18 +325,17 @@ static const tk_cmd_t td_kafka_cmds[] = {
 };
 /* clang-format on */
 
-static int tk_cmd_help(tk_ctx_t *ctx,
-                       char **argv,
-                       char *errstr,
-                       size_t errstr_size) {
+static int
+tk_cmd_help(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     (void)ctx;
     (void)argv;
     (void)errstr;
     (void)errstr_size;
     /* stdout carries exactly one answer line per command, so the listing
      * goes to stderr. */
-    for (const tk_cmd_t *c = td_kafka_cmds; c->name; c++)
+    for (const tk_cmd_t *c = td_kafka_cmds; c->name; c++) {
         fprintf(stderr, "  %s\n", c->usage);
+    }
     return TD_OK;
 }
 
@@ -419,18 +405,17 @@ static int tk_read_commands(tk_ctx_t *ctx, char *buf, size_t *lenp) {
 }
 
 static void tk_usage(FILE *fp) {
-    fprintf(fp,
-            "usage: td-kafka [--brokers-count N] [--partitions N] "
-            "[--topic NAME=PARTITIONS]...\n"
-            "  --brokers-count N      mock brokers, ids 1..N (default 1)\n"
-            "  --partitions N         partitions of orders, reviews and "
-            "refunds (default 8)\n"
-            "  --topic NAME=P         create or resize topic NAME with P "
-            "partitions (repeatable)\n"
-            "Prints the bootstrap address as the first stdout line, then "
-            "reads commands on stdin\n"
-            "(one per line, \"help\" lists them) and runs until SIGTERM or "
-            "SIGINT.\n");
+    fprintf(fp, "usage: td-kafka [--brokers-count N] [--partitions N] "
+                "[--topic NAME=PARTITIONS]...\n"
+                "  --brokers-count N      mock brokers, ids 1..N (default 1)\n"
+                "  --partitions N         partitions of orders, reviews and "
+                "refunds (default 8)\n"
+                "  --topic NAME=P         create or resize topic NAME with P "
+                "partitions (repeatable)\n"
+                "Prints the bootstrap address as the first stdout line, then "
+                "reads commands on stdin\n"
+                "(one per line, \"help\" lists them) and runs until SIGTERM or "
+                "SIGINT.\n");
 }
 
 /* Adds or overrides topic name=partitions in the list. */
@@ -456,8 +441,7 @@ static int tk_topic_arg(tk_topic_t *topics,
     }
     if (i == *cntp) {
         if (*cntp == TK_MAX_TOPICS) {
-            snprintf(errstr, errstr_size, "more than %d topics",
-                     TK_MAX_TOPICS);
+            snprintf(errstr, errstr_size, "more than %d topics", TK_MAX_TOPICS);
             return TD_ERR;
         }
         memcpy(topics[i].name, arg, len);
@@ -477,8 +461,9 @@ int main(int argc, char **argv) {
     rd_kafka_t *rk = NULL;
     int rc = 1;
 
-    for (size_t i = 0; i < TD_ARRAY_LEN(tk_default_topics); i++)
+    for (size_t i = 0; i < TD_ARRAY_LEN(tk_default_topics); i++) {
         topics[topic_cnt++] = tk_default_topics[i];
+    }
 
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -498,8 +483,9 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "td-kafka: --partitions must be 1..10000\n");
                 return 2;
             }
-            for (int t = 0; t < TK_INPUT_TOPICS; t++)
+            for (int t = 0; t < TK_INPUT_TOPICS; t++) {
                 topics[t].partitions = (int)n;
+            }
             i++;
         } else if (!strcmp(a, "--topic") && v) {
             if (tk_topic_arg(topics, &topic_cnt, v, errstr, sizeof(errstr))) {
@@ -570,8 +556,7 @@ int main(int argc, char **argv) {
         /* After EOF only a signal ends the wait; poll() with no fds is an
          * interruptible sleep. */
         int n = poll(&pfd, stdin_open ? 1 : 0, 1000);
-        if (n > 0 && stdin_open &&
-            tk_read_commands(&ctx, line, &len) < 0) {
+        if (n > 0 && stdin_open && tk_read_commands(&ctx, line, &len) < 0) {
             stdin_open = 0;
         }
     }
@@ -579,7 +564,9 @@ int main(int argc, char **argv) {
 
 err:
     /* The cluster must go before the handle it was created on. */
-    if (ctx.mcluster) rd_kafka_mock_cluster_destroy(ctx.mcluster);
+    if (ctx.mcluster) {
+        rd_kafka_mock_cluster_destroy(ctx.mcluster);
+    }
     rd_kafka_destroy(rk);
     return rc;
 }

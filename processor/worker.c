@@ -100,6 +100,7 @@ struct td_worker_s {
     uint64_t score_failures; /* score deliveries failed in this attempt */
     uint64_t scores_delivered;
     int healthy;
+    int ever_assigned; /* an ASSIGN rebalance callback ran */
     td_log_ratelimit_t rl;
     td_metrics_t metrics;
     char scorebuf[SCORE_MAX];
@@ -378,6 +379,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     atomic_fetch_add(&w->metrics.rebalances, 1);
     switch (err) {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+        w->ever_assigned = 1;
         on_assign(w, parts);
         break;
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
@@ -1117,11 +1119,22 @@ err:
     return NULL;
 }
 
+/* Kept reachable on purpose, see td_worker_destroy(). */
+static rd_kafka_t *unassigned_consumer;
+
 void td_worker_destroy(td_worker_t *w) {
     if (!w)
         return;
-    if (w->consumer)
-        rd_kafka_destroy(w->consumer);
+    if (w->consumer) {
+        /* librdkafka before 2.3 asserts when a cooperative-sticky consumer
+         * that never received an assignment is destroyed (librdkafka#4312,
+         * fixed by #4381). The group was left by rd_kafka_consumer_close()
+         * already and the process is exiting: leave the handle alone. */
+        if (w->ever_assigned || rd_kafka_version() >= 0x020300ff)
+            rd_kafka_destroy(w->consumer);
+        else
+            unassigned_consumer = w->consumer;
+    }
     td_dlq_destroy(w->dlq);
     if (w->producer)
         rd_kafka_destroy(w->producer);

@@ -82,8 +82,7 @@ static void check_event(const td_event_t *ev, const void *key, size_t klen) {
     check(key != NULL && klen == ev->merchant_id.len &&
               memcmp(key, ev->merchant_id.ptr, klen) == 0,
           "key equals merchant_id");
-    check(ev->event_id.len > 0 && ev->order_id.len > 0 &&
-              ev->buyer_id.len > 0,
+    check(ev->event_id.len > 0 && ev->order_id.len > 0 && ev->buyer_id.len > 0,
           "ids non-empty");
     switch (ev->kind) {
     case TD_EV_ORDER:
@@ -95,8 +94,7 @@ static void check_event(const td_event_t *ev, const void *key, size_t klen) {
               "cancelled_by");
         break;
     case TD_EV_REVIEW:
-        check(ev->u.review.rating >= 1 && ev->u.review.rating <= 5,
-              "rating");
+        check(ev->u.review.rating >= 1 && ev->u.review.rating <= 5, "rating");
         check(ev->u.review.quality_rating >= 0 &&
                   ev->u.review.quality_rating <= 5,
               "quality_rating");
@@ -105,8 +103,7 @@ static void check_event(const td_event_t *ev, const void *key, size_t klen) {
         check(str_sum(ev->u.refund.refund_id) + 1 > 0 &&
                   ev->u.refund.refund_id.len > 0,
               "refund_id");
-        check(ev->u.refund.reason >= 0 &&
-                  ev->u.refund.reason < TD_REASON__CNT,
+        check(ev->u.refund.reason >= 0 && ev->u.refund.reason < TD_REASON__CNT,
               "refund reason");
         check(ev->u.refund.status != TD_REFUND_ARBITRATED ||
                   ev->u.refund.responsible != TD_NULL_ENUM,
@@ -183,15 +180,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     uint8_t *key = NULL, *value;
     int sel;
 
-    if (size < 2)
-        return 0;
+    if (size < 2) return 0;
     sel = data[0] % 4;
     klen = data[1];
     data += 2;
     size -= 2;
     if (klen != 255) {
-        if (klen > size)
-            klen = size;
+        if (klen > size) klen = size;
         key = malloc(klen ? klen : 1);
         check(key != NULL, "malloc");
         memcpy(key, data, klen);
@@ -203,8 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     vlen = size;
     value = malloc(vlen ? vlen : 1);
     check(value != NULL, "malloc");
-    if (vlen > 0)
-        memcpy(value, data, vlen);
+    if (vlen > 0) memcpy(value, data, vlen);
 
     if (sel < 3)
         fuzz_event((td_event_kind_t)sel, key, klen, vlen ? value : NULL, vlen);

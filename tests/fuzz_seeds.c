@@ -22,8 +22,11 @@
 
 static int seed_cnt;
 
-static int write_seed(const char *dir, int sel, const char *key,
-                      const uint8_t *value, size_t len) {
+static int write_seed(const char *dir,
+                      int sel,
+                      const char *key,
+                      const uint8_t *value,
+                      size_t len) {
     char path[4096];
     FILE *f;
     uint8_t hdr[2];
@@ -37,7 +40,8 @@ static int write_seed(const char *dir, int sel, const char *key,
     }
     hdr[0] = (uint8_t)sel;
     hdr[1] = key ? (uint8_t)klen : 255;
-    if (fwrite(hdr, 1, 2, f) != 2 || fwrite(key ? key : "", 1, klen, f) != klen ||
+    if (fwrite(hdr, 1, 2, f) != 2 ||
+        fwrite(key ? key : "", 1, klen, f) != klen ||
         fwrite(value, 1, len, f) != len) {
         perror(path);
         fclose(f);
@@ -70,8 +74,8 @@ static void fill_event(td_event_t *ev, td_event_kind_t kind, int i) {
                                        ? i % TD_CANCEL__CNT
                                        : TD_NULL_ENUM;
         ev->u.order.promised_ship_by = set ? EV_TIME + 86400000 : TD_NULL_TS;
-        ev->u.order.promised_delivery_by = set ? EV_TIME + 3 * 86400000LL
-                                               : TD_NULL_TS;
+        ev->u.order.promised_delivery_by =
+            set ? EV_TIME + 3 * 86400000LL : TD_NULL_TS;
         ev->u.order.tracking_valid = set ? i % 3 == 0 : TD_NULL_BOOL;
         ev->u.order.paid_at = set ? EV_TIME - 5000 : TD_NULL_TS;
         ev->u.order.shipped_at = set ? EV_TIME - 1000 : TD_NULL_TS;
@@ -143,8 +147,7 @@ int main(int argc, char **argv) {
     }
     for (int k = 0; k < TD_EV__CNT; k++) {
         for (int v = 0; v < 2; v++) {
-            if (files[k][v] == NULL)
-                continue;
+            if (files[k][v] == NULL) continue;
             for (int i = 0; i < 6; i++) {
                 td_event_t ev;
 

@@ -168,18 +168,17 @@ static size_t encode_with(td_codec_t *c,
                           size_t size) {
     char errstr[512];
     size_t len = 0;
-    int rc = file ? td_codec_encode_with(c, file, ev, buf, size, &len, errstr,
-                                         sizeof(errstr))
-                  : td_codec_encode(c, ev, buf, size, &len, errstr,
-                                    sizeof(errstr));
+    int rc =
+        file ? td_codec_encode_with(c, file, ev, buf, size, &len, errstr,
+                                    sizeof(errstr))
+             : td_codec_encode(c, ev, buf, size, &len, errstr, sizeof(errstr));
 
-    if (rc != TD_OK)
-        fail_msg("encode: %s", errstr);
+    if (rc != TD_OK) fail_msg("encode: %s", errstr);
     return len;
 }
 
-static size_t encode(td_codec_t *c, const td_event_t *ev, uint8_t *buf,
-                     size_t size) {
+static size_t
+encode(td_codec_t *c, const td_event_t *ev, uint8_t *buf, size_t size) {
     return encode_with(c, NULL, ev, buf, size);
 }
 
@@ -192,9 +191,9 @@ static td_dlq_reason_t decode_v(td_codec_t *c,
                                 td_event_t *out,
                                 char *errstr,
                                 size_t errstr_size) {
-    td_dlq_reason_t r = td_codec_decode(c, kind, MERCHANT, strlen(MERCHANT),
-                                        buf, len, NOW_MS, v, out, errstr,
-                                        errstr_size);
+    td_dlq_reason_t r =
+        td_codec_decode(c, kind, MERCHANT, strlen(MERCHANT), buf, len, NOW_MS,
+                        v, out, errstr, errstr_size);
 
     assert_true((unsigned)r < TD_DLQ__CNT);
     seen[r] = 1;
@@ -221,8 +220,8 @@ static void expect_reason(td_codec_t *c,
     size_t len = encode(c, ev, buf, sizeof(buf));
     char errstr[512];
     td_event_t out;
-    td_dlq_reason_t r = decode(c, ev->kind, buf, len, &out, errstr,
-                               sizeof(errstr));
+    td_dlq_reason_t r =
+        decode(c, ev->kind, buf, len, &out, errstr, sizeof(errstr));
 
     if (r != want || (needle != NULL && strstr(errstr, needle) == NULL)) {
         fail_msg("got %s (%s), want %s with \"%s\"", td_dlq_reason_name(r),
@@ -320,13 +319,13 @@ static void w_review(wbuf_t *w, td_codec_t *c, int64_t rating) {
 static void w_order_v1(wbuf_t *w, td_codec_t *c, int64_t status) {
     w_common(w, c, "order_event.v1.avsc");
     w_long(w, status);
-    w_long(w, 100);   /* amount_cents */
-    w_long(w, 0);     /* channel LIVE */
-    w_long(w, 1);     /* cancelled_by: branch 1 */
-    w_long(w, 0);     /* BUYER */
-    w_long(w, 0);     /* promised_ship_by null */
-    w_long(w, 0);     /* promised_delivery_by null */
-    w_long(w, 0);     /* tracking_valid null */
+    w_long(w, 100); /* amount_cents */
+    w_long(w, 0);   /* channel LIVE */
+    w_long(w, 1);   /* cancelled_by: branch 1 */
+    w_long(w, 0);   /* BUYER */
+    w_long(w, 0);   /* promised_ship_by null */
+    w_long(w, 0);   /* promised_delivery_by null */
+    w_long(w, 0);   /* tracking_valid null */
 }
 
 static td_dlq_reason_t decode_w(td_codec_t *c,
@@ -367,9 +366,9 @@ static void test_decode_roundtrips_order(void **state) {
     len = encode(c, &ev, buf, sizeof(buf));
     assert_int_equal(buf[0], 0xc3);
     assert_int_equal(buf[1], 0x01);
-    assert_int_equal(decode(c, TD_EV_ORDER, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     assert_string_equal(errstr, "");
     assert_common_equal(&ev, &out);
     assert_memory_equal(&ev.u.order, &out.u.order, sizeof(td_order_t));
@@ -384,9 +383,9 @@ static void test_decode_roundtrips_review(void **state) {
 
     make_review(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
-    assert_int_equal(decode(c, TD_EV_REVIEW, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode(c, TD_EV_REVIEW, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     assert_common_equal(&ev, &out);
     assert_memory_equal(&ev.u.review, &out.u.review, sizeof(td_review_t));
 }
@@ -400,9 +399,9 @@ static void test_decode_roundtrips_refund(void **state) {
 
     make_refund(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
-    assert_int_equal(decode(c, TD_EV_REFUND, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode(c, TD_EV_REFUND, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     assert_common_equal(&ev, &out);
     assert_true(str_eq(ev.u.refund.refund_id, out.u.refund.refund_id));
     assert_int_equal(out.u.refund.status, ev.u.refund.status);
@@ -428,9 +427,9 @@ static void test_decode_roundtrips_every_enum_symbol(void **state) {
             ev.u.order.channel = ch;
             ev.u.order.cancelled_by = (s + ch) % TD_CANCEL__CNT;
             len = encode(c, &ev, buf, sizeof(buf));
-            assert_int_equal(decode(c, TD_EV_ORDER, buf, len, &out, errstr,
-                                    sizeof(errstr)),
-                             TD_DLQ_OK);
+            assert_int_equal(
+                decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
+                TD_DLQ_OK);
             assert_int_equal(out.u.order.status, s);
             assert_int_equal(out.u.order.channel, ch);
             assert_int_equal(out.u.order.cancelled_by, (s + ch) % 3);
@@ -443,9 +442,9 @@ static void test_decode_roundtrips_every_enum_symbol(void **state) {
         ev.u.refund.reason = (s + 2) % TD_REASON__CNT;
         ev.u.refund.responsible = s % TD_RESP__CNT;
         len = encode(c, &ev, buf, sizeof(buf));
-        assert_int_equal(decode(c, TD_EV_REFUND, buf, len, &out, errstr,
-                                sizeof(errstr)),
-                         TD_DLQ_OK);
+        assert_int_equal(
+            decode(c, TD_EV_REFUND, buf, len, &out, errstr, sizeof(errstr)),
+            TD_DLQ_OK);
         assert_int_equal(out.u.refund.status, s);
         assert_int_equal(out.u.refund.kind, s % TD_KIND__CNT);
         assert_int_equal(out.u.refund.reason, (s + 2) % TD_REASON__CNT);
@@ -459,22 +458,26 @@ static void test_reader_enum_symbols_match_event_h(void **state) {
         const char *file, *field;
         const char *symbols[9];
     } want[] = {
-        {"order_event.avsc", "status",
+        {"order_event.avsc",
+         "status",
          {"CREATED", "PAID", "SHIPPED", "DELIVERED", "COMPLETED", "CANCELLED"}},
         {"order_event.avsc", "channel", {"LIVE", "SHORT_VIDEO", "SHELF"}},
         {"order_event.avsc", "cancelled_by", {"BUYER", "MERCHANT", "PLATFORM"}},
-        {"refund_event.avsc", "status",
+        {"refund_event.avsc",
+         "status",
          {"REQUESTED", "APPROVED", "REJECTED", "COMPLETED", "ESCALATED",
           "ARBITRATED"}},
         {"refund_event.avsc", "kind", {"REFUND_ONLY", "RETURN_AND_REFUND"}},
-        {"refund_event.avsc", "reason",
+        {"refund_event.avsc",
+         "reason",
          {"NO_REASON_7D", "QUALITY", "NOT_AS_DESCRIBED", "COUNTERFEIT",
           "NOT_RECEIVED", "DAMAGED", "LATE_DELIVERY", "OTHER"}},
-        {"refund_event.avsc", "responsible",
+        {"refund_event.avsc",
+         "responsible",
          {"MERCHANT", "BUYER", "PLATFORM", "LOGISTICS"}},
     };
-    const int cnt[] = {TD_ORDER__CNT, TD_CHANNEL__CNT, TD_CANCEL__CNT,
-                       TD_REFUND__CNT, TD_KIND__CNT, TD_REASON__CNT,
+    const int cnt[] = {TD_ORDER__CNT,  TD_CHANNEL__CNT, TD_CANCEL__CNT,
+                       TD_REFUND__CNT, TD_KIND__CNT,    TD_REASON__CNT,
                        TD_RESP__CNT};
 
     (void)state;
@@ -490,13 +493,11 @@ static void test_reader_enum_symbols_match_event_h(void **state) {
         assert_int_equal(avro_schema_from_json_length(json, strlen(json), &s),
                          0);
         f = avro_schema_record_field_get(s, want[i].field);
-        if (is_avro_union(f))
-            f = avro_schema_union_branch(f, 1);
+        if (is_avro_union(f)) f = avro_schema_union_branch(f, 1);
         assert_true(is_avro_enum(f));
         assert_int_equal(avro_schema_enum_number_of_symbols(f), cnt[i]);
         for (int k = 0; k < cnt[i]; k++)
-            assert_string_equal(avro_schema_enum_get(f, k),
-                                want[i].symbols[k]);
+            assert_string_equal(avro_schema_enum_get(f, k), want[i].symbols[k]);
         avro_schema_decref(s);
     }
 }
@@ -513,9 +514,9 @@ static void test_decode_resolves_order_v1_with_defaults(void **state) {
     len2 = encode(c, &ev, buf + 256, 256);
     assert_true(len < len2); /* v1 lacks three fields */
     assert_memory_not_equal(buf + 2, buf + 256 + 2, 8);
-    assert_int_equal(decode(c, TD_EV_ORDER, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     assert_common_equal(&ev, &out);
     assert_int_equal(out.u.order.status, ev.u.order.status);
     assert_true(out.u.order.promised_ship_by == ev.u.order.promised_ship_by);
@@ -535,9 +536,9 @@ static void test_decode_resolves_refund_v1_with_defaults(void **state) {
 
     make_refund(&ev);
     len = encode_with(c, "refund_event.v1.avsc", &ev, buf, sizeof(buf));
-    assert_int_equal(decode(c, TD_EV_REFUND, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode(c, TD_EV_REFUND, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     assert_int_equal(out.u.refund.reason, TD_REASON_DAMAGED);
     assert_true(out.u.refund.requested_at == TD_NULL_TS);
     assert_int_equal(out.u.refund.was_rejected, 0);
@@ -642,15 +643,15 @@ static void test_decode_strings_stay_valid_until_next_decode(void **state) {
     len1 = encode(c, &ev, buf1, sizeof(buf1));
     make_review(&ev);
     len2 = encode(c, &ev, buf2, sizeof(buf2));
-    assert_int_equal(decode(c, TD_EV_ORDER, buf1, len1, &a, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf1, len1, &a, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     /* Encoding does not touch decoded strings. */
     encode(c, &ev, buf2, sizeof(buf2));
     assert_true(str_eq(a.order_id, STR("order-aaaa")));
-    assert_int_equal(decode(c, TD_EV_REVIEW, buf2, len2, &b, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode(c, TD_EV_REVIEW, buf2, len2, &b, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     assert_true(str_eq(b.order_id, STR("o-1")));
 }
 
@@ -663,12 +664,12 @@ static void test_decode_rejects_null_or_empty_value_as_tombstone(void **state) {
     td_event_t out;
     char errstr[256];
 
-    assert_int_equal(decode(c, TD_EV_ORDER, NULL, 0, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_TOMBSTONE);
-    assert_int_equal(decode(c, TD_EV_ORDER, "x", 0, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_TOMBSTONE);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, NULL, 0, &out, errstr, sizeof(errstr)),
+        TD_DLQ_TOMBSTONE);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, "x", 0, &out, errstr, sizeof(errstr)),
+        TD_DLQ_TOMBSTONE);
 }
 
 static void test_decode_rejects_value_over_max_message_bytes(void **state) {
@@ -683,13 +684,13 @@ static void test_decode_rejects_value_over_max_message_bytes(void **state) {
     len = encode(c, &ev, buf, sizeof(buf));
     td_validate_defaults(&v);
     v.max_message_bytes = len;
-    assert_int_equal(decode_v(c, TD_EV_ORDER, buf, len, &v, &out, errstr,
-                              sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode_v(c, TD_EV_ORDER, buf, len, &v, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     v.max_message_bytes = len - 1;
-    assert_int_equal(decode_v(c, TD_EV_ORDER, buf, len, &v, &out, errstr,
-                              sizeof(errstr)),
-                     TD_DLQ_TOO_LARGE);
+    assert_int_equal(
+        decode_v(c, TD_EV_ORDER, buf, len, &v, &out, errstr, sizeof(errstr)),
+        TD_DLQ_TOO_LARGE);
     assert_non_null(strstr(errstr, "exceeds"));
 }
 
@@ -703,17 +704,17 @@ static void test_decode_rejects_bad_magic(void **state) {
     make_order(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
     buf[1] = 0x02;
-    assert_int_equal(decode(c, TD_EV_ORDER, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_BAD_MAGIC);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_BAD_MAGIC);
     /* Confluent's framing (00 + schema id) is not ours. */
     buf[0] = 0x00;
-    assert_int_equal(decode(c, TD_EV_ORDER, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_BAD_MAGIC);
-    assert_int_equal(decode(c, TD_EV_ORDER, "\xc3", 1, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_BAD_MAGIC);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_BAD_MAGIC);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, "\xc3", 1, &out, errstr, sizeof(errstr)),
+        TD_DLQ_BAD_MAGIC);
     assert_int_equal(decode(c, TD_EV_ORDER, "{\"json\":1}", 10, &out, errstr,
                             sizeof(errstr)),
                      TD_DLQ_BAD_MAGIC);
@@ -729,9 +730,9 @@ static void test_decode_rejects_unknown_fingerprint(void **state) {
     make_order(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
     buf[5] ^= 0x40;
-    assert_int_equal(decode(c, TD_EV_ORDER, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_UNKNOWN_SCHEMA);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_UNKNOWN_SCHEMA);
     assert_non_null(strstr(errstr, "fingerprint"));
 }
 
@@ -756,8 +757,8 @@ static void test_decode_rejects_truncated_datum(void **state) {
     len = encode(c, &ev, buf, sizeof(buf));
     /* Every proper prefix, from the bare header on. */
     for (size_t n = TD_CODEC_HDR_LEN; n < len; n++) {
-        td_dlq_reason_t r = decode(c, TD_EV_ORDER, buf, n, &out, errstr,
-                                   sizeof(errstr));
+        td_dlq_reason_t r =
+            decode(c, TD_EV_ORDER, buf, n, &out, errstr, sizeof(errstr));
 
         if (r != TD_DLQ_TRUNCATED)
             fail_msg("prefix %zu: %s (%s)", n, td_dlq_reason_name(r), errstr);
@@ -794,17 +795,17 @@ static void test_decode_rejects_trailing_bytes(void **state) {
     make_review(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
     buf[len] = 0;
-    assert_int_equal(decode(c, TD_EV_REVIEW, buf, len + 1, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_TRAILING_BYTES);
+    assert_int_equal(
+        decode(c, TD_EV_REVIEW, buf, len + 1, &out, errstr, sizeof(errstr)),
+        TD_DLQ_TRAILING_BYTES);
     assert_non_null(strstr(errstr, "1 bytes after"));
     /* A v1 order read as if it were longer: the v1 datum ends early. */
     make_order(&ev);
     len = encode_with(c, "order_event.v1.avsc", &ev, buf, sizeof(buf));
     memcpy(buf + len, "\x00\x00\x00", 3);
-    assert_int_equal(decode(c, TD_EV_ORDER, buf, len + 3, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_TRAILING_BYTES);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf, len + 3, &out, errstr, sizeof(errstr)),
+        TD_DLQ_TRAILING_BYTES);
 }
 
 static void test_decode_rejects_negative_string_length(void **state) {
@@ -883,20 +884,20 @@ static void test_decode_rejects_record_of_another_topic(void **state) {
 
     make_review(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
-    assert_int_equal(decode(c, TD_EV_ORDER, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_WRONG_TYPE);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_WRONG_TYPE);
     assert_non_null(strstr(errstr, "ReviewEvent"));
     make_score(&s);
     assert_int_equal(td_codec_encode_score(c, &s, buf, sizeof(buf), &len,
                                            errstr, sizeof(errstr)),
                      TD_OK);
-    assert_int_equal(decode(c, TD_EV_REFUND, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_WRONG_TYPE);
-    assert_int_equal(decode(c, (td_event_kind_t)7, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_WRONG_TYPE);
+    assert_int_equal(
+        decode(c, TD_EV_REFUND, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_WRONG_TYPE);
+    assert_int_equal(
+        decode(c, (td_event_kind_t)7, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_WRONG_TYPE);
 }
 
 static void test_decode_rejects_empty_merchant_id(void **state) {
@@ -925,9 +926,8 @@ static void test_decode_rejects_merchant_id_over_64_bytes(void **state) {
     /* 64 bytes is fine when the key matches. */
     ev.merchant_id.len = 64;
     len = encode(c, &ev, buf, sizeof(buf));
-    assert_int_equal(td_codec_decode(c, TD_EV_REVIEW, id, 64, buf, len,
-                                     NOW_MS, NULL, &out, errstr,
-                                     sizeof(errstr)),
+    assert_int_equal(td_codec_decode(c, TD_EV_REVIEW, id, 64, buf, len, NOW_MS,
+                                     NULL, &out, errstr, sizeof(errstr)),
                      TD_DLQ_OK);
     assert_int_equal(out.merchant_id.len, 64);
 }
@@ -941,23 +941,20 @@ static void test_decode_rejects_key_other_than_merchant_id(void **state) {
 
     make_order(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
-    assert_int_equal(td_codec_decode(c, TD_EV_ORDER, NULL, 0, buf, len,
-                                     NOW_MS, NULL, &out, errstr,
-                                     sizeof(errstr)),
+    assert_int_equal(td_codec_decode(c, TD_EV_ORDER, NULL, 0, buf, len, NOW_MS,
+                                     NULL, &out, errstr, sizeof(errstr)),
                      TD_DLQ_KEY_MISMATCH);
     seen[TD_DLQ_KEY_MISMATCH] = 1;
-    assert_int_equal(td_codec_decode(c, TD_EV_ORDER, "m-2", 3, buf, len,
-                                     NOW_MS, NULL, &out, errstr,
-                                     sizeof(errstr)),
+    assert_int_equal(td_codec_decode(c, TD_EV_ORDER, "m-2", 3, buf, len, NOW_MS,
+                                     NULL, &out, errstr, sizeof(errstr)),
                      TD_DLQ_KEY_MISMATCH);
     assert_non_null(strstr(errstr, "key m-2 differs from merchant_id m-1"));
     assert_int_equal(td_codec_decode(c, TD_EV_ORDER, "m-1x", 3 + 1, buf, len,
                                      NOW_MS, NULL, &out, errstr,
                                      sizeof(errstr)),
                      TD_DLQ_KEY_MISMATCH);
-    assert_int_equal(td_codec_decode(c, TD_EV_ORDER, "m-", 2, buf, len,
-                                     NOW_MS, NULL, &out, errstr,
-                                     sizeof(errstr)),
+    assert_int_equal(td_codec_decode(c, TD_EV_ORDER, "m-", 2, buf, len, NOW_MS,
+                                     NULL, &out, errstr, sizeof(errstr)),
                      TD_DLQ_KEY_MISMATCH);
 }
 
@@ -1039,9 +1036,9 @@ static void test_encode_rejects_enum_outside_symbols(void **state) {
 
     make_order(&ev);
     ev.u.order.channel = TD_CHANNEL__CNT;
-    assert_int_equal(td_codec_encode(c, &ev, buf, sizeof(buf), &len, errstr,
-                                     sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_codec_encode(c, &ev, buf, sizeof(buf), &len, errstr, sizeof(errstr)),
+        TD_ERR);
     assert_non_null(strstr(errstr, "channel 3 has no symbol"));
 }
 
@@ -1065,9 +1062,9 @@ static void test_decode_rejects_event_time_before_minimum(void **state) {
     v.min_event_time_ms = EV_TIME + 1;
     make_review(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
-    assert_int_equal(decode_v(c, TD_EV_REVIEW, buf, len, &v, &out, errstr,
-                              sizeof(errstr)),
-                     TD_DLQ_EVENT_TIME_TOO_OLD);
+    assert_int_equal(
+        decode_v(c, TD_EV_REVIEW, buf, len, &v, &out, errstr, sizeof(errstr)),
+        TD_DLQ_EVENT_TIME_TOO_OLD);
 }
 
 static void test_decode_rejects_event_time_in_the_future(void **state) {
@@ -1101,8 +1098,8 @@ static void test_decode_rejects_empty_ids(void **state) {
     expect_reason(c, &ev, TD_DLQ_MISSING_FIELD, "refund_id is empty");
 }
 
-static void test_decode_rejects_cancelled_order_without_cancelled_by(
-    void **state) {
+static void
+test_decode_rejects_cancelled_order_without_cancelled_by(void **state) {
     td_codec_t *c = *state;
     td_event_t ev;
 
@@ -1114,8 +1111,8 @@ static void test_decode_rejects_cancelled_order_without_cancelled_by(
     expect_reason(c, &ev, TD_DLQ_OK, NULL);
 }
 
-static void test_decode_rejects_arbitrated_refund_without_responsible(
-    void **state) {
+static void
+test_decode_rejects_arbitrated_refund_without_responsible(void **state) {
     td_codec_t *c = *state;
     td_event_t ev;
 
@@ -1133,11 +1130,12 @@ static void test_decode_rejects_negative_buyer_order_seq(void **state) {
 
     make_order(&ev);
     ev.u.order.buyer_order_seq = -1;
-    expect_reason(c, &ev, TD_DLQ_BAD_VALUE, "buyer_order_seq -1 outside 0..2147483647");
+    expect_reason(c, &ev, TD_DLQ_BAD_VALUE,
+                  "buyer_order_seq -1 outside 0..2147483647");
 }
 
-static void test_decode_rejects_non_null_timestamp_equal_to_null_sentinel(
-    void **state) {
+static void
+test_decode_rejects_non_null_timestamp_equal_to_null_sentinel(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
     wbuf_t w;
@@ -1175,9 +1173,8 @@ static void test_encode_fails_when_buffer_too_small(void **state) {
             fail_msg("encode into %zu bytes succeeded", n);
         assert_non_null(strstr(errstr, "too small"));
     }
-    assert_int_equal(td_codec_encode(c, &ev, buf, n, &len, errstr,
-                                     sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_codec_encode(c, &ev, buf, n, &len, errstr, sizeof(errstr)), TD_OK);
     assert_int_equal(len, n);
 }
 
@@ -1189,18 +1186,17 @@ static void test_encode_with_rejects_unknown_or_foreign_schema(void **state) {
     size_t len;
 
     make_order(&ev);
-    assert_int_equal(td_codec_encode_with(c, "nope.avsc", &ev, buf,
-                                          sizeof(buf), &len, errstr,
-                                          sizeof(errstr)),
+    assert_int_equal(td_codec_encode_with(c, "nope.avsc", &ev, buf, sizeof(buf),
+                                          &len, errstr, sizeof(errstr)),
                      TD_ERR);
     assert_int_equal(td_codec_encode_with(c, "review_event.avsc", &ev, buf,
                                           sizeof(buf), &len, errstr,
                                           sizeof(errstr)),
                      TD_ERR);
     ev.kind = TD_EV__CNT;
-    assert_int_equal(td_codec_encode(c, &ev, buf, sizeof(buf), &len, errstr,
-                                     sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_codec_encode(c, &ev, buf, sizeof(buf), &len, errstr, sizeof(errstr)),
+        TD_ERR);
 }
 
 static void test_encode_with_v1_drops_fields_v1_lacks(void **state) {
@@ -1214,9 +1210,9 @@ static void test_encode_with_v1_drops_fields_v1_lacks(void **state) {
     ev.u.order.shipped_at = EV_TIME;
     ev.u.order.buyer_order_seq = 9;
     len = encode_with(c, "order_event.v1.avsc", &ev, buf, sizeof(buf));
-    assert_int_equal(decode(c, TD_EV_ORDER, buf, len, &out, errstr,
-                            sizeof(errstr)),
-                     TD_DLQ_OK);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
     assert_true(out.u.order.shipped_at == TD_NULL_TS);
     assert_int_equal(out.u.order.buyer_order_seq, 0);
 }
@@ -1236,9 +1232,9 @@ static void test_score_roundtrips(void **state) {
     assert_int_equal(td_codec_encode_score(c, &s, buf, sizeof(buf), &len,
                                            errstr, sizeof(errstr)),
                      TD_OK);
-    assert_int_equal(td_codec_decode_score(c, buf, len, &out, errstr,
-                                           sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_codec_decode_score(c, buf, len, &out, errstr, sizeof(errstr)),
+        TD_OK);
     assert_string_equal(out.merchant_id, s.merchant_id);
     assert_true(out.score == s.score);
     assert_int_equal(out.tier, s.tier);
@@ -1295,15 +1291,15 @@ static void test_decode_score_rejects_malformed_messages(void **state) {
             TD_ERR)
             fail_msg("prefix %zu decoded", n);
     }
-    assert_int_equal(td_codec_decode_score(c, NULL, 0, &out, errstr,
-                                           sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_codec_decode_score(c, NULL, 0, &out, errstr, sizeof(errstr)),
+        TD_ERR);
     assert_non_null(strstr(errstr, "tombstone"));
     make_order(&ev);
     len = encode(c, &ev, buf, sizeof(buf));
-    assert_int_equal(td_codec_decode_score(c, buf, len, &out, errstr,
-                                           sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_codec_decode_score(c, buf, len, &out, errstr, sizeof(errstr)),
+        TD_ERR);
     assert_non_null(strstr(errstr, "not a TrustScore"));
 }
 
@@ -1329,9 +1325,9 @@ static void test_decode_score_rejects_more_dims_than_fit(void **state) {
     w_long(&w, 1);
     w_str(&w, "tm");
     w_long(&w, EV_TIME);
-    assert_int_equal(td_codec_decode_score(c, w.b, w.n, &out, errstr,
-                                           sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_codec_decode_score(c, w.b, w.n, &out, errstr, sizeof(errstr)),
+        TD_ERR);
     assert_non_null(strstr(errstr, "9 sub_scores"));
 }
 
@@ -1347,9 +1343,9 @@ static void test_decode_score_rejects_huge_map_count(void **state) {
     w_long(&w, 3);
     w_double(&w, 0.5);
     w_long(&w, 1LL << 40);
-    assert_int_equal(td_codec_decode_score(c, w.b, w.n, &out, errstr,
-                                           sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_codec_decode_score(c, w.b, w.n, &out, errstr, sizeof(errstr)),
+        TD_ERR);
     assert_non_null(strstr(errstr, "truncated"));
     /* A negative count with a block size that lies. */
     w_header(&w, c, "trust_score.avsc");
@@ -1366,9 +1362,9 @@ static void test_decode_score_rejects_huge_map_count(void **state) {
     w_long(&w, 1);
     w_str(&w, "tm");
     w_long(&w, EV_TIME);
-    assert_int_equal(td_codec_decode_score(c, w.b, w.n, &out, errstr,
-                                           sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_codec_decode_score(c, w.b, w.n, &out, errstr, sizeof(errstr)),
+        TD_ERR);
     assert_non_null(strstr(errstr, "malformed"));
 }
 
@@ -1396,9 +1392,9 @@ static void test_encode_score_rejects_bad_counts_and_duplicates(void **state) {
                      TD_ERR);
     assert_non_null(strstr(errstr, "twice"));
     make_score(&s);
-    assert_int_equal(td_codec_encode_score(c, &s, buf, 20, &len, errstr,
-                                           sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_codec_encode_score(c, &s, buf, 20, &len, errstr, sizeof(errstr)),
+        TD_ERR);
 }
 
 /*

@@ -124,96 +124,96 @@ typedef struct golden_s {
 
 static const golden_t golden[] = {
     {"order_event.avsc", 0xc4f36843b7fe7101ULL,
-        "{\"name\":\"trustindex.OrderEvent\",\"type\":\"record\",\"fields\":[{"
-        "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
-        "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
-        "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
-        "\"string\"},{\"name\":\"status\",\"type\":{\"name\":\"trustindex.Order"
-        "Status\",\"type\":\"enum\",\"symbols\":[\"CREATED\",\"PAID\",\"SHIPPED"
-        "\",\"DELIVERED\",\"COMPLETED\",\"CANCELLED\"]}},{\"name\":\"amount_cen"
-        "ts\",\"type\":\"long\"},{\"name\":\"channel\",\"type\":{\"name\":\"tru"
-        "stindex.Channel\",\"type\":\"enum\",\"symbols\":[\"LIVE\",\"SHORT_VIDE"
-        "O\",\"SHELF\"]}},{\"name\":\"cancelled_by\",\"type\":[\"null\",{\"name"
-        "\":\"trustindex.CancelledBy\",\"type\":\"enum\",\"symbols\":[\"BUYER\""
-        ",\"MERCHANT\",\"PLATFORM\"]}]},{\"name\":\"promised_ship_by\",\"type\""
-        ":[\"null\",\"long\"]},{\"name\":\"promised_delivery_by\",\"type\":[\"n"
-        "ull\",\"long\"]},{\"name\":\"tracking_valid\",\"type\":[\"null\",\"boo"
-        "lean\"]},{\"name\":\"paid_at\",\"type\":[\"null\",\"long\"]},{\"name\""
-        ":\"shipped_at\",\"type\":[\"null\",\"long\"]},{\"name\":\"buyer_order_"
-        "seq\",\"type\":\"int\"}]}"},
+     "{\"name\":\"trustindex.OrderEvent\",\"type\":\"record\",\"fields\":[{"
+     "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
+     "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
+     "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
+     "\"string\"},{\"name\":\"status\",\"type\":{\"name\":\"trustindex.Order"
+     "Status\",\"type\":\"enum\",\"symbols\":[\"CREATED\",\"PAID\",\"SHIPPED"
+     "\",\"DELIVERED\",\"COMPLETED\",\"CANCELLED\"]}},{\"name\":\"amount_cen"
+     "ts\",\"type\":\"long\"},{\"name\":\"channel\",\"type\":{\"name\":\"tru"
+     "stindex.Channel\",\"type\":\"enum\",\"symbols\":[\"LIVE\",\"SHORT_VIDE"
+     "O\",\"SHELF\"]}},{\"name\":\"cancelled_by\",\"type\":[\"null\",{\"name"
+     "\":\"trustindex.CancelledBy\",\"type\":\"enum\",\"symbols\":[\"BUYER\""
+     ",\"MERCHANT\",\"PLATFORM\"]}]},{\"name\":\"promised_ship_by\",\"type\""
+     ":[\"null\",\"long\"]},{\"name\":\"promised_delivery_by\",\"type\":[\"n"
+     "ull\",\"long\"]},{\"name\":\"tracking_valid\",\"type\":[\"null\",\"boo"
+     "lean\"]},{\"name\":\"paid_at\",\"type\":[\"null\",\"long\"]},{\"name\""
+     ":\"shipped_at\",\"type\":[\"null\",\"long\"]},{\"name\":\"buyer_order_"
+     "seq\",\"type\":\"int\"}]}"},
     {"order_event.v1.avsc", 0x995f7bb64a962994ULL,
-        "{\"name\":\"trustindex.OrderEvent\",\"type\":\"record\",\"fields\":[{"
-        "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
-        "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
-        "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
-        "\"string\"},{\"name\":\"status\",\"type\":{\"name\":\"trustindex.Order"
-        "Status\",\"type\":\"enum\",\"symbols\":[\"CREATED\",\"PAID\",\"SHIPPED"
-        "\",\"DELIVERED\",\"COMPLETED\",\"CANCELLED\"]}},{\"name\":\"amount_cen"
-        "ts\",\"type\":\"long\"},{\"name\":\"channel\",\"type\":{\"name\":\"tru"
-        "stindex.Channel\",\"type\":\"enum\",\"symbols\":[\"LIVE\",\"SHORT_VIDE"
-        "O\",\"SHELF\"]}},{\"name\":\"cancelled_by\",\"type\":[\"null\",{\"name"
-        "\":\"trustindex.CancelledBy\",\"type\":\"enum\",\"symbols\":[\"BUYER\""
-        ",\"MERCHANT\",\"PLATFORM\"]}]},{\"name\":\"promised_ship_by\",\"type\""
-        ":[\"null\",\"long\"]},{\"name\":\"promised_delivery_by\",\"type\":[\"n"
-        "ull\",\"long\"]},{\"name\":\"tracking_valid\",\"type\":[\"null\",\"boo"
-        "lean\"]}]}"},
+     "{\"name\":\"trustindex.OrderEvent\",\"type\":\"record\",\"fields\":[{"
+     "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
+     "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
+     "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
+     "\"string\"},{\"name\":\"status\",\"type\":{\"name\":\"trustindex.Order"
+     "Status\",\"type\":\"enum\",\"symbols\":[\"CREATED\",\"PAID\",\"SHIPPED"
+     "\",\"DELIVERED\",\"COMPLETED\",\"CANCELLED\"]}},{\"name\":\"amount_cen"
+     "ts\",\"type\":\"long\"},{\"name\":\"channel\",\"type\":{\"name\":\"tru"
+     "stindex.Channel\",\"type\":\"enum\",\"symbols\":[\"LIVE\",\"SHORT_VIDE"
+     "O\",\"SHELF\"]}},{\"name\":\"cancelled_by\",\"type\":[\"null\",{\"name"
+     "\":\"trustindex.CancelledBy\",\"type\":\"enum\",\"symbols\":[\"BUYER\""
+     ",\"MERCHANT\",\"PLATFORM\"]}]},{\"name\":\"promised_ship_by\",\"type\""
+     ":[\"null\",\"long\"]},{\"name\":\"promised_delivery_by\",\"type\":[\"n"
+     "ull\",\"long\"]},{\"name\":\"tracking_valid\",\"type\":[\"null\",\"boo"
+     "lean\"]}]}"},
     {"refund_event.avsc", 0x7fc3bf3cd4794648ULL,
-        "{\"name\":\"trustindex.RefundEvent\",\"type\":\"record\",\"fields\":[{"
-        "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
-        "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
-        "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
-        "\"string\"},{\"name\":\"refund_id\",\"type\":\"string\"},{\"name\":\"s"
-        "tatus\",\"type\":{\"name\":\"trustindex.RefundStatus\",\"type\":\"enum"
-        "\",\"symbols\":[\"REQUESTED\",\"APPROVED\",\"REJECTED\",\"COMPLETED\","
-        "\"ESCALATED\",\"ARBITRATED\"]}},{\"name\":\"kind\",\"type\":{\"name\":"
-        "\"trustindex.RefundKind\",\"type\":\"enum\",\"symbols\":[\"REFUND_ONLY"
-        "\",\"RETURN_AND_REFUND\"]}},{\"name\":\"reason\",\"type\":{\"name\":\""
-        "trustindex.RefundReason\",\"type\":\"enum\",\"symbols\":[\"NO_REASON_7"
-        "D\",\"QUALITY\",\"NOT_AS_DESCRIBED\",\"COUNTERFEIT\",\"NOT_RECEIVED\","
-        "\"DAMAGED\",\"LATE_DELIVERY\",\"OTHER\"]}},{\"name\":\"amount_cents\","
-        "\"type\":\"long\"},{\"name\":\"responsible\",\"type\":[\"null\",{\"nam"
-        "e\":\"trustindex.Responsible\",\"type\":\"enum\",\"symbols\":[\"MERCHA"
-        "NT\",\"BUYER\",\"PLATFORM\",\"LOGISTICS\"]}]},{\"name\":\"requested_at"
-        "\",\"type\":[\"null\",\"long\"]},{\"name\":\"was_rejected\",\"type\":"
-        "\"boolean\"}]}"},
+     "{\"name\":\"trustindex.RefundEvent\",\"type\":\"record\",\"fields\":[{"
+     "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
+     "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
+     "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
+     "\"string\"},{\"name\":\"refund_id\",\"type\":\"string\"},{\"name\":\"s"
+     "tatus\",\"type\":{\"name\":\"trustindex.RefundStatus\",\"type\":\"enum"
+     "\",\"symbols\":[\"REQUESTED\",\"APPROVED\",\"REJECTED\",\"COMPLETED\","
+     "\"ESCALATED\",\"ARBITRATED\"]}},{\"name\":\"kind\",\"type\":{\"name\":"
+     "\"trustindex.RefundKind\",\"type\":\"enum\",\"symbols\":[\"REFUND_ONLY"
+     "\",\"RETURN_AND_REFUND\"]}},{\"name\":\"reason\",\"type\":{\"name\":\""
+     "trustindex.RefundReason\",\"type\":\"enum\",\"symbols\":[\"NO_REASON_7"
+     "D\",\"QUALITY\",\"NOT_AS_DESCRIBED\",\"COUNTERFEIT\",\"NOT_RECEIVED\","
+     "\"DAMAGED\",\"LATE_DELIVERY\",\"OTHER\"]}},{\"name\":\"amount_cents\","
+     "\"type\":\"long\"},{\"name\":\"responsible\",\"type\":[\"null\",{\"nam"
+     "e\":\"trustindex.Responsible\",\"type\":\"enum\",\"symbols\":[\"MERCHA"
+     "NT\",\"BUYER\",\"PLATFORM\",\"LOGISTICS\"]}]},{\"name\":\"requested_at"
+     "\",\"type\":[\"null\",\"long\"]},{\"name\":\"was_rejected\",\"type\":"
+     "\"boolean\"}]}"},
     {"refund_event.v1.avsc", 0x57e0af1f70d6a35eULL,
-        "{\"name\":\"trustindex.RefundEvent\",\"type\":\"record\",\"fields\":[{"
-        "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
-        "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
-        "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
-        "\"string\"},{\"name\":\"refund_id\",\"type\":\"string\"},{\"name\":\"s"
-        "tatus\",\"type\":{\"name\":\"trustindex.RefundStatus\",\"type\":\"enum"
-        "\",\"symbols\":[\"REQUESTED\",\"APPROVED\",\"REJECTED\",\"COMPLETED\","
-        "\"ESCALATED\",\"ARBITRATED\"]}},{\"name\":\"kind\",\"type\":{\"name\":"
-        "\"trustindex.RefundKind\",\"type\":\"enum\",\"symbols\":[\"REFUND_ONLY"
-        "\",\"RETURN_AND_REFUND\"]}},{\"name\":\"reason\",\"type\":{\"name\":\""
-        "trustindex.RefundReason\",\"type\":\"enum\",\"symbols\":[\"NO_REASON_7"
-        "D\",\"QUALITY\",\"NOT_AS_DESCRIBED\",\"COUNTERFEIT\",\"NOT_RECEIVED\","
-        "\"DAMAGED\",\"LATE_DELIVERY\",\"OTHER\"]}},{\"name\":\"amount_cents\","
-        "\"type\":\"long\"},{\"name\":\"responsible\",\"type\":[\"null\",{\"nam"
-        "e\":\"trustindex.Responsible\",\"type\":\"enum\",\"symbols\":[\"MERCHA"
-        "NT\",\"BUYER\",\"PLATFORM\",\"LOGISTICS\"]}]}]}"},
+     "{\"name\":\"trustindex.RefundEvent\",\"type\":\"record\",\"fields\":[{"
+     "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
+     "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
+     "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
+     "\"string\"},{\"name\":\"refund_id\",\"type\":\"string\"},{\"name\":\"s"
+     "tatus\",\"type\":{\"name\":\"trustindex.RefundStatus\",\"type\":\"enum"
+     "\",\"symbols\":[\"REQUESTED\",\"APPROVED\",\"REJECTED\",\"COMPLETED\","
+     "\"ESCALATED\",\"ARBITRATED\"]}},{\"name\":\"kind\",\"type\":{\"name\":"
+     "\"trustindex.RefundKind\",\"type\":\"enum\",\"symbols\":[\"REFUND_ONLY"
+     "\",\"RETURN_AND_REFUND\"]}},{\"name\":\"reason\",\"type\":{\"name\":\""
+     "trustindex.RefundReason\",\"type\":\"enum\",\"symbols\":[\"NO_REASON_7"
+     "D\",\"QUALITY\",\"NOT_AS_DESCRIBED\",\"COUNTERFEIT\",\"NOT_RECEIVED\","
+     "\"DAMAGED\",\"LATE_DELIVERY\",\"OTHER\"]}},{\"name\":\"amount_cents\","
+     "\"type\":\"long\"},{\"name\":\"responsible\",\"type\":[\"null\",{\"nam"
+     "e\":\"trustindex.Responsible\",\"type\":\"enum\",\"symbols\":[\"MERCHA"
+     "NT\",\"BUYER\",\"PLATFORM\",\"LOGISTICS\"]}]}]}"},
     {"review_event.avsc", 0x8ea52ce41f992d47ULL,
-        "{\"name\":\"trustindex.ReviewEvent\",\"type\":\"record\",\"fields\":[{"
-        "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
-        "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
-        "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
-        "\"string\"},{\"name\":\"rating\",\"type\":\"int\"},{\"name\":\"quality"
-        "_rating\",\"type\":[\"null\",\"int\"]},{\"name\":\"service_rating\",\""
-        "type\":[\"null\",\"int\"]},{\"name\":\"logistics_rating\",\"type\":[\""
-        "null\",\"int\"]},{\"name\":\"value_rating\",\"type\":[\"null\",\"int\""
-        "]},{\"name\":\"has_media\",\"type\":\"boolean\"},{\"name\":\"is_follow"
-        "up\",\"type\":\"boolean\"},{\"name\":\"flagged\",\"type\":\"boolean\"}"
-        "]}"},
+     "{\"name\":\"trustindex.ReviewEvent\",\"type\":\"record\",\"fields\":[{"
+     "\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_time\",\""
+     "type\":\"long\"},{\"name\":\"merchant_id\",\"type\":\"string\"},{\"nam"
+     "e\":\"order_id\",\"type\":\"string\"},{\"name\":\"buyer_id\",\"type\":"
+     "\"string\"},{\"name\":\"rating\",\"type\":\"int\"},{\"name\":\"quality"
+     "_rating\",\"type\":[\"null\",\"int\"]},{\"name\":\"service_rating\",\""
+     "type\":[\"null\",\"int\"]},{\"name\":\"logistics_rating\",\"type\":[\""
+     "null\",\"int\"]},{\"name\":\"value_rating\",\"type\":[\"null\",\"int\""
+     "]},{\"name\":\"has_media\",\"type\":\"boolean\"},{\"name\":\"is_follow"
+     "up\",\"type\":\"boolean\"},{\"name\":\"flagged\",\"type\":\"boolean\"}"
+     "]}"},
     {"trust_score.avsc", 0xaa452929f4c96540ULL,
-        "{\"name\":\"trustindex.TrustScore\",\"type\":\"record\",\"fields\":[{"
-        "\"name\":\"merchant_id\",\"type\":\"string\"},{\"name\":\"score\",\"ty"
-        "pe\":\"double\"},{\"name\":\"tier\",\"type\":\"int\"},{\"name\":\"conf"
-        "idence\",\"type\":\"double\"},{\"name\":\"sub_scores\",\"type\":{\"typ"
-        "e\":\"map\",\"values\":\"double\"}},{\"name\":\"reasons\",\"type\":{\""
-        "type\":\"array\",\"items\":\"string\"}},{\"name\":\"version\",\"type\""
-        ":\"long\"},{\"name\":\"model_version\",\"type\":\"string\"},{\"name\":"
-        "\"as_of\",\"type\":\"long\"}]}"},
+     "{\"name\":\"trustindex.TrustScore\",\"type\":\"record\",\"fields\":[{"
+     "\"name\":\"merchant_id\",\"type\":\"string\"},{\"name\":\"score\",\"ty"
+     "pe\":\"double\"},{\"name\":\"tier\",\"type\":\"int\"},{\"name\":\"conf"
+     "idence\",\"type\":\"double\"},{\"name\":\"sub_scores\",\"type\":{\"typ"
+     "e\":\"map\",\"values\":\"double\"}},{\"name\":\"reasons\",\"type\":{\""
+     "type\":\"array\",\"items\":\"string\"}},{\"name\":\"version\",\"type\""
+     ":\"long\"},{\"name\":\"model_version\",\"type\":\"string\"},{\"name\":"
+     "\"as_of\",\"type\":\"long\"}]}"},
 };
 
 /* CRC-64-AVRO one bit at a time, straight from the polynomial. */
@@ -299,12 +299,11 @@ static void test_canonical_matches_spec_vectors(void **state) {
         size_t len = 0;
         uint64_t fp = 0;
 
-        if (!v->parses)
-            continue;
+        if (!v->parses) continue;
         s = parse(v->input);
-        assert_int_equal(td_fp_canonical(s, buf, sizeof(buf), &len, errstr,
-                                         sizeof(errstr)),
-                         TD_OK);
+        assert_int_equal(
+            td_fp_canonical(s, buf, sizeof(buf), &len, errstr, sizeof(errstr)),
+            TD_OK);
         assert_string_equal(buf, v->canonical);
         assert_int_equal(len, strlen(v->canonical));
         assert_int_equal(td_fp_schema(s, &fp, errstr, sizeof(errstr)), TD_OK);
@@ -323,9 +322,9 @@ static void test_canonical_matches_golden_for_embedded_schemas(void **state) {
         size_t len = 0;
         uint64_t fp = 0;
 
-        assert_int_equal(td_fp_canonical(s, buf, sizeof(buf), &len, errstr,
-                                         sizeof(errstr)),
-                         TD_OK);
+        assert_int_equal(
+            td_fp_canonical(s, buf, sizeof(buf), &len, errstr, sizeof(errstr)),
+            TD_OK);
         assert_string_equal(buf, golden[i].canonical);
         assert_int_equal(td_fp_schema(s, &fp, errstr, sizeof(errstr)), TD_OK);
         assert_true(fp == golden[i].fp);
@@ -335,19 +334,19 @@ static void test_canonical_matches_golden_for_embedded_schemas(void **state) {
 }
 
 static void test_canonical_drops_logical_types_and_attributes(void **state) {
-    avro_schema_t s = parse(
-        "{\"type\":\"record\",\"name\":\"r\",\"namespace\":\"n\","
-        "\"doc\":\"d\",\"aliases\":[\"x\"],\"fields\":["
-        "{\"name\":\"t\",\"doc\":\"d\",\"default\":0,\"type\":"
-        "{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},"
-        "{\"name\":\"u\",\"type\":{\"type\":\"string\","
-        "\"logicalType\":\"uuid\"}}]}");
+    avro_schema_t s =
+        parse("{\"type\":\"record\",\"name\":\"r\",\"namespace\":\"n\","
+              "\"doc\":\"d\",\"aliases\":[\"x\"],\"fields\":["
+              "{\"name\":\"t\",\"doc\":\"d\",\"default\":0,\"type\":"
+              "{\"type\":\"long\",\"logicalType\":\"timestamp-millis\"}},"
+              "{\"name\":\"u\",\"type\":{\"type\":\"string\","
+              "\"logicalType\":\"uuid\"}}]}");
     char buf[256], errstr[256];
 
     (void)state;
-    assert_int_equal(td_fp_canonical(s, buf, sizeof(buf), NULL, errstr,
-                                     sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_fp_canonical(s, buf, sizeof(buf), NULL, errstr, sizeof(errstr)),
+        TD_OK);
     assert_string_equal(buf, "{\"name\":\"n.r\",\"type\":\"record\",\"fields\":"
                              "[{\"name\":\"t\",\"type\":\"long\"},"
                              "{\"name\":\"u\",\"type\":\"string\"}]}");
@@ -362,9 +361,9 @@ static void test_canonical_writes_named_type_once_then_by_name(void **state) {
     char buf[256], errstr[256];
 
     (void)state;
-    assert_int_equal(td_fp_canonical(s, buf, sizeof(buf), NULL, errstr,
-                                     sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_fp_canonical(s, buf, sizeof(buf), NULL, errstr, sizeof(errstr)),
+        TD_OK);
     assert_string_equal(buf, "{\"name\":\"n.r\",\"type\":\"record\",\"fields\":"
                              "[{\"name\":\"a\",\"type\":{\"name\":\"n.E\","
                              "\"type\":\"enum\",\"symbols\":[\"X\"]}},"
@@ -373,14 +372,15 @@ static void test_canonical_writes_named_type_once_then_by_name(void **state) {
 }
 
 static void test_canonical_escapes_json_strings(void **state) {
-    avro_schema_t s = parse("{\"type\":\"enum\",\"name\":\"e\","
-                            "\"symbols\":[\"a\\\"b\",\"c\\\\d\",\"e\\u0001\"]}");
+    avro_schema_t s =
+        parse("{\"type\":\"enum\",\"name\":\"e\","
+              "\"symbols\":[\"a\\\"b\",\"c\\\\d\",\"e\\u0001\"]}");
     char buf[256], errstr[256];
 
     (void)state;
-    assert_int_equal(td_fp_canonical(s, buf, sizeof(buf), NULL, errstr,
-                                     sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_fp_canonical(s, buf, sizeof(buf), NULL, errstr, sizeof(errstr)),
+        TD_OK);
     assert_string_equal(buf, "{\"name\":\"e\",\"type\":\"enum\",\"symbols\":"
                              "[\"a\\\"b\",\"c\\\\d\",\"e\\u0001\"]}");
     avro_schema_decref(s);
@@ -401,15 +401,12 @@ static void test_canonical_reports_needed_size_when_buffer_small(void **state) {
     assert_int_equal(buf[10], 'x');
     assert_non_null(strstr(errstr, "needs"));
     /* Exactly the length is one byte short: the NUL needs room too. */
-    assert_int_equal(td_fp_canonical(s, buf, len, &len, errstr,
-                                     sizeof(errstr)),
+    assert_int_equal(td_fp_canonical(s, buf, len, &len, errstr, sizeof(errstr)),
                      TD_ERR);
-    assert_int_equal(td_fp_canonical(s, buf, len + 1, &len, errstr,
-                                     sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_fp_canonical(s, buf, len + 1, &len, errstr, sizeof(errstr)), TD_OK);
     assert_string_equal(buf, want);
-    assert_int_equal(td_fp_canonical(s, NULL, 0, &len, errstr,
-                                     sizeof(errstr)),
+    assert_int_equal(td_fp_canonical(s, NULL, 0, &len, errstr, sizeof(errstr)),
                      TD_ERR);
     assert_int_equal(len, strlen(want));
     avro_schema_decref(s);
@@ -420,9 +417,9 @@ static void test_canonical_rejects_null_schema(void **state) {
     uint64_t fp;
 
     (void)state;
-    assert_int_equal(td_fp_canonical(NULL, buf, sizeof(buf), NULL, errstr,
-                                     sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_fp_canonical(NULL, buf, sizeof(buf), NULL, errstr, sizeof(errstr)),
+        TD_ERR);
     assert_int_equal(td_fp_schema(NULL, &fp, errstr, sizeof(errstr)), TD_ERR);
 }
 

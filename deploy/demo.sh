@@ -1,0 +1,100 @@
+#!/bin/sh
+# deploy/demo.sh BUILD_DIR - what `make demo` runs.
+#
+# Starts, all on this machine and all in a temporary directory:
+#   - td-kafka: the embedded Kafka (librdkafka's mock cluster, loopback only)
+#   - redis-server on a unix socket, with AOF
+#   - trustd, one worker
+#   - td-loadgen: realistic traffic (Zipf-distributed merchants, whole order
+#     lifecycles, reviews, refunds, a minority of bad merchants)
+# and shows the best and worst merchants every two seconds. Ctrl-C stops
+# everything and removes the directory.
+set -u
+
+B=${1:-build}
+DEMO_RATE=${DEMO_RATE:-2000}
+DEMO_MERCHANTS=${DEMO_MERCHANTS:-2000}
+dir=$(mktemp -d /tmp/trustd-demo.XXXXXX)
+pids=""
+
+stop() {
+    trap - INT TERM EXIT
+    echo
+    echo "stopping..."
+    for p in $pids; do kill -TERM "$p" 2>/dev/null; done
+    for p in $pids; do wait "$p" 2>/dev/null; done
+    rm -rf "$dir"
+    exit 0
+}
+trap stop INT TERM EXIT
+
+# Waits until a command succeeds, at most $1 tenths of a second.
+wait_for() {
+    n=$1
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        n=$((n - 1))
+        if [ "$n" -le 0 ]; then
+            echo "demo: timed out waiting for: $*" >&2
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+echo "demo: working directory $dir"
+
+"$B/td-kafka" --partitions 8 <&- >"$dir/kafka.out" 2>"$dir/kafka.log" &
+pids="$pids $!"
+wait_for 100 grep -q . "$dir/kafka.out" || stop
+brokers=$(head -n 1 "$dir/kafka.out")
+echo "demo: embedded Kafka at $brokers"
+
+redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
+    --dir "$dir" --save '' --appendonly yes >"$dir/redis.log" 2>&1 &
+pids="$pids $!"
+wait_for 100 redis-cli -s "$dir/redis.sock" ping || stop
+echo "demo: redis-server at $dir/redis.sock"
+
+"$B/trustd" --brokers "$brokers" --redis "$dir/redis.sock" --group demo \
+    --http-port 0 --model-file schemas/model.conf >"$dir/trustd.log" 2>&1 &
+pids="$pids $!"
+
+"$B/td-loadgen" --brokers "$brokers" --rate "$DEMO_RATE" \
+    --merchants "$DEMO_MERCHANTS" --seed 42 --events 0 --eps-sim "$DEMO_RATE" \
+    >"$dir/loadgen.log" 2>&1 &
+pids="$pids $!"
+echo "demo: trustd and the load generator ($DEMO_RATE events/s) started;" \
+     "logs in $dir"
+
+ctl() {
+    "$B/trustctl" --redis "$dir/redis.sock" --brokers "$brokers" "$@" 2>&1
+}
+
+while :; do
+    out=$(
+        echo "Trust Index demo - $(date '+%H:%M:%S')  (Ctrl-C to stop)"
+        echo
+        echo "Best merchants"
+        ctl top 8
+        echo
+        echo "Worst merchants"
+        ctl bottom 8
+        echo
+        worst=$(ctl --json bottom 1 | sed -n 's/.*"merchant_id":"\([^"]*\)".*/\1/p')
+        if [ -n "$worst" ]; then
+            echo "Why is $worst at the bottom?"
+            ctl get "$worst" | sed -n '1,12p'
+        fi
+        echo
+        ctl offsets | tail -n 1
+    )
+    clear 2>/dev/null || printf '\033[2J\033[H'
+    printf '%s\n' "$out"
+    if ! kill -0 $(echo "$pids" | awk '{print $3}') 2>/dev/null; then
+        echo "demo: trustd exited; last lines of its log:"
+        tail -n 20 "$dir/trustd.log"
+        stop
+    fi
+    sleep 2
+done

@@ -1,0 +1,414 @@
+/*
+ * it_exactly_once.c - the signals in Redis equal one uninterrupted run,
+ * whatever happens to the workers: kill -9 at random points, workers joining
+ * and leaving, one merchant's events on two partitions read by two workers
+ * at once, Redis stopped mid-stream, Kafka request errors and slow brokers.
+ *
+ * The reference is the events folded in memory with the catalog's own fold
+ * and merge (td_sigdelta_add / td_sigstate_merge), which test_store proves
+ * equal to the Redis merge and test_signals proves order- and
+ * split-independent; every field of every merchant is compared to relative
+ * 1e-9, presence included.
+ *
+ * Seeded: TD_SEED=<n> reproduces a run; TD_SOAK=1 runs more events and more
+ * kills (make soak).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include <cmocka.h>
+
+#include "harness.h"
+#include "loadgen.h"
+#include "mcache.h"
+#include "signals.h"
+
+#define MAX_MERCHANTS 400
+
+typedef struct ref_s {
+    char id[TD_MERCHANT_ID_MAX + 1];
+    td_sigstate_t st;
+} ref_t;
+
+/* One scenario's fixtures and reference. */
+typedef struct world_s {
+    td_h_redis_t redis;
+    td_h_kafka_t kafka;
+    td_h_producer_t *prod;
+    redisContext *rc;
+    td_loadgen_t *gen;
+    ref_t ref[MAX_MERCHANTS];
+    int nref;
+    long produced;
+} world_t;
+
+static uint64_t seed;
+static int soak;
+
+static uint64_t rnd(void) {
+    seed ^= seed << 13;
+    seed ^= seed >> 7;
+    seed ^= seed << 17;
+    return seed;
+}
+
+static ref_t *ref_get(world_t *w, const td_str_t *m) {
+    for (int i = 0; i < w->nref; i++) {
+        if (strlen(w->ref[i].id) == m->len &&
+            !memcmp(w->ref[i].id, m->ptr, m->len))
+            return &w->ref[i];
+    }
+    assert_true(w->nref < MAX_MERCHANTS);
+    ref_t *r = &w->ref[w->nref++];
+    snprintf(r->id, sizeof(r->id), "%.*s", (int)m->len, m->ptr);
+    td_sigstate_init(&r->st);
+    return r;
+}
+
+/* Folds ev into the reference (one delta per event: merges commute). */
+static void ref_add(world_t *w, const td_event_t *ev) {
+    td_sigdelta_t d;
+    td_sigdelta_init(&d, ev->kind);
+    td_sigdelta_add(&d, ev);
+    td_sigstate_merge(&ref_get(w, &ev->merchant_id)->st, &d);
+}
+
+static void world_start(world_t *w, const char *const *kafka_args,
+                        int merchants) {
+    td_loadgen_conf_t lc;
+    char errstr[256];
+
+    memset(w, 0, sizeof(*w));
+    assert_int_equal(td_h_redis_start(&w->redis, NULL), 0);
+    assert_int_equal(td_h_kafka_start(&w->kafka, kafka_args), 0);
+    w->prod = td_h_producer_new(w->kafka.bootstrap);
+    w->rc = td_h_redis_connect(&w->redis);
+    assert_non_null(w->rc);
+    td_loadgen_conf_defaults(&lc);
+    lc.seed = rnd();
+    lc.merchants = merchants;
+    lc.start_ms = td_now_ms() - 3 * 86400000LL;
+    w->gen = td_loadgen_new(&lc, errstr, sizeof(errstr));
+    assert_non_null(w->gen);
+}
+
+static void world_stop(world_t *w) {
+    td_loadgen_destroy(w->gen);
+    td_h_producer_destroy(w->prod);
+    if (w->rc)
+        redisFree(w->rc);
+    td_h_kafka_stop(&w->kafka);
+    td_h_redis_stop(&w->redis);
+}
+
+/* Produces n generated events (partition chosen by key, or `part`). */
+static void produce(world_t *w, int n, int32_t part) {
+    for (int i = 0; i < n; i++) {
+        td_event_t ev;
+        td_loadgen_next(w->gen, &ev);
+        assert_int_equal(td_h_produce(w->prod, &ev, part), 0);
+        ref_add(w, &ev);
+        w->produced++;
+    }
+    assert_int_equal(td_h_producer_flush(w->prod), 0);
+}
+
+/* Sum of the `committed` offsets of every partition record. */
+static long long committed_sum(redisContext *rc) {
+    long long sum = 0;
+    redisReply *keys = redisCommand(rc, "KEYS trust:part:*");
+    if (!keys)
+        return -1;
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *r =
+            redisCommand(rc, "HGET %s committed", keys->element[i]->str);
+        if (r && r->type == REDIS_REPLY_STRING && atoll(r->str) > 0)
+            sum += atoll(r->str);
+        if (r)
+            freeReplyObject(r);
+    }
+    freeReplyObject(keys);
+    return sum;
+}
+
+typedef struct progress_s {
+    world_t *w;
+    long long target;
+} progress_t;
+
+static int reached(void *arg) {
+    progress_t *p = arg;
+    return committed_sum(p->w->rc) >= p->target;
+}
+
+/* Compares one merchant; returns 0 if equal, else fills why. */
+static int compare_merchant(world_t *w, const ref_t *r, char *why,
+                            size_t why_size) {
+    char key[128];
+    redisReply *h;
+    int bad = 0;
+
+    snprintf(key, sizeof(key), "trust:{%s}:signals", r->id);
+    h = redisCommand(w->rc, "HGETALL %s", key);
+    if (!h || h->type != REDIS_REPLY_ARRAY) {
+        snprintf(why, why_size, "%s: no reply", r->id);
+        if (h)
+            freeReplyObject(h);
+        return -1;
+    }
+    for (int k = 0; k < TD_SIG__CNT && !bad; k++) {
+        const char *name = td_signals[k].name;
+        const char *got = NULL;
+        for (size_t i = 0; i + 1 < h->elements; i += 2) {
+            if (!strcmp(h->element[i]->str, name))
+                got = h->element[i + 1]->str;
+        }
+        if (!!got != !!r->st.present[k]) {
+            snprintf(why, why_size, "%s %s: %s in Redis, %s in reference",
+                     r->id, name, got ? got : "absent",
+                     r->st.present[k] ? "present" : "absent");
+            bad = 1;
+        } else if (got) {
+            double g = strtod(got, NULL), want = r->st.v[k];
+            if (fabs(g - want) > 1e-9 * fmax(1.0, fabs(want))) {
+                snprintf(why, why_size, "%s %s: Redis %.17g, reference %.17g",
+                         r->id, name, g, want);
+                bad = 1;
+            }
+        }
+    }
+    if (!bad) {
+        double asof;
+        if (td_h_hget_double(w->rc, key, "as_of_ms", &asof) != 0 ||
+            (int64_t)asof != r->st.as_of) {
+            snprintf(why, why_size, "%s as_of_ms differs", r->id);
+            bad = 1;
+        }
+    }
+    freeReplyObject(h);
+    return bad ? -1 : 0;
+}
+
+static char last_diff[512];
+
+static int all_equal(void *arg) {
+    world_t *w = arg;
+    for (int i = 0; i < w->nref; i++) {
+        if (compare_merchant(w, &w->ref[i], last_diff, sizeof(last_diff)))
+            return 0;
+    }
+    return 1;
+}
+
+/* Waits until Redis equals the reference; fails with the first difference
+ * (and the workers' logs) otherwise. */
+static void assert_exact(world_t *w, td_h_proc_t *procs, int nproc) {
+    if (!td_h_poll(all_equal, w, 90000)) {
+        for (int i = 0; i < nproc; i++)
+            td_h_dump_log(&procs[i]);
+        fail_msg("signals differ from an uninterrupted run: %s", last_diff);
+    }
+}
+
+static void stop_graceful(td_h_proc_t *p) {
+    int status;
+    td_h_signal(p, SIGTERM);
+    status = td_h_wait(p, 15000);
+    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        td_h_dump_log(p);
+        fail_msg("trustd did not exit 0 after SIGTERM (status %d)", status);
+    }
+}
+
+static const char *const fast_flush[] = {"--flush-max-events", "300", NULL};
+
+/* kill -9 at random points of the stream, restart, and end exactly right. */
+static void test_kill9_at_random_points_ends_exact(void **state) {
+    world_t *w = malloc(sizeof(*w));
+    int kills = soak ? 20 : 4;
+    int chunk = soak ? 6000 : 4000;
+    td_h_proc_t p;
+    (void)state;
+
+    world_start(w, NULL, 300);
+    produce(w, chunk, -1);
+    assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka,
+                                       &w->redis, "g-crash", fast_flush),
+                     0);
+    for (int k = 0; k < kills; k++) {
+        /* Kill once a random share of what was produced is committed. */
+        progress_t pr = {w, (long long)((double)w->produced *
+                                        (0.1 + (double)(rnd() % 80) / 100))};
+        td_h_poll(reached, &pr, 60000);
+        if (k % 2 == 0)
+            produce(w, chunk / 2, -1); /* more data while it runs */
+        td_h_signal(&p, SIGKILL);
+        td_h_wait(&p, 10000);
+        assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka,
+                                           &w->redis, "g-crash", fast_flush),
+                         0);
+    }
+    produce(w, chunk, -1);
+    assert_exact(w, &p, 1);
+    stop_graceful(&p);
+    world_stop(w);
+    free(w);
+}
+
+/* Workers join and leave mid-stream (1 -> 3 -> 2, cooperative-sticky). */
+static void test_scaling_1_3_2_workers_ends_exact(void **state) {
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p[3];
+    (void)state;
+
+    world_start(w, NULL, 200);
+    produce(w, 3000, -1);
+    assert_int_equal(td_h_trustd_start(&p[0], "trustd-scale", &w->kafka,
+                                       &w->redis, "g-scale", fast_flush),
+                     0);
+    progress_t pr = {w, 1000};
+    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_int_equal(td_h_trustd_start(&p[1], "trustd-scale", &w->kafka,
+                                       &w->redis, "g-scale", fast_flush),
+                     0);
+    assert_int_equal(td_h_trustd_start(&p[2], "trustd-scale", &w->kafka,
+                                       &w->redis, "g-scale", fast_flush),
+                     0);
+    for (int i = 0; i < 5; i++)
+        produce(w, 1000, -1);
+    pr.target = (long long)w->produced - 2000;
+    td_h_poll(reached, &pr, 60000);
+    stop_graceful(&p[2]); /* 3 -> 2 */
+    produce(w, 3000, -1);
+    assert_exact(w, p, 2);
+    stop_graceful(&p[0]);
+    stop_graceful(&p[1]);
+    world_stop(w);
+    free(w);
+}
+
+/* One merchant's events on two partitions, consumed by two workers at
+ * once: the situation right after partitions were added. */
+static void test_one_merchant_on_two_partitions_two_workers(void **state) {
+    static const char *const kargs[] = {"--topic", "orders=2", "--topic",
+                                        "reviews=2", "--topic", "refunds=2",
+                                        NULL};
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p[2];
+    (void)state;
+
+    world_start(w, kargs, 5);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(td_h_trustd_start(&p[i], "trustd-split", &w->kafka,
+                                           &w->redis, "g-split", fast_flush),
+                         0);
+    /* Every event goes to a random partition, whatever its key: each
+     * merchant's events are spread over both. */
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 300; i++) {
+            td_event_t ev;
+            td_loadgen_next(w->gen, &ev);
+            assert_int_equal(td_h_produce(w->prod, &ev, (int32_t)(rnd() % 2)),
+                             0);
+            ref_add(w, &ev);
+            w->produced++;
+        }
+        assert_int_equal(td_h_producer_flush(w->prod), 0);
+    }
+    assert_exact(w, p, 2);
+    stop_graceful(&p[0]);
+    stop_graceful(&p[1]);
+    world_stop(w);
+    free(w);
+}
+
+static int log_has_flush_failures(void *arg) {
+    const td_h_proc_t *p = arg;
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "grep -q 'flush failed' '%s'", p->log);
+    return system(cmd) == 0;
+}
+
+/* Redis stopped mid-stream and restarted with its AOF. */
+static void test_redis_outage_mid_stream_ends_exact(void **state) {
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p;
+    (void)state;
+
+    world_start(w, NULL, 200);
+    produce(w, 4000, -1);
+    assert_int_equal(td_h_trustd_start(&p, "trustd-outage", &w->kafka,
+                                       &w->redis, "g-outage", fast_flush),
+                     0);
+    progress_t pr = {w, 1500};
+    assert_true(td_h_poll(reached, &pr, 60000));
+    td_h_redis_stop(&w->redis);
+    redisFree(w->rc);
+    produce(w, 3000, -1);
+    /* trustd notices, retries with backoff; then Redis comes back. */
+    assert_true(td_h_poll(log_has_flush_failures, &p, 30000));
+    assert_int_equal(td_h_redis_restart(&w->redis), 0);
+    w->rc = td_h_redis_connect(&w->redis);
+    produce(w, 2000, -1);
+    assert_exact(w, &p, 1);
+    stop_graceful(&p);
+    world_stop(w);
+    free(w);
+}
+
+/* Kafka request errors, a slow broker and a broker down and up. */
+static void test_kafka_faults_ride_through(void **state) {
+    static const char *const kargs[] = {"--brokers-count", "3", NULL};
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p;
+    (void)state;
+
+    world_start(w, kargs, 200);
+    produce(w, 3000, -1);
+    assert_int_equal(td_h_trustd_start(&p, "trustd-kfault", &w->kafka,
+                                       &w->redis, "g-kfault", fast_flush),
+                     0);
+    progress_t pr = {w, 1000};
+    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_int_equal(td_h_kafka_cmd(&w->kafka, "errors Fetch 5 "
+                                               "NOT_LEADER_FOR_PARTITION"),
+                     0);
+    assert_int_equal(td_h_kafka_cmd(&w->kafka, "errors Produce 3 "
+                                               "REQUEST_TIMED_OUT"),
+                     0);
+    assert_int_equal(td_h_kafka_cmd(&w->kafka, "rtt 2 300"), 0);
+    produce(w, 2000, -1);
+    assert_int_equal(td_h_kafka_cmd(&w->kafka, "down 3"), 0);
+    assert_int_equal(td_h_kafka_cmd(&w->kafka, "up 3"), 0);
+    assert_int_equal(td_h_kafka_cmd(&w->kafka, "rtt 2 0"), 0);
+    produce(w, 2000, -1);
+    assert_exact(w, &p, 1);
+    stop_graceful(&p);
+    world_stop(w);
+    free(w);
+}
+
+int main(void) {
+    const char *s = getenv("TD_SEED");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill9_at_random_points_ends_exact),
+        cmocka_unit_test(test_scaling_1_3_2_workers_ends_exact),
+        cmocka_unit_test(test_one_merchant_on_two_partitions_two_workers),
+        cmocka_unit_test(test_redis_outage_mid_stream_ends_exact),
+        cmocka_unit_test(test_kafka_faults_ride_through),
+    };
+    seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)td_now_ms();
+    if (!seed)
+        seed = 1;
+    soak = getenv("TD_SOAK") && *getenv("TD_SOAK") == '1';
+    printf("it_exactly_once: TD_SEED=%llu%s\n", (unsigned long long)seed,
+           soak ? " (soak)" : "");
+    return cmocka_run_group_tests_name("it_exactly_once", tests, NULL, NULL);
+}
