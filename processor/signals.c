@@ -27,9 +27,11 @@
 #define TRACKING_VALID (e->u.order.tracking_valid == 1)
 #define HAS_PAID_AT    (e->u.order.paid_at != TD_NULL_TS)
 #define HAS_SHIPPED_AT (e->u.order.shipped_at != TD_NULL_TS)
-/* Hours from an order timestamp to the event (0 if the clocks disagree). */
+/* Hours from an order timestamp to the event (0 if the clocks disagree).
+ * In double: the contract allows any timestamp, and the int64 difference
+ * of two far-apart ones overflows. */
 #define HOURS_SINCE(f)                                                         \
-    fmax(0.0, (double)(e->event_time - e->u.order.f) / 3600000.0)
+    fmax(0.0, ((double)e->event_time - (double)e->u.order.f) / 3600000.0)
 #define BUYER_SEQ      (e->u.order.buyer_order_seq)
 #define NOT_FLAGGED    (!e->u.review.flagged)
 #define RATING         ((double)e->u.review.rating)
@@ -45,9 +47,59 @@
 #define RESOLVED         (REFUND_IS(COMPLETED) || REFUND_IS(REJECTED))
 #define HAS_REQUESTED_AT (e->u.refund.requested_at != TD_NULL_TS)
 #define HOURS_SINCE_REQUEST                                                    \
-    fmax(0.0, (double)(e->event_time - e->u.refund.requested_at) / 3600000.0)
+    fmax(0.0,                                                                  \
+         ((double)e->event_time - (double)e->u.refund.requested_at) /          \
+             3600000.0)
 #define ARBITRATION_LOST                                                       \
     (REFUND_IS(ARBITRATED) && e->u.refund.responsible == TD_RESP_MERCHANT)
+#define KIND_IS(x)   (e->u.refund.kind == TD_KIND_##x)
+#define WAS_REJECTED (e->u.refund.was_rejected == 1)
+
+/*
+ * What each helper above means, for the reference page. Keep it next to the
+ * macros: a helper used in signals.def without a line here fails
+ * tests/test_reference.c.
+ */
+/* clang-format off */
+static const struct {
+    const char *name;
+    const char *meaning;
+} helpers[] = {
+    {"EVENT_TIME", "the event's `event_time` (ms since the epoch, UTC)"},
+    {"AMOUNT", "`amount_cents` of the order or refund"},
+    {"ORDER_IS(s)", "order `status` is `s`: CREATED, PAID, SHIPPED, DELIVERED, COMPLETED, CANCELLED"},
+    {"CANCELLED_BY(x)", "`cancelled_by` is `x`: BUYER, MERCHANT, PLATFORM"},
+    {"CHANNEL_IS(x)", "`channel` is `x`: LIVE, SHORT_VIDEO, SHELF"},
+    {"SHIPPED_LATE", "`promised_ship_by` is set and `event_time` is after it"},
+    {"DELIVERED_LATE", "`promised_delivery_by` is set and `event_time` is after it"},
+    {"TRACKING_VALID", "`tracking_valid` is true (false and null are not)"},
+    {"HAS_PAID_AT", "`paid_at` is set (order schema v2)"},
+    {"HAS_SHIPPED_AT", "`shipped_at` is set (order schema v2)"},
+    {"HOURS_SINCE(f)", "hours from timestamp `f` to `event_time`; 0 if `f` is later (clocks disagree)"},
+    {"BUYER_SEQ", "`buyer_order_seq`: the buyer's n-th order at this merchant, 0 unknown"},
+    {"NOT_FLAGGED", "the review is not `flagged` as suspected fake"},
+    {"RATING", "the review's `rating`, 1..5"},
+    {"DIM_SET(f)", "the dimension rating `f` (quality, value, service, logistics) is set"},
+    {"DIM(f)", "the dimension rating `f`, 1..5"},
+    {"REFUND_IS(s)", "refund `status` is `s`: REQUESTED, APPROVED, REJECTED, COMPLETED, ESCALATED, ARBITRATED"},
+    {"REASON_IS(x)", "`reason` is `x`: NO_REASON_7D, QUALITY, NOT_AS_DESCRIBED, COUNTERFEIT, NOT_RECEIVED, DAMAGED, LATE_DELIVERY, OTHER"},
+    {"KIND_IS(x)", "refund `kind` is `x`: REFUND_ONLY, RETURN_AND_REFUND"},
+    {"MERCHANT_FAULT_REASON", "`reason` is QUALITY, NOT_AS_DESCRIBED or COUNTERFEIT"},
+    {"LOGISTICS_REASON", "`reason` is NOT_RECEIVED, DAMAGED or LATE_DELIVERY"},
+    {"RESOLVED", "refund `status` is COMPLETED or REJECTED"},
+    {"HAS_REQUESTED_AT", "`requested_at` is set (refund schema v2)"},
+    {"HOURS_SINCE_REQUEST", "hours from `requested_at` to `event_time`; 0 if `requested_at` is later"},
+    {"ARBITRATION_LOST", "status ARBITRATED with `responsible` MERCHANT: the platform ruled against the merchant"},
+    {"WAS_REJECTED", "`was_rejected`: the merchant had rejected this refund before"},
+};
+/* clang-format on */
+
+/* How values are written to the signals hash, by the Lua merge and on the
+ * reference page. %.17g round-trips a double exactly: base values are the
+ * merge state. Derived values are for reading only (trustd recomputes them
+ * from the base values); 10 digits keep the hash within its 4 KB budget. */
+#define FMT_BASE    "%.17g"
+#define FMT_DERIVED "%.10g"
 
 /* Window index for per-event decay factors. */
 enum { W_LIFE = 0, W_D1, W_D7, W_D30, W_D90, W__CNT };
@@ -399,7 +451,7 @@ int td_signals_lua(char *buf, size_t size) {
              (int)sg->a + 1, j, (int)sg->b + 1, j, sg->k);
     }
     emit(buf, size, &len, "%s",
-         "local function fmt(x) return string.format('%.17g', x) end\n"
+         "local function fmt(x) return string.format('" FMT_BASE "', x) end\n"
          "local function td_apply(keys, args)\n"
          "  local cur = redis.call('HMGET', keys[1], 'as_of_ms', unpack(BN))\n"
          "  local T = tonumber(cur[1])\n"
@@ -473,7 +525,7 @@ int td_signals_lua(char *buf, size_t size) {
          "      end\n"
          "      if x == nil then del[#del + 1] = DN[j] else\n"
          "        hs[#hs + 1] = DN[j]\n"
-         "        hs[#hs + 1] = string.format('%.10g', x)\n"
+         "        hs[#hs + 1] = string.format('" FMT_DERIVED "', x)\n"
          "      end\n"
          "    end\n"
          "    redis.call('HSET', keys[1], unpack(hs))\n"
@@ -483,8 +535,8 @@ int td_signals_lua(char *buf, size_t size) {
          "    or ''}\n"
          "  for i = 1, #BN do r[#r + 1] = v[i] and fmt(v[i]) or '' end\n"
          "  local m = redis.call('HMGET', keys[3], 'pub_score', 'pub_tier',\n"
-         "    'pub_ms', 'version')\n"
-         "  for i = 1, 4 do r[#r + 1] = m[i] or '' end\n"
+         "    'pub_ms', 'version', 'model_version')\n"
+         "  for i = 1, 5 do r[#r + 1] = m[i] or '' end\n"
          "  return r\n"
          "end\n");
     if (len >= size)
@@ -492,17 +544,271 @@ int td_signals_lua(char *buf, size_t size) {
     return (int)len;
 }
 
-void td_signals_reference_md(FILE *fp) {
+/* ---- the reference page (schemas/signals.md) ---- */
+
+static const char *const source_names[TD_EV__CNT] = {"order", "review",
+                                                     "refund"};
+
+/* Writes text for a markdown table cell: a `|` would end the cell. */
+static void md_cell(FILE *fp, const char *text) {
+    for (const char *p = text; *p; p++) {
+        if (*p == '|')
+            fputc('\\', fp);
+        fputc(*p, fp);
+    }
+}
+
+static void ref_intro(FILE *fp) {
     fprintf(fp,
-            "# Signal reference\n\n"
-            "Generated from `processor/signals.def` by `trustctl "
-            "reference`; `make test` checks this file is current.\n\n"
-            "Windowed signals decay exponentially on event time: "
-            "`V = sum(w_i * exp(-(T - t_i) / W))`, with `T` the merchant's "
-            "`as_of_ms` (largest event_time applied). For a steady rate this "
-            "equals the plain count over the last `W`. Ratios are stored "
-            "raw (smoothing belongs to the score model); a ratio whose "
-            "denominator is 0 is absent.\n\n");
+            "# Signal reference\n"
+            "\n"
+            "Generated from `processor/signals.def` by `build/trustctl "
+            "reference > schemas/signals.md`. `tests/test_reference.c` (`make "
+            "unit`) fails when this file differs from what the build writes: "
+            "edit the catalog, never this file.\n"
+            "\n"
+            "%d signals (%d base, %d derived) per merchant, in %d categories. "
+            "Sections: [how to read a signal](#how-to-read-a-signal), "
+            "[Redis layout](#redis-layout), "
+            "[distinct and repeat buyers](#distinct-and-repeat-buyers), "
+            "[memory per merchant](#memory-per-merchant), "
+            "[condition helpers](#condition-helpers), then the signals by "
+            "category:",
+            TD_SIG__CNT, TD_SIG_BASE_CNT, TD_SIG__CNT - TD_SIG_BASE_CNT,
+            TD_CAT__CNT);
+    for (int c = 0; c < TD_CAT__CNT; c++) {
+        char anchor[64];
+        const char *name = td_category_name((td_category_t)c);
+        size_t j = 0;
+        for (const char *p = name; *p && j + 1 < sizeof(anchor); p++)
+            anchor[j++] = *p == ' ' ? '-' : *p;
+        anchor[j] = '\0';
+        fprintf(fp, "%s [%s](#%s)", c ? "," : "", name, anchor);
+    }
+    fprintf(fp, ".\n\n");
+}
+
+static void ref_reading(FILE *fp) {
+    fprintf(
+        fp,
+        "## How to read a signal\n"
+        "\n"
+        "Every signal is one field of the merchant's hash "
+        "`trust:{<merchant_id>}:signals`, named as in the tables below, "
+        "next to `as_of_ms`: the largest `event_time` applied for the "
+        "merchant, from any topic.\n"
+        "\n"
+        "- **Windowed** (window 1d, 7d, 30d or 90d) counts and sums decay "
+        "exponentially on event time: `V = sum(w_i * exp(-(T - t_i) / W))` "
+        "over the events that meet the condition, with `w_i` 1 for a count "
+        "or the event's value for a sum, `t_i` its `event_time` and `T` the "
+        "merchant's `as_of_ms`. For a steady rate this equals the plain "
+        "count over the last `W`. An event `W` old weighs 0.37, one `3W` "
+        "old 0.05. The result does not depend on the order events arrive "
+        "in or on how they are split across partitions: a late event is "
+        "added with the weight of its own `event_time`.\n"
+        "- **Lifetime** counts are plain counts of every event ever, "
+        "however old.\n"
+        "- **first (min)** and **latest (max)** keep the smallest or largest "
+        "value of the matching events (timestamps, in ms).\n"
+        "- **ratio** and **average** are `a / b` of two base signals of the "
+        "same window, so they are decayed ratios. **trend** is "
+        "`(a / b) * k`, scaled so that a steady rate gives 1. **age** is "
+        "`(as_of_ms - a) / k`, in days.\n"
+        "\n"
+        "Windowed values are expressed at `as_of_ms`, not at the wall "
+        "clock: a merchant without new events keeps its values. For a "
+        "value as of now, multiply a windowed count or sum by "
+        "`exp(-(now - as_of_ms) / W)`. Ratios and averages need no "
+        "correction (both sides decay alike); ages grow by "
+        "`(now - as_of_ms) / 86400000` days.\n"
+        "\n"
+        "**Absent fields.**\n"
+        "\n"
+        "- A base signal that no event has contributed to is absent: read "
+        "it as 0. A sum whose contributions were all 0 is absent too.\n"
+        "- A ratio, average or trend whose denominator is 0 or absent is "
+        "absent, not 0: no data is not a rate of 0.\n"
+        "- An age is absent while its timestamp is (`store_age_days` before "
+        "the first paid order, `days_since_counterfeit` for a merchant "
+        "never caught).\n"
+        "- Derived fields are rewritten on every update of the merchant; "
+        "one that has become undefined is deleted.\n"
+        "\n"
+        "**Value formatting.** `as_of_ms` is an integer. Base values are "
+        "written with `%s`, which gives back the exact double "
+        "(lifetime counts and timestamps print as integers); they are the "
+        "merge state. Derived values are written with `%s`, "
+        "for reading: trustd recomputes them from the base values. All are "
+        "decimal strings; parse them as doubles.\n"
+        "\n",
+        FMT_BASE, FMT_DERIVED);
+}
+
+static void ref_layout(FILE *fp) {
+    fprintf(
+        fp,
+        "## Redis layout\n"
+        "\n"
+        "Every per-merchant key carries the `{merchant_id}` hash tag, so a "
+        "merchant's keys share one Redis Cluster slot.\n"
+        "\n"
+        "| key | type | content |\n"
+        "|---|---|---|\n"
+        "| `trust:{<merchant_id>}:signals` | hash | `as_of_ms` and one field "
+        "per signal present (absent-field rules above) |\n"
+        "| `trust:{<merchant_id>}:wm` | hash | per source partition "
+        "(`orders/3`): the next offset already applied to this merchant "
+        "(exactly-once bookkeeping, not for dashboards) |\n"
+        "| `trust:{<merchant_id>}:score` | hash | `score`, `tier`, "
+        "`confidence`, `sub_<dimension>`, `reasons` (JSON array), "
+        "`version`, `model_version`, `as_of_ms`, `updated_ms`; "
+        "`pub_version`, `pub_score`, `pub_tier`, `pub_ms` of the last "
+        "publication Kafka acknowledged |\n"
+        "| `trust:scores` | sorted set | merchant_id by score |\n"
+        "| `trust:part:{<topic>/<partition>}` | hash | `committed`, "
+        "`intent`, `epoch`: where the partition resumes and who owns it |\n"
+        "\n"
+        "A merchant's signals and `:wm` change together in one Redis "
+        "function call per update, so one `HGETALL` (or `HMGET`) of the "
+        "signals hash sees all of one update or none of it. The score "
+        "hash is written right after, in the same pipeline.\n"
+        "\n");
+}
+
+static void ref_buyers(FILE *fp) {
+    fprintf(fp,
+            "## Distinct and repeat buyers\n"
+            "\n"
+            "`buyers_total`, `first_orders_90d`, `repeat_buyers_90d` and "
+            "`repeat_orders_30d` count paid orders by their `buyer_order_seq`, "
+            "which the order service sets to the buyer's n-th order at this "
+            "merchant: an order with seq 1 is a new buyer, seq 2 a buyer who "
+            "came back, any seq of 2 or more a repeat order.\n"
+            "\n"
+            "- **Exact** when upstream sets `buyer_order_seq`: every buyer has "
+            "one order with seq 1 and at most one with seq 2, so the counts "
+            "are distinct buyers, not estimates, and they merge like every "
+            "other count (in any order, across partitions).\n"
+            "- **Zero Redis memory** beyond the four counters: no per-buyer "
+            "state in Redis or in trustd.\n"
+            "- Orders with **seq 0 (unknown)**, from producers on order schema "
+            "v1 or an order service that does not know, are **not counted** "
+            "in these four signals (they still count in `orders_paid_*` and "
+            "GMV). While some producers send 0, the counts are lower bounds.\n"
+            "- The counts read PAID events, so seq should number the buyer's "
+            "paid orders. If the order service numbers every created order, a "
+            "buyer whose first order was never paid is never counted as new, "
+            "and their next paid order counts as a return.\n"
+            "\n"
+            "**Why not HyperLogLog.** A Redis HyperLogLog turns dense past "
+            "`hll-sparse-max-bytes` (3000 bytes by default, a few thousand "
+            "buyers) and a dense one takes 12 KB: three times the 4 KB budget "
+            "of a merchant's whole signal hash, and one would be needed per "
+            "window, since an HLL cannot decay or forget. It would also only "
+            "estimate (0.81%% standard error). The order service already knows "
+            "each buyer's history, so the sequence number moves the distinct "
+            "count to where it is exact and free.\n"
+            "\n");
+}
+
+static void ref_memory(FILE *fp) {
+    fprintf(fp,
+            "## Memory per merchant\n"
+            "\n"
+            "The signals hash holds at most %d fields (every signal and "
+            "`as_of_ms`), under Redis' default `hash-max-listpack-entries` "
+            "(128), and every name and value is shorter than "
+            "`hash-max-listpack-value` (64 bytes), so Redis keeps it as a "
+            "compact listpack. The budget is **4096 bytes of `MEMORY USAGE` "
+            "per signals hash**. `tests/it_signals.c` (`make integration`) "
+            "applies realistic merchants through the store, checks the "
+            "encoding and the budget, and prints the numbers. Measured on "
+            "Redis 7.0 with jemalloc, when the catalog last changed:\n"
+            "\n"
+            "| merchant | signals present | `:signals` | `:wm` |\n"
+            "|---|---|---|---|\n"
+            "| small shop: 60 orders in 25 days | 64 | 2648 B | 120 B |\n"
+            "| big shop: 73,000 orders in a year | 87 | 3672 B | 136 B |\n"
+            "| bad shop: every signal present | %d | 3672 B | 136 B |\n"
+            "| end to end through trustd (3 merchants) | 84-90 | 3656 B | "
+            "120 B |\n"
+            "\n"
+            "So about 3.8 KB per merchant for its signals and watermarks. "
+            "`:wm` grows by about 16 bytes per extra source partition the "
+            "merchant's events came from. The `:score` hash and the "
+            "merchant's entry in `trust:scores` come on top; their size "
+            "depends on the score model (the test prints it too).\n"
+            "\n"
+            "The listpack of a merchant with every field is about 3550 bytes, "
+            "which the allocator rounds up to its 3584-byte size class; the "
+            "next class is 4096 bytes (`MEMORY USAGE` about 4170). So the "
+            "catalog is at its budget: a new signal adds its name plus about "
+            "22 bytes, and one or two more need room made first (shorter "
+            "derived values: `%%.6g` saves about 140 bytes; or fewer derived "
+            "fields).\n"
+            "\n",
+            TD_SIG__CNT + 1, TD_SIG__CNT);
+}
+
+static void ref_helpers(FILE *fp) {
+    fprintf(
+        fp,
+        "## Condition helpers\n"
+        "\n"
+        "Conditions and values in the tables are written as in "
+        "`signals.def`, with these helpers (defined in "
+        "`processor/signals.c`) over the event's fields (`schemas/*.avsc`).\n"
+        "\n"
+        "| helper | meaning |\n"
+        "|---|---|\n");
+    for (size_t i = 0; i < sizeof(helpers) / sizeof(helpers[0]); i++) {
+        fprintf(fp, "| `%s` | ", helpers[i].name);
+        md_cell(fp, helpers[i].meaning);
+        fprintf(fp, " |\n");
+    }
+    fprintf(fp, "\n");
+}
+
+/* The formula cell of one signal. */
+static void ref_formula(FILE *fp, const td_signal_t *sg) {
+    static const char *const verbs[] = {[TD_AGG_COUNT] = "count of",
+                                        [TD_AGG_SUM] = "sum of",
+                                        [TD_AGG_MAX] = "largest",
+                                        [TD_AGG_MIN] = "smallest"};
+
+    if (sg->source >= 0) {
+        fprintf(fp, "%s ", verbs[sg->agg]);
+        if (sg->agg != TD_AGG_COUNT) {
+            fprintf(fp, "`");
+            md_cell(fp, sg->value);
+            fprintf(fp, "` of ");
+        }
+        if (!strcmp(sg->cond, "1")) {
+            fprintf(fp, "all %s events", source_names[sg->source]);
+            return;
+        }
+        fprintf(fp, "%s events with `", source_names[sg->source]);
+        md_cell(fp, sg->cond);
+        fprintf(fp, "`");
+        return;
+    }
+    switch (sg->agg) {
+    case TD_AGG_AGE:
+        fprintf(fp, "(`as_of_ms` - `%s`) / %.17g", td_signals[sg->a].name,
+                sg->k);
+        break;
+    case TD_AGG_TREND:
+        fprintf(fp, "`%s` / `%s` * %.6g", td_signals[sg->a].name,
+                td_signals[sg->b].name, sg->k);
+        break;
+    default:
+        fprintf(fp, "`%s` / `%s`", td_signals[sg->a].name,
+                td_signals[sg->b].name);
+    }
+}
+
+static void ref_catalog(FILE *fp) {
     for (int c = 0; c < TD_CAT__CNT; c++) {
         int any = 0;
         for (int i = 0; i < TD_SIG__CNT; i++) {
@@ -511,27 +817,17 @@ void td_signals_reference_md(FILE *fp) {
                 continue;
             if (!any) {
                 fprintf(fp,
-                        "## %s\n\n| signal | meaning | source and "
-                        "condition | aggregation | window | unit | better "
-                        "|\n|---|---|---|---|---|---|---|\n",
+                        "## %s\n\n"
+                        "| signal | meaning | formula | aggregation | window "
+                        "| unit | better |\n"
+                        "|---|---|---|---|---|---|---|\n",
                         td_category_name((td_category_t)c));
                 any = 1;
             }
-            fprintf(fp, "| `%s` | %s | ", sg->name, sg->meaning);
-            if (sg->source >= 0) {
-                static const char *src[] = {"order", "review", "refund"};
-                fprintf(fp, "%s: `%s`", src[sg->source], sg->cond);
-                if (sg->agg != TD_AGG_COUNT)
-                    fprintf(fp, " of `%s`", sg->value);
-            } else if (sg->agg == TD_AGG_AGE) {
-                fprintf(fp, "(as_of_ms - `%s`) / %.17g",
-                        td_signals[sg->a].name, sg->k);
-            } else {
-                fprintf(fp, "`%s` / `%s`", td_signals[sg->a].name,
-                        td_signals[sg->b].name);
-                if (sg->agg == TD_AGG_TREND)
-                    fprintf(fp, " * %.6g", sg->k);
-            }
+            fprintf(fp, "| `%s` | ", sg->name);
+            md_cell(fp, sg->meaning);
+            fprintf(fp, " | ");
+            ref_formula(fp, sg);
             fprintf(fp, " | %s | %s | %s | %s |\n", td_agg_name(sg->agg),
                     td_window_name(sg->window_ms), sg->unit,
                     sg->higher_better ? "higher" : "lower");
@@ -539,4 +835,14 @@ void td_signals_reference_md(FILE *fp) {
         if (any)
             fprintf(fp, "\n");
     }
+}
+
+void td_signals_reference_md(FILE *fp) {
+    ref_intro(fp);
+    ref_reading(fp);
+    ref_layout(fp);
+    ref_buyers(fp);
+    ref_memory(fp);
+    ref_helpers(fp);
+    ref_catalog(fp);
 }

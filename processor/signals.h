@@ -161,7 +161,7 @@ void td_sigstate_derive(td_sigstate_t *s);
  * merchant's watermark for that source is <= its first offset, skipped if >=
  * its next offset; anything in between is refused before any write.
  * Replies {applied flags "1,0,..", as_of, base values..., pub_score, pub_tier,
- * pub_ms, version}, numbers as strings. Writes NUL-terminated source into buf;
+ * pub_ms, version, model_version}, numbers as strings. Writes NUL-terminated source into buf;
  * returns its length, or -1 if buf is too small.
  */
 int td_signals_lua(char *buf, size_t size);

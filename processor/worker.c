@@ -198,9 +198,12 @@ static void src_metrics(td_worker_t *w, const src_t *s) {
 
 static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
                    const char *buf) {
-    /* librdkafka uses syslog levels; runs on its threads. */
-    int lvl = level <= 4 ? TD_LOG_WARNING : level <= 6 ? TD_LOG_VERBOSE
-                                                       : TD_LOG_DEBUG;
+    /* librdkafka uses syslog levels; runs on its threads. A -X property
+     * is given to both clients, so the other client's CONFWARN about it
+     * is expected: keep it out of the warnings. */
+    int lvl = level <= 4 && strcmp(fac, "CONFWARN") ? TD_LOG_WARNING
+              : level <= 6                          ? TD_LOG_VERBOSE
+                                                    : TD_LOG_DEBUG;
     td_log(lvl, "kafka %s: %s", fac, buf);
 }
 
@@ -281,6 +284,13 @@ static void on_assign(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
         if (kind < 0)
             continue;
         s = src_get(w, kind, p->partition);
+        if (s->assigned == 1) {
+            /* Already ours: keep its position and unflushed deltas. */
+            td_log(TD_LOG_WARNING, "assigned %s again; keeping its state",
+                   s->id);
+            p->offset = s->next >= 0 ? s->next : RD_KAFKA_OFFSET_INVALID;
+            continue;
+        }
         if (claim(w, s) != TD_OK) {
             /* Stopping: let it start from Kafka's position; nothing will be
              * consumed anyway. */
@@ -422,6 +432,10 @@ static int want_publish(const td_worker_t *w, const td_score_rec_t *rec,
         return 1;
     if (rec->tier != pub_tier)
         return 1;
+    /* A new model: republish rather than wait for the score to drift. */
+    if (meta[4]->type == REDIS_REPLY_STRING &&
+        strcmp(meta[4]->str, rec->model_version))
+        return 1;
     return w->conf->publish_max_interval_ms > 0 &&
            now - pub_ms >= w->conf->publish_max_interval_ms;
 }
@@ -432,7 +446,7 @@ static int apply_cb(void *opaque, const redisReply *r, char *errstr,
     td_worker_t *w = ax->w;
     td_sigstate_t st;
     pub_t *pub;
-    size_t need = 2 + TD_SIG_BASE_CNT + 4;
+    size_t need = 2 + TD_SIG_BASE_CNT + 5;
 
     if (r->type == REDIS_REPLY_ERROR) {
         if (!strncmp(r->str, "TDOVERLAP", 9)) {
@@ -916,6 +930,12 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
     s->next = msg->offset + 1;
     s->pending++;
     w->events_since_flush++;
+    if (s->horizon >= 0 && s->next >= s->horizon) {
+        /* The replay reached the interrupted flush's end: flush now, even
+         * if nothing follows on this partition. */
+        s->horizon = -1;
+        flush(w);
+    }
 }
 
 static void update_watermarks(td_worker_t *w) {
@@ -1059,7 +1079,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
                            size_t errstr_size) {
     td_worker_t *w = calloc(1, sizeof(*w));
     rd_kafka_conf_t *kc;
-    td_store_conf_t sc;
+    td_store_conf_t sc = {0};
 
     if (!w) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -1088,6 +1108,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     sc.password = conf->redis_password;
     sc.connect_timeout_ms = conf->redis_connect_timeout_ms;
     sc.command_timeout_ms = conf->redis_command_timeout_ms;
+    sc.cluster = conf->redis_cluster;
     if (!(w->store = td_store_new(&sc, errstr, errstr_size)))
         goto err;
     w->batch = td_rbatch_new();
