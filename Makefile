@@ -132,5 +132,10 @@ soak: all
 lint:
 	@sh tests/lint.sh
 
+# Regenerates the signal reference from the catalog (test_reference checks
+# that it is current).
+docs: all
+	@$(BUILD)/trustctl reference > schemas/signals.md
+
 clean:
 	rm -rf build build-asan build-fuzz

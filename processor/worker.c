@@ -897,8 +897,6 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
         s->horizon = -1;
         flush(w);
     }
-    atomic_fetch_add_explicit(&w->metrics.consumed[kind], 1,
-                              memory_order_relaxed);
     reason = td_codec_decode(w->codec, (td_event_kind_t)kind, msg->key,
                              msg->key_len, msg->payload, msg->len,
                              td_now_ms(), &w->validate, &ev, errstr,
@@ -911,11 +909,13 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
                   (long long)msg->offset, td_dlq_reason_name(reason), errstr);
         while (td_dlq_produce(w->dlq, msg, reason, errstr, td_now_ms(), perr,
                               sizeof(perr)) != TD_OK) {
-            /* Queue full: serve delivery reports, then try again. */
+            /* Refused locally (queue full, or a dead-letter topic that
+             * takes smaller messages than the input): serve delivery
+             * reports and retry, loudly. The message must not be lost. */
             td_log_rl(&w->rl, RL_DLQ, TD_LOG_WARNING, "%s", perr);
             rd_kafka_poll(w->producer, 100);
             if (give_up(w))
-                break;
+                return; /* not dead-lettered: its offset stays unstored */
         }
         atomic_fetch_add_explicit(&w->metrics.dead_lettered[kind][reason], 1,
                                   memory_order_relaxed);
@@ -927,6 +927,9 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
         atomic_fetch_add_explicit(&w->metrics.applied[kind], 1,
                                   memory_order_relaxed);
     }
+    /* Counted once accounted for: applied + dead-lettered = consumed. */
+    atomic_fetch_add_explicit(&w->metrics.consumed[kind], 1,
+                              memory_order_relaxed);
     s->next = msg->offset + 1;
     s->pending++;
     w->events_since_flush++;
@@ -1034,6 +1037,9 @@ static rd_kafka_conf_t *kconf_new(td_worker_t *w, int consumer, char *errstr,
         {"compression.codec", "lz4"},
         {"linger.ms", "5"},
         {"message.timeout.ms", "30000"},
+        /* A dead letter is as large as the message it carries: let the
+         * broker's (topic's) max.message.bytes be the limit. */
+        {"message.max.bytes", "100000000"},
     };
 
     if (kconf_set(kc, "bootstrap.servers", w->conf->brokers, errstr,

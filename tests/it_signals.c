@@ -466,21 +466,24 @@ static int group_teardown(void **state) {
     return 0;
 }
 
-static void print_memory(const char *m, int events, int deltas) {
-    char ks[128], kw[128], kc[128], enc[32];
+/* Prints what the merchant's keys take; `what` says where it came from. */
+static void print_memory(const char *m, const char *what) {
+    char ks[128], kw[128], kc[128], es[32], ew[32], ec[32];
     size_t mlen = strlen(m);
     long long s, w, c;
 
     td_key_signals(ks, sizeof(ks), m, mlen);
     td_key_wm(kw, sizeof(kw), m, mlen);
     td_key_score(kc, sizeof(kc), m, mlen);
-    encoding(ks, enc, sizeof(enc));
+    encoding(ks, es, sizeof(es));
+    encoding(kw, ew, sizeof(ew));
+    encoding(kc, ec, sizeof(ec));
     s = memory_usage(ks);
     w = memory_usage(kw);
     c = memory_usage(kc);
-    printf("# memory %-18s %7d events %4d deltas: signals %lld fields "
-           "%s %lld B, wm %lld B, score %lld B, total %lld B\n",
-           m, events, deltas, hlen(ks), enc, s, w, c, s + w + c);
+    printf("# memory %-18s %-26s signals %lld fields %s %lld B, "
+           "wm %s %lld B, score %s %lld B, total %lld B\n",
+           m, what, hlen(ks), es, s, ew, w, ec, c, s + w + c);
     fflush(stdout);
 }
 
@@ -498,7 +501,10 @@ static void test_realistic_merchants_fit_4k_listpack(void **state) {
         td_key_signals(key, sizeof(key), l.m, strlen(l.m));
         encoding(key, enc, sizeof(enc));
         bytes = memory_usage(key);
-        print_memory(l.m, l.events, l.deltas);
+        char what[64];
+        snprintf(what, sizeof(what), "(%d events, %d deltas)", l.events,
+                 l.deltas);
+        print_memory(l.m, what);
         if (strcmp(enc, "listpack"))
             snprintf(why, sizeof(why), "%s: signals hash is a %s", l.m, enc);
         else if (bytes <= 0 || bytes >= BUDGET)
@@ -898,10 +904,12 @@ static void test_trustd_signals_match_definitions(void **state) {
     }
     printf("# end to end: %d signals of each merchant match\n", c.checked);
     for (size_t i = 0; i < TD_ARRAY_LEN(e2e_profiles); i++) {
+        char what[64];
         int n = 0;
         for (int k = 0; k < e2e.n; k++)
             n += !strcmp(e2e.ev[k].merchant_id.ptr, e2e_profiles[i].id);
-        print_memory(e2e_profiles[i].id, n, 0);
+        snprintf(what, sizeof(what), "(%d events, trustd)", n);
+        print_memory(e2e_profiles[i].id, what);
     }
     td_h_signal(&trustd, SIGTERM);
     assert_int_not_equal(td_h_wait(&trustd, 10000), -1);
