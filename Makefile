@@ -1,8 +1,8 @@
 # Trust Index - build, test, demo and benchmark.
 #
 #   make demo    build, start embedded Kafka + redis-server + load + trustd
-#   make test    unit + integration tests, then the same under ASan/UBSan,
-#                a bounded fuzz run and the bench smoke
+#   make test    unit + integration tests, the same under ASan/UBSan, a
+#                60 s fuzz run of the decoders, the bench smoke, deploy lint
 #
 # Every target depends on `deps`, which installs missing Debian packages.
 
@@ -101,6 +101,7 @@ integration: deps
 test: deps
 	@$(MAKE) --no-print-directory unit integration
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 	@$(MAKE) --no-print-directory lint
 
 # Unit and integration tests again under AddressSanitizer and UBSan, in their
@@ -121,6 +122,7 @@ bench-smoke: all
 
 # libFuzzer (clang) over the whole decode-and-validate path, bounded.
 FUZZ_SECONDS ?= 60
+CI_FUZZ_SECONDS ?= 60
 fuzz: deps
 	@sh tests/fuzz.sh $(FUZZ_SECONDS)
 
