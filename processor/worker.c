@@ -92,6 +92,7 @@ struct td_worker_s {
     int nsrc, srccap;
     uint64_t events_since_flush;
     int64_t last_flush_ms;
+    int64_t last_ping_ms;
     int64_t stop_deadline; /* monotonic ms; 0 until stopping */
     pub_t *pubs;
     size_t npubs, pubcap;
@@ -716,6 +717,7 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
             unassign_src(w, s, 1);
         } else if (s->assigned == 1) {
             s->stored = s->flushed;
+            src_metrics(w, s);
         }
     }
 
@@ -861,12 +863,35 @@ retry:
 
     double secs = (double)(td_mono_ms() - t0) / 1000.0;
     td_hist_observe(&w->metrics.flush_seconds, secs);
-    td_hist_observe(&w->metrics.batch_events, (double)events);
+    if (events > 0) /* not the follow-up that only stores offsets */
+        td_hist_observe(&w->metrics.batch_events, (double)events);
     atomic_fetch_add(&w->metrics.flushes, 1);
     atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
     sync_store_stats(w);
     w->last_flush_ms = td_mono_ms();
     return TD_OK;
+}
+
+/* While idle nothing else talks to Redis: check it once a second so
+ * /readyz tells the truth. */
+static void ping(td_worker_t *w, int64_t now) {
+    char errstr[256];
+    redisReply *r = td_store_cmd(w->store, errstr, sizeof(errstr), "PING");
+
+    w->last_ping_ms = now;
+    if (r && r->type != REDIS_REPLY_ERROR) {
+        if (!w->healthy)
+            td_log(TD_LOG_NOTICE, "redis reachable again");
+        set_healthy(w, 1);
+    } else {
+        if (w->healthy)
+            td_log(TD_LOG_WARNING, "redis unreachable while idle: %s",
+                   r ? r->str : errstr);
+        set_healthy(w, 0);
+    }
+    if (r)
+        freeReplyObject(r);
+    sync_store_stats(w);
 }
 
 /* ---- consuming ---- */
@@ -992,6 +1017,9 @@ int td_worker_run(td_worker_t *w) {
                 rc = 1;
             w->last_flush_ms = td_mono_ms();
         }
+        if (now - w->last_flush_ms < w->conf->flush_interval_ms &&
+            now - w->last_ping_ms >= 1000 && w->events_since_flush == 0)
+            ping(w, now);
         atomic_store_explicit(&w->metrics.merchants_cached,
                               (int64_t)td_mcache_merchants(w->active),
                               memory_order_relaxed);
