@@ -351,6 +351,70 @@ static void test_score_in_redis_and_on_topic(void **state) {
     assert_true(seen.alpha_version >= 1);
 }
 
+/* A steady merchant: many events over many flushes, few publications, and
+ * versions that only rise. */
+typedef struct steady_s {
+    td_codec_t *codec;
+    int records;
+    int64_t last_version;
+    int out_of_order;
+} steady_t;
+
+static void on_steady(const rd_kafka_message_t *m, void *arg) {
+    steady_t *s = arg;
+    td_score_rec_t rec;
+    char errstr[256];
+    if (m->key_len != 8 || memcmp(m->key, "m-steady", 8) ||
+        td_codec_decode_score(s->codec, m->payload, m->len, &rec, errstr,
+                              sizeof(errstr)) != 0)
+        return;
+    s->records++;
+    if (rec.version <= s->last_version)
+        s->out_of_order++;
+    s->last_version = rec.version;
+}
+
+static int steady_applied(void *arg) {
+    double v;
+    return td_h_hget_double(rc, "trust:{m-steady}:signals",
+                            "orders_paid_total", &v) == 0 &&
+           v >= *(double *)arg;
+}
+
+static void test_steady_merchant_is_not_republished_on_every_event(
+    void **state) {
+    td_h_producer_t *p = td_h_producer_new(kafka.bootstrap);
+    steady_t seen = {0};
+    char errstr[256], id[32];
+    int n = 0;
+    (void)state;
+
+    /* 20 rounds of 10 paid orders, each round applied (so in its own
+     * flush) before the next is produced. */
+    for (int round = 0; round < 20; round++) {
+        for (int i = 0; i < 10; i++, n++) {
+            tev_t e = {"m-steady", TD_EV_ORDER, TD_ORDER_PAID,
+                       t0 + n * 60000LL, 5000, TD_NULL_ENUM, TD_NULL_TS};
+            td_event_t ev;
+            to_event(&e, 1000 + n, &ev, id);
+            assert_int_equal(td_h_produce(p, &ev, -1), 0);
+        }
+        assert_int_equal(td_h_producer_flush(p), 0);
+        double want = n;
+        assert_true(td_h_poll(steady_applied, &want, 30000));
+    }
+    td_h_producer_destroy(p);
+    seen.codec = td_codec_new(errstr, sizeof(errstr));
+    assert_non_null(seen.codec);
+    assert_true(td_h_consume_all(kafka.bootstrap, "trust-scores", on_steady,
+                                 &seen) > 0);
+    td_codec_destroy(seen.codec);
+    /* The first publication, then only when the score moved a step. */
+    assert_true(seen.records >= 1);
+    assert_true(seen.records < 10);
+    assert_int_equal(seen.out_of_order, 0);
+}
+
 static void test_sigterm_exits_zero_within_10s(void **state) {
     int status;
     (void)state;
@@ -367,6 +431,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_signals_match_independent_computation),
         cmocka_unit_test(test_score_in_redis_and_on_topic),
+        cmocka_unit_test(
+            test_steady_merchant_is_not_republished_on_every_event),
         cmocka_unit_test(test_sigterm_exits_zero_within_10s),
     };
     return cmocka_run_group_tests_name("it_pipeline", tests, setup, teardown);
