@@ -38,6 +38,7 @@ IT_BIN   = $(patsubst tests/%.c,$(BUILD)/tests/%,$(IT_SRC))
 TEST_LIB = $(BUILD)/obj/harness.o
 
 .PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
+        clang-build \
         soak lint format clean docs
 .DEFAULT_GOAL := all
 
@@ -100,6 +101,7 @@ integration: deps
 # The whole test suite: the README's test command and what CI runs.
 test: deps
 	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory clang-build
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
 	@$(MAKE) --no-print-directory lint
@@ -110,6 +112,11 @@ test-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g" \
 	    SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
 	    unit integration
+
+# The same sources must build warning-free under clang too.
+clang-build: deps
+	@$(MAKE) --no-print-directory BUILD=build-clang CC=clang bins \
+	    $(patsubst $(BUILD)/%,build-clang/%,$(UNIT_BIN) $(IT_BIN))
 
 demo: all
 	@sh deploy/demo.sh $(BUILD)
@@ -140,4 +147,4 @@ docs: all
 	@$(BUILD)/trustctl reference > schemas/signals.md
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-clang
