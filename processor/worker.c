@@ -27,6 +27,13 @@
  *
  * If Redis fails, the flush is retried with backoff and nothing more is
  * consumed; offsets move only after every step succeeded.
+ *
+ * On a Redis Cluster each step's batch succeeds only after WAIT 1 on every
+ * master it wrote to (store.c): step 1 is on a replica before step 2 moves
+ * a watermark to F, and step 2 before step 3 publishes and before the next
+ * flush's step 1 (or the revoke/shutdown one) records F as `committed`. A
+ * failover to a replica can thus only lose writes of an unfinished flush,
+ * which the next owner replays as after a crash.
  */
 #include <librdkafka/rdkafka.h>
 #include <math.h>
@@ -358,7 +365,10 @@ static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
                    lost ? "lost" : "revoked mid-replay", s->id);
         }
     }
-    if (!lost && flush(w) != TD_OK)
+    /* Twice: the first writes the events, the second the partition
+     * records saying so (committed = the flush point), so the next owner
+     * starts there instead of replaying the last flush. */
+    if (!lost && (flush(w) != TD_OK || flush(w) != TD_OK))
         td_log(TD_LOG_WARNING, "flush before revoke failed: the next owner "
                "replays from the stored offsets");
     for (i = 0; i < parts->cnt; i++) {
