@@ -1,6 +1,7 @@
 /*
  * store.h - trustd's Redis store: connections, the function library, and
- * pipelined batches of per-merchant commands.
+ * pipelined batches of per-merchant commands, on one Redis or on a Redis
+ * Cluster.
  *
  * Key layout (every per-merchant key carries the {merchant_id} hash tag, so a
  * merchant's keys share one Redis Cluster slot):
@@ -9,7 +10,8 @@
  *                               applied for this merchant from that source
  *   trust:{<m>}:score     hash  score, tier, confidence, sub-scores, reasons,
  *                               version, model_version, updated_ms, pub_*
- *   trust:scores          zset  merchant_id by score
+ *   trust:scores          zset  merchant_id by score (one key: in a cluster
+ *                               it lives on one master)
  *   trust:part:{<topic>/<partition>}  hash  epoch, committed, intent
  *
  * Every script touches the keys of one merchant (or one partition record)
@@ -17,6 +19,15 @@
  * td_store_exec(), which pipelines them, reloads the function library when
  * Redis lost it, and reports connection failures so the caller can retry the
  * whole batch: every command trustd sends is safe to repeat.
+ *
+ * Cluster mode (conf->cluster, or found by CLUSTER INFO on a single
+ * address): each command goes to the master of its key's slot (cluster.c
+ * knows where the key is), one connection and one pipeline per master;
+ * MOVED, ASK, TRYAGAIN and CLUSTERDOWN are followed or retried inside the
+ * call. Before td_store_exec() returns TD_OK, every master it wrote to has
+ * confirmed with WAIT that at least one replica received those writes: a
+ * batch the caller saw succeed survives a failover. A master without a
+ * replica therefore fails every batch that writes to it.
  */
 #ifndef TD_STORE_H
 #define TD_STORE_H
@@ -39,6 +50,9 @@ typedef struct td_store_conf_s {
     const char *password;
     int connect_timeout_ms;
     int command_timeout_ms;
+    int cluster;  /* 1: Redis Cluster, addrs are seeds; 0: one Redis, unless
+                   * CLUSTER INFO on it says it is a cluster node */
+    int readonly; /* tools: never FUNCTION LOAD, never WAIT */
 } td_store_conf_t;
 
 typedef struct td_store_stats_s {
@@ -59,11 +73,14 @@ td_store_t *td_store_new(const td_store_conf_t *conf, char *errstr,
                          size_t errstr_size);
 void td_store_destroy(td_store_t *st);
 
-/* (Re)connects if needed and makes sure the function library is loaded.
- * TD_OK when Redis answers. */
+/* (Re)connects if needed and makes sure the function library is loaded
+ * (cluster: reads the slot map and does that on every master). TD_OK when
+ * Redis answers. */
 int td_store_connect(td_store_t *st, char *errstr, size_t errstr_size);
 /* 1 if the last attempt to talk to Redis succeeded. */
 int td_store_healthy(const td_store_t *st);
+/* 1 when speaking the cluster protocol (configured or detected). */
+int td_store_is_cluster(const td_store_t *st);
 const td_store_stats_t *td_store_stats(const td_store_t *st);
 /* Name of a function of the loaded library, e.g. "apply" ->
  * "td_apply_<hash>". Static storage. */
@@ -75,8 +92,8 @@ void td_rbatch_destroy(td_rbatch_t *b);
 void td_rbatch_reset(td_rbatch_t *b);
 size_t td_rbatch_cnt(const td_rbatch_t *b);
 
-/* Building one command: begin, add arguments, end with its callback. The
- * route key decides the node in cluster mode (any key of the command). */
+/* Building one command: begin, add arguments, end with its callback. In
+ * cluster mode the command's key picks the node (see td_store_exec()). */
 void td_rbatch_begin(td_rbatch_t *b);
 void td_rbatch_arg(td_rbatch_t *b, const void *p, size_t len);
 void td_rbatch_str(td_rbatch_t *b, const char *s);
@@ -92,17 +109,46 @@ void td_rbatch_end(td_rbatch_t *b, td_rbatch_cb_t cb, void *opaque);
  * reply in order. On a connection error the context is dropped and TD_ERR is
  * returned (callbacks may have run for a prefix); the caller retries the whole
  * batch later. An error reply is passed to the callback like any other.
+ *
+ * Cluster: commands are grouped by node (the key is found from the command:
+ * FCALL's first key, argv[1] of key commands), each node's pipeline is sent
+ * before any is read, and callbacks still run in batch order. Redirections
+ * and transient cluster errors never reach a callback; when they persist
+ * (about a second), or a WAIT finds no replica, the batch fails as on a
+ * connection error.
  */
 int td_store_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
                   size_t errstr_size);
 
 /* One blocking command with printf-like argv formatting (hiredis' format).
- * Returns the reply (caller frees with freeReplyObject) or NULL + errstr. */
+ * Returns the reply (caller frees with freeReplyObject) or NULL + errstr.
+ * Cluster: routed by its key like td_store_exec(), and a write is followed
+ * by WAIT; replies queued with td_store_append() and not read yet are
+ * discarded first. */
 redisReply *td_store_cmd(td_store_t *st, char *errstr, size_t errstr_size,
-                         const char *fmt, ...);
+                         const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 redisReply *td_store_vcmd(td_store_t *st, char *errstr, size_t errstr_size,
                           const char *fmt, va_list ap);
+
+/*
+ * Pipelined single commands for tools: td_store_append() queues a command
+ * (hiredis format), td_store_reply() returns the replies in the order the
+ * commands were queued; the first td_store_reply() after appends sends all
+ * of them in one round trip per node. TD_ERR from append only for a bad
+ * format. td_store_reply() returns the reply (caller frees) or NULL + errstr
+ * (connection failure: the rest of that round fails the same way; or nothing
+ * queued).
+ *
+ * Cluster: SCAN walks every master in turn. Its cursor is
+ * "<master>-<cursor>" and "0" after the last master, so a plain SCAN loop
+ * from "0" until "0" covers the cluster.
+ */
+int td_store_append(td_store_t *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+int td_store_vappend(td_store_t *st, const char *fmt, va_list ap);
+redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
 
 /* Key builders: write the key into buf, return its length. */
 size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen);

@@ -28,16 +28,18 @@
  * 2 not found (merchant, dead letter, topic), 3 Redis or Kafka unreachable
  * or failing.
  *
- * trustctl only reads Redis, over its own hiredis connection:
- * td_store_connect() would FUNCTION LOAD trustd's library, a write that a
- * read-only account may not be allowed. Kafka is read with assign() under a
- * throwaway group id that is never joined or committed, so reading leaves no
- * trace in the cluster. Every failure returns an exit status up to main();
- * nothing exits from the middle.
+ * trustctl only reads Redis, through a read-only store (td_store_conf_t
+ * readonly: no FUNCTION LOAD, no WAIT, so a read-only account will do),
+ * which also routes each command to its Redis Cluster node and walks every
+ * master for SCAN. Kafka is read with assign() under a throwaway group id
+ * that is never joined or committed, so reading leaves no trace in the
+ * cluster. Every failure returns an exit status up to main(); nothing exits
+ * from the middle.
  */
 #include <ctype.h>
 #include <hiredis/hiredis.h>
 #include <librdkafka/rdkafka.h>
+#include <math.h>
 #include <search.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -76,7 +78,7 @@ static volatile sig_atomic_t stop_flag;
 
 typedef struct ctl_s {
     const td_conf_t *conf;
-    redisContext *rc; /* connected on first use */
+    td_store_t *st; /* connected on first use */
     int json;
     int follow;                    /* scores --follow */
     const char *sources[SPEC_MAX]; /* dlq replay --source SPEC */
@@ -197,26 +199,33 @@ static void json_cstr(FILE *fp, const char *s) {
 /* 1 if s is a JSON number (RFC 8259). Redis returns numbers as text and may
  * hold "inf" or "nan", which JSON cannot spell. */
 static int is_json_num(const char *s) {
-    if (*s == '-') s++;
+    if (*s == '-') {
+        s++;
+    }
     if (*s == '0') {
         s++;
     } else if (isdigit((unsigned char)*s)) {
-        while (isdigit((unsigned char)*s))
+        while (isdigit((unsigned char)*s)) {
             s++;
+        }
     } else {
         return 0;
     }
     if (*s == '.') {
         if (!isdigit((unsigned char)*++s)) return 0;
-        while (isdigit((unsigned char)*s))
+        while (isdigit((unsigned char)*s)) {
             s++;
+        }
     }
     if (*s == 'e' || *s == 'E') {
         s++;
-        if (*s == '+' || *s == '-') s++;
-        if (!isdigit((unsigned char)*s)) return 0;
-        while (isdigit((unsigned char)*s))
+        if (*s == '+' || *s == '-') {
             s++;
+        }
+        if (!isdigit((unsigned char)*s)) return 0;
+        while (isdigit((unsigned char)*s)) {
+            s++;
+        }
     }
     return *s == '\0';
 }
@@ -224,6 +233,15 @@ static int is_json_num(const char *s) {
 /* A number from Redis as JSON: null when absent or not finite. */
 static void json_num(FILE *fp, const char *v) {
     fputs(v && is_json_num(v) ? v : "null", fp);
+}
+
+/* A double as JSON: null when not finite. */
+static void json_dbl(FILE *fp, double v) {
+    if (!isfinite(v)) {
+        fputs("null", fp);
+        return;
+    }
+    fprintf(fp, "%.17g", v);
 }
 
 static void json_i64(FILE *fp, int64_t v) {
@@ -240,11 +258,13 @@ static int is_json_strarray(const char *s) {
     const unsigned char *end = p + strlen(s);
     size_t n;
 
-    while (isspace(*p))
+    while (isspace(*p)) {
         p++;
+    }
     if (*p++ != '[') return 0;
-    while (isspace(*p))
+    while (isspace(*p)) {
         p++;
+    }
     while (*p != ']') {
         if (*p++ != '"') return 0;
         while (*p != '"') {
@@ -268,20 +288,23 @@ static int is_json_strarray(const char *s) {
             }
         }
         p++;
-        while (isspace(*p))
+        while (isspace(*p)) {
             p++;
+        }
         if (*p == ',') {
             p++;
-            while (isspace(*p))
+            while (isspace(*p)) {
                 p++;
+            }
             if (*p == ']') return 0;
         } else if (*p != ']') {
             return 0;
         }
     }
     p++;
-    while (isspace(*p))
+    while (isspace(*p)) {
         p++;
+    }
     return *p == '\0';
 }
 
@@ -299,13 +322,19 @@ static void text_reasons(const char *v) {
         first = 0;
         /* Only \" and \\ occur in what trustd writes; others print as is. */
         for (p++; *p && *p != '"'; p++) {
-            if (*p == '\\' && p[1]) p++;
+            if (*p == '\\' && p[1]) {
+                p++;
+            }
             putchar(*p);
         }
         putchar('\n');
-        if (*p) p++;
+        if (*p) {
+            p++;
+        }
     }
-    if (first) printf("reasons       -\n");
+    if (first) {
+        printf("reasons       -\n");
+    }
 }
 
 /* "2026-11-23T22:30:01.123Z", or "-" for a negative time. */
@@ -349,10 +378,11 @@ text_bytes(const char *s, size_t len, char *buf, size_t size) {
             snprintf(buf + n, size - n, "...");
             return buf;
         }
-        if (b >= 0x20 && b < 0x7f && b != '\\')
+        if (b >= 0x20 && b < 0x7f && b != '\\') {
             buf[n++] = (char)b;
-        else
+        } else {
             n += (size_t)snprintf(buf + n, size - n, "\\x%02x", b);
+        }
     }
     buf[n] = '\0';
     return buf;
@@ -360,82 +390,54 @@ text_bytes(const char *s, size_t len, char *buf, size_t size) {
 
 /* ---- Redis ---- */
 
-static struct timeval ms_tv(int ms) {
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    return tv;
-}
-
 /*
- * Connects to the first seed of conf->redis ("host:port" or a socket path)
- * and authenticates. 0, or an exit status after saying why.
+ * Connects to conf->redis (one Redis, or Redis Cluster seeds: with
+ * redis_cluster, or when the node says it is one) and authenticates. 0, or
+ * an exit status after saying why.
  */
 static int redis_open(ctl_t *c) {
     const td_conf_t *conf = c->conf;
-    const char *a = conf->redis, *colon;
-    size_t alen = strcspn(a, ",");
-    char host[256];
-    long port = -1;
-    redisReply *r;
+    td_store_conf_t sc = {0};
+    char errstr[512];
 
-    if (c->rc) return 0;
-    if (alen == 0 || alen >= sizeof(host)) {
-        fprintf(stderr, "trustctl: redis: bad address '%s'\n", a);
+    if (c->st) return 0;
+    sc.addrs = conf->redis;
+    sc.user = conf->redis_user;
+    sc.password = conf->redis_password;
+    sc.connect_timeout_ms = conf->redis_connect_timeout_ms;
+    sc.command_timeout_ms = conf->redis_command_timeout_ms;
+    sc.cluster = conf->redis_cluster;
+    sc.readonly = 1;
+    if (!(c->st = td_store_new(&sc, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "trustctl: %s\n", errstr);
         return EXIT_USAGE;
     }
-    if (a[0] == '/') {
-        snprintf(host, sizeof(host), "%.*s", (int)alen, a);
-    } else {
-        char *end;
-        colon = memchr(a, ':', alen);
-        if (colon) port = strtol(colon + 1, &end, 10);
-        if (!colon || end != a + alen || port <= 0 || port > 65535) {
-            fprintf(stderr, "trustctl: redis: '%.*s' is not host:port\n",
-                    (int)alen, a);
-            return EXIT_USAGE;
-        }
-        snprintf(host, sizeof(host), "%.*s", (int)(colon - a), a);
-    }
-    c->rc = port < 0
-                ? redisConnectUnixWithTimeout(
-                      host, ms_tv(conf->redis_connect_timeout_ms))
-                : redisConnectWithTimeout(
-                      host, (int)port, ms_tv(conf->redis_connect_timeout_ms));
-    if (!c->rc || c->rc->err) {
-        fprintf(stderr, "trustctl: cannot reach Redis at %.*s: %s\n", (int)alen,
-                a, c->rc ? c->rc->errstr : "out of memory");
+    if (td_store_connect(c->st, errstr, sizeof(errstr)) != TD_OK) {
+        fprintf(stderr, "trustctl: cannot reach Redis at %s: %s\n", conf->redis,
+                errstr);
         return EXIT_UNREACHABLE;
     }
-    redisSetTimeout(c->rc, ms_tv(conf->redis_command_timeout_ms));
-    if (!conf->redis_password[0]) return 0;
-    if (conf->redis_user[0])
-        r = redisCommand(c->rc, "AUTH %s %s", conf->redis_user,
-                         conf->redis_password);
-    else
-        r = redisCommand(c->rc, "AUTH %s", conf->redis_password);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "trustctl: Redis at %.*s refused AUTH: %s\n", (int)alen,
-                a, r ? r->str : c->rc->errstr);
-        if (r) freeReplyObject(r);
-        return EXIT_UNREACHABLE;
-    }
-    freeReplyObject(r);
     return 0;
 }
 
 /* Reads the next pipelined reply into *out. 0, or EXIT_UNREACHABLE after
  * saying why (connection lost, timeout, error reply). */
 static int rget(ctl_t *c, redisReply **out) {
-    redisReply *r = NULL;
+    redisReply *r;
+    char errstr[512];
 
     *out = NULL;
-    if (redisGetReply(c->rc, (void **)&r) != REDIS_OK || !r) {
-        fprintf(stderr, "trustctl: Redis at %s: %s\n", c->conf->redis,
-                c->rc->errstr[0] ? c->rc->errstr : "connection lost");
+    if (!(r = td_store_reply(c->st, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "trustctl: Redis at %s: %s\n", c->conf->redis, errstr);
         return EXIT_UNREACHABLE;
     }
     if (r->type == REDIS_REPLY_ERROR) {
-        fprintf(stderr, "trustctl: Redis at %s answered: %s\n", c->conf->redis,
-                r->str);
+        /* Redirects are followed in cluster mode; this node hid that it is
+         * a cluster node (CLUSTER INFO refused). */
+        int moved = !strncmp(r->str, "MOVED", 5) || !strncmp(r->str, "ASK", 3);
+        fprintf(stderr, "trustctl: Redis at %s answered: %s%s\n",
+                c->conf->redis, r->str,
+                moved ? " (a Redis Cluster: add --redis-cluster)" : "");
         freeReplyObject(r);
         return EXIT_UNREACHABLE;
     }
@@ -447,8 +449,8 @@ static int rget(ctl_t *c, redisReply **out) {
 static void rappend(ctl_t *c, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    /* Fails only when out of memory; rget() then reports the context. */
-    redisvAppendCommand(c->rc, fmt, ap);
+    /* Fails only on a bad format; rget() then reports it. */
+    td_store_vappend(c->st, fmt, ap);
     va_end(ap);
 }
 
@@ -510,10 +512,11 @@ static int cmd_get(ctl_t *c, int argc, char **argv) {
         json_cstr(stdout, hfield(sc, "model_version"));
         printf(",\"reasons\":");
         v = hfield(sc, "reasons");
-        if (v && is_json_strarray(v))
+        if (v && is_json_strarray(v)) {
             fputs(v, stdout);
-        else
+        } else {
             json_cstr(stdout, v);
+        }
         printf(",\"sub_scores\":{");
         first = 1;
         for (size_t i = 0; i + 1 < sc->elements; i += 2) {
@@ -553,9 +556,10 @@ static int cmd_get(ctl_t *c, int argc, char **argv) {
            fmt_num(hfield(sc, "confidence"), "%.3f", b1, sizeof(b1)));
     for (size_t i = 0; i + 1 < sc->elements; i += 2) {
         const char *f = sc->element[i]->str;
-        if (!strncmp(f, "sub_", 4))
+        if (!strncmp(f, "sub_", 4)) {
             printf("  %-20s %s\n", f + 4,
                    fmt_num(sc->element[i + 1]->str, "%.1f", b1, sizeof(b1)));
+        }
     }
     text_reasons(hfield(sc, "reasons"));
     printf("version       %s (model %s, published %s)\n",
@@ -570,8 +574,12 @@ static int cmd_get(ctl_t *c, int argc, char **argv) {
                fmt_num(hfield(sg, s->name), "%.6g", b1, sizeof(b1)), s->unit);
     }
 out:
-    if (sc) freeReplyObject(sc);
-    if (sg) freeReplyObject(sg);
+    if (sc) {
+        freeReplyObject(sc);
+    }
+    if (sg) {
+        freeReplyObject(sg);
+    }
     return rc;
 }
 
@@ -620,7 +628,9 @@ static int cmd_signals(ctl_t *c, int argc, char **argv) {
         json_cstr(stdout, s->meaning);
         putchar('}');
     }
-    if (c->json) printf("]}\n");
+    if (c->json) {
+        printf("]}\n");
+    }
     freeReplyObject(sg);
     return 0;
 }
@@ -683,13 +693,16 @@ static int rank_chunk(ctl_t *c, const redisReply *z, size_t from, size_t to) {
                fmt_num(score, "%.2f", b[0], sizeof(b[0])),
                or_dash(hmval(sc, 0)),
                fmt_num(hmval(sc, 1), "%.3f", b[1], sizeof(b[1])));
-        for (size_t k = 0; k < TD_ARRAY_LEN(rank_signals); k++)
+        for (size_t k = 0; k < TD_ARRAY_LEN(rank_signals); k++) {
             printf(" %18s", fmt_num(hmval(sg, k), "%.4f", b[2], sizeof(b[2])));
+        }
         putchar('\n');
     }
 out:
     for (size_t i = 0; i < 2 * (to - from); i++) {
-        if (rs[i]) freeReplyObject(rs[i]);
+        if (rs[i]) {
+            freeReplyObject(rs[i]);
+        }
     }
     free(rs);
     return rc;
@@ -713,8 +726,9 @@ static int rank(ctl_t *c, int argc, char **argv, int best) {
     } else {
         printf("%-5s %-24s %8s %4s %10s", "rank", "merchant", "score", "tier",
                "confidence");
-        for (size_t k = 0; k < TD_ARRAY_LEN(rank_signals); k++)
+        for (size_t k = 0; k < TD_ARRAY_LEN(rank_signals); k++) {
             printf(" %18s", td_signals[rank_signals[k]].name);
+        }
         putchar('\n');
     }
     for (size_t i = 0; i < z->elements / 2 && !rc; i += RANK_CHUNK) {
@@ -722,7 +736,9 @@ static int rank(ctl_t *c, int argc, char **argv, int best) {
             i + RANK_CHUNK < z->elements / 2 ? i + RANK_CHUNK : z->elements / 2;
         rc = rank_chunk(c, z, i, to);
     }
-    if (c->json && !rc) printf("]\n");
+    if (c->json && !rc) {
+        printf("]\n");
+    }
     freeReplyObject(z);
     return rc;
 }
@@ -741,8 +757,9 @@ static void
 kafka_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     const ctl_t *c = rd_kafka_opaque(rk);
     /* librdkafka retries on its own; its chatter only helps debugging. */
-    if (c->conf->log_level <= TD_LOG_VERBOSE)
+    if (c->conf->log_level <= TD_LOG_VERBOSE) {
         fprintf(stderr, "trustctl: kafka %s: %s\n", fac, buf);
+    }
 }
 
 typedef struct delivery_s {
@@ -797,7 +814,9 @@ static rd_kafka_t *kafka_new(ctl_t *c, rd_kafka_type_t type) {
     }
     rd_kafka_conf_set_log_cb(kc, kafka_log);
     rd_kafka_conf_set_opaque(kc, c);
-    if (type == RD_KAFKA_PRODUCER) rd_kafka_conf_set_dr_msg_cb(kc, kafka_dr);
+    if (type == RD_KAFKA_PRODUCER) {
+        rd_kafka_conf_set_dr_msg_cb(kc, kafka_dr);
+    }
     rk = rd_kafka_new(type, kc, errstr, sizeof(errstr));
     if (rk) return rk;
 err:
@@ -831,7 +850,9 @@ kafka_partitions(ctl_t *c, rd_kafka_t *rk, const char *topic, int *cnt) {
     } else {
         *cnt = md->topics[0].partition_cnt;
     }
-    if (md) rd_kafka_metadata_destroy(md);
+    if (md) {
+        rd_kafka_metadata_destroy(md);
+    }
     rd_kafka_topic_destroy(rkt);
     return rc;
 }
@@ -858,6 +879,7 @@ static int read_topic(ctl_t *c,
     rd_kafka_topic_partition_list_t *parts = NULL;
     int64_t *end = NULL, deadline;
     int nparts = 0, remaining = 0, rc;
+    char lasterr[256] = "no answer";
 
     if ((rc = kafka_partitions(c, rk, topic, &nparts))) return rc;
     end = xcalloc((size_t)nparts, sizeof(*end));
@@ -876,15 +898,18 @@ static int read_topic(ctl_t *c,
         end[p] = hi > start ? hi : -1; /* -1: nothing to read up to */
         remaining += hi > start;
         /* Empty partitions are assigned too, for --follow. */
-        if (hi > start || follow)
+        if (hi > start || follow) {
             rd_kafka_topic_partition_list_add(parts, topic, p)->offset = start;
+        }
     }
     if (parts->cnt > 0 && rd_kafka_assign(rk, parts)) {
         fprintf(stderr, "trustctl: Kafka: cannot assign %s\n", topic);
         rc = EXIT_UNREACHABLE;
         goto out;
     }
-    if (remaining == 0 && caught_up) caught_up(arg);
+    if (remaining == 0 && caught_up) {
+        caught_up(arg);
+    }
     deadline = td_mono_ms() + KAFKA_WAIT_MS;
     while ((remaining > 0 || follow) && !stop_flag) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
@@ -896,26 +921,34 @@ static int read_topic(ctl_t *c,
         p = m->partition;
         if (m->err && m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             /* Transient errors repeat until the deadline says otherwise. */
-            if (c->conf->log_level <= TD_LOG_VERBOSE)
+            snprintf(lasterr, sizeof(lasterr), "%s",
+                     rd_kafka_message_errstr(m));
+            if (c->conf->log_level <= TD_LOG_VERBOSE) {
                 fprintf(stderr, "trustctl: Kafka: %s\n",
                         rd_kafka_message_errstr(m));
+            }
             rd_kafka_message_destroy(m);
             continue;
         }
         deadline = td_mono_ms() + KAFKA_WAIT_MS;
-        if (!m->err) cb(arg, m);
+        if (!m->err) {
+            cb(arg, m);
+        }
         if (p >= 0 && p < nparts && end[p] >= 0 &&
             (m->err ? m->offset >= end[p] : m->offset + 1 >= end[p])) {
             end[p] = -1; /* read to where it ended when we started */
-            if (--remaining == 0 && caught_up) caught_up(arg);
+            if (--remaining == 0 && caught_up) {
+                caught_up(arg);
+            }
         }
         rd_kafka_message_destroy(m);
     }
     if (remaining > 0 && !stop_flag) {
         fprintf(stderr,
-                "trustctl: Kafka at %s went silent reading %s (%d "
-                "partitions not read to the end)\n",
-                c->conf->brokers, topic, remaining);
+                "trustctl: Kafka at %s: %d partitions of %s not read to the "
+                "end within %d s: %s\n",
+                c->conf->brokers, remaining, topic, KAFKA_WAIT_MS / 1000,
+                lasterr);
         rc = EXIT_UNREACHABLE;
     }
 out:
@@ -929,7 +962,6 @@ out:
 typedef struct part_row_s {
     char topic[256];
     int32_t partition;
-    int has_record;
     int64_t committed, intent, epoch; /* -1 when absent */
     int64_t lo, hi;                   /* -1 when unknown */
 } part_row_t;
@@ -1007,7 +1039,7 @@ static int offsets_redis(ctl_t *c, rows_t *rows) {
             if (strcmp(end, "}") || part < 0 || part > INT32_MAX) continue;
             snprintf(topic, sizeof(topic), "%.*s", (int)(slash - open - 1),
                      open + 1);
-            row_add(rows, topic, (int32_t)part)->has_record = 1;
+            row_add(rows, topic, (int32_t)part);
         }
         freeReplyObject(r);
     } while (strcmp(cursor, "0"));
@@ -1040,9 +1072,12 @@ static int offsets_kafka(ctl_t *c, rows_t *rows) {
     for (size_t t = 0; t < TD_ARRAY_LEN(inputs) && !rc; t++) {
         int cnt = 0;
         rc = kafka_partitions(c, rk, inputs[t], &cnt);
-        if (rc == EXIT_NOTFOUND) rc = 0; /* only Redis rows for it */
-        for (int p = 0; p < cnt; p++)
+        if (rc == EXIT_NOTFOUND) {
+            rc = 0; /* only Redis rows for it */
+        }
+        for (int p = 0; p < cnt; p++) {
             row_add(rows, inputs[t], p);
+        }
     }
     for (size_t i = 0; i < rows->n && !rc; i++) {
         part_row_t *r = &rows->v[i];
@@ -1069,19 +1104,24 @@ static int cmd_offsets(ctl_t *c, int argc, char **argv) {
     if ((rc = offsets_redis(c, &rows))) goto out;
     /* Without Kafka the stored offsets are still worth showing. */
     krc = offsets_kafka(c, &rows);
-    qsort(rows.v, rows.n, sizeof(*rows.v), row_cmp);
-    if (c->json)
+    if (rows.n > 0) {
+        qsort(rows.v, rows.n, sizeof(*rows.v), row_cmp);
+    }
+    if (c->json) {
         putchar('[');
-    else
+    } else {
         printf("%-24s %12s %12s %12s %10s %6s\n", "partition", "stored",
                "intent", "high_wm", "lag", "epoch");
+    }
     for (size_t i = 0; i < rows.n; i++) {
         const part_row_t *r = &rows.v[i];
         /* Nothing stored yet: everything from the log start is lag. */
         int64_t from = r->committed >= 0 ? r->committed : r->lo;
         int64_t lag = r->hi >= 0 && from >= 0 ? r->hi - from : -1;
         char name[300], b[5][32];
-        if (lag > 0) total += lag;
+        if (lag > 0) {
+            total += lag;
+        }
         if (c->json) {
             printf("%s{\"topic\":", i ? "," : "");
             json_cstr(stdout, r->topic);
@@ -1108,11 +1148,12 @@ static int cmd_offsets(ctl_t *c, int argc, char **argv) {
                i64_text(lag, b[3], sizeof(b[3])),
                i64_text(r->epoch, b[4], sizeof(b[4])));
     }
-    if (c->json)
+    if (c->json) {
         printf("]\n");
-    else
+    } else {
         printf("total lag %lld%s\n", (long long)total,
                krc ? " (Kafka unreachable: incomplete)" : "");
+    }
     rc = krc;
 out:
     free(rows.v);
@@ -1174,7 +1215,9 @@ static void dl_from_msg(dl_t *d, const rd_kafka_message_t *m, int with_value) {
     d->key = dup_bytes(m->key, m->key_len);
     d->key_len = m->key_len;
     d->value_len = m->len;
-    if (with_value) d->value = dup_bytes(m->payload, m->len);
+    if (with_value) {
+        d->value = dup_bytes(m->payload, m->len);
+    }
     d->code = header_dup(m, "dlq.error.code");
     d->reason = header_dup(m, "dlq.error.reason");
     d->src_topic = header_dup(m, "dlq.source.topic");
@@ -1187,7 +1230,9 @@ static void dl_from_msg(dl_t *d, const rd_kafka_message_t *m, int with_value) {
     t = header_dup(m, "dlq.time");
     d->time_ms = parse_i64(t, INT64_MAX);
     free(t);
-    if (d->time_ms < 0) d->time_ms = ts;
+    if (d->time_ms < 0) {
+        d->time_ms = ts;
+    }
 }
 
 static void dl_term(dl_t *d) {
@@ -1216,8 +1261,9 @@ static dl_t *dls_push(dls_t *l) {
 }
 
 static void dls_free(dls_t *l) {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; i < l->n; i++) {
         dl_term(&l->v[i]);
+    }
     free(l->v);
 }
 
@@ -1249,10 +1295,11 @@ static void dl_print_json(const dl_t *d, int first) {
     printf(",\"reason\":");
     json_cstr(stdout, d->reason);
     printf(",\"key\":");
-    if (d->key)
+    if (d->key) {
         json_str(stdout, d->key, d->key_len);
-    else
+    } else {
         fputs("null", stdout);
+    }
     printf(",\"value_bytes\":%zu}", d->value_len);
 }
 
@@ -1270,12 +1317,15 @@ static int cmd_dlq_list(ctl_t *c, int argc, char **argv) {
     rc = read_topic(c, rk, topic, n, 0, on_dead_letter, NULL, &l);
     rd_kafka_destroy(rk);
     if (rc) goto out;
-    qsort(l.v, l.n, sizeof(*l.v), dl_cmp);
+    if (l.n > 0) {
+        qsort(l.v, l.n, sizeof(*l.v), dl_cmp);
+    }
     from = l.n > (size_t)n ? l.n - (size_t)n : 0;
     if (c->json) {
         putchar('[');
-        for (size_t i = from; i < l.n; i++)
+        for (size_t i = from; i < l.n; i++) {
             dl_print_json(&l.v[i], i == from);
+        }
         printf("]\n");
         goto out;
     }
@@ -1294,7 +1344,9 @@ static int cmd_dlq_list(ctl_t *c, int argc, char **argv) {
                text_bytes(d->key, d->key_len, key, sizeof(key)),
                d->reason ? d->reason : "-");
     }
-    if (l.n == 0) printf("(no dead letters in %s)\n", topic);
+    if (l.n == 0) {
+        printf("(no dead letters in %s)\n", topic);
+    }
 out:
     dls_free(&l);
     return rc;
@@ -1370,8 +1422,9 @@ static void on_replay_scan(void *arg, const rd_kafka_message_t *m) {
         spec_t *s = &r->specs[i];
         if (s->by_source && !s->found && d.src_topic &&
             !strcmp(d.src_topic, s->topic) && d.src_partition == s->partition &&
-            d.src_offset == s->offset)
+            d.src_offset == s->offset) {
             s->found = replay_keep(r, m);
+        }
     }
     dl_term(&d);
 }
@@ -1406,11 +1459,12 @@ replay_fetch(ctl_t *c, rd_kafka_t *rk, replay_t *r, spec_t *s, int nparts) {
         if (!m) continue;
         /* A message from an earlier assignment may still arrive. */
         if (m->partition == s->partition && m->offset >= s->offset) {
-            if (!m->err && m->offset == s->offset)
+            if (!m->err && m->offset == s->offset) {
                 s->found = replay_keep(r, m);
-            else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
-                     (!m->err && m->offset > s->offset))
+            } else if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
+                       (!m->err && m->offset > s->offset)) {
                 deadline = 0; /* deleted or compacted away */
+            }
         }
         rd_kafka_message_destroy(m);
     }
@@ -1458,7 +1512,9 @@ static int replay_produce(ctl_t *c, replay_t *r) {
         }
     }
     rd_kafka_flush(rk, DELIVER_MS);
-    if (c->json) putchar('[');
+    if (c->json) {
+        putchar('[');
+    }
     for (size_t i = 0; i < r->found.n; i++) {
         const dl_t *d = &r->found.v[i];
         if (!dr[i].done || dr[i].err) {
@@ -1491,7 +1547,9 @@ static int replay_produce(ctl_t *c, replay_t *r) {
                    (long long)dr[i].offset);
         }
     }
-    if (c->json) printf("]\n");
+    if (c->json) {
+        printf("]\n");
+    }
     rd_kafka_destroy(rk);
     free(dr);
     return rc;
@@ -1529,13 +1587,15 @@ static int cmd_dlq_replay(ctl_t *c, int argc, char **argv) {
     }
     if ((rc = kafka_partitions(c, rk, c->conf->topic_dlq, &nparts))) goto out;
     for (int i = 0; i < r.nspecs && !rc; i++) {
-        if (!r.specs[i].by_source)
+        if (!r.specs[i].by_source) {
             rc = replay_fetch(c, rk, &r, &r.specs[i], nparts);
+        }
     }
     /* Source positions are only in the headers: one pass over the topic. */
-    if (!rc && scan)
+    if (!rc && scan) {
         rc = read_topic(c, rk, c->conf->topic_dlq, -1, 0, on_replay_scan, NULL,
                         &r);
+    }
     if (rc) goto out;
     for (int i = 0; i < r.nspecs; i++) {
         const spec_t *s = &r.specs[i];
@@ -1564,7 +1624,9 @@ static int cmd_dlq_replay(ctl_t *c, int argc, char **argv) {
     }
     rc = replay_produce(c, &r);
 out:
-    if (rk) rd_kafka_destroy(rk);
+    if (rk) {
+        rd_kafka_destroy(rk);
+    }
     dls_free(&r.found);
     free(r.specs);
     return rc;
@@ -1621,9 +1683,11 @@ static void latest_print(const scores_t *s, const latest_t *l, int first) {
         /* Follow mode writes JSON lines; the snapshot is one array. */
         printf("%s{\"merchant_id\":", s->c->follow ? "" : first ? "" : ",");
         json_cstr(stdout, l->merchant_id);
-        printf(",\"score\":%.17g,\"tier\":%d,\"confidence\":%.17g,"
-               "\"version\":%lld,\"model_version\":",
-               l->score, l->tier, l->confidence, (long long)l->version);
+        printf(",\"score\":");
+        json_dbl(stdout, l->score);
+        printf(",\"tier\":%d,\"confidence\":", l->tier);
+        json_dbl(stdout, l->confidence);
+        printf(",\"version\":%lld,\"model_version\":", (long long)l->version);
         json_cstr(stdout, l->model_version);
         printf(",\"as_of_ms\":%lld}%s", (long long)l->as_of_ms,
                s->c->follow ? "\n" : "");
@@ -1632,7 +1696,9 @@ static void latest_print(const scores_t *s, const latest_t *l, int first) {
                l->score, l->tier, l->confidence, (long long)l->version,
                l->model_version, iso_ms(l->as_of_ms, t, sizeof(t)));
     }
-    if (s->c->follow) fflush(stdout);
+    if (s->c->follow) {
+        fflush(stdout);
+    }
 }
 
 static void on_score(void *arg, const rd_kafka_message_t *m) {
@@ -1645,11 +1711,12 @@ static void on_score(void *arg, const rd_kafka_message_t *m) {
     if (td_codec_decode_score(s->codec, m->payload, m->len, &rec, errstr,
                               sizeof(errstr)) != TD_OK) {
         /* Not a TrustScore we understand: skip it, never stop reading. */
-        if (s->bad++ == 0)
+        if (s->bad++ == 0) {
             fprintf(stderr,
                     "trustctl: skipping undecodable score at %d@%lld: "
                     "%s\n",
                     (int)m->partition, (long long)m->offset, errstr);
+        }
         return;
     }
     snprintf(probe.merchant_id, sizeof(probe.merchant_id), "%s",
@@ -1685,17 +1752,29 @@ static void on_score(void *arg, const rd_kafka_message_t *m) {
     snprintf(l->model_version, sizeof(l->model_version), "%s",
              rec.model_version ? rec.model_version : "");
     l->as_of_ms = rec.as_of_ms;
-    if (s->caught_up) latest_print(s, l, 0);
+    if (s->caught_up) {
+        latest_print(s, l, 0);
+    }
 }
 
 /* Prints the table once the topic was read to its end. */
 static void on_scores_caught_up(void *arg) {
     scores_t *s = arg;
-    qsort(s->all, s->n, sizeof(*s->all), latest_pcmp);
-    if (s->c->json && !s->c->follow) putchar('[');
-    for (size_t i = 0; i < s->n; i++)
+    if (s->n > 0) {
+        qsort(s->all, s->n, sizeof(*s->all), latest_pcmp);
+    }
+    if (!s->c->json) {
+        printf("%-24s %8s %4s %10s %8s %-16s %s\n", "merchant", "score", "tier",
+               "confidence", "version", "model", "as_of");
+    } else if (!s->c->follow) {
+        putchar('[');
+    }
+    for (size_t i = 0; i < s->n; i++) {
         latest_print(s, s->all[i], i == 0);
-    if (s->c->json && !s->c->follow) printf("]\n");
+    }
+    if (s->c->json && !s->c->follow) {
+        printf("]\n");
+    }
     s->caught_up = 1;
 }
 
@@ -1717,18 +1796,17 @@ static int cmd_scores(ctl_t *c, int argc, char **argv) {
         td_codec_destroy(s.codec);
         return EXIT_USAGE;
     }
-    if (!c->json)
-        printf("%-24s %8s %4s %10s %8s %-16s %s\n", "merchant", "score", "tier",
-               "confidence", "version", "model", "as_of");
     rc = read_topic(c, rk, c->conf->topic_scores, -1, c->follow, on_score,
                     on_scores_caught_up, &s);
-    if (!rc && !c->json && !c->follow)
+    if (!rc && !c->json && !c->follow) {
         printf("(%zu merchants; %llu duplicate or stale records dropped)\n",
                s.n, (unsigned long long)s.dropped);
+    }
     rd_kafka_destroy(rk);
     tdestroy(s.root, no_free);
-    for (size_t i = 0; i < s.n; i++)
+    for (size_t i = 0; i < s.n; i++) {
         free(s.all[i]);
+    }
     free(s.all);
     td_codec_destroy(s.codec);
     return rc;
@@ -1749,8 +1827,8 @@ static const ctl_cmd_t ctl_cmds[] = {
     {"bottom",    NULL,     0, 1,        1, cmd_bottom,     "[N]",        "the N worst merchants by score (default 10)"},
     {"offsets",   NULL,     0, 0,        1, cmd_offsets,    "",           "stored offsets per input partition, high watermarks and lag"},
     {"dlq",       "list",   0, 1,        0, cmd_dlq_list,   "[N]",        "the last N dead letters (default 20): source, code, reason, key"},
-    {"dlq",       "replay", 0, SPEC_MAX, 0, cmd_dlq_replay, "SPEC...",    "produce dead letters back to their source partition, unchanged;\n        SPEC is DLQPARTITION@OFFSET or [--source] TOPIC/PARTITION@OFFSET"},
-    {"scores",    NULL,     0, 0,        0, cmd_scores,     "[--follow]", "latest score per merchant from the scores topic (--follow: keep\n        reading)"},
+    {"dlq",       "replay", 0, SPEC_MAX, 0, cmd_dlq_replay, "SPEC...",    "produce dead letters back to their source partition, unchanged; SPEC is DLQPARTITION@OFFSET or [--source] TOPIC/PARTITION@OFFSET"},
+    {"scores",    NULL,     0, 0,        0, cmd_scores,     "[--follow]", "the latest score per merchant from the scores topic; --follow keeps reading"},
     {"reference", NULL,     0, 0,        0, cmd_reference,  "",           "the signal reference page (Markdown)"},
     {NULL,        NULL,     0, 0,        0, NULL,           NULL,         NULL},
 };
@@ -1760,8 +1838,27 @@ static const ctl_cmd_t ctl_cmds[] = {
 static void usage(FILE *fp, int full) {
     fprintf(fp, "usage: trustctl [OPTIONS] COMMAND [ARGS]\n\ncommands:\n");
     for (const ctl_cmd_t *k = ctl_cmds; k->name; k++) {
-        fprintf(fp, "  %s%s%s %s\n        %s\n", k->name, k->sub ? " " : "",
-                k->sub ? k->sub : "", k->args, k->help);
+        const char *h = k->help;
+        fprintf(fp, "  %s%s%s%s%s\n", k->name, k->sub ? " " : "",
+                k->sub ? k->sub : "", *k->args ? " " : "", k->args);
+        /* Help text wrapped at 80 columns, indented by 8. */
+        while (*h) {
+            int len = (int)strlen(h);
+            if (len > 72) {
+                len = 72;
+                while (len > 0 && h[len] != ' ') {
+                    len--;
+                }
+                if (len == 0) {
+                    len = 72; /* one very long word */
+                }
+            }
+            fprintf(fp, "        %.*s\n", len, h);
+            h += len;
+            while (*h == ' ') {
+                h++;
+            }
+        }
     }
     fprintf(fp, "\nExit status: 0 ok, 1 usage or configuration error, 2 not "
                 "found, 3 Redis or\nKafka unreachable or failing.\n");
@@ -1793,16 +1890,19 @@ take_local_flags(ctl_t *c, int argc, char **argv, const char **used_by) {
         const char *a = argv[i], *eq;
         size_t len;
         if (!strcmp(a, "--")) {
-            while (i < argc)
+            while (i < argc) {
                 argv[out++] = argv[i++];
+            }
             break;
         }
         eq = strchr(a, '=');
         len = eq ? (size_t)(eq - a) : strlen(a);
         for (const ctl_flag_t *g = ctl_flags;
              g->name && a[0] == '-' && a[1] == '-'; g++) {
-            if (len == strlen(g->name) + 2 && !strncmp(a + 2, g->name, len - 2))
+            if (len == strlen(g->name) + 2 &&
+                !strncmp(a + 2, g->name, len - 2)) {
                 f = g;
+            }
         }
         if (!f) {
             argv[out++] = argv[i];
@@ -1814,7 +1914,7 @@ take_local_flags(ctl_t *c, int argc, char **argv, const char **used_by) {
                 fprintf(stderr, "trustctl: --%s takes no value\n", f->name);
                 return -1;
             }
-            c->follow = 1;
+            c->follow = 1; /* the only flag without a value */
             continue;
         }
         if (!eq && i + 1 >= argc) {
@@ -1867,9 +1967,12 @@ int main(int argc, char **argv) {
             break;
     }
     if (!k->name) {
-        if (rest_cnt > 0)
+        if (rest_cnt > 0) {
+            /* "dlq" alone or with a wrong second word names both. */
+            int two = rest_cnt > 1 && !strcmp(rest[0], "dlq");
             fprintf(stderr, "trustctl: unknown command '%s%s%s'\n\n", rest[0],
-                    rest_cnt > 1 ? " " : "", rest_cnt > 1 ? rest[1] : "");
+                    two ? " " : "", two ? rest[1] : "");
+        }
         usage(stderr, 0);
         goto out;
     }
@@ -1895,9 +1998,11 @@ int main(int argc, char **argv) {
         sigaction(SIGTERM, &sa, NULL);
     }
     rc = k->fn(&c, rest_cnt, rest);
-    if (fflush(stdout) != 0 && !rc) rc = EXIT_USAGE;
+    if (fflush(stdout) != 0 && !rc) {
+        rc = EXIT_USAGE;
+    }
 out:
-    if (c.rc) redisFree(c.rc);
+    td_store_destroy(c.st);
     td_conf_term(&conf);
     return rc;
 }

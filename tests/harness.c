@@ -490,3 +490,224 @@ int td_h_consume_all(const char *bootstrap, const char *topic,
     rd_kafka_destroy(rk);
     return remaining > 0 ? -1 : cnt;
 }
+
+/* ---- Redis Cluster ---- */
+
+int td_h_redis_restart_with(td_h_redis_t *r, const char *const *extra) {
+    return redis_spawn(r, extra);
+}
+
+static const char *const *cluster_args(td_h_cluster_t *c) {
+    static const char *args[12];
+    int n = 0;
+    args[n++] = "--cluster-enabled";
+    args[n++] = "yes";
+    args[n++] = "--cluster-config-file";
+    args[n++] = "nodes.conf";
+    args[n++] = "--cluster-node-timeout";
+    args[n++] = c->node_timeout;
+    /* A replica may always take over, however long it was cut off. */
+    args[n++] = "--cluster-replica-validity-factor";
+    args[n++] = "0";
+    args[n] = NULL;
+    return args;
+}
+
+/* 1 if nothing listens on 127.0.0.1:port. */
+static int port_free(int port) {
+    struct sockaddr_in sin;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), ok;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ok = fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+    if (fd >= 0)
+        close(fd);
+    return ok;
+}
+
+/* A port for a cluster node: at most 55535, since the cluster bus listens
+ * on port + 10000, and below the ephemeral range; both free. */
+static int cluster_port(void) {
+    static unsigned next;
+    if (!next)
+        next = 20000 + (unsigned)(getpid() % 2000) * 7;
+    for (int tries = 0; tries < 5000; tries++) {
+        int p = 20000 + (int)(next++ % 25000);
+        if (port_free(p) && port_free(p + 10000))
+            return p;
+    }
+    return -1;
+}
+
+/* A field of a "name:value" text reply (INFO, CLUSTER INFO) as a long, or
+ * -1. */
+static long info_field(redisContext *rc, const char *cmd, const char *name) {
+    redisReply *r = redisCommand(rc, cmd);
+    long v = -1;
+    if (r && r->type == REDIS_REPLY_STRING) {
+        const char *p = strstr(r->str, name);
+        size_t n = strlen(name);
+        if (p && p[n] == ':')
+            v = strncmp(p + n + 1, "ok", 2) == 0 ? 1 : strtol(p + n + 1, NULL, 10);
+    }
+    if (r)
+        freeReplyObject(r);
+    return v;
+}
+
+int td_h_cluster_ready(void *arg) {
+    td_h_cluster_t *c = arg;
+    int per = c->masters ? c->n / c->masters - 1 : 0;
+
+    for (int i = 0; i < c->n; i++) {
+        redisContext *rc;
+        int ok = 1;
+        if (c->node[i].proc.pid <= 0)
+            continue;
+        if (!(rc = td_h_redis_connect(&c->node[i])))
+            return 0;
+        ok = info_field(rc, "CLUSTER INFO", "cluster_state") == 1 &&
+             info_field(rc, "CLUSTER INFO", "cluster_slots_ok") ==
+                 16384 &&
+             info_field(rc, "CLUSTER INFO", "cluster_slots_pfail") == 0;
+        if (ok && !strcmp(td_h_cluster_role(c, i), "master")) {
+            /* WAIT without writes counts the replicas online and acking:
+             * what trustd's WAIT needs. */
+            redisReply *r = redisCommand(rc, "WAIT %d 100", per);
+            ok = r && r->type == REDIS_REPLY_INTEGER && r->integer >= per;
+            if (r)
+                freeReplyObject(r);
+        }
+        redisFree(rc);
+        if (!ok)
+            return 0;
+    }
+    return 1;
+}
+
+int td_h_cluster_start(td_h_cluster_t *c, int masters, int replicas,
+                       int node_timeout_ms) {
+    char *argv[TD_H_CLUSTER_MAX + 8];
+    char addr[TD_H_CLUSTER_MAX][32], reps[8];
+    td_h_proc_t cli;
+    int n = 0, status;
+
+    memset(c, 0, sizeof(*c));
+    c->n = masters * (1 + replicas);
+    c->masters = masters;
+    if (c->n > TD_H_CLUSTER_MAX)
+        return -1;
+    snprintf(c->node_timeout, sizeof(c->node_timeout), "%d", node_timeout_ms);
+    for (int i = 0; i < c->n; i++) {
+        td_h_redis_t *r = &c->node[i];
+        static int seq;
+        r->port = cluster_port();
+        snprintf(r->dir, sizeof(r->dir), "%s/cluster%d", td_h_tmpdir(), seq++);
+        mkdir(r->dir, 0755);
+        snprintf(r->addr, sizeof(r->addr), "127.0.0.1:%d", r->port);
+        if (r->port < 0 || redis_spawn(r, cluster_args(c)) != 0)
+            return -1;
+        snprintf(addr[i], sizeof(addr[i]), "%s", r->addr);
+    }
+    snprintf(c->seeds, sizeof(c->seeds), "%s,%s", c->node[0].addr,
+             c->node[c->n > 1 ? 1 : 0].addr);
+    snprintf(reps, sizeof(reps), "%d", replicas);
+    argv[n++] = "redis-cli";
+    argv[n++] = "--cluster";
+    argv[n++] = "create";
+    for (int i = 0; i < c->n; i++)
+        argv[n++] = addr[i];
+    argv[n++] = "--cluster-replicas";
+    argv[n++] = reps;
+    argv[n++] = "--cluster-yes";
+    argv[n] = NULL;
+    if (td_h_spawn(&cli, "cluster-create", argv) != 0)
+        return -1;
+    status = td_h_wait(&cli, 60000);
+    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        td_h_dump_log(&cli);
+        return -1;
+    }
+    if (!td_h_poll(td_h_cluster_ready, c, 60000)) {
+        fprintf(stderr, "harness: cluster not ready in 60 s\n");
+        return -1;
+    }
+    return 0;
+}
+
+int td_h_cluster_restart(td_h_cluster_t *c, int i) {
+    return td_h_redis_restart_with(&c->node[i], cluster_args(c));
+}
+
+const char *td_h_cluster_role(td_h_cluster_t *c, int i) {
+    static char role[16];
+    redisContext *rc;
+    redisReply *r;
+
+    role[0] = '\0';
+    if (c->node[i].proc.pid <= 0 || !(rc = td_h_redis_connect(&c->node[i])))
+        return role;
+    r = redisCommand(rc, "ROLE");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+        r->element[0]->type == REDIS_REPLY_STRING)
+        snprintf(role, sizeof(role), "%s", r->element[0]->str);
+    if (r)
+        freeReplyObject(r);
+    redisFree(rc);
+    return role;
+}
+
+int td_h_cluster_master_of(td_h_cluster_t *c, int slot) {
+    for (int i = 0; i < c->n; i++) {
+        redisContext *rc;
+        redisReply *r;
+        int port = -1;
+        if (c->node[i].proc.pid <= 0 || !(rc = td_h_redis_connect(&c->node[i])))
+            continue;
+        r = redisCommand(rc, "CLUSTER SLOTS");
+        for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements;
+             k++) {
+            redisReply *e = r->element[k];
+            if (e->elements >= 3 && e->element[0]->integer <= slot &&
+                slot <= e->element[1]->integer)
+                port = (int)e->element[2]->element[1]->integer;
+        }
+        if (r)
+            freeReplyObject(r);
+        redisFree(rc);
+        for (int j = 0; port > 0 && j < c->n; j++) {
+            if (c->node[j].port == port)
+                return j;
+        }
+        return -1;
+    }
+    return -1;
+}
+
+int td_h_cluster_id(td_h_cluster_t *c, int i, char *id) {
+    redisContext *rc = td_h_redis_connect(&c->node[i]);
+    redisReply *r;
+    int rv = -1;
+
+    if (!rc)
+        return -1;
+    r = redisCommand(rc, "CLUSTER MYID");
+    if (r && r->type == REDIS_REPLY_STRING && r->len == 40) {
+        memcpy(id, r->str, 41);
+        rv = 0;
+    }
+    if (r)
+        freeReplyObject(r);
+    redisFree(rc);
+    return rv;
+}
+
+void td_h_cluster_stop(td_h_cluster_t *c) {
+    for (int i = 0; i < c->n; i++) {
+        if (c->node[i].proc.pid > 0)
+            td_h_redis_stop(&c->node[i]);
+    }
+}

@@ -103,4 +103,39 @@ int td_h_consume_all(const char *bootstrap, const char *topic,
                      void (*cb)(const rd_kafka_message_t *m, void *arg),
                      void *arg);
 
+/* ---- Redis Cluster ---- */
+
+#define TD_H_CLUSTER_MAX 12
+
+/* A Redis Cluster on loopback: every node a td_h_redis_t (AOF, fsync
+ * always) started with cluster-enabled in its own dir. */
+typedef struct td_h_cluster_s {
+    td_h_redis_t node[TD_H_CLUSTER_MAX];
+    int n;
+    int masters;
+    char node_timeout[16];
+    char seeds[136]; /* "127.0.0.1:P1,127.0.0.1:P2" (the first two nodes) */
+} td_h_cluster_t;
+
+/* Starts masters * (1 + replicas) nodes, joins them with `redis-cli
+ * --cluster create ... --cluster-replicas R --cluster-yes` and waits until
+ * td_h_cluster_ready(). node_timeout_ms is cluster-node-timeout. Returns 0
+ * on success. */
+int td_h_cluster_start(td_h_cluster_t *c, int masters, int replicas,
+                       int node_timeout_ms);
+/* 1 when every running node says cluster_state:ok with all slots ok and
+ * every master has as many online replicas as it was created with. */
+int td_h_cluster_ready(void *c);
+/* Restarts node i on its port and dir (AOF and nodes.conf kept). */
+int td_h_cluster_restart(td_h_cluster_t *c, int i);
+/* "master", "slave", or "" when node i does not answer. Static buffer. */
+const char *td_h_cluster_role(td_h_cluster_t *c, int i);
+/* Index of the node serving slot as master, or -1. */
+int td_h_cluster_master_of(td_h_cluster_t *c, int slot);
+/* Node i's id (CLUSTER MYID) into id (41 bytes). 0 on success. */
+int td_h_cluster_id(td_h_cluster_t *c, int i, char *id);
+void td_h_cluster_stop(td_h_cluster_t *c);
+/* Restarts a stopped single node with extra server arguments. */
+int td_h_redis_restart_with(td_h_redis_t *r, const char *const *extra);
+
 #endif
