@@ -97,6 +97,11 @@ struct td_worker_s {
     td_mcache_t *inflight;
     src_t *srcs;
     int nsrc, srccap;
+    /* The source of the last message: consecutive messages mostly come
+     * from one partition (librdkafka hands them out per fetch batch). */
+    const rd_kafka_topic_t *hot_rkt;
+    int32_t hot_part;
+    int hot_idx; /* -1 none */
     uint64_t events_since_flush;
     int64_t last_flush_ms;
     int64_t last_ping_ms;
@@ -181,6 +186,7 @@ static src_t *src_get(td_worker_t *w, int kind, int32_t partition) {
         w->srccap = w->srccap ? w->srccap * 2 : 16;
         w->srcs = xrealloc(w->srcs, (size_t)w->srccap * sizeof(*w->srcs));
     }
+    w->hot_idx = -1;
     s = &w->srcs[w->nsrc++];
     memset(s, 0, sizeof(*s));
     s->kind = (td_event_kind_t)kind;
@@ -398,6 +404,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     td_worker_t *w = opaque;
 
     atomic_fetch_add(&w->metrics.rebalances, 1);
+    w->hot_idx = -1;
     switch (err) {
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
         w->ever_assigned = 1;
@@ -919,8 +926,19 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
                       rd_kafka_message_errstr(msg));
         return;
     }
-    kind = kind_of_topic(w, rd_kafka_topic_name(msg->rkt));
-    s = kind < 0 ? NULL : src_find(w, kind, msg->partition);
+    if (w->hot_idx >= 0 && msg->rkt == w->hot_rkt &&
+        msg->partition == w->hot_part) {
+        s = &w->srcs[w->hot_idx];
+        kind = (int)s->kind;
+    } else {
+        kind = kind_of_topic(w, rd_kafka_topic_name(msg->rkt));
+        s = kind < 0 ? NULL : src_find(w, kind, msg->partition);
+        if (s) {
+            w->hot_rkt = msg->rkt;
+            w->hot_part = msg->partition;
+            w->hot_idx = (int)(s - w->srcs);
+        }
+    }
     if (!s || s->assigned != 1)
         return; /* left over from a revoked assignment */
     if (s->next >= 0 && msg->offset < s->next)
@@ -1131,6 +1149,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     }
     w->conf = conf;
     w->stop = stop;
+    w->hot_idx = -1;
     w->topics[TD_EV_ORDER] = conf->topic_orders;
     w->topics[TD_EV_REVIEW] = conf->topic_reviews;
     w->topics[TD_EV_REFUND] = conf->topic_refunds;
