@@ -6,6 +6,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <math.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -408,6 +409,46 @@ int td_h_produce(td_h_producer_t *p, const td_event_t *ev, int32_t partition) {
                             len);
 }
 
+void td_h_event(td_event_t *ev, td_event_kind_t kind, const char *m,
+                int64_t t) {
+    static char ids[64][32];
+    static unsigned seq;
+    char *id = ids[seq % 64];
+
+    snprintf(id, sizeof(ids[0]), "h-%d-%u", (int)getpid(), seq++);
+    memset(ev, 0, sizeof(*ev));
+    ev->kind = kind;
+    ev->event_id = (td_str_t){id, strlen(id)};
+    ev->merchant_id = (td_str_t){m, strlen(m)};
+    ev->order_id = (td_str_t){"o-1", 3};
+    ev->buyer_id = (td_str_t){"b-1", 3};
+    ev->event_time = t;
+    switch (kind) {
+    case TD_EV_ORDER:
+        ev->u.order.status = TD_ORDER_PAID;
+        ev->u.order.amount_cents = 1000;
+        ev->u.order.channel = TD_CHANNEL_LIVE;
+        ev->u.order.cancelled_by = TD_NULL_ENUM;
+        ev->u.order.promised_ship_by = t + 48 * 3600000LL;
+        ev->u.order.promised_delivery_by = TD_NULL_TS;
+        ev->u.order.tracking_valid = TD_NULL_BOOL;
+        ev->u.order.paid_at = TD_NULL_TS;
+        ev->u.order.shipped_at = TD_NULL_TS;
+        break;
+    case TD_EV_REVIEW:
+        ev->u.review.rating = 5;
+        break;
+    default:
+        ev->u.refund.refund_id = (td_str_t){"r-1", 3};
+        ev->u.refund.status = TD_REFUND_REQUESTED;
+        ev->u.refund.kind = TD_KIND_REFUND_ONLY;
+        ev->u.refund.reason = TD_REASON_QUALITY;
+        ev->u.refund.amount_cents = 1000;
+        ev->u.refund.responsible = TD_NULL_ENUM;
+        ev->u.refund.requested_at = TD_NULL_TS;
+    }
+}
+
 int td_h_producer_flush(td_h_producer_t *p) {
     return rd_kafka_flush(p->rk, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
@@ -710,4 +751,106 @@ void td_h_cluster_stop(td_h_cluster_t *c) {
         if (c->node[i].proc.pid > 0)
             td_h_redis_stop(&c->node[i]);
     }
+}
+
+/* ---- reference fold ---- */
+
+typedef struct ref_merchant_s {
+    char id[TD_MERCHANT_ID_MAX + 1];
+    td_sigstate_t st;
+} ref_merchant_t;
+
+struct td_h_ref_s {
+    ref_merchant_t *m;
+    int cnt, cap;
+};
+
+td_h_ref_t *td_h_ref_new(void) {
+    td_h_ref_t *r = calloc(1, sizeof(*r));
+    if (!r)
+        abort();
+    return r;
+}
+
+void td_h_ref_destroy(td_h_ref_t *r) {
+    if (!r)
+        return;
+    free(r->m);
+    free(r);
+}
+
+void td_h_ref_add(td_h_ref_t *r, const td_event_t *ev) {
+    ref_merchant_t *m = NULL;
+    td_sigdelta_t d;
+
+    for (int i = 0; i < r->cnt && !m; i++) {
+        if (strlen(r->m[i].id) == ev->merchant_id.len &&
+            !memcmp(r->m[i].id, ev->merchant_id.ptr, ev->merchant_id.len))
+            m = &r->m[i];
+    }
+    if (!m) {
+        if (r->cnt == r->cap) {
+            r->cap = r->cap ? r->cap * 2 : 64;
+            r->m = realloc(r->m, (size_t)r->cap * sizeof(*r->m));
+            if (!r->m)
+                abort();
+        }
+        m = &r->m[r->cnt++];
+        snprintf(m->id, sizeof(m->id), "%.*s", (int)ev->merchant_id.len,
+                 ev->merchant_id.ptr);
+        td_sigstate_init(&m->st);
+    }
+    /* One delta per event: merges commute, so this is any run's result. */
+    td_sigdelta_init(&d, ev->kind);
+    td_sigdelta_add(&d, ev);
+    td_sigstate_merge(&m->st, &d);
+}
+
+int td_h_ref_count(const td_h_ref_t *r) {
+    return r->cnt;
+}
+
+const char *td_h_ref_id(const td_h_ref_t *r, int i) {
+    return r->m[i].id;
+}
+
+int td_h_ref_compare(const td_h_ref_t *r, int i, const redisReply *h,
+                     char *why, size_t why_size) {
+    const ref_merchant_t *m = &r->m[i];
+    const char *asof = NULL;
+
+    if (!h || h->type != REDIS_REPLY_ARRAY) {
+        snprintf(why, why_size, "%s: no reply", m->id);
+        return -1;
+    }
+    for (size_t j = 0; j + 1 < h->elements; j += 2) {
+        if (!strcmp(h->element[j]->str, "as_of_ms"))
+            asof = h->element[j + 1]->str;
+    }
+    for (int k = 0; k < TD_SIG__CNT; k++) {
+        const char *name = td_signals[k].name, *got = NULL;
+        for (size_t j = 0; j + 1 < h->elements; j += 2) {
+            if (!strcmp(h->element[j]->str, name))
+                got = h->element[j + 1]->str;
+        }
+        if (!!got != !!m->st.present[k]) {
+            snprintf(why, why_size, "%s %s: %s in Redis, %s in reference",
+                     m->id, name, got ? got : "absent",
+                     m->st.present[k] ? "present" : "absent");
+            return -1;
+        }
+        if (got) {
+            double g = strtod(got, NULL), want = m->st.v[k];
+            if (fabs(g - want) > 1e-9 * fmax(1.0, fabs(want))) {
+                snprintf(why, why_size, "%s %s: Redis %.17g, reference %.17g",
+                         m->id, name, g, want);
+                return -1;
+            }
+        }
+    }
+    if (!asof || strtoll(asof, NULL, 10) != m->st.as_of) {
+        snprintf(why, why_size, "%s as_of_ms differs", m->id);
+        return -1;
+    }
+    return 0;
 }

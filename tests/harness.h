@@ -15,6 +15,7 @@
 #include <sys/types.h>
 
 #include "event.h"
+#include "signals.h"
 
 typedef struct td_h_proc_s {
     pid_t pid;
@@ -84,6 +85,17 @@ int td_h_produce(td_h_producer_t *p, const td_event_t *ev, int32_t partition);
 int td_h_produce_raw(td_h_producer_t *p, const char *topic, int32_t partition,
                      const void *key, size_t key_len, const void *value,
                      size_t len);
+/*
+ * Fills ev with a valid event of kind for merchant m at time t: a unique
+ * event_id, order "o-1", buyer "b-1", and per kind a PAID order of 1000
+ * cents (LIVE, promised_ship_by t + 48 h, other options null), a 5-star
+ * review, or a REQUESTED refund-only QUALITY refund of 1000 cents. Callers
+ * change what their test is about. Strings stay valid until the 64th next
+ * call (m is borrowed).
+ */
+void td_h_event(td_event_t *ev, td_event_kind_t kind, const char *m,
+                int64_t t);
+
 /* Waits until everything produced was acknowledged. */
 int td_h_producer_flush(td_h_producer_t *p);
 void td_h_producer_destroy(td_h_producer_t *p);
@@ -137,5 +149,23 @@ int td_h_cluster_id(td_h_cluster_t *c, int i, char *id);
 void td_h_cluster_stop(td_h_cluster_t *c);
 /* Restarts a stopped single node with extra server arguments. */
 int td_h_redis_restart_with(td_h_redis_t *r, const char *const *extra);
+
+/*
+ * A reference fold: every event of a scenario folded in memory with the
+ * catalog's own fold and merge (td_sigdelta_add / td_sigstate_merge), one
+ * state per merchant, to compare trustd's Redis hashes with.
+ */
+typedef struct td_h_ref_s td_h_ref_t;
+td_h_ref_t *td_h_ref_new(void);
+void td_h_ref_destroy(td_h_ref_t *r);
+void td_h_ref_add(td_h_ref_t *r, const td_event_t *ev);
+int td_h_ref_count(const td_h_ref_t *r);
+const char *td_h_ref_id(const td_h_ref_t *r, int i);
+/* Compares merchant i with an HGETALL reply of its signals hash (NULL or
+ * not an array counts as a difference): every signal present in both or
+ * absent in both, values equal to relative 1e-9, as_of_ms equal. Returns 0
+ * when equal, else -1 with why filled. */
+int td_h_ref_compare(const td_h_ref_t *r, int i, const redisReply *h,
+                     char *why, size_t why_size);
 
 #endif

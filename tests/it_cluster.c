@@ -35,20 +35,13 @@
 #include "signals.h"
 #include "store.h"
 
-#define MAX_MERCHANTS 400
-
-typedef struct ref_s {
-    char id[TD_MERCHANT_ID_MAX + 1];
-    td_sigstate_t st;
-} ref_t;
 
 typedef struct world_s {
     td_h_kafka_t kafka;
     td_h_producer_t *prod;
     td_loadgen_t *gen;
     td_store_t *st; /* read-only cluster client for the checks */
-    ref_t ref[MAX_MERCHANTS];
-    int nref;
+    td_h_ref_t *ref;
     long produced;
 } world_t;
 
@@ -398,26 +391,6 @@ static void test_store_write_is_not_done_without_a_replica(void **state) {
 
 /* ---- trustd ---- */
 
-static ref_t *ref_get(world_t *w, const td_str_t *m) {
-    for (int i = 0; i < w->nref; i++) {
-        if (strlen(w->ref[i].id) == m->len &&
-            !memcmp(w->ref[i].id, m->ptr, m->len))
-            return &w->ref[i];
-    }
-    assert_true(w->nref < MAX_MERCHANTS);
-    ref_t *r = &w->ref[w->nref++];
-    snprintf(r->id, sizeof(r->id), "%.*s", (int)m->len, m->ptr);
-    td_sigstate_init(&r->st);
-    return r;
-}
-
-static void ref_add(world_t *w, const td_event_t *ev) {
-    td_sigdelta_t d;
-    td_sigdelta_init(&d, ev->kind);
-    td_sigdelta_add(&d, ev);
-    td_sigstate_merge(&ref_get(w, &ev->merchant_id)->st, &d);
-}
-
 static world_t *world_start(int merchants) {
     world_t *w = calloc(1, sizeof(*w));
     td_loadgen_conf_t lc;
@@ -434,10 +407,12 @@ static world_t *world_start(int merchants) {
     lc.start_ms = td_now_ms() - 3 * 86400000LL;
     w->gen = td_loadgen_new(&lc, errstr, sizeof(errstr));
     assert_non_null(w->gen);
+    w->ref = td_h_ref_new();
     return w;
 }
 
 static void world_stop(world_t *w) {
+    td_h_ref_destroy(w->ref);
     td_loadgen_destroy(w->gen);
     td_h_producer_destroy(w->prod);
     td_store_destroy(w->st);
@@ -450,7 +425,7 @@ static void produce(world_t *w, int n) {
         td_event_t ev;
         td_loadgen_next(w->gen, &ev);
         assert_int_equal(td_h_produce(w->prod, &ev, -1), 0);
-        ref_add(w, &ev);
+        td_h_ref_add(w->ref, &ev);
         w->produced++;
     }
     assert_int_equal(td_h_producer_flush(w->prod), 0);
@@ -502,58 +477,18 @@ static int reached(void *arg) {
 
 static char last_diff[512];
 
-/* Compares one merchant's HGETALL reply with the reference. */
-static int compare(const ref_t *r, const redisReply *h) {
-    const char *asof = NULL;
-
-    if (!h || h->type != REDIS_REPLY_ARRAY) {
-        snprintf(last_diff, sizeof(last_diff), "%s: no reply", r->id);
-        return -1;
-    }
-    for (size_t i = 0; i + 1 < h->elements; i += 2) {
-        if (!strcmp(h->element[i]->str, "as_of_ms"))
-            asof = h->element[i + 1]->str;
-    }
-    for (int k = 0; k < TD_SIG__CNT; k++) {
-        const char *name = td_signals[k].name, *got = NULL;
-        for (size_t i = 0; i + 1 < h->elements; i += 2) {
-            if (!strcmp(h->element[i]->str, name))
-                got = h->element[i + 1]->str;
-        }
-        if (!!got != !!r->st.present[k]) {
-            snprintf(last_diff, sizeof(last_diff),
-                     "%s %s: %s in Redis, %s in reference", r->id, name,
-                     got ? got : "absent",
-                     r->st.present[k] ? "present" : "absent");
-            return -1;
-        }
-        if (got) {
-            double g = strtod(got, NULL), want = r->st.v[k];
-            if (fabs(g - want) > 1e-9 * fmax(1.0, fabs(want))) {
-                snprintf(last_diff, sizeof(last_diff),
-                         "%s %s: Redis %.17g, reference %.17g", r->id, name, g,
-                         want);
-                return -1;
-            }
-        }
-    }
-    if (!asof || strtoll(asof, NULL, 10) != r->st.as_of) {
-        snprintf(last_diff, sizeof(last_diff), "%s as_of_ms differs", r->id);
-        return -1;
-    }
-    return 0;
-}
-
 static int all_equal(void *arg) {
     world_t *w = arg;
     char errstr[512];
     int bad = 0;
 
-    for (int i = 0; i < w->nref; i++)
-        td_store_append(w->st, "HGETALL trust:{%s}:signals", w->ref[i].id);
-    for (int i = 0; i < w->nref; i++) {
+    for (int i = 0; i < td_h_ref_count(w->ref); i++)
+        td_store_append(w->st, "HGETALL trust:{%s}:signals",
+                        td_h_ref_id(w->ref, i));
+    for (int i = 0; i < td_h_ref_count(w->ref); i++) {
         redisReply *h = td_store_reply(w->st, errstr, sizeof(errstr));
-        if (!bad && compare(&w->ref[i], h) != 0)
+        if (!bad && td_h_ref_compare(w->ref, i, h, last_diff,
+                                     sizeof(last_diff)) != 0)
             bad = 1;
         if (!h && !bad)
             snprintf(last_diff, sizeof(last_diff), "%s", errstr);
@@ -631,9 +566,9 @@ static void test_trustd_on_cluster_ends_exact_and_trustctl_reads_it(
     produce(w, 3000);
     assert_exact(w, &p);
 
-    assert_int_equal(trustctl(w, out, sizeof(out), "get", w->ref[0].id), 0);
-    assert_non_null(strstr(out, w->ref[0].id));
-    assert_int_equal(trustctl(w, out, sizeof(out), "signals", w->ref[1].id),
+    assert_int_equal(trustctl(w, out, sizeof(out), "get", td_h_ref_id(w->ref, 0)), 0);
+    assert_non_null(strstr(out, td_h_ref_id(w->ref, 0)));
+    assert_int_equal(trustctl(w, out, sizeof(out), "signals", td_h_ref_id(w->ref, 1)),
                      0);
     assert_non_null(strstr(out, "\"signals\""));
     assert_int_equal(trustctl(w, out, sizeof(out), "top", "5"), 0);
@@ -736,8 +671,8 @@ static void test_trustd_rides_through_master_failover(void **state) {
                                                              100))};
     assert_true(td_h_poll(reached, &pr, 60000));
     /* The master of the most merchants' slots is as good as any. */
-    m = td_h_cluster_master_of(&cl, td_cluster_keyslot(w->ref[0].id,
-                                                       strlen(w->ref[0].id)));
+    m = td_h_cluster_master_of(&cl, td_cluster_keyslot(td_h_ref_id(w->ref, 0),
+                                                       strlen(td_h_ref_id(w->ref, 0))));
     rep = replica_of(m);
     assert_true(m >= 0 && rep >= 0);
     td_h_redis_kill(&cl.node[m]);

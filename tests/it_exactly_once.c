@@ -27,25 +27,15 @@
 
 #include "harness.h"
 #include "loadgen.h"
-#include "mcache.h"
 #include "signals.h"
 
-#define MAX_MERCHANTS 400
-
-typedef struct ref_s {
-    char id[TD_MERCHANT_ID_MAX + 1];
-    td_sigstate_t st;
-} ref_t;
-
-/* One scenario's fixtures and reference. */
 typedef struct world_s {
     td_h_redis_t redis;
     td_h_kafka_t kafka;
     td_h_producer_t *prod;
     redisContext *rc;
     td_loadgen_t *gen;
-    ref_t ref[MAX_MERCHANTS];
-    int nref;
+    td_h_ref_t *ref;
     long produced;
 } world_t;
 
@@ -57,27 +47,6 @@ static uint64_t rnd(void) {
     seed ^= seed >> 7;
     seed ^= seed << 17;
     return seed;
-}
-
-static ref_t *ref_get(world_t *w, const td_str_t *m) {
-    for (int i = 0; i < w->nref; i++) {
-        if (strlen(w->ref[i].id) == m->len &&
-            !memcmp(w->ref[i].id, m->ptr, m->len))
-            return &w->ref[i];
-    }
-    assert_true(w->nref < MAX_MERCHANTS);
-    ref_t *r = &w->ref[w->nref++];
-    snprintf(r->id, sizeof(r->id), "%.*s", (int)m->len, m->ptr);
-    td_sigstate_init(&r->st);
-    return r;
-}
-
-/* Folds ev into the reference (one delta per event: merges commute). */
-static void ref_add(world_t *w, const td_event_t *ev) {
-    td_sigdelta_t d;
-    td_sigdelta_init(&d, ev->kind);
-    td_sigdelta_add(&d, ev);
-    td_sigstate_merge(&ref_get(w, &ev->merchant_id)->st, &d);
 }
 
 static void world_start(world_t *w, const char *const *kafka_args,
@@ -97,9 +66,11 @@ static void world_start(world_t *w, const char *const *kafka_args,
     lc.start_ms = td_now_ms() - 3 * 86400000LL;
     w->gen = td_loadgen_new(&lc, errstr, sizeof(errstr));
     assert_non_null(w->gen);
+    w->ref = td_h_ref_new();
 }
 
 static void world_stop(world_t *w) {
+    td_h_ref_destroy(w->ref);
     td_loadgen_destroy(w->gen);
     td_h_producer_destroy(w->prod);
     if (w->rc)
@@ -114,7 +85,7 @@ static void produce(world_t *w, int n, int32_t part) {
         td_event_t ev;
         td_loadgen_next(w->gen, &ev);
         assert_int_equal(td_h_produce(w->prod, &ev, part), 0);
-        ref_add(w, &ev);
+        td_h_ref_add(w->ref, &ev);
         w->produced++;
     }
     assert_int_equal(td_h_producer_flush(w->prod), 0);
@@ -148,63 +119,19 @@ static int reached(void *arg) {
     return committed_sum(p->w->rc) >= p->target;
 }
 
-/* Compares one merchant; returns 0 if equal, else fills why. */
-static int compare_merchant(world_t *w, const ref_t *r, char *why,
-                            size_t why_size) {
-    char key[128];
-    redisReply *h;
-    int bad = 0;
-
-    snprintf(key, sizeof(key), "trust:{%s}:signals", r->id);
-    h = redisCommand(w->rc, "HGETALL %s", key);
-    if (!h || h->type != REDIS_REPLY_ARRAY) {
-        snprintf(why, why_size, "%s: no reply", r->id);
-        if (h)
-            freeReplyObject(h);
-        return -1;
-    }
-    for (int k = 0; k < TD_SIG__CNT && !bad; k++) {
-        const char *name = td_signals[k].name;
-        const char *got = NULL;
-        for (size_t i = 0; i + 1 < h->elements; i += 2) {
-            if (!strcmp(h->element[i]->str, name))
-                got = h->element[i + 1]->str;
-        }
-        if (!!got != !!r->st.present[k]) {
-            snprintf(why, why_size, "%s %s: %s in Redis, %s in reference",
-                     r->id, name, got ? got : "absent",
-                     r->st.present[k] ? "present" : "absent");
-            bad = 1;
-        } else if (got) {
-            double g = strtod(got, NULL), want = r->st.v[k];
-            if (fabs(g - want) > 1e-9 * fmax(1.0, fabs(want))) {
-                snprintf(why, why_size, "%s %s: Redis %.17g, reference %.17g",
-                         r->id, name, g, want);
-                bad = 1;
-            }
-        }
-    }
-    if (!bad) {
-        double asof;
-        if (td_h_hget_double(w->rc, key, "as_of_ms", &asof) != 0 ||
-            (int64_t)asof != r->st.as_of) {
-            snprintf(why, why_size, "%s as_of_ms differs", r->id);
-            bad = 1;
-        }
-    }
-    freeReplyObject(h);
-    return bad ? -1 : 0;
-}
-
 static char last_diff[512];
 
 static int all_equal(void *arg) {
     world_t *w = arg;
-    for (int i = 0; i < w->nref; i++) {
-        if (compare_merchant(w, &w->ref[i], last_diff, sizeof(last_diff)))
-            return 0;
+    int bad = 0;
+    for (int i = 0; i < td_h_ref_count(w->ref) && !bad; i++) {
+        redisReply *h = redisCommand(w->rc, "HGETALL trust:{%s}:signals",
+                                     td_h_ref_id(w->ref, i));
+        bad = td_h_ref_compare(w->ref, i, h, last_diff, sizeof(last_diff));
+        if (h)
+            freeReplyObject(h);
     }
-    return 1;
+    return !bad;
 }
 
 /* Waits until Redis equals the reference; fails with the first difference
@@ -360,7 +287,7 @@ static void test_one_merchant_on_two_partitions_two_workers(void **state) {
             td_loadgen_next(w->gen, &ev);
             assert_int_equal(td_h_produce(w->prod, &ev, (int32_t)(rnd() % 2)),
                              0);
-            ref_add(w, &ev);
+            td_h_ref_add(w->ref, &ev);
             w->produced++;
         }
         assert_int_equal(td_h_producer_flush(w->prod), 0);

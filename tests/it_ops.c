@@ -134,39 +134,17 @@ static double per_topic(const char *name, int kind) {
 /* ---- events ---- */
 
 static void produce(td_event_kind_t kind, const char *m) {
-    static int seq;
-    char id[32];
     td_event_t ev;
-    int64_t t = td_now_ms() - 2 * HOUR;
 
-    memset(&ev, 0, sizeof(ev));
-    snprintf(id, sizeof(id), "ops-%d", seq++);
-    ev.kind = kind;
-    ev.event_id = (td_str_t){id, strlen(id)};
-    ev.merchant_id = (td_str_t){m, strlen(m)};
-    ev.order_id = (td_str_t){"o-1", 3};
-    ev.buyer_id = (td_str_t){"b-1", 3};
-    ev.event_time = t;
+    td_h_event(&ev, kind, m, td_now_ms() - 2 * HOUR);
     if (kind == TD_EV_ORDER) {
-        ev.u.order.status = TD_ORDER_PAID;
         ev.u.order.amount_cents = 1500;
         ev.u.order.channel = TD_CHANNEL_SHELF;
-        ev.u.order.cancelled_by = TD_NULL_ENUM;
-        ev.u.order.promised_ship_by = t + 48 * HOUR;
-        ev.u.order.promised_delivery_by = TD_NULL_TS;
-        ev.u.order.tracking_valid = TD_NULL_BOOL;
-        ev.u.order.paid_at = TD_NULL_TS;
-        ev.u.order.shipped_at = TD_NULL_TS;
     } else if (kind == TD_EV_REVIEW) {
         ev.u.review.rating = 4;
     } else {
-        ev.u.refund.refund_id = (td_str_t){"r-1", 3};
-        ev.u.refund.status = TD_REFUND_REQUESTED;
-        ev.u.refund.kind = TD_KIND_REFUND_ONLY;
         ev.u.refund.reason = TD_REASON_DAMAGED;
         ev.u.refund.amount_cents = 700;
-        ev.u.refund.responsible = TD_NULL_ENUM;
-        ev.u.refund.requested_at = TD_NULL_TS;
     }
     assert_int_equal(td_h_produce(producer, &ev, -1), 0);
     assert_int_equal(td_h_producer_flush(producer), 0);

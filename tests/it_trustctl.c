@@ -203,38 +203,17 @@ static void produce_event(td_h_producer_t *p,
                           int status,
                           int rating,
                           int64_t amount) {
-    static int seq;
-    char id[32];
     td_event_t ev;
 
-    memset(&ev, 0, sizeof(ev));
-    snprintf(id, sizeof(id), "ev-%d", seq++);
-    ev.kind = kind;
-    ev.event_id = (td_str_t){id, strlen(id)};
-    ev.merchant_id = (td_str_t){m, strlen(m)};
-    ev.order_id = (td_str_t){"o-1", 3};
-    ev.buyer_id = (td_str_t){"b-1", 3};
-    ev.event_time = t;
+    td_h_event(&ev, kind, m, t);
     if (kind == TD_EV_ORDER) {
         ev.u.order.status = status;
         ev.u.order.amount_cents = amount;
-        ev.u.order.channel = TD_CHANNEL_LIVE;
-        ev.u.order.cancelled_by = TD_NULL_ENUM;
-        ev.u.order.promised_ship_by = t + 48 * HOUR;
-        ev.u.order.promised_delivery_by = TD_NULL_TS;
-        ev.u.order.tracking_valid = TD_NULL_BOOL;
-        ev.u.order.paid_at = TD_NULL_TS;
-        ev.u.order.shipped_at = TD_NULL_TS;
     } else if (kind == TD_EV_REVIEW) {
         ev.u.review.rating = rating;
     } else {
-        ev.u.refund.refund_id = (td_str_t){"r-1", 3};
         ev.u.refund.status = status;
-        ev.u.refund.kind = TD_KIND_REFUND_ONLY;
-        ev.u.refund.reason = TD_REASON_QUALITY;
         ev.u.refund.amount_cents = amount;
-        ev.u.refund.responsible = TD_NULL_ENUM;
-        ev.u.refund.requested_at = TD_NULL_TS;
     }
     assert_int_equal(td_h_produce(p, &ev, -1), 0);
     produced[kind]++;
