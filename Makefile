@@ -104,6 +104,7 @@ test: deps
 	@$(MAKE) --no-print-directory clang-build
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
+	@$(MAKE) --no-print-directory bench-smoke
 	@$(MAKE) --no-print-directory lint
 
 # Unit and integration tests again under AddressSanitizer and UBSan, in their

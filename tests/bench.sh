@@ -1,0 +1,595 @@
+#!/bin/bash
+# tests/bench.sh BUILD_DIR - what `make bench` and `make bench-smoke` run.
+#
+# Everything runs on this machine, on loopback, in a temporary directory that
+# is removed on exit together with every process started here:
+#
+#   0. Sample: build/tests/bench_decode decodes and folds a fixed sample of
+#      load-generator events under callgrind (--toggle-collect on
+#      td_codec_decode, td_mcache_delta and td_sigdelta_add): instructions per
+#      event of decode and of the signal update, the same on every run. Run
+#      natively it also gives the cache's bytes per cached merchant.
+#   1. Backlog: td-kafka (embedded Kafka) with enough partitions that nothing
+#      ages out of the mock's ~5 MiB per-partition log (checked), filled by
+#      td-loadgen: EVENTS events over MERCHANTS Zipf-distributed merchants,
+#      the generator's mix of orders, reviews and refunds, lz4.
+#   2. Baseline: td-consume (a consumer configured like trustd's that reads
+#      every message and does nothing else) reads the whole backlog, three
+#      times, each in its own group; the median run counts (the machine may
+#      be shared). Rate = messages / (last message - first message), so the
+#      group join is left out; CPU from bash's `time`.
+#   3. trustd, one worker, own group, against a fresh redis-server (TCP on
+#      127.0.0.1, AOF everysec as deploy/ runs it). Rate = events / (time its
+#      stored offsets reached the high watermarks - time /metrics first showed
+#      a consumed event), polled every 50 ms: the partition records
+#      trust:part:{topic/p} `committed` read with one EVAL over their known
+#      keys, and trustd's /metrics scraped over bash's /dev/tcp. At that
+#      moment: trustd CPU (/proc/PID/stat utime+stime), peak RSS (VmHWM),
+#      Redis CPU (INFO cpu used_cpu_sys+used_cpu_user, delta since trustd
+#      started), Redis commands (INFO commandstats delta, less the harness'
+#      own EVAL/INFO and the HGETs inside its EVALs) and round trips
+#      (trustd_redis_roundtrips_total).
+#   4. Latency: with trustd caught up, td-loadgen produces at half the rate
+#      trustd reached (background load) while build/tests/bench_probe
+#      produces 20 probe orders per second for its own merchants with
+#      event_time = now and polls their as_of_ms in Redis every 2 ms: p50/p99
+#      of produce -> visible in Redis (the poll interval bounds the error).
+#      The flushes trustd made meanwhile (count, events, duration) are shown
+#      beside it, since they explain it.
+#
+# The table goes to stdout and to BUILD_DIR/bench/results.md (smoke:
+# results-smoke.md); logs of the run are kept in BUILD_DIR/bench/last-run/.
+# Targets are reported, never enforced: the exit status is non-zero only
+# when the harness itself (or trustd) breaks.
+#
+# Settings (environment):
+#   TD_BENCH_SMOKE=1          tiny sizes, same code path (make bench-smoke)
+#   TD_BENCH_EVENTS           backlog events (2000000; smoke 20000)
+#   TD_BENCH_MERCHANTS        merchants (100000; smoke 2000)
+#   TD_BENCH_ZIPF             Zipf exponent of merchant popularity (0.8)
+#   TD_BENCH_PARTITIONS       partitions per input topic (48; smoke 8)
+#   TD_BENCH_SEED             load generator seed (42)
+#   TD_BENCH_LATENCY_S        seconds of latency measurement (20; smoke 3)
+#   TD_BENCH_SAMPLE_EVENTS    callgrind sample size (20000; smoke 2000)
+#   TD_BENCH_SAMPLE_REPS      passes over the sample (5; smoke 1)
+#   TD_BENCH_REDIS_AOF        yes|no (yes)
+#   TD_BENCH_TRUSTD_ARGS      extra trustd flags, e.g. "--flush-max-events
+#                             200000" to try a change
+#   TD_BENCH_TIMEOUT_S        longest wait for trustd to catch up (3600;
+#                             smoke 40)
+#   TD_BENCH_OUT              output directory (BUILD_DIR/bench)
+
+# `make` runs this with sh: the script needs bash (/dev/tcp, arrays).
+if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
+set -u
+export LC_ALL=C
+
+cd "$(dirname "$0")/.." || exit 1
+B=${1:-build}
+SMOKE=${TD_BENCH_SMOKE:-0}
+if [ "$SMOKE" = 1 ]; then
+    d_events=20000 d_merchants=2000 d_parts=8 d_lat=3 d_sample=2000
+    d_reps=1 d_timeout=40 out_name=results-smoke.md
+else
+    d_events=2000000 d_merchants=100000 d_parts=48 d_lat=20 d_sample=20000
+    d_reps=5 d_timeout=3600 out_name=results.md
+fi
+EVENTS=${TD_BENCH_EVENTS:-$d_events}
+MERCHANTS=${TD_BENCH_MERCHANTS:-$d_merchants}
+ZIPF=${TD_BENCH_ZIPF:-0.8}
+PARTS=${TD_BENCH_PARTITIONS:-$d_parts}
+SEED=${TD_BENCH_SEED:-42}
+LAT_S=${TD_BENCH_LATENCY_S:-$d_lat}
+SAMPLE=${TD_BENCH_SAMPLE_EVENTS:-$d_sample}
+REPS=${TD_BENCH_SAMPLE_REPS:-$d_reps}
+AOF=${TD_BENCH_REDIS_AOF:-yes}
+TRUSTD_ARGS=${TD_BENCH_TRUSTD_ARGS:-}
+TIMEOUT_S=${TD_BENCH_TIMEOUT_S:-$d_timeout}
+OUT=${TD_BENCH_OUT:-$B/bench}
+PROBE_RATE=20
+POLL_S=0.05
+
+dir=$(mktemp -d /tmp/trustd-bench.XXXXXX) || exit 1
+kafka_pid="" redis_pid="" trustd_pid="" bg_pid=""
+
+# Progress goes to the original stderr, also from traps that run while a
+# command's stderr is redirected.
+exec 9>&2
+log() { echo "bench: $*" >&9; }
+
+# Keeps the logs of a failed run, then cleans up (EXIT trap).
+die() {
+    log "error: $*"
+    save_logs
+    exit 1
+}
+
+save_logs() {
+    mkdir -p "$OUT/last-run" 2>/dev/null || return 0
+    cp "$dir"/*.log "$dir"/*.out "$dir"/*.txt "$OUT/last-run/" 2>/dev/null
+    return 0
+}
+
+# Stops one process we started: SIGTERM, up to 20 s, then SIGKILL.
+stop_pid() {
+    local p=$1 i
+    [ -n "$p" ] || return 0
+    kill -TERM "$p" 2>/dev/null || { wait "$p" 2>/dev/null; return 0; }
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$p" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$p" 2>/dev/null
+    wait "$p" 2>/dev/null
+    return 0
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+    trap - EXIT INT TERM
+    stop_pid "$bg_pid"
+    stop_pid "$trustd_pid"
+    stop_pid "$redis_pid"
+    stop_pid "$kafka_pid"
+    rm -rf "$dir"
+}
+trap cleanup EXIT
+trap 'log interrupted; exit 130' INT
+trap 'log terminated; exit 143' TERM
+
+# Milliseconds since the epoch, into $NOW (no fork).
+now() {
+    local t=${EPOCHREALTIME/[.,]/}
+    NOW=$((10#$t / 1000))
+}
+
+# Floating-point arithmetic: calc 'EXPR' prints the value.
+calc() { awk "BEGIN { x = $1; print x }"; }
+# fmt FORMAT VALUE: printf through awk (handles empty as n/a).
+fmt() {
+    if [ -z "$2" ] || [ "$2" = "n/a" ]; then echo "n/a"; return; fi
+    awk -v f="$1" -v v="$2" 'BEGIN { printf f, v }'
+}
+# Thousands separators for integers.
+grp() {
+    if [ -z "$1" ] || [ "$1" = "n/a" ]; then echo "n/a"; return; fi
+    printf "%s" "$1" | awk '{ n = sprintf("%.0f", $1); s = "";
+        while (length(n) > 3) { s = "," substr(n, length(n) - 2) s;
+            n = substr(n, 1, length(n) - 3) } print n s }'
+}
+
+# A TCP port on 127.0.0.1 that nothing listens on right now.
+free_port() {
+    local p i
+    for ((i = 0; i < 100; i++)); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# GET http://127.0.0.1:PORT/PATH, body on stdout.
+http_get() {
+    (
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 1
+        printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$2" >&3
+        timeout 5 cat <&3
+    ) 2>/dev/null | tr -d '\r' | sed '1,/^$/d'
+}
+
+# Sum of a Prometheus metric (all label sets) in the file $1.
+metric() {
+    awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 }
+        END { printf "%.0f\n", s }' "$1"
+}
+
+# Value of key $2 in a "k=v k=v" line $1.
+kv() { printf '%s\n' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+
+rcli() { redis-cli -h 127.0.0.1 -p "$rport" "$@"; }
+
+# Field of an INFO dump file.
+info_get() {
+    tr -d '\r' <"$1" | awk -F: -v f="$2" '$1 == f { print $2; exit }'
+}
+
+# "name calls usec" per command from an INFO commandstats dump.
+cmdstats() {
+    tr -d '\r' <"$1" | sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),usec=\([0-9]*\),.*/\1 \2 \3/p'
+}
+
+# Process CPU seconds (utime + stime) of PID.
+proc_cpu() {
+    awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' \
+        "/proc/$1/stat"
+}
+
+proc_status_kb() {
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
+}
+
+# ---- 0. preflight ----
+
+for p in trustd trustctl td-kafka td-loadgen td-consume; do
+    [ -x "$B/$p" ] || die "$B/$p is missing (run make first)"
+done
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null
+then
+    die "redis-server and redis-cli are needed (make deps)"
+fi
+make --no-print-directory BUILD="$B" "$B/tests/bench_decode" \
+    "$B/tests/bench_probe" >"$dir/build.log" 2>&1 ||
+    { cat "$dir/build.log" >&2; die "building the bench helpers failed"; }
+mkdir -p "$OUT" || die "cannot create $OUT"
+
+now
+t_bench=$NOW
+load_start=$(cut -d' ' -f1-3 /proc/loadavg)
+log "$( [ "$SMOKE" = 1 ] && echo "smoke run: " )$EVENTS events," \
+    "$MERCHANTS merchants, Zipf $ZIPF, $PARTS partitions per topic; work" \
+    "directory $dir"
+
+# ---- 0. the fixed sample: instructions per event ----
+
+"$B/tests/bench_decode" --events "$SAMPLE" --reps "$REPS" \
+    --merchants "$MERCHANTS" --zipf-s "$ZIPF" --seed "$SEED" \
+    >"$dir/sample.out" 2>"$dir/sample.log" ||
+    die "bench_decode failed: $(cat "$dir/sample.log")"
+sample_line=$(cat "$dir/sample.out")
+bytes_per_merchant=$(kv "$sample_line" bytes_per_merchant)
+
+ins_decode=n/a ins_update=n/a
+if command -v valgrind >/dev/null; then
+    log "callgrind over $SAMPLE sample events x $REPS"
+    valgrind --tool=callgrind --instr-atstart=no --collect-atstart=no \
+        --toggle-collect=td_codec_decode --toggle-collect=td_mcache_delta \
+        --toggle-collect=td_sigdelta_add --compress-strings=no \
+        --compress-pos=no --callgrind-out-file="$dir/callgrind.out" \
+        "$B/tests/bench_decode" --events "$SAMPLE" --reps "$REPS" \
+        --merchants "$MERCHANTS" --zipf-s "$ZIPF" --seed "$SEED" \
+        >"$dir/callgrind.txt" 2>&1 ||
+        die "bench_decode under callgrind failed"
+    # Inclusive cost of each call made from main(): the line after a
+    # calls= line is "<line> <Ir>".
+    read -r ins_decode ins_update < <(awk -v n="$((SAMPLE * REPS))" '
+        /^fn=/ { fn = substr($0, 4) }
+        /^cfn=/ { cfn = substr($0, 5) }
+        /^calls=/ { getline; if (fn == "main") inc[cfn] += $2 }
+        END { printf "%.0f %.0f\n", inc["td_codec_decode"] / n,
+              (inc["td_mcache_delta"] + inc["td_sigdelta_add"]) / n }' \
+        "$dir/callgrind.out")
+    [ "${ins_decode:-0}" -gt 0 ] 2>/dev/null ||
+        die "no td_codec_decode cost in the callgrind output"
+else
+    log "warning: valgrind is not installed: no instruction counts"
+fi
+
+# ---- 1. embedded Kafka and the backlog ----
+
+"$B/td-kafka" --partitions "$PARTS" <&- >"$dir/kafka.out" \
+    2>"$dir/kafka.log" &
+kafka_pid=$!
+for ((i = 0; i < 200; i++)); do
+    [ -s "$dir/kafka.out" ] && break
+    kill -0 "$kafka_pid" 2>/dev/null || die "td-kafka exited"
+    sleep 0.05
+done
+brokers=$(head -n 1 "$dir/kafka.out")
+[ -n "$brokers" ] || die "td-kafka printed no bootstrap address"
+
+# A fresh redis-server on a free loopback port: retried if another process
+# takes the port first; ours only when INFO names our pid.
+mkdir -p "$dir/redis"
+for ((try = 0; try < 10; try++)); do
+    rport=$(free_port) || die "no free TCP port"
+    redis-server --bind 127.0.0.1 --port "$rport" --save '' \
+        --appendonly "$AOF" --appendfsync everysec --dir "$dir/redis" \
+        --logfile "$dir/redis.log" --daemonize no >/dev/null 2>&1 &
+    redis_pid=$!
+    ok=0
+    for ((i = 0; i < 100; i++)); do
+        kill -0 "$redis_pid" 2>/dev/null || break
+        if [ "$(rcli info server 2>/dev/null | tr -d '\r' |
+            sed -n 's/^process_id://p')" = "$redis_pid" ]; then
+            ok=1
+            break
+        fi
+        sleep 0.05
+    done
+    [ "$ok" = 1 ] && break
+    stop_pid "$redis_pid"
+    redis_pid=""
+done
+[ -n "$redis_pid" ] || die "could not start redis-server"
+redis_version=$(rcli info server | tr -d '\r' | sed -n 's/^redis_version://p')
+
+log "producing $EVENTS events to $brokers"
+"$B/td-loadgen" --brokers "$brokers" --events "$EVENTS" \
+    --merchants "$MERCHANTS" --zipf-s "$ZIPF" --seed "$SEED" \
+    2>"$dir/loadgen.log" || die "td-loadgen failed: $(tail -n 3 "$dir/loadgen.log")"
+mix=$(sed -n 's/^td-loadgen: \(orders=.*\)/\1/p' "$dir/loadgen.log")
+
+# Watermarks of every input partition: "topic partition low high".
+"$B/trustctl" --redis "127.0.0.1:$rport" --brokers "$brokers" --json offsets \
+    >"$dir/offsets.out" 2>"$dir/trustctl.log" || die "trustctl offsets failed"
+tr '{' '\n' <"$dir/offsets.out" | awk '
+    /"topic":/ {
+        match($0, /"topic":"[^"]*"/); t = substr($0, RSTART + 9, RLENGTH - 10)
+        match($0, /"partition":[0-9]+/); p = substr($0, RSTART + 12, RLENGTH - 12)
+        match($0, /"low_watermark":-?[0-9]+/); lo = substr($0, RSTART + 16, RLENGTH - 16)
+        match($0, /"high_watermark":-?[0-9]+/); hi = substr($0, RSTART + 17, RLENGTH - 17)
+        print t, p, lo, hi
+    }' >"$dir/wm.txt"
+nparts=$(wc -l <"$dir/wm.txt")
+[ "$nparts" -eq $((PARTS * 3)) ] ||
+    die "expected $((PARTS * 3)) input partitions, trustctl listed $nparts"
+read -r total lost max_part < <(awk '{ t += $4 - $3; l += $3;
+    if ($4 > m) m = $4 } END { print t, l, m }' "$dir/wm.txt")
+[ "$lost" -eq 0 ] || die "$lost messages aged out of the mock's log" \
+    "(hottest partition $max_part): raise TD_BENCH_PARTITIONS or lower" \
+    "TD_BENCH_ZIPF"
+[ "$total" -eq "$EVENTS" ] || die "the topics hold $total messages, not $EVENTS"
+log "backlog: $total messages ($mix), hottest partition $max_part"
+
+# ---- 2. consume-only baseline ----
+
+# Three runs, each in its own group, on this shared machine: the median
+# run (by rate) is the baseline, the others are shown beside it.
+TIMEFORMAT='%3U %3S'
+: >"$dir/consume.runs"
+for run in 1 2 3; do
+    log "baseline: td-consume, run $run of 3"
+    { time "$B/td-consume" --brokers "$brokers" --group "bench-baseline-$run" \
+        --expect "$total" >"$dir/consume.out" 2>>"$dir/consume.log"; } \
+        2>"$dir/consume.time" ||
+        die "td-consume failed: $(cat "$dir/consume.log")"
+    line=$(cat "$dir/consume.out")
+    [ "$(kv "$line" consumed)" = "$total" ] ||
+        die "td-consume read $(kv "$line" consumed) of $total"
+    echo "$(kv "$line" eps) $(awk '{ print $1 + $2 }' "$dir/consume.time") $line" \
+        >>"$dir/consume.runs"
+done
+read -r base_eps base_cpu base_line < <(sort -n "$dir/consume.runs" | sed -n 2p)
+base_all=$(sort -n "$dir/consume.runs" | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 }')
+
+# ---- 3. trustd ----
+
+# The partition record keys and their high watermarks, for one EVAL that
+# counts the records whose `committed` reached the watermark (an empty
+# partition has no record and counts as reached).
+keys=() hws=()
+while read -r t p _ hi; do
+    keys+=("trust:part:{$t/$p}")
+    hws+=("$hi")
+done <"$dir/wm.txt"
+poll_lua='local n, s = 0, 0
+for i, k in ipairs(KEYS) do
+  local c = tonumber(redis.call("HGET", k, "committed") or "-1")
+  local hw = tonumber(ARGV[i])
+  if hw == 0 or c >= hw then n = n + 1 end
+  if c > 0 then s = s + c end
+end
+return {n, s}'
+polls=0
+poll_committed() {
+    polls=$((polls + 1))
+    rcli eval "$poll_lua" "${#keys[@]}" "${keys[@]}" "${hws[@]}" |
+        tr '\n' ' '
+}
+
+rcli info all >"$dir/redis-before.txt"
+for ((try = 0; try < 5; try++)); do
+    hport=$(free_port) || die "no free TCP port"
+    # shellcheck disable=SC2086 # TRUSTD_ARGS is a list of flags
+    "$B/trustd" --brokers "$brokers" --redis "127.0.0.1:$rport" \
+        --group bench-trustd --http-port "$hport" \
+        --model-file schemas/model.conf $TRUSTD_ARGS >"$dir/trustd.log" 2>&1 &
+    trustd_pid=$!
+    ok=0
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$trustd_pid" 2>/dev/null || break
+        if [ "$(http_get "$hport" /healthz)" = "ok" ]; then
+            ok=1
+            break
+        fi
+        sleep 0.05
+    done
+    [ "$ok" = 1 ] && break
+    wait "$trustd_pid" 2>/dev/null
+    trustd_pid=""
+    grep -q "cannot listen" "$dir/trustd.log" ||
+        die "trustd did not start: $(tail -n 5 "$dir/trustd.log")"
+done
+[ -n "$trustd_pid" ] || die "trustd found no free HTTP port"
+now
+t_start=$NOW
+log "trustd (pid $trustd_pid, /metrics on 127.0.0.1:$hport) against" \
+    "redis $redis_version on 127.0.0.1:$rport"
+
+t_first="" t_done="" t_log=$t_start
+while :; do
+    now
+    [ $((NOW - t_start)) -lt $((TIMEOUT_S * 1000)) ] ||
+        die "trustd did not catch up within $TIMEOUT_S s"
+    kill -0 "$trustd_pid" 2>/dev/null ||
+        die "trustd exited: $(tail -n 5 "$dir/trustd.log")"
+    if [ -z "$t_first" ]; then
+        http_get "$hport" /metrics >"$dir/metrics.txt"
+        if [ "$(metric "$dir/metrics.txt" trustd_events_consumed_total)" -gt 0 ]; then
+            t_first=$NOW
+        fi
+    fi
+    read -r reached stored < <(poll_committed)
+    now
+    if [ "${reached:-0}" -eq "$nparts" ]; then
+        t_done=$NOW
+        break
+    fi
+    if [ $((NOW - t_log)) -ge 5000 ]; then
+        log "trustd: ${stored:-0} of $total events stored"
+        t_log=$NOW
+    fi
+    sleep "$POLL_S"
+done
+trustd_cpu=$(proc_cpu "$trustd_pid")
+trustd_hwm=$(proc_status_kb "$trustd_pid" VmHWM)
+rcli info all >"$dir/redis-after.txt"
+http_get "$hport" /metrics >"$dir/metrics.txt"
+cp "$dir/metrics.txt" "$dir/metrics-done.txt"
+[ -n "$t_first" ] || t_first=$t_start
+trustd_secs=$(calc "($t_done - $t_first) / 1000")
+trustd_eps=$(calc "$total / $trustd_secs")
+log "trustd stored all $total events in $trustd_secs s"
+
+redis_cpu() {
+    awk '{ v[$1] = $2 } END { printf "%.2f\n", v["used_cpu_sys"] + v["used_cpu_user"] }' \
+        < <(tr -d '\r' <"$1" | tr ':' ' ')
+}
+redis_cpu_s=$(calc "$(redis_cpu "$dir/redis-after.txt") - $(redis_cpu "$dir/redis-before.txt")")
+redis_child_s=$(calc "$(info_get "$dir/redis-after.txt" used_cpu_sys_children) + $(info_get "$dir/redis-after.txt" used_cpu_user_children)")
+
+# Commands trustd caused: every command Redis ran meanwhile (those inside
+# functions included), less the harness' INFO and EVAL and the HGETs inside
+# its EVALs.
+join -a 2 -e 0 -o 0,1.2,1.3,2.2,2.3 <(cmdstats "$dir/redis-before.txt" | sort) \
+    <(cmdstats "$dir/redis-after.txt" | sort) |
+    awk -v evals="$polls" -v k="$nparts" '{
+        c = $4 - $2; u = $5 - $3
+        if ($1 == "info" || $1 == "eval" || $1 == "ping") next
+        if ($1 == "hget") { c -= evals * k }
+        if (c > 0) print $1, c, u
+    }' | sort -k2,2nr >"$dir/cmds.txt"
+cmds_total=$(awk '{ s += $2 } END { print s + 0 }' "$dir/cmds.txt")
+fcalls=$(awk '$1 == "fcall" { print $2 }' "$dir/cmds.txt")
+fcall_usec=$(awk '$1 == "fcall" { print $3 }' "$dir/cmds.txt")
+roundtrips=$(metric "$dir/metrics.txt" trustd_redis_roundtrips_total)
+flushes=$(metric "$dir/metrics.txt" trustd_flushes_total)
+flush_sum=$(awk '$1 == "trustd_flush_duration_seconds_sum" { print $2 }' \
+    "$dir/metrics.txt")
+scores=$(metric "$dir/metrics.txt" trustd_scores_published_total)
+
+# ---- 4. latency at half the measured maximum ----
+
+lat_rate=$(awk -v r="$trustd_eps" 'BEGIN { r = int(r / 2); print r < 1 ? 1 : r }')
+log "latency: background load at $lat_rate events/s for $LAT_S s, probes" \
+    "at $PROBE_RATE/s"
+consumed0=$(metric "$dir/metrics.txt" trustd_events_consumed_total)
+cp "$dir/metrics.txt" "$dir/metrics-caught-up.txt"
+"$B/td-loadgen" --brokers "$brokers" --events 0 --rate "$lat_rate" \
+    --duration-s $((LAT_S + 5)) --merchants "$MERCHANTS" --zipf-s "$ZIPF" \
+    --seed $((SEED + 1)) 2>"$dir/loadgen-latency.log" &
+bg_pid=$!
+# The generator first dry-runs to place its event times: start the probes
+# once trustd sees its traffic.
+for ((i = 0; i < 600; i++)); do
+    http_get "$hport" /metrics >"$dir/metrics.txt"
+    [ "$(metric "$dir/metrics.txt" trustd_events_consumed_total)" -gt "$consumed0" ] && break
+    kill -0 "$bg_pid" 2>/dev/null || die "td-loadgen (background) exited"
+    sleep "$POLL_S"
+done
+"$B/tests/bench_probe" --brokers "$brokers" --redis "127.0.0.1:$rport" \
+    --rate "$PROBE_RATE" --duration-s "$LAT_S" --timeout-s 30 \
+    >"$dir/probe.out" 2>"$dir/probe.log" ||
+    die "bench_probe failed: $(cat "$dir/probe.out" "$dir/probe.log")"
+probe_line=$(cat "$dir/probe.out")
+for ((i = 0; i < 600; i++)); do
+    kill -0 "$bg_pid" 2>/dev/null || break
+    sleep 0.1
+done
+wait "$bg_pid" || die "td-loadgen (background) failed"
+bg_pid=""
+bg_line=$(sed -n 's/^td-loadgen: \([0-9]* events in .*\)/\1/p' "$dir/loadgen-latency.log")
+lat_p50=$(kv "$probe_line" p50_ms)
+lat_p99=$(kv "$probe_line" p99_ms)
+trustd_hwm2=$(proc_status_kb "$trustd_pid" VmHWM)
+http_get "$hport" /metrics >"$dir/metrics-latency.txt"
+# Flushes during the latency run: count, mean events and mean duration.
+lat_flushes=$(calc "$(metric "$dir/metrics-latency.txt" trustd_flushes_total) - $flushes")
+hsum() { awk -v n="$2" '$1 == n { print $2 }' "$1"; }
+lat_flush_ms=$(calc "1000 * ($(hsum "$dir/metrics-latency.txt" trustd_flush_duration_seconds_sum) - $flush_sum) / ($lat_flushes > 0 ? $lat_flushes : 1)")
+lat_flush_ev=$(calc "($(hsum "$dir/metrics-latency.txt" trustd_batch_events_sum) - $(hsum "$dir/metrics-caught-up.txt" trustd_batch_events_sum)) / ($lat_flushes > 0 ? $lat_flushes : 1)")
+stop_pid "$trustd_pid"
+trustd_pid=""
+now
+t_end=$NOW
+load_end=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- the table ----
+
+per_ev() { calc "$1 / $total"; }
+ratio=$(calc "100 * $trustd_eps / $base_eps")
+redis_pct=$(calc "100 * $redis_cpu_s / $trustd_cpu")
+ins_sum=n/a
+[ "$ins_decode" != n/a ] && ins_sum=$((ins_decode + ins_update))
+verdict() { # value op target
+    awk -v v="$1" -v t="$3" -v op="$2" 'BEGIN {
+        if (v == "n/a") { print "n/a"; exit }
+        ok = op == ">=" ? v + 0 >= t + 0 : v + 0 <= t + 0
+        print ok ? "met" : "**missed**" }'
+}
+cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted changes in processor/"
+
+{
+    echo "# trustd benchmark$( [ "$SMOKE" = 1 ] && echo " (smoke: tiny sizes, numbers not meaningful)")"
+    echo
+    echo "- date: $(date -u '+%Y-%m-%d %H:%M UTC'), took $(( (t_end - t_bench) / 1000 )) s"
+    echo "- command: \`$( [ "$SMOKE" = 1 ] && echo "make bench-smoke" || echo "make bench")\`" \
+        "(tests/bench.sh $B)$( [ -n "$TRUSTD_ARGS" ] && echo ", trustd $TRUSTD_ARGS")"
+    echo "- machine: $(nproc) cores ($cpu_model), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)," \
+        "$(uname -sr); load average $load_start at start, $load_end at end"
+    echo "- build: $rev; redis-server $redis_version (TCP 127.0.0.1, appendonly $AOF)"
+    echo "- load: $(grp "$total") events ($mix), $(grp "$MERCHANTS") merchants," \
+        "Zipf $ZIPF, lz4, $PARTS partitions per topic (hottest holds $(grp "$max_part"))"
+    echo
+    echo "| measure | value | target |"
+    echo "|---|---|---|"
+    echo "| consume-only baseline (td-consume) | $(grp "$base_eps") events/s | |"
+    echo "| trustd, one worker | $(grp "$trustd_eps") events/s | |"
+    echo "| trustd / baseline | $(fmt '%.1f' "$ratio") % | ≥ 60 %: $(verdict "$ratio" '>=' 60) |"
+    echo "| decode, instructions per event | $(grp "$ins_decode") | |"
+    echo "| signal update, instructions per event | $(grp "$ins_update") | |"
+    echo "| decode + update | $(grp "$ins_sum") | ≤ 8,000: $(verdict "$ins_sum" '<=' 8000) |"
+    echo "| Redis commands per event (all, incl. inside functions) | $(fmt '%.2f' "$(per_ev "$cmds_total")") | |"
+    echo "| FCALLs per event | $(fmt '%.3f' "$(per_ev "${fcalls:-0}")") | |"
+    echo "| Redis round trips per event | $(fmt '%.5f' "$(per_ev "$roundtrips")") ($(grp "$roundtrips") pipelines) | |"
+    echo "| Redis CPU / trustd CPU | $(fmt '%.1f' "$redis_cpu_s") s / $(fmt '%.1f' "$trustd_cpu") s = $(fmt '%.0f' "$redis_pct") % | ≤ 25 %: $(verdict "$redis_pct" '<=' 25) |"
+    echo "| CPU per event: td-consume / trustd / Redis | $(fmt '%.2f' "$(calc "1e6 * $base_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $trustd_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $redis_cpu_s / $total")") µs | |"
+    echo "| event-to-Redis latency p50 / p99 at $(grp "$lat_rate") events/s | $(fmt '%.0f' "$lat_p50") / $(fmt '%.0f' "$lat_p99") ms | |"
+    echo "| trustd peak RSS (VmHWM) | $(fmt '%.0f' "$(calc "$trustd_hwm / 1024")") MiB (after the latency run $(fmt '%.0f' "$(calc "$trustd_hwm2 / 1024")") MiB) | |"
+    echo "| memory per cached merchant | $(fmt '%.0f' "$bytes_per_merchant") B | |"
+    echo
+    echo "Details:"
+    echo
+    echo "- baseline (median of 3 runs; rates $base_all events/s): $base_line, CPU $(fmt '%.2f' "$base_cpu") s"
+    echo "- trustd: $(grp "$total") events in $trustd_secs s (first consumed event to last offset stored), CPU $trustd_cpu s;" \
+        "$(grp "$flushes") flushes, $(fmt '%.0f' "$(calc "$total / ($flushes > 0 ? $flushes : 1)")") events and" \
+        "$(fmt '%.0f' "$(calc "1000 * ${flush_sum:-0} / ($flushes > 0 ? $flushes : 1)")") ms per flush on average" \
+        "($(fmt '%.0f' "$(calc "100 * ${flush_sum:-0} / $trustd_secs")") % of the run spent flushing);" \
+        "$(grp "$scores") scores published"
+    echo "- Redis: $(grp "$cmds_total") commands, FCALL $(fmt '%.1f' "$(calc "${fcall_usec:-0} / (${fcalls:-1} > 0 ? ${fcalls:-1} : 1)")") µs per call;" \
+        "forked children (AOF rewrite) $(fmt '%.1f' "$redis_child_s") s CPU, not counted above"
+    echo "- latency: $probe_line (background: $bg_line);" \
+        "$(grp "$lat_flushes") flushes of $(fmt '%.0f' "$lat_flush_ev") events and $(fmt '%.0f' "$lat_flush_ms") ms on average"
+    echo "- sample: $sample_line"
+    echo
+    echo "Redis commands during the trustd run (harness commands removed):"
+    echo
+    echo "| command | calls | per event | µs per call | seconds (FCALL's include the commands its functions run) |"
+    echo "|---|---|---|---|---|"
+    while read -r c n u; do
+        echo "| $c | $(grp "$n") | $(fmt '%.3f' "$(calc "$n / $total")") |" \
+            "$(fmt '%.1f' "$(calc "$u / $n")") | $(fmt '%.1f' "$(calc "$u / 1e6")") |"
+    done <"$dir/cmds.txt"
+    echo
+    echo "How each number is measured: see the header of tests/bench.sh."
+} >"$OUT/$out_name"
+
+save_logs
+cat "$OUT/$out_name"
+log "written to $OUT/$out_name"
+exit 0
