@@ -91,6 +91,7 @@ POLL_S=0.05
 
 dir=$(mktemp -d /tmp/trustd-bench.XXXXXX) || exit 1
 kafka_pid="" redis_pid="" trustd_pid="" bg_pid=""
+cluster_pids=()
 
 # Progress goes to the original stderr, also from traps that run while a
 # command's stderr is redirected.
@@ -131,6 +132,7 @@ cleanup() {
     stop_pid "$trustd_pid"
     stop_pid "$redis_pid"
     stop_pid "$kafka_pid"
+    for p in "${cluster_pids[@]}"; do stop_pid "$p"; done
     rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -517,6 +519,121 @@ now
 t_end=$NOW
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# ---- 5. the same backlog against a 3-master Redis Cluster ----
+# Six redis-servers (3 masters, 3 replicas: trustd WAITs for a replica in
+# cluster mode), a new consumer group, the same topics from the beginning.
+# Done when every partition's stored offset (trustd's /metrics) reached the
+# backlog's high watermark.
+cluster_eps=n/a cluster_ratio=n/a
+if [ "${TD_BENCH_CLUSTER:-1}" = 1 ]; then
+    port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+    # Six consecutive ports whose cluster-bus ports (+10000) are free too;
+    # a node that still fails to start (a port taken meanwhile) makes the
+    # whole cluster start again elsewhere.
+    for ((attempt = 0; attempt < 5; attempt++)); do
+        base=""
+        for ((try = 0; try < 200; try++)); do
+            [ -z "$base" ] || break
+            b=$((20000 + RANDOM % 25000))
+            ok=1
+            for ((i = 0; i < 6; i++)); do
+                port_free $((b + i)) && port_free $((b + i + 10000)) || ok=0
+            done
+            [ "$ok" = 1 ] && base=$b
+        done
+        [ -n "$base" ] || die "no free ports for a Redis Cluster"
+        caddrs=()
+        for ((i = 0; i < 6; i++)); do
+            p=$((base + i))
+            mkdir -p "$dir/cluster/$p"
+            redis-server --port "$p" --bind 127.0.0.1 --dir "$dir/cluster/$p" \
+                --cluster-enabled yes --cluster-config-file nodes.conf \
+                --cluster-node-timeout 2000 --appendonly "$AOF" \
+                --appendfsync everysec --save '' >"$dir/cluster-$p.log" 2>&1 &
+            cluster_pids+=("$!")
+            caddrs+=("127.0.0.1:$p")
+        done
+        up=0
+        for a in "${caddrs[@]}"; do
+            for ((i = 0; i < 200; i++)); do
+                if redis-cli -h 127.0.0.1 -p "${a#*:}" ping >/dev/null 2>&1; then
+                    up=$((up + 1))
+                    break
+                fi
+                sleep 0.05
+            done
+        done
+        if [ "$up" = 6 ] && redis-cli --cluster create "${caddrs[@]}" \
+            --cluster-replicas 1 --cluster-yes >"$dir/cluster-create.log" 2>&1; then
+            break
+        fi
+        for p in "${cluster_pids[@]}"; do stop_pid "$p"; done
+        cluster_pids=()
+        rm -rf "$dir/cluster"
+    done
+    [ "${#cluster_pids[@]}" = 6 ] ||
+        die "could not start a Redis Cluster: $(tail -n 3 "$dir/cluster-create.log")"
+    for a in "${caddrs[@]}"; do
+        for ((i = 0; i < 600; i++)); do
+            redis-cli -p "${a#*:}" cluster info 2>/dev/null |
+                grep -q '^cluster_state:ok' && break
+            sleep 0.05
+        done
+    done
+    # Replicas must be online before trustd's WAITs can succeed.
+    for a in "${caddrs[@]}"; do
+        for ((i = 0; i < 600; i++)); do
+            role=$(redis-cli -p "${a#*:}" role 2>/dev/null | head -n 1)
+            [ "$role" = slave ] && break
+            [ "$(redis-cli -p "${a#*:}" wait 1 100 2>/dev/null)" = 1 ] && break
+            sleep 0.05
+        done
+    done
+    hport=$(free_port) || die "no free TCP port"
+    # shellcheck disable=SC2086 # TRUSTD_ARGS is a list of flags
+    "$B/trustd" --brokers "$brokers" --redis-cluster \
+        --redis "${caddrs[0]},${caddrs[1]}" --group bench-cluster \
+        --http-port "$hport" --model-file schemas/model.conf $TRUSTD_ARGS \
+        >"$dir/trustd-cluster.log" 2>&1 &
+    trustd_pid=$!
+    now
+    t_cstart=$NOW t_cfirst=""
+    while :; do
+        now
+        [ $((NOW - t_cstart)) -lt $((TIMEOUT_S * 1000)) ] ||
+            die "trustd (cluster) did not catch up within $TIMEOUT_S s"
+        kill -0 "$trustd_pid" 2>/dev/null ||
+            die "trustd (cluster) exited: $(tail -n 5 "$dir/trustd-cluster.log")"
+        http_get "$hport" /metrics >"$dir/metrics-cluster.txt" 2>/dev/null
+        if [ -z "$t_cfirst" ] && [ "$(metric "$dir/metrics-cluster.txt" trustd_events_consumed_total 2>/dev/null || echo 0)" -gt 0 ]; then
+            t_cfirst=$NOW
+        fi
+        left=$(awk 'NR == FNR { hw[$1 "/" $2] = $4; next }
+            /^trustd_stored_offset\{/ {
+                match($0, /topic="[^"]*"/); t = substr($0, RSTART + 7, RLENGTH - 8)
+                match($0, /partition="[^"]*"/); p = substr($0, RSTART + 11, RLENGTH - 12)
+                if ($2 + 0 >= hw[t "/" p]) done[t "/" p] = 1 }
+            END { n = 0; for (k in hw) if (hw[k] > 0 && !(k in done)) n++; print n }' \
+            "$dir/wm.txt" "$dir/metrics-cluster.txt")
+        if [ "$left" = 0 ]; then
+            t_cdone=$NOW
+            break
+        fi
+        sleep "$POLL_S"
+    done
+    [ -n "$t_cfirst" ] || t_cfirst=$t_cstart
+    cluster_secs=$(calc "($t_cdone - $t_cfirst) / 1000")
+    cluster_eps=$(calc "$total / $cluster_secs")
+    cluster_ratio=$(calc "100 * $cluster_eps / $trustd_eps")
+    log "trustd on the cluster stored all $total events in $cluster_secs s"
+    stop_pid "$trustd_pid"
+    trustd_pid=""
+    for p in "${cluster_pids[@]}"; do stop_pid "$p"; done
+    cluster_pids=()
+    now
+    t_end=$NOW
+fi
+
 # ---- the table ----
 
 per_ev() { calc "$1 / $total"; }
@@ -551,6 +668,7 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo "| consume-only baseline (td-consume) | $(grp "$base_eps") events/s | |"
     echo "| trustd, one worker | $(grp "$trustd_eps") events/s | |"
     echo "| trustd / baseline | $(fmt '%.1f' "$ratio") % | ≥ 60 %: $(verdict "$ratio" '>=' 60) |"
+    echo "| trustd, one worker, 3-master Redis Cluster | $(grp "$cluster_eps") events/s ($(fmt '%.0f' "$cluster_ratio") % of single-node) | |"
     echo "| decode, instructions per event | $(grp "$ins_decode") | |"
     echo "| signal update, instructions per event | $(grp "$ins_update") | |"
     echo "| decode + update | $(grp "$ins_sum") | ≤ 8,000: $(verdict "$ins_sum" '<=' 8000) |"
