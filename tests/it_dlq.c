@@ -198,37 +198,11 @@ static void make_event(td_event_t *ev,
                        td_event_kind_t kind,
                        const char *merchant,
                        int64_t t) {
-    memset(ev, 0, sizeof(*ev));
-    ev->kind = kind;
-    ev->event_id = (td_str_t){"e-dlq", 5};
-    ev->merchant_id = (td_str_t){merchant, strlen(merchant)};
-    ev->order_id = (td_str_t){"o-1", 3};
-    ev->buyer_id = (td_str_t){"b-1", 3};
-    ev->event_time = t;
-    switch (kind) {
-    case TD_EV_ORDER:
-        ev->u.order.status = TD_ORDER_PAID;
-        ev->u.order.amount_cents = 1000;
-        ev->u.order.channel = TD_CHANNEL_LIVE;
-        ev->u.order.cancelled_by = TD_NULL_ENUM;
-        ev->u.order.promised_ship_by = TD_NULL_TS;
-        ev->u.order.promised_delivery_by = TD_NULL_TS;
-        ev->u.order.tracking_valid = TD_NULL_BOOL;
-        ev->u.order.paid_at = TD_NULL_TS;
-        ev->u.order.shipped_at = TD_NULL_TS;
-        break;
-    case TD_EV_REVIEW:
+    td_h_event(ev, kind, merchant, t);
+    if (kind == TD_EV_REVIEW)
         ev->u.review.rating = 4;
-        break;
-    default:
-        ev->u.refund.refund_id = (td_str_t){"r-1", 3};
-        ev->u.refund.status = TD_REFUND_REQUESTED;
-        ev->u.refund.kind = TD_KIND_REFUND_ONLY;
-        ev->u.refund.reason = TD_REASON_QUALITY;
+    else if (kind == TD_EV_REFUND)
         ev->u.refund.amount_cents = 500;
-        ev->u.refund.responsible = TD_NULL_ENUM;
-        ev->u.refund.requested_at = TD_NULL_TS;
-    }
 }
 
 /* Encodes ev into a new heap buffer of exactly *lenp bytes (+ slack). */

@@ -77,38 +77,23 @@ static void build_events(void) {
 }
 
 static void to_event(const tev_t *e, int i, td_event_t *ev, char *idbuf) {
-    memset(ev, 0, sizeof(*ev));
+    td_h_event(ev, (td_event_kind_t)e->kind, e->m, e->t);
     sprintf(idbuf, "ev-%d", i);
-    ev->kind = (td_event_kind_t)e->kind;
     ev->event_id = (td_str_t){idbuf, strlen(idbuf)};
-    ev->merchant_id = (td_str_t){e->m, strlen(e->m)};
-    ev->order_id = (td_str_t){"o-1", 3};
-    ev->buyer_id = (td_str_t){"b-1", 3};
-    ev->event_time = e->t;
     switch (e->kind) {
     case TD_EV_ORDER:
         ev->u.order.status = e->status;
         ev->u.order.amount_cents = e->amount;
-        ev->u.order.channel = TD_CHANNEL_LIVE;
         ev->u.order.cancelled_by = e->cancelled_by;
         ev->u.order.promised_ship_by = e->promised_ship_by;
-        ev->u.order.promised_delivery_by = TD_NULL_TS;
-        ev->u.order.tracking_valid = TD_NULL_BOOL;
-        ev->u.order.paid_at = TD_NULL_TS;
-        ev->u.order.shipped_at = TD_NULL_TS;
         break;
     case TD_EV_REVIEW:
         ev->u.review.rating = e->rating;
         ev->u.review.flagged = e->flagged;
         break;
     default:
-        ev->u.refund.refund_id = (td_str_t){"r-1", 3};
         ev->u.refund.status = e->status;
-        ev->u.refund.kind = TD_KIND_REFUND_ONLY;
-        ev->u.refund.reason = TD_REASON_QUALITY;
         ev->u.refund.amount_cents = e->amount;
-        ev->u.refund.responsible = TD_NULL_ENUM;
-        ev->u.refund.requested_at = TD_NULL_TS;
     }
 }
 
