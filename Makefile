@@ -21,7 +21,8 @@ LDFLAGS  += $(SAN)
 
 DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
            libhiredis-dev libcmocka-dev libmicrohttpd-dev redis-server \
-           redis-tools clang libclang-rt-14-dev valgrind yamllint
+           redis-tools clang libclang-rt-14-dev valgrind yamllint \
+           clang-format
 
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume
 MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c),$(m)))

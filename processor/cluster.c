@@ -90,14 +90,15 @@ static const struct cmd_key {
 };
 /* clang-format on */
 
-int td_cluster_cmd_key(int argc, const char *const *argv,
-                       const size_t *argvlen, int *write) {
+int td_cluster_cmd_key(int argc,
+                       const char *const *argv,
+                       const size_t *argvlen,
+                       int *write) {
     const struct cmd_key *k;
     int key = 1;
 
     *write = 1;
-    if (argc < 1)
-        return -1;
+    if (argc < 1) return -1;
     for (k = cmd_keys; k->name; k++) {
         if (strlen(k->name) == argvlen[0] &&
             !strncasecmp(k->name, argv[0], argvlen[0]))
@@ -110,8 +111,7 @@ int td_cluster_cmd_key(int argc, const char *const *argv,
     if (key == KEY_NUMKEYS) {
         char num[24];
         long n;
-        if (argc < 4 || argvlen[2] == 0 || argvlen[2] >= sizeof(num))
-            return -1;
+        if (argc < 4 || argvlen[2] == 0 || argvlen[2] >= sizeof(num)) return -1;
         memcpy(num, argv[2], argvlen[2]);
         num[argvlen[2]] = '\0';
         n = strtol(num, NULL, 10);
@@ -124,39 +124,36 @@ int td_cluster_cmd_key(int argc, const char *const *argv,
 
 td_cluster_t *td_cluster_new(void) {
     td_cluster_t *cl = calloc(1, sizeof(*cl));
-    if (!cl)
-        return NULL;
+    if (!cl) return NULL;
     for (int i = 0; i < TD_CLUSTER_SLOTS; i++)
         cl->slot[i] = -1;
     return cl;
 }
 
 void td_cluster_destroy(td_cluster_t *cl) {
-    if (!cl)
-        return;
+    if (!cl) return;
     free(cl->nodes);
     free(cl);
 }
 
-int td_cluster_node(td_cluster_t *cl, const char *host, size_t hostlen,
+int td_cluster_node(td_cluster_t *cl,
+                    const char *host,
+                    size_t hostlen,
                     int port) {
     td_cluster_node_t *n;
 
-    if (hostlen >= TD_CLUSTER_HOST_MAX)
-        return -1;
+    if (hostlen >= TD_CLUSTER_HOST_MAX) return -1;
     for (int i = 0; i < cl->n; i++) {
         if (cl->nodes[i].port == port && strlen(cl->nodes[i].host) == hostlen &&
             !memcmp(cl->nodes[i].host, host, hostlen))
             return i;
     }
     /* Slot entries are int16_t. A real cluster has at most ~1000 nodes. */
-    if (cl->n >= INT16_MAX)
-        return -1;
+    if (cl->n >= INT16_MAX) return -1;
     if (cl->n == cl->cap) {
         int nc = cl->cap ? cl->cap * 2 : 8;
         td_cluster_node_t *nn = realloc(cl->nodes, (size_t)nc * sizeof(*nn));
-        if (!nn)
-            return -1;
+        if (!nn) return -1;
         cl->nodes = nn;
         cl->cap = nc;
     }
@@ -176,8 +173,7 @@ const td_cluster_node_t *td_cluster_node_get(const td_cluster_t *cl, int i) {
 }
 
 int td_cluster_slot_node(const td_cluster_t *cl, int slot) {
-    if (slot < 0 || slot >= TD_CLUSTER_SLOTS)
-        return -1;
+    if (slot < 0 || slot >= TD_CLUSTER_SLOTS) return -1;
     return cl->slot[slot];
 }
 
@@ -201,11 +197,9 @@ int td_cluster_masters(const td_cluster_t *cl, int *out, int max) {
 
     for (int s = 0; s < TD_CLUSTER_SLOTS; s++) {
         int node = cl->slot[s];
-        if (node < 0 || seen[node / 8] & (1 << (node % 8)))
-            continue;
+        if (node < 0 || seen[node / 8] & (1 << (node % 8))) continue;
         seen[node / 8] |= (unsigned char)(1 << (node % 8));
-        if (cnt < max)
-            out[cnt] = node;
+        if (cnt < max) out[cnt] = node;
         cnt++;
     }
     return cnt;
@@ -216,14 +210,15 @@ static int is_int(const redisReply *r) {
 }
 
 /* Host of a CLUSTER SLOTS node entry (see td_cluster_load_slots). */
-static void entry_host(const redisReply *e, const char *from_host,
-                       const char **host, size_t *len) {
+static void entry_host(const redisReply *e,
+                       const char *from_host,
+                       const char **host,
+                       size_t *len) {
     const redisReply *h = e->element[0];
 
     *host = from_host;
     *len = strlen(from_host);
-    if (h->type != REDIS_REPLY_STRING || h->len == 0)
-        return;
+    if (h->type != REDIS_REPLY_STRING || h->len == 0) return;
     if (h->len == 1 && h->str[0] == '?') {
         /* Metadata is a flat name/value array in RESP2. */
         const redisReply *md = e->elements >= 4 ? e->element[3] : NULL;
@@ -243,16 +238,17 @@ static void entry_host(const redisReply *e, const char *from_host,
     *len = h->len;
 }
 
-int td_cluster_load_slots(td_cluster_t *cl, const redisReply *r,
-                          const char *from_host, char *errstr,
+int td_cluster_load_slots(td_cluster_t *cl,
+                          const redisReply *r,
+                          const char *from_host,
+                          char *errstr,
                           size_t errstr_size) {
     int16_t *slot = NULL;
     int covered = 0;
 
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         snprintf(errstr, errstr_size, "CLUSTER SLOTS: %s",
-                 r && r->type == REDIS_REPLY_ERROR ? r->str
-                                                   : "not an array");
+                 r && r->type == REDIS_REPLY_ERROR ? r->str : "not an array");
         return TD_ERR;
     }
     slot = malloc(sizeof(cl->slot));
@@ -285,8 +281,10 @@ int td_cluster_load_slots(td_cluster_t *cl, const redisReply *r,
         entry_host(m, from_host, &host, &hlen);
         node = td_cluster_node(cl, host, hlen, (int)m->element[1]->integer);
         if (node < 0) {
-            snprintf(errstr, errstr_size, "CLUSTER SLOTS: node '%.*s' "
-                     "cannot be added", (int)hlen, host);
+            snprintf(errstr, errstr_size,
+                     "CLUSTER SLOTS: node '%.*s' "
+                     "cannot be added",
+                     (int)hlen, host);
             free(slot);
             return TD_ERR;
         }
@@ -306,8 +304,7 @@ int td_cluster_load_slots(td_cluster_t *cl, const redisReply *r,
     for (int i = 0; i < cl->n; i++)
         cl->nodes[i].master = 0;
     for (int s = 0; s < TD_CLUSTER_SLOTS; s++) {
-        if (cl->slot[s] >= 0)
-            cl->nodes[cl->slot[s]].master = 1;
+        if (cl->slot[s] >= 0) cl->nodes[cl->slot[s]].master = 1;
     }
     return TD_OK;
 bad:
@@ -325,21 +322,22 @@ static int has_prefix(const char *s, size_t len, const char *p) {
 
 /* "<slot> <host>:<port>" of a MOVED/ASK error; 0 on success. The port is
  * after the last ':', so IPv6 hosts (no brackets) parse too. */
-static int parse_target(const char *s, size_t len, int *slot, char *host,
-                        size_t hostsize, int *port) {
+static int parse_target(const char *s,
+                        size_t len,
+                        int *slot,
+                        char *host,
+                        size_t hostsize,
+                        int *port) {
     const char *end = s + len, *sp, *colon = NULL;
     long v = 0;
     size_t hlen;
 
-    if (s == end || *s < '0' || *s > '9')
-        return -1;
+    if (s == end || *s < '0' || *s > '9') return -1;
     for (; s < end && *s >= '0' && *s <= '9'; s++) {
         v = v * 10 + (*s - '0');
-        if (v >= TD_CLUSTER_SLOTS)
-            return -1;
+        if (v >= TD_CLUSTER_SLOTS) return -1;
     }
-    if (s == end || *s != ' ')
-        return -1;
+    if (s == end || *s != ' ') return -1;
     *slot = (int)v;
     sp = ++s;
     for (const char *p = sp; p < end; p++) {
@@ -348,29 +346,27 @@ static int parse_target(const char *s, size_t len, int *slot, char *host,
         else if (*p == ' ' || *p == '\r' || *p == '\n')
             return -1;
     }
-    if (!colon || colon + 1 == end)
-        return -1;
+    if (!colon || colon + 1 == end) return -1;
     v = 0;
     for (const char *p = colon + 1; p < end; p++) {
-        if (*p < '0' || *p > '9')
-            return -1;
+        if (*p < '0' || *p > '9') return -1;
         v = v * 10 + (*p - '0');
-        if (v > 65535)
-            return -1;
+        if (v > 65535) return -1;
     }
-    if (v == 0)
-        return -1;
+    if (v == 0) return -1;
     hlen = (size_t)(colon - sp);
-    if (hlen >= hostsize)
-        return -1;
+    if (hlen >= hostsize) return -1;
     memcpy(host, sp, hlen);
     host[hlen] = '\0';
     *port = (int)v;
     return 0;
 }
 
-td_cluster_reply_t td_cluster_classify(const char *err, size_t len, int *slot,
-                                       char *host, size_t hostsize,
+td_cluster_reply_t td_cluster_classify(const char *err,
+                                       size_t len,
+                                       int *slot,
+                                       char *host,
+                                       size_t hostsize,
                                        int *port) {
     if (has_prefix(err, len, "MOVED "))
         return parse_target(err + 6, len - 6, slot, host, hostsize, port)
@@ -380,11 +376,8 @@ td_cluster_reply_t td_cluster_classify(const char *err, size_t len, int *slot,
         return parse_target(err + 4, len - 4, slot, host, hostsize, port)
                    ? TD_CLUSTER_BAD_REDIRECT
                    : TD_CLUSTER_ASK;
-    if (has_prefix(err, len, "TRYAGAIN"))
-        return TD_CLUSTER_TRYAGAIN;
-    if (has_prefix(err, len, "CLUSTERDOWN"))
-        return TD_CLUSTER_CLUSTERDOWN;
-    if (has_prefix(err, len, "LOADING"))
-        return TD_CLUSTER_LOADING;
+    if (has_prefix(err, len, "TRYAGAIN")) return TD_CLUSTER_TRYAGAIN;
+    if (has_prefix(err, len, "CLUSTERDOWN")) return TD_CLUSTER_CLUSTERDOWN;
+    if (has_prefix(err, len, "LOADING")) return TD_CLUSTER_LOADING;
     return TD_CLUSTER_REPLY_OK;
 }

@@ -34,8 +34,10 @@ int td_cluster_keyslot(const void *key, size_t len);
  * and take argv[1] as their key). FCALL/EVAL-style commands route by their
  * first key, or have none when numkeys is 0.
  */
-int td_cluster_cmd_key(int argc, const char *const *argv,
-                       const size_t *argvlen, int *write);
+int td_cluster_cmd_key(int argc,
+                       const char *const *argv,
+                       const size_t *argvlen,
+                       int *write);
 
 typedef struct td_cluster_node_s {
     char host[TD_CLUSTER_HOST_MAX];
@@ -50,7 +52,9 @@ void td_cluster_destroy(td_cluster_t *cl);
 
 /* Index of the node host:port, added when unknown. -1 only when out of
  * memory or the host does not fit. */
-int td_cluster_node(td_cluster_t *cl, const char *host, size_t hostlen,
+int td_cluster_node(td_cluster_t *cl,
+                    const char *host,
+                    size_t hostlen,
                     int port);
 int td_cluster_node_cnt(const td_cluster_t *cl);
 /* Node i (0 <= i < td_cluster_node_cnt()); valid until the next add. */
@@ -74,18 +78,20 @@ int td_cluster_masters(const td_cluster_t *cl, int *out, int max);
  * errstr and the map unchanged when the reply is malformed or covers no
  * slot (a cluster not formed yet).
  */
-int td_cluster_load_slots(td_cluster_t *cl, const redisReply *r,
-                          const char *from_host, char *errstr,
+int td_cluster_load_slots(td_cluster_t *cl,
+                          const redisReply *r,
+                          const char *from_host,
+                          char *errstr,
                           size_t errstr_size);
 
 typedef enum {
-    TD_CLUSTER_REPLY_OK = 0,  /* not a cluster error */
-    TD_CLUSTER_MOVED,         /* "MOVED <slot> <host>:<port>" */
-    TD_CLUSTER_ASK,           /* "ASK <slot> <host>:<port>" */
-    TD_CLUSTER_TRYAGAIN,      /* keys of a migrating slot are split */
-    TD_CLUSTER_CLUSTERDOWN,   /* slot unserved, failover in progress */
-    TD_CLUSTER_LOADING,       /* node loading its data set */
-    TD_CLUSTER_BAD_REDIRECT,  /* MOVED/ASK we cannot parse */
+    TD_CLUSTER_REPLY_OK = 0, /* not a cluster error */
+    TD_CLUSTER_MOVED,        /* "MOVED <slot> <host>:<port>" */
+    TD_CLUSTER_ASK,          /* "ASK <slot> <host>:<port>" */
+    TD_CLUSTER_TRYAGAIN,     /* keys of a migrating slot are split */
+    TD_CLUSTER_CLUSTERDOWN,  /* slot unserved, failover in progress */
+    TD_CLUSTER_LOADING,      /* node loading its data set */
+    TD_CLUSTER_BAD_REDIRECT, /* MOVED/ASK we cannot parse */
 } td_cluster_reply_t;
 
 /*
@@ -93,8 +99,11 @@ typedef enum {
  * (empty when Redis sent ":port", meaning the host of the node that
  * answered) and *port. Never reads past len.
  */
-td_cluster_reply_t td_cluster_classify(const char *err, size_t len, int *slot,
-                                       char *host, size_t hostsize,
+td_cluster_reply_t td_cluster_classify(const char *err,
+                                       size_t len,
+                                       int *slot,
+                                       char *host,
+                                       size_t hostsize,
                                        int *port);
 
 #endif

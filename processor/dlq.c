@@ -26,8 +26,7 @@ struct td_dlq_s {
 
 td_dlq_t *td_dlq_new(rd_kafka_t *rk, const char *topic) {
     td_dlq_t *d = calloc(1, sizeof(*d));
-    if (!d)
-        return NULL;
+    if (!d) return NULL;
     d->rk = rk;
     d->topic = strdup(topic);
     if (!d->topic) {
@@ -40,14 +39,12 @@ td_dlq_t *td_dlq_new(rd_kafka_t *rk, const char *topic) {
 static void failed_free(failed_t *f) {
     free(f->key);
     free(f->value);
-    if (f->hdrs)
-        rd_kafka_headers_destroy(f->hdrs);
+    if (f->hdrs) rd_kafka_headers_destroy(f->hdrs);
     free(f);
 }
 
 void td_dlq_destroy(td_dlq_t *d) {
-    if (!d)
-        return;
+    if (!d) return;
     while (d->failed) {
         failed_t *n = d->failed->next;
         failed_free(d->failed);
@@ -57,30 +54,37 @@ void td_dlq_destroy(td_dlq_t *d) {
     free(d);
 }
 
-static int produce(td_dlq_t *d, const void *key, size_t key_len,
-                   const void *value, size_t value_len,
-                   rd_kafka_headers_t *hdrs, char *errstr,
+static int produce(td_dlq_t *d,
+                   const void *key,
+                   size_t key_len,
+                   const void *value,
+                   size_t value_len,
+                   rd_kafka_headers_t *hdrs,
+                   char *errstr,
                    size_t errstr_size) {
     rd_kafka_resp_err_t err = rd_kafka_producev(
-        d->rk, RD_KAFKA_V_TOPIC(d->topic),
-        RD_KAFKA_V_KEY(key, key_len),
+        d->rk, RD_KAFKA_V_TOPIC(d->topic), RD_KAFKA_V_KEY(key, key_len),
         RD_KAFKA_V_VALUE((void *)value, value_len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
         RD_KAFKA_V_OPAQUE(TD_DLQ_OPAQUE), RD_KAFKA_V_END);
     if (err) {
         /* On failure the headers stay ours. */
         rd_kafka_headers_destroy(hdrs);
-        snprintf(errstr, errstr_size, "dead-letter produce to %s: %s",
-                 d->topic, rd_kafka_err2str(err));
+        snprintf(errstr, errstr_size, "dead-letter produce to %s: %s", d->topic,
+                 rd_kafka_err2str(err));
         return TD_ERR;
     }
     d->inflight++;
     return TD_OK;
 }
 
-int td_dlq_produce(td_dlq_t *d, const rd_kafka_message_t *msg,
-                   td_dlq_reason_t reason, const char *detail, int64_t now_ms,
-                   char *errstr, size_t errstr_size) {
+int td_dlq_produce(td_dlq_t *d,
+                   const rd_kafka_message_t *msg,
+                   td_dlq_reason_t reason,
+                   const char *detail,
+                   int64_t now_ms,
+                   char *errstr,
+                   size_t errstr_size) {
     rd_kafka_headers_t *hdrs = rd_kafka_headers_new(6);
     char num[32];
     const char *name = td_dlq_reason_name(reason);
@@ -101,11 +105,9 @@ int td_dlq_produce(td_dlq_t *d, const rd_kafka_message_t *msg,
 
 static void *dup_bytes(const void *p, size_t len) {
     void *c;
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     c = malloc(len ? len : 1);
-    if (c)
-        memcpy(c, p, len);
+    if (c) memcpy(c, p, len);
     return c;
 }
 
@@ -113,12 +115,9 @@ int td_dlq_delivery(td_dlq_t *d, const rd_kafka_message_t *msg) {
     rd_kafka_headers_t *hdrs = NULL;
     failed_t *f;
 
-    if (msg->_private != TD_DLQ_OPAQUE)
-        return 0;
-    if (d->inflight)
-        d->inflight--;
-    if (!msg->err)
-        return 1;
+    if (msg->_private != TD_DLQ_OPAQUE) return 0;
+    if (d->inflight) d->inflight--;
+    if (!msg->err) return 1;
     f = calloc(1, sizeof(*f));
     if (!f) {
         fprintf(stderr, "trustd: out of memory keeping a dead letter\n");
@@ -151,8 +150,8 @@ int td_dlq_retry(td_dlq_t *d, char *errstr, size_t errstr_size) {
          * refused retry keeps the original. */
         rd_kafka_headers_t *hdrs =
             f->hdrs ? rd_kafka_headers_copy(f->hdrs) : rd_kafka_headers_new(0);
-        if (produce(d, f->key, f->key_len, f->value, f->value_len, hdrs,
-                    errstr, errstr_size) != TD_OK)
+        if (produce(d, f->key, f->key_len, f->value, f->value_len, hdrs, errstr,
+                    errstr_size) != TD_OK)
             return TD_ERR;
         d->failed = f->next;
         d->failed_cnt--;

@@ -30,9 +30,13 @@ void td_dlq_destroy(td_dlq_t *d);
 /* Produces a dead letter for msg (consumed from a source topic). TD_OK, or
  * TD_ERR + errstr when the producer refused it (queue full: poll and retry).
  */
-int td_dlq_produce(td_dlq_t *d, const rd_kafka_message_t *msg,
-                   td_dlq_reason_t reason, const char *detail, int64_t now_ms,
-                   char *errstr, size_t errstr_size);
+int td_dlq_produce(td_dlq_t *d,
+                   const rd_kafka_message_t *msg,
+                   td_dlq_reason_t reason,
+                   const char *detail,
+                   int64_t now_ms,
+                   char *errstr,
+                   size_t errstr_size);
 
 /* From the producer's delivery report callback: keeps a copy of a dead
  * letter whose delivery failed. Returns 1 if msg was a dead letter. */

@@ -2,11 +2,11 @@
  * event.h - the event contract as C types.
  *
  * td_event_t is the decoded, validated form of one Kafka message from the
- * orders, reviews or refunds topic (schemas/, one .avsc per record). The codec fills it; the
- * signal catalog reads it. Strings are borrowed views (pointer + length, not
- * NUL-terminated) into the codec's reusable buffers: they stay valid until the
- * next decode on the same codec. Optional ("null|...") fields use the TD_NULL_*
- * sentinels below.
+ * orders, reviews or refunds topic (schemas/, one .avsc per record). The codec
+ * fills it; the signal catalog reads it. Strings are borrowed views (pointer +
+ * length, not NUL-terminated) into the codec's reusable buffers: they stay
+ * valid until the next decode on the same codec. Optional ("null|...") fields
+ * use the TD_NULL_* sentinels below.
  *
  * td_score_rec_t is the published TrustScore record.
  */
@@ -98,11 +98,11 @@ typedef enum {
 } td_responsible_t;
 
 typedef struct td_order_s {
-    int status;               /* td_order_status_t */
-    int64_t amount_cents;     /* >= 0 */
-    int channel;              /* td_channel_t */
-    int cancelled_by;         /* td_cancelled_by_t or TD_NULL_ENUM */
-    int64_t promised_ship_by; /* or TD_NULL_TS */
+    int status;                   /* td_order_status_t */
+    int64_t amount_cents;         /* >= 0 */
+    int channel;                  /* td_channel_t */
+    int cancelled_by;             /* td_cancelled_by_t or TD_NULL_ENUM */
+    int64_t promised_ship_by;     /* or TD_NULL_TS */
     int64_t promised_delivery_by; /* or TD_NULL_TS */
     int tracking_valid;           /* 0/1 or TD_NULL_BOOL */
     /* Added in order schema v2 (defaulted, so v1 writers still decode). */

@@ -19,23 +19,29 @@ struct td_http_s {
     int port;
 };
 
-static enum MHD_Result reply(struct MHD_Connection *c, unsigned status,
-                             const char *type, char *body, size_t len,
+static enum MHD_Result reply(struct MHD_Connection *c,
+                             unsigned status,
+                             const char *type,
+                             char *body,
+                             size_t len,
                              enum MHD_ResponseMemoryMode mode) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, mode);
     enum MHD_Result ret;
-    if (!r)
-        return MHD_NO;
+    if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
     ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
 }
 
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
-                               const char *url, const char *method,
-                               const char *version, const char *upload_data,
-                               size_t *upload_data_size, void **con_cls) {
+static enum MHD_Result handler(void *cls,
+                               struct MHD_Connection *c,
+                               const char *url,
+                               const char *method,
+                               const char *version,
+                               const char *upload_data,
+                               size_t *upload_data_size,
+                               void **con_cls) {
     td_http_t *h = cls;
     char why[256];
 
@@ -46,8 +52,7 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
         char *buf = NULL;
         size_t len = 0;
         FILE *fp = open_memstream(&buf, &len);
-        if (!fp)
-            return MHD_NO;
+        if (!fp) return MHD_NO;
         td_metrics_write(h->metrics, td_mono_ms(), h->stall_timeout_ms, fp);
         fclose(fp);
         return reply(c, 200, "text/plain; version=0.0.4", buf, len,
@@ -56,8 +61,8 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
     if (!strcmp(url, "/healthz"))
         return reply(c, 200, "text/plain", "ok\n", 3, MHD_RESPMEM_PERSISTENT);
     if (!strcmp(url, "/readyz")) {
-        int ok = td_metrics_ready(h->metrics, td_mono_ms(),
-                                  h->stall_timeout_ms, why, sizeof(why) - 1);
+        int ok = td_metrics_ready(h->metrics, td_mono_ms(), h->stall_timeout_ms,
+                                  why, sizeof(why) - 1);
         size_t n = strlen(why);
         why[n++] = '\n';
         return reply(c, ok ? 200 : 503, "text/plain", why, n,
@@ -67,8 +72,11 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c,
                  MHD_RESPMEM_PERSISTENT);
 }
 
-td_http_t *td_http_start(const char *addr, int port, td_metrics_t *metrics,
-                         int stall_timeout_ms, char *errstr,
+td_http_t *td_http_start(const char *addr,
+                         int port,
+                         td_metrics_t *metrics,
+                         int stall_timeout_ms,
+                         char *errstr,
                          size_t errstr_size) {
     td_http_t *h = calloc(1, sizeof(*h));
     struct sockaddr_in sin;
@@ -89,11 +97,10 @@ td_http_t *td_http_start(const char *addr, int port, td_metrics_t *metrics,
     }
     h->metrics = metrics;
     h->stall_timeout_ms = stall_timeout_ms;
-    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port,
-                            NULL, NULL, handler, h, MHD_OPTION_SOCK_ADDR,
-                            (struct sockaddr *)&sin,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-                            MHD_OPTION_END);
+    h->d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, handler, h,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
     if (!h->d) {
         snprintf(errstr, errstr_size, "http: cannot listen on %s:%d", addr,
                  port);
@@ -110,8 +117,7 @@ int td_http_port(const td_http_t *h) {
 }
 
 void td_http_stop(td_http_t *h) {
-    if (!h)
-        return;
+    if (!h) return;
     MHD_stop_daemon(h->d);
     free(h);
 }

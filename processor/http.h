@@ -15,8 +15,11 @@ typedef struct td_http_s td_http_t;
 /* Starts serving on addr:port (port 0 lets the system pick; trustd's
  * http_port 0 means no endpoint and does not call this). metrics is
  * borrowed and must outlive the server. NULL + errstr on failure. */
-td_http_t *td_http_start(const char *addr, int port, td_metrics_t *metrics,
-                         int stall_timeout_ms, char *errstr,
+td_http_t *td_http_start(const char *addr,
+                         int port,
+                         td_metrics_t *metrics,
+                         int stall_timeout_ms,
+                         char *errstr,
                          size_t errstr_size);
 /* The port actually bound. */
 int td_http_port(const td_http_t *h);

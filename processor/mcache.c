@@ -66,8 +66,7 @@ static void free_list_deltas(td_mdelta_t *d) {
 }
 
 void td_mcache_destroy(td_mcache_t *c) {
-    if (!c)
-        return;
+    if (!c) return;
     td_mcache_clear(c);
     free_list_merchants(c->free_merchants);
     free_list_deltas(c->free_deltas);
@@ -90,8 +89,12 @@ static void rehash(td_mcache_t *c) {
     c->nbuckets = nb;
 }
 
-td_mdelta_t *td_mcache_delta(td_mcache_t *c, const char *id, size_t idlen,
-                             int src, td_event_kind_t kind, int64_t offset) {
+td_mdelta_t *td_mcache_delta(td_mcache_t *c,
+                             const char *id,
+                             size_t idlen,
+                             int src,
+                             td_event_kind_t kind,
+                             int64_t offset) {
     uint32_t h = hash_id(id, idlen);
     size_t i = h & (c->nbuckets - 1);
     td_merchant_t *m;
@@ -129,8 +132,7 @@ td_mdelta_t *td_mcache_delta(td_mcache_t *c, const char *id, size_t idlen,
         c->merchants++;
     }
     for (d = m->deltas; d; d = d->next) {
-        if (d->src == src)
-            return d;
+        if (d->src == src) return d;
     }
     if (c->free_deltas) {
         d = c->free_deltas;
@@ -195,8 +197,7 @@ void td_mcache_clear(td_mcache_t *c) {
         c->free_merchants = m;
         m = next;
     }
-    if (c->merchants)
-        memset(c->buckets, 0, c->nbuckets * sizeof(*c->buckets));
+    if (c->merchants) memset(c->buckets, 0, c->nbuckets * sizeof(*c->buckets));
     c->head = c->tail = NULL;
     c->merchants = 0;
     c->deltas = 0;

@@ -40,8 +40,12 @@ void td_mcache_destroy(td_mcache_t *c);
 /* The delta of (merchant, src), created empty (first offset `offset`) if
  * missing. id must be 1..TD_MERCHANT_ID_MAX bytes. Never NULL (aborts on
  * out-of-memory, like Redis' zmalloc). */
-td_mdelta_t *td_mcache_delta(td_mcache_t *c, const char *id, size_t idlen,
-                             int src, td_event_kind_t kind, int64_t offset);
+td_mdelta_t *td_mcache_delta(td_mcache_t *c,
+                             const char *id,
+                             size_t idlen,
+                             int src,
+                             td_event_kind_t kind,
+                             int64_t offset);
 
 size_t td_mcache_merchants(const td_mcache_t *c);
 size_t td_mcache_deltas(const td_mcache_t *c);

@@ -42,15 +42,17 @@ int64_t td_metrics_lag(const td_metrics_t *m) {
         for (int p = 0; p < TD_METRICS_MAX_PARTS; p++) {
             int64_t hi = LD(m->high_watermark[k][p]);
             int64_t pos = LD(m->position[k][p]);
-            if (hi >= 0 && pos >= 0 && hi > pos)
-                lag += hi - pos;
+            if (hi >= 0 && pos >= 0 && hi > pos) lag += hi - pos;
         }
     }
     return lag;
 }
 
-int td_metrics_ready(const td_metrics_t *m, int64_t now_mono_ms,
-                     int64_t stall_ms, char *why, size_t why_size) {
+int td_metrics_ready(const td_metrics_t *m,
+                     int64_t now_mono_ms,
+                     int64_t stall_ms,
+                     char *why,
+                     size_t why_size) {
     int64_t progress = LD(m->last_progress_ms);
 
     if (!LD(m->redis_ok)) {
@@ -71,8 +73,8 @@ int td_metrics_ready(const td_metrics_t *m, int64_t now_mono_ms,
     return 1;
 }
 
-static void hist_write(FILE *fp, const char *name, const char *help,
-                       const td_hist_t *h) {
+static void
+hist_write(FILE *fp, const char *name, const char *help, const td_hist_t *h) {
     uint64_t cum = 0;
     fprintf(fp, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
     for (int i = 0; i < TD_HIST_BUCKETS; i++) {
@@ -81,20 +83,21 @@ static void hist_write(FILE *fp, const char *name, const char *help,
                 (unsigned long long)cum);
     }
     cum += LD(h->buckets[TD_HIST_BUCKETS]);
-    fprintf(fp, "%s_bucket{le=\"+Inf\"} %llu\n", name,
-            (unsigned long long)cum);
+    fprintf(fp, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
     fprintf(fp, "%s_sum %.6f\n%s_count %llu\n", name,
             (double)LD(h->sum_micro) / 1e6, name,
             (unsigned long long)LD(h->count));
 }
 
-static void counter_head(FILE *fp, const char *name, const char *type,
-                         const char *help) {
+static void
+counter_head(FILE *fp, const char *name, const char *type, const char *help) {
     fprintf(fp, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-void td_metrics_write(const td_metrics_t *m, int64_t now_mono_ms,
-                      int64_t stall_ms, FILE *fp) {
+void td_metrics_write(const td_metrics_t *m,
+                      int64_t now_mono_ms,
+                      int64_t stall_ms,
+                      FILE *fp) {
     char why[128];
     int k, p, r;
 
@@ -118,8 +121,7 @@ void td_metrics_write(const td_metrics_t *m, int64_t now_mono_ms,
     for (k = 0; k < TD_EV__CNT; k++) {
         for (r = 1; r < TD_DLQ__CNT; r++) {
             uint64_t v = LD(m->dead_lettered[k][r]);
-            if (!v)
-                continue;
+            if (!v) continue;
             fprintf(fp,
                     "trustd_events_dead_lettered_total{topic=\"%s\","
                     "reason=\"%s\"} %llu\n",
@@ -133,8 +135,7 @@ void td_metrics_write(const td_metrics_t *m, int64_t now_mono_ms,
         for (p = 0; p < TD_METRICS_MAX_PARTS; p++) {
             int64_t hi = LD(m->high_watermark[k][p]);
             int64_t pos = LD(m->position[k][p]);
-            if (hi < 0 || pos < 0)
-                continue;
+            if (hi < 0 || pos < 0) continue;
             fprintf(fp,
                     "trustd_consumer_lag{topic=\"%s\",partition=\"%d\"} "
                     "%lld\n",
@@ -146,8 +147,7 @@ void td_metrics_write(const td_metrics_t *m, int64_t now_mono_ms,
     for (k = 0; k < TD_EV__CNT; k++) {
         for (p = 0; p < TD_METRICS_MAX_PARTS; p++) {
             int64_t so = LD(m->stored_offset[k][p]);
-            if (so < 0)
-                continue;
+            if (so < 0) continue;
             fprintf(fp,
                     "trustd_stored_offset{topic=\"%s\",partition=\"%d\"} "
                     "%lld\n",

@@ -35,8 +35,8 @@ typedef struct td_metrics_s {
     _Atomic int64_t stored_offset[TD_EV__CNT][TD_METRICS_MAX_PARTS];
     _Atomic int64_t high_watermark[TD_EV__CNT][TD_METRICS_MAX_PARTS];
     _Atomic int64_t position[TD_EV__CNT][TD_METRICS_MAX_PARTS];
-    td_hist_t batch_events;   /* events per flush */
-    td_hist_t flush_seconds;  /* flush duration */
+    td_hist_t batch_events;  /* events per flush */
+    td_hist_t flush_seconds; /* flush duration */
     _Atomic uint64_t redis_roundtrips;
     _Atomic uint64_t redis_errors;
     _Atomic uint64_t rebalances;
@@ -45,7 +45,7 @@ typedef struct td_metrics_s {
     _Atomic int64_t merchants_cached;
     _Atomic uint64_t flushes;
     _Atomic uint64_t flush_failures;
-    _Atomic int redis_ok;        /* last Redis call succeeded */
+    _Atomic int redis_ok;             /* last Redis call succeeded */
     _Atomic int64_t last_progress_ms; /* monotonic ms of last applied flush */
     _Atomic int64_t started_ms;
 } td_metrics_t;
@@ -61,12 +61,17 @@ int64_t td_metrics_lag(const td_metrics_t *m);
  * stalled (some lag but no flush completed for stall_ms). Returns 1 if
  * ready, else 0 with why filled.
  */
-int td_metrics_ready(const td_metrics_t *m, int64_t now_mono_ms,
-                     int64_t stall_ms, char *why, size_t why_size);
+int td_metrics_ready(const td_metrics_t *m,
+                     int64_t now_mono_ms,
+                     int64_t stall_ms,
+                     char *why,
+                     size_t why_size);
 
 /* Prometheus text exposition of everything above, plus trustd_ready as
  * judged by td_metrics_ready() with stall_ms. */
-void td_metrics_write(const td_metrics_t *m, int64_t now_mono_ms,
-                      int64_t stall_ms, FILE *fp);
+void td_metrics_write(const td_metrics_t *m,
+                      int64_t now_mono_ms,
+                      int64_t stall_ms,
+                      FILE *fp);
 
 #endif

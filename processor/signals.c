@@ -19,10 +19,10 @@
 #define CANCELLED_BY(x) (e->u.order.cancelled_by == TD_CANCEL_##x)
 #define CHANNEL_IS(x)   (e->u.order.channel == TD_CHANNEL_##x)
 #define SHIPPED_LATE                                                           \
-    (e->u.order.promised_ship_by != TD_NULL_TS &&                             \
+    (e->u.order.promised_ship_by != TD_NULL_TS &&                              \
      e->event_time > e->u.order.promised_ship_by)
 #define DELIVERED_LATE                                                         \
-    (e->u.order.promised_delivery_by != TD_NULL_TS &&                         \
+    (e->u.order.promised_delivery_by != TD_NULL_TS &&                          \
      e->event_time > e->u.order.promised_delivery_by)
 #define TRACKING_VALID (e->u.order.tracking_valid == 1)
 #define HAS_PAID_AT    (e->u.order.paid_at != TD_NULL_TS)
@@ -32,13 +32,13 @@
  * of two far-apart ones overflows. */
 #define HOURS_SINCE(f)                                                         \
     fmax(0.0, ((double)e->event_time - (double)e->u.order.f) / 3600000.0)
-#define BUYER_SEQ      (e->u.order.buyer_order_seq)
-#define NOT_FLAGGED    (!e->u.review.flagged)
-#define RATING         ((double)e->u.review.rating)
-#define DIM_SET(f)     (e->u.review.f != TD_NULL_INT)
-#define DIM(f)         ((double)e->u.review.f)
-#define REFUND_IS(s)   (e->u.refund.status == TD_REFUND_##s)
-#define REASON_IS(x)   (e->u.refund.reason == TD_REASON_##x)
+#define BUYER_SEQ    (e->u.order.buyer_order_seq)
+#define NOT_FLAGGED  (!e->u.review.flagged)
+#define RATING       ((double)e->u.review.rating)
+#define DIM_SET(f)   (e->u.review.f != TD_NULL_INT)
+#define DIM(f)       ((double)e->u.review.f)
+#define REFUND_IS(s) (e->u.refund.status == TD_REFUND_##s)
+#define REASON_IS(x) (e->u.refund.reason == TD_REASON_##x)
 #define MERCHANT_FAULT_REASON                                                  \
     (REASON_IS(QUALITY) || REASON_IS(NOT_AS_DESCRIBED) ||                      \
      REASON_IS(COUNTERFEIT))
@@ -47,9 +47,8 @@
 #define RESOLVED         (REFUND_IS(COMPLETED) || REFUND_IS(REJECTED))
 #define HAS_REQUESTED_AT (e->u.refund.requested_at != TD_NULL_TS)
 #define HOURS_SINCE_REQUEST                                                    \
-    fmax(0.0,                                                                  \
-         ((double)e->event_time - (double)e->u.refund.requested_at) /          \
-             3600000.0)
+    fmax(0.0, ((double)e->event_time - (double)e->u.refund.requested_at) /     \
+                  3600000.0)
 #define ARBITRATION_LOST                                                       \
     (REFUND_IS(ARBITRATED) && e->u.refund.responsible == TD_RESP_MERCHANT)
 #define KIND_IS(x)   (e->u.refund.kind == TD_KIND_##x)
@@ -174,14 +173,19 @@ static const struct {
                       refund_agg, refund_win},
 };
 
-static const char *category_names[TD_CAT__CNT] = {
-    "fulfillment", "logistics", "product quality",   "after-sales service",
-    "disputes and counterfeit", "buyer loyalty", "volume and stability",
-    "channel mix", "risk"};
+static const char *category_names[TD_CAT__CNT] = {"fulfillment",
+                                                  "logistics",
+                                                  "product quality",
+                                                  "after-sales service",
+                                                  "disputes and counterfeit",
+                                                  "buyer loyalty",
+                                                  "volume and stability",
+                                                  "channel mix",
+                                                  "risk"};
 
 static const char *agg_names[TD_AGG__CNT] = {
-    "count", "sum", "latest (max)", "first (min)",
-    "ratio", "average", "trend", "age"};
+    "count", "sum",     "latest (max)", "first (min)",
+    "ratio", "average", "trend",        "age"};
 
 const char *td_category_name(td_category_t c) {
     return (unsigned)c < TD_CAT__CNT ? category_names[c] : "?";
@@ -208,8 +212,7 @@ const char *td_window_name(int64_t window_ms) {
 
 int td_signal_by_name(const char *name) {
     for (int i = 0; i < TD_SIG__CNT; i++) {
-        if (!strcmp(td_signals[i].name, name))
-            return i;
+        if (!strcmp(td_signals[i].name, name)) return i;
     }
     return -1;
 }
@@ -252,12 +255,10 @@ int td_sigdelta_slot_set(const td_sigdelta_t *d, int slot) {
 static inline void fold(td_sigdelta_t *d, int i, int agg, double f, double x) {
     switch (agg) {
     case TD_AGG_MAX:
-        if (x > d->v[i])
-            d->v[i] = x;
+        if (x > d->v[i]) d->v[i] = x;
         break;
     case TD_AGG_MIN:
-        if (x < d->v[i])
-            d->v[i] = x;
+        if (x < d->v[i]) d->v[i] = x;
         break;
     default:
         d->v[i] += x * f;
@@ -363,8 +364,7 @@ void td_sigstate_derive(td_sigstate_t *s) {
 void td_sigstate_merge(td_sigstate_t *s, const td_sigdelta_t *d) {
     int64_t t = s->as_of;
 
-    if (d->events == 0)
-        return;
+    if (d->events == 0) return;
     if (t == TD_NULL_TS || d->as_of > t) {
         /* Move every windowed value of the merchant to the new as_of. */
         for (int i = 0; i < TD_SIG_BASE_CNT && t != TD_NULL_TS; i++) {
@@ -379,15 +379,12 @@ void td_sigstate_merge(td_sigstate_t *s, const td_sigdelta_t *d) {
         const td_signal_t *sg = &td_signals[i];
         double x = d->v[slot];
 
-        if (!td_sigdelta_slot_set(d, slot))
-            continue;
+        if (!td_sigdelta_slot_set(d, slot)) continue;
         if (sg->agg == TD_AGG_MAX) {
-            if (!s->present[i] || x > s->v[i])
-                s->v[i] = x;
+            if (!s->present[i] || x > s->v[i]) s->v[i] = x;
             s->present[i] = 1;
         } else if (sg->agg == TD_AGG_MIN) {
-            if (!s->present[i] || x < s->v[i])
-                s->v[i] = x;
+            if (!s->present[i] || x < s->v[i]) s->v[i] = x;
             s->present[i] = 1;
         } else if (sg->window_ms == TD_WIN_LIFE) {
             s->v[i] += x;
@@ -412,8 +409,7 @@ static void emit(char *buf, size_t size, size_t *len, const char *fmt, ...) {
     n = vsnprintf(*len < size ? buf + *len : NULL,
                   *len < size ? size - *len : 0, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        *len += (size_t)n;
+    if (n > 0) *len += (size_t)n;
 }
 
 /*
@@ -438,7 +434,9 @@ int td_signals_lua(char *buf, size_t size) {
     for (i = 0; i < TD_SIG_BASE_CNT; i++) {
         int agg = td_signals[i].agg;
         emit(buf, size, &len, "%s%d", i ? "," : "",
-             agg == TD_AGG_MAX ? 1 : agg == TD_AGG_MIN ? 2 : 0);
+             agg == TD_AGG_MAX   ? 1
+             : agg == TD_AGG_MIN ? 2
+                                 : 0);
     }
     emit(buf, size, &len, "}\nlocal DN, DO, DA, DB, DK = {}, {}, {}, {}, {}\n");
     for (i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++) {
@@ -447,8 +445,10 @@ int td_signals_lua(char *buf, size_t size) {
         emit(buf, size, &len,
              "DN[%d]='%s' DO[%d]=%d DA[%d]=%d DB[%d]=%d DK[%d]=%.17g\n", j,
              sg->name, j,
-             sg->agg == TD_AGG_TREND ? 1 : sg->agg == TD_AGG_AGE ? 2 : 0, j,
-             (int)sg->a + 1, j, (int)sg->b + 1, j, sg->k);
+             sg->agg == TD_AGG_TREND ? 1
+             : sg->agg == TD_AGG_AGE ? 2
+                                     : 0,
+             j, (int)sg->a + 1, j, (int)sg->b + 1, j, sg->k);
     }
     emit(buf, size, &len, "%s",
          "local function fmt(x) return string.format('" FMT_BASE "', x) end\n"
@@ -539,8 +539,7 @@ int td_signals_lua(char *buf, size_t size) {
          "  for i = 1, 5 do r[#r + 1] = m[i] or '' end\n"
          "  return r\n"
          "end\n");
-    if (len >= size)
-        return -1;
+    if (len >= size) return -1;
     return (int)len;
 }
 
@@ -552,8 +551,7 @@ static const char *const source_names[TD_EV__CNT] = {"order", "review",
 /* Writes text for a markdown table cell: a `|` would end the cell. */
 static void md_cell(FILE *fp, const char *text) {
     for (const char *p = text; *p; p++) {
-        if (*p == '|')
-            fputc('\\', fp);
+        if (*p == '|') fputc('\\', fp);
         fputc(*p, fp);
     }
 }
@@ -813,8 +811,7 @@ static void ref_catalog(FILE *fp) {
         int any = 0;
         for (int i = 0; i < TD_SIG__CNT; i++) {
             const td_signal_t *sg = &td_signals[i];
-            if (sg->category != (td_category_t)c)
-                continue;
+            if (sg->category != (td_category_t)c) continue;
             if (!any) {
                 fprintf(fp,
                         "## %s\n\n"
@@ -832,8 +829,7 @@ static void ref_catalog(FILE *fp) {
                     td_window_name(sg->window_ms), sg->unit,
                     sg->higher_better ? "higher" : "lower");
         }
-        if (any)
-            fprintf(fp, "\n");
+        if (any) fprintf(fp, "\n");
     }
 }
 

@@ -54,8 +54,9 @@ typedef enum {
 } td_slot_refund_t;
 
 #define TD_SIG_BASE_CNT (TD_SLOT_O__CNT + TD_SLOT_V__CNT + TD_SLOT_R__CNT)
-#define TD_MAX_(a, b) ((int)(a) > (int)(b) ? (int)(a) : (int)(b))
-#define TD_SLOT_MAX   TD_MAX_(TD_MAX_(TD_SLOT_O__CNT, TD_SLOT_V__CNT), TD_SLOT_R__CNT)
+#define TD_MAX_(a, b)   ((int)(a) > (int)(b) ? (int)(a) : (int)(b))
+#define TD_SLOT_MAX                                                            \
+    TD_MAX_(TD_MAX_(TD_SLOT_O__CNT, TD_SLOT_V__CNT), TD_SLOT_R__CNT)
 
 typedef enum {
     TD_AGG_COUNT = 0, /* base: sum of 1 per matching event */
@@ -92,12 +93,12 @@ typedef struct td_signal_s {
     const char *name;
     td_category_t category;
     td_agg_t agg;
-    int64_t window_ms;  /* TD_WIN_LIFE (0) for lifetime and extremes */
-    int source;         /* td_event_kind_t, or -1 for derived */
-    int slot;           /* index in the source's delta; -1 for derived */
-    const char *cond;   /* the condition as written in signals.def */
-    const char *value;  /* the folded value as written */
-    td_signal_id_t a;   /* derived inputs (base signals) */
+    int64_t window_ms; /* TD_WIN_LIFE (0) for lifetime and extremes */
+    int source;        /* td_event_kind_t, or -1 for derived */
+    int slot;          /* index in the source's delta; -1 for derived */
+    const char *cond;  /* the condition as written in signals.def */
+    const char *value; /* the folded value as written */
+    td_signal_id_t a;  /* derived inputs (base signals) */
     td_signal_id_t b;
     double k;
     const char *unit;
@@ -125,8 +126,8 @@ td_signal_id_t td_signals_slot_sig(td_event_kind_t kind, int slot);
  */
 typedef struct td_sigdelta_s {
     int64_t as_of;
-    int kind;      /* td_event_kind_t */
-    int events;    /* events folded */
+    int kind;   /* td_event_kind_t */
+    int events; /* events folded */
     double v[TD_SLOT_MAX];
 } td_sigdelta_t;
 
@@ -161,8 +162,8 @@ void td_sigstate_derive(td_sigstate_t *s);
  * merchant's watermark for that source is <= its first offset, skipped if >=
  * its next offset; anything in between is refused before any write.
  * Replies {applied flags "1,0,..", as_of, base values..., pub_score, pub_tier,
- * pub_ms, version, model_version}, numbers as strings. Writes NUL-terminated source into buf;
- * returns its length, or -1 if buf is too small.
+ * pub_ms, version, model_version}, numbers as strings. Writes NUL-terminated
+ * source into buf; returns its length, or -1 if buf is too small.
  */
 int td_signals_lua(char *buf, size_t size);
 

@@ -64,10 +64,10 @@
 /* Cluster: replicas a write must reach, redirections one command may take,
  * time one round may spend backing off TRYAGAIN/CLUSTERDOWN/LOADING, and the
  * longest WAIT (also bounded by half the command timeout). */
-#define WAIT_REPLICAS     1
-#define REDIRECT_MAX      16
-#define TRANSIENT_MAX_MS  1000
-#define WAIT_MAX_MS       1000
+#define WAIT_REPLICAS    1
+#define REDIRECT_MAX     16
+#define TRANSIENT_MAX_MS 1000
+#define WAIT_MAX_MS      1000
 
 /* One cluster node's connection and its part of the current round. */
 typedef struct snode_s {
@@ -113,20 +113,20 @@ struct td_store_s {
     td_store_stats_t stats;
 
     /* cluster */
-    int cluster;    /* speaking the cluster protocol */
-    int detect;     /* one Redis: ask CLUSTER INFO on the next connect */
+    int cluster; /* speaking the cluster protocol */
+    int detect;  /* one Redis: ask CLUSTER INFO on the next connect */
     seed_t *seeds;
     int nseeds;
     size_t seedcap;
     td_cluster_t *map;
-    int map_ok;     /* loaded and not known to be stale */
-    snode_t *sn;    /* per map node */
+    int map_ok;  /* loaded and not known to be stale */
+    snode_t *sn; /* per map node */
     int sncap;
-    int *masters;   /* by lowest slot, as td_cluster_masters() */
+    int *masters; /* by lowest slot, as td_cluster_masters() */
     int nmasters;
-    int *used;      /* nodes of this round */
+    int *used; /* nodes of this round */
     int nused;
-    cstate_t *cs;   /* commands of this round */
+    cstate_t *cs; /* commands of this round */
     size_t cscap;
     int wait_ms;
 
@@ -144,23 +144,23 @@ struct td_rbatch_s {
     size_t len, cap;
     struct rarg {
         size_t off, len;
-    } *args;
+    } * args;
     size_t acnt, acap;
     struct rcmd {
         size_t first, argc;
         td_rbatch_cb_t cb;
         void *opaque;
-    } *cmds;
+    } * cmds;
     size_t ccnt, ccap;
-    size_t cur_first; /* first arg of the command being built */
+    size_t cur_first;  /* first arg of the command being built */
     const char **argv; /* scratch for one command */
     size_t *argvlen;
     size_t argv_cap, argvlen_cap;
 };
 
 static int cl_connect(td_store_t *st, char *errstr, size_t errstr_size);
-static int cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
-                   size_t errstr_size);
+static int
+cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr, size_t errstr_size);
 static void grow(void **p, size_t *cap, size_t n, size_t sz);
 
 /* Fixed functions of the library; td_apply comes from the catalog. */
@@ -214,8 +214,7 @@ static int build_library(td_store_t *st, char *errstr, size_t errstr_size) {
     int n;
     size_t len;
 
-    if (!body)
-        goto oom;
+    if (!body) goto oom;
     n = td_signals_lua(body, LIB_MAX);
     if (n < 0 || (size_t)n + sizeof(lib_fixed) >= LIB_MAX) {
         snprintf(errstr, errstr_size, "function library exceeds %d bytes",
@@ -253,8 +252,8 @@ oom:
 
 /* Parses one "host:port" (port after the last ':', brackets around an IPv6
  * host allowed) or "/unix/path" into *sd. */
-static int parse_addr(const char *a, size_t alen, seed_t *sd, char *errstr,
-                      size_t errstr_size) {
+static int parse_addr(
+    const char *a, size_t alen, seed_t *sd, char *errstr, size_t errstr_size) {
     const char *colon = NULL;
     const char *h = a;
     size_t hlen;
@@ -271,8 +270,7 @@ static int parse_addr(const char *a, size_t alen, seed_t *sd, char *errstr,
         return sd->host ? TD_OK : TD_ERR;
     }
     for (size_t i = 0; i < alen; i++) {
-        if (a[i] == ':')
-            colon = a + i;
+        if (a[i] == ':') colon = a + i;
     }
     if (!colon) {
         snprintf(errstr, errstr_size,
@@ -301,8 +299,8 @@ static int parse_addr(const char *a, size_t alen, seed_t *sd, char *errstr,
     return sd->host ? TD_OK : TD_ERR;
 }
 
-td_store_t *td_store_new(const td_store_conf_t *conf, char *errstr,
-                         size_t errstr_size) {
+td_store_t *
+td_store_new(const td_store_conf_t *conf, char *errstr, size_t errstr_size) {
     td_store_t *st = calloc(1, sizeof(*st));
     const char *a = conf->addrs ? conf->addrs : "";
 
@@ -315,12 +313,11 @@ td_store_t *td_store_new(const td_store_conf_t *conf, char *errstr,
         size_t alen = strcspn(a, ",");
         grow((void **)&st->seeds, &st->seedcap, (size_t)st->nseeds + 1,
              sizeof(*st->seeds));
-        if (parse_addr(a, alen, &st->seeds[st->nseeds], errstr,
-                       errstr_size) != TD_OK)
+        if (parse_addr(a, alen, &st->seeds[st->nseeds], errstr, errstr_size) !=
+            TD_OK)
             goto err;
         st->nseeds++;
-        if (!a[alen])
-            break;
+        if (!a[alen]) break;
         a += alen + 1;
     }
     st->host = strdup(st->seeds[0].host);
@@ -331,10 +328,8 @@ td_store_t *td_store_new(const td_store_conf_t *conf, char *errstr,
     st->command_timeout_ms = conf->command_timeout_ms;
     st->readonly = conf->readonly;
     st->wait_ms = conf->command_timeout_ms / 2;
-    if (st->wait_ms > WAIT_MAX_MS)
-        st->wait_ms = WAIT_MAX_MS;
-    if (st->wait_ms < 1)
-        st->wait_ms = 1; /* WAIT 1 0 would block forever */
+    if (st->wait_ms > WAIT_MAX_MS) st->wait_ms = WAIT_MAX_MS;
+    if (st->wait_ms < 1) st->wait_ms = 1; /* WAIT 1 0 would block forever */
     st->detect = !conf->cluster;
     if (!st->host || !st->user || !st->password) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -351,8 +346,7 @@ td_store_t *td_store_new(const td_store_conf_t *conf, char *errstr,
         }
         st->cluster = 1;
     }
-    if (build_library(st, errstr, errstr_size) != TD_OK)
-        goto err;
+    if (build_library(st, errstr, errstr_size) != TD_OK) goto err;
     return st;
 err:
     td_store_destroy(st);
@@ -362,13 +356,10 @@ err:
 static void queue_clear(td_store_t *st);
 
 void td_store_destroy(td_store_t *st) {
-    if (!st)
-        return;
-    if (st->c)
-        redisFree(st->c);
+    if (!st) return;
+    if (st->c) redisFree(st->c);
     for (int i = 0; i < st->sncap; i++) {
-        if (st->sn[i].c)
-            redisFree(st->sn[i].c);
+        if (st->sn[i].c) redisFree(st->sn[i].c);
     }
     queue_clear(st);
     td_rbatch_destroy(st->qb);
@@ -394,8 +385,7 @@ static struct timeval ms_tv(int ms) {
 }
 
 static void drop(td_store_t *st) {
-    if (st->c)
-        redisFree(st->c);
+    if (st->c) redisFree(st->c);
     st->c = NULL;
     st->healthy = 0;
     st->stats.errors++;
@@ -403,16 +393,18 @@ static void drop(td_store_t *st) {
 
 /* Connects to host:port (or the unix socket host when port < 0), sets the
  * command timeout and authenticates. NULL + errstr on failure. */
-static redisContext *open_conn(td_store_t *st, const char *host, int port,
-                               char *errstr, size_t errstr_size) {
+static redisContext *open_conn(td_store_t *st,
+                               const char *host,
+                               int port,
+                               char *errstr,
+                               size_t errstr_size) {
     redisContext *c;
     redisReply *r;
 
     if (port < 0)
         c = redisConnectUnixWithTimeout(host, ms_tv(st->connect_timeout_ms));
     else
-        c = redisConnectWithTimeout(host, port,
-                                    ms_tv(st->connect_timeout_ms));
+        c = redisConnectWithTimeout(host, port, ms_tv(st->connect_timeout_ms));
     if (!c || c->err) {
         snprintf(errstr, errstr_size, "redis %s:%d: %s", host, port,
                  c ? c->errstr : "out of memory");
@@ -429,22 +421,22 @@ static redisContext *open_conn(td_store_t *st, const char *host, int port,
         if (!r || r->type == REDIS_REPLY_ERROR) {
             snprintf(errstr, errstr_size, "redis AUTH: %s",
                      r ? r->str : c->errstr);
-            if (r)
-                freeReplyObject(r);
+            if (r) freeReplyObject(r);
             goto err;
         }
         freeReplyObject(r);
     }
     return c;
 err:
-    if (c)
-        redisFree(c);
+    if (c) redisFree(c);
     return NULL;
 }
 
 /* FUNCTION LOAD REPLACE: idempotent (same name, same text) and, unlike a
  * load answered "already exists", always a replicated write (see WAIT). */
-static int load_library(td_store_t *st, redisContext *c, char *errstr,
+static int load_library(td_store_t *st,
+                        redisContext *c,
+                        char *errstr,
                         size_t errstr_size) {
     redisReply *r = redisCommand(c, "FUNCTION LOAD REPLACE %s", st->lib);
 
@@ -479,13 +471,10 @@ static int is_cluster_node(td_store_t *st, char *errstr, size_t errstr_size) {
 }
 
 int td_store_connect(td_store_t *st, char *errstr, size_t errstr_size) {
-    if (st->cluster)
-        return cl_connect(st, errstr, errstr_size);
-    if (st->c && !st->c->err && st->lib_loaded)
-        return TD_OK;
+    if (st->cluster) return cl_connect(st, errstr, errstr_size);
+    if (st->c && !st->c->err && st->lib_loaded) return TD_OK;
     if (!st->c || st->c->err) {
-        if (st->c)
-            redisFree(st->c);
+        if (st->c) redisFree(st->c);
         st->lib_loaded = 0;
         st->c = open_conn(st, st->host, st->port, errstr, errstr_size);
         if (!st->c) {
@@ -509,8 +498,10 @@ int td_store_connect(td_store_t *st, char *errstr, size_t errstr_size) {
                 return TD_ERR;
             }
             if (yes) {
-                td_log(TD_LOG_NOTICE, "redis %s:%d is a Redis Cluster node: "
-                       "switching to cluster mode", st->host, st->port);
+                td_log(TD_LOG_NOTICE,
+                       "redis %s:%d is a Redis Cluster node: "
+                       "switching to cluster mode",
+                       st->host, st->port);
                 redisFree(st->c);
                 st->c = NULL;
                 st->cluster = 1;
@@ -542,8 +533,7 @@ const td_store_stats_t *td_store_stats(const td_store_t *st) {
 
 const char *td_store_fn(const td_store_t *st, const char *base) {
     for (int i = 0; i < 4; i++) {
-        if (!strcmp(fn_bases[i], base))
-            return st->fn[i];
+        if (!strcmp(fn_bases[i], base)) return st->fn[i];
     }
     return "td_unknown";
 }
@@ -553,8 +543,7 @@ td_rbatch_t *td_rbatch_new(void) {
 }
 
 void td_rbatch_destroy(td_rbatch_t *b) {
-    if (!b)
-        return;
+    if (!b) return;
     free(b->buf);
     free(b->args);
     free(b->cmds);
@@ -576,8 +565,7 @@ size_t td_rbatch_cnt(const td_rbatch_t *b) {
 /* Grows *p (elements of size sz) to hold at least n; aborts on OOM like
  * Redis' zmalloc: a worker that cannot allocate cannot make progress. */
 static void grow(void **p, size_t *cap, size_t n, size_t sz) {
-    if (n <= *cap)
-        return;
+    if (n <= *cap) return;
     size_t nc = *cap ? *cap : 64;
     while (nc < n)
         nc *= 2;
@@ -628,10 +616,8 @@ void td_rbatch_fmt(td_rbatch_t *b, const char *fmt, ...) {
     va_start(ap, fmt);
     n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n >= sizeof(tmp))
-        n = sizeof(tmp) - 1;
+    if (n < 0) n = 0;
+    if ((size_t)n >= sizeof(tmp)) n = sizeof(tmp) - 1;
     td_rbatch_arg(b, tmp, (size_t)n);
 }
 
@@ -646,23 +632,22 @@ void td_rbatch_end(td_rbatch_t *b, td_rbatch_cb_t cb, void *opaque) {
 
 static int is_missing_function(const redisReply *r) {
     return r->type == REDIS_REPLY_ERROR &&
-           (strstr(r->str, "Function not found") ||
-            strstr(r->str, "NOSCRIPT"));
+           (strstr(r->str, "Function not found") || strstr(r->str, "NOSCRIPT"));
 }
 
-int td_store_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
+int td_store_exec(td_store_t *st,
+                  td_rbatch_t *b,
+                  char *errstr,
                   size_t errstr_size) {
     size_t i, j;
 
     /* The connect may find out that Redis is a cluster node. */
     if (!st->cluster && td_store_connect(st, errstr, errstr_size) != TD_OK)
         return TD_ERR;
-    if (st->cluster)
-        return cl_exec(st, b, errstr, errstr_size);
+    if (st->cluster) return cl_exec(st, b, errstr, errstr_size);
     for (size_t start = 0; start < b->ccnt; start += PIPELINE_CHUNK) {
         size_t end = start + PIPELINE_CHUNK;
-        if (end > b->ccnt)
-            end = b->ccnt;
+        if (end > b->ccnt) end = b->ccnt;
         for (i = start; i < end; i++) {
             struct rcmd *c = &b->cmds[i];
             grow((void **)&b->argv, &b->argv_cap, c->argc, sizeof(char *));
@@ -684,8 +669,8 @@ int td_store_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
             int rc;
             if (redisGetReply(st->c, (void **)&r) != REDIS_OK || !r) {
                 snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host,
-                         st->port, st->c->errstr[0] ? st->c->errstr
-                                                    : "connection lost");
+                         st->port,
+                         st->c->errstr[0] ? st->c->errstr : "connection lost");
                 drop(st);
                 return TD_ERR;
             }
@@ -708,8 +693,7 @@ int td_store_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
                 }
                 return TD_ERR;
             }
-            if (r->type == REDIS_REPLY_ERROR)
-                st->stats.errors++;
+            if (r->type == REDIS_REPLY_ERROR) st->stats.errors++;
             rc = b->cmds[i].cb
                      ? b->cmds[i].cb(b->cmds[i].opaque, r, errstr, errstr_size)
                      : TD_OK;
@@ -737,12 +721,10 @@ int td_store_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
  * queue. */
 static void queue_clear(td_store_t *st) {
     for (size_t i = st->qhead; st->qb && i < st->qsent; i++) {
-        if (st->qr[i])
-            freeReplyObject(st->qr[i]);
+        if (st->qr[i]) freeReplyObject(st->qr[i]);
         st->qr[i] = NULL;
     }
-    if (st->qb)
-        td_rbatch_reset(st->qb);
+    if (st->qb) td_rbatch_reset(st->qb);
     st->qsent = st->qhead = 0;
 }
 
@@ -753,17 +735,14 @@ static int add_formatted(td_rbatch_t *b, const char *cmd, size_t len) {
     long n;
     char *e;
 
-    if (len < 4 || *p != '*')
-        return TD_ERR;
+    if (len < 4 || *p != '*') return TD_ERR;
     n = strtol(p + 1, &e, 10);
-    if (n <= 0 || e + 2 > end || e[0] != '\r')
-        return TD_ERR;
+    if (n <= 0 || e + 2 > end || e[0] != '\r') return TD_ERR;
     p = e + 2;
     td_rbatch_begin(b);
     for (long i = 0; i < n; i++) {
         long alen;
-        if (p >= end || *p != '$')
-            return TD_ERR;
+        if (p >= end || *p != '$') return TD_ERR;
         alen = strtol(p + 1, &e, 10);
         if (alen < 0 || e + 2 > end ||
             (size_t)(end - (e + 2)) < (size_t)alen + 2)
@@ -780,13 +759,10 @@ int td_store_vappend(td_store_t *st, const char *fmt, va_list ap) {
     char *cmd = NULL;
     int len, rc;
 
-    if (!st->qb && !(st->qb = td_rbatch_new()))
-        return TD_ERR;
-    if (st->qhead > 0 && st->qhead == td_rbatch_cnt(st->qb))
-        queue_clear(st);
+    if (!st->qb && !(st->qb = td_rbatch_new())) return TD_ERR;
+    if (st->qhead > 0 && st->qhead == td_rbatch_cnt(st->qb)) queue_clear(st);
     len = redisvFormatCommand(&cmd, fmt, ap);
-    if (len < 0)
-        return TD_ERR;
+    if (len < 0) return TD_ERR;
     rc = add_formatted(st->qb, cmd, (size_t)len);
     redisFreeCommand(cmd);
     return rc;
@@ -802,14 +778,22 @@ int td_store_append(td_store_t *st, const char *fmt, ...) {
     return rc;
 }
 
-static int cl_collect(td_store_t *st, td_rbatch_t *b, size_t start,
-                      size_t end, redisReply **out, char *errstr,
+static int cl_collect(td_store_t *st,
+                      td_rbatch_t *b,
+                      size_t start,
+                      size_t end,
+                      redisReply **out,
+                      char *errstr,
                       size_t errstr_size);
 
 /* One Redis: sends b's commands [start, end) pipelined and stores their
  * replies in out. */
-static int sn_collect(td_store_t *st, td_rbatch_t *b, size_t start,
-                      size_t end, redisReply **out, char *errstr,
+static int sn_collect(td_store_t *st,
+                      td_rbatch_t *b,
+                      size_t start,
+                      size_t end,
+                      redisReply **out,
+                      char *errstr,
                       size_t errstr_size) {
     for (size_t i = start; i < end; i++) {
         struct rcmd *c = &b->cmds[i];
@@ -819,8 +803,8 @@ static int sn_collect(td_store_t *st, td_rbatch_t *b, size_t start,
             b->argv[j] = b->buf + b->args[c->first + j].off;
             b->argvlen[j] = b->args[c->first + j].len;
         }
-        if (redisAppendCommandArgv(st->c, (int)c->argc, b->argv,
-                                   b->argvlen) != REDIS_OK) {
+        if (redisAppendCommandArgv(st->c, (int)c->argc, b->argv, b->argvlen) !=
+            REDIS_OK) {
             snprintf(errstr, errstr_size, "redis: %s", st->c->errstr);
             drop(st);
             return TD_ERR;
@@ -829,8 +813,7 @@ static int sn_collect(td_store_t *st, td_rbatch_t *b, size_t start,
     for (size_t i = start; i < end; i++) {
         if (redisGetReply(st->c, (void **)&out[i - start]) != REDIS_OK ||
             !out[i - start]) {
-            snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host,
-                     st->port,
+            snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
                      st->c->errstr[0] ? st->c->errstr : "connection lost");
             for (size_t k = start; k < i; k++) {
                 freeReplyObject(out[k - start]);
@@ -859,8 +842,7 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size) {
         int rc = TD_OK;
         grow((void **)&st->qr, &st->qrcap, cnt, sizeof(*st->qr));
         memset(st->qr + st->qsent, 0, (cnt - st->qsent) * sizeof(*st->qr));
-        if (!st->cluster)
-            rc = td_store_connect(st, st->qerr, sizeof(st->qerr));
+        if (!st->cluster) rc = td_store_connect(st, st->qerr, sizeof(st->qerr));
         for (size_t s = st->qsent; s < cnt && rc == TD_OK;
              s += PIPELINE_CHUNK) {
             size_t e = s + PIPELINE_CHUNK < cnt ? s + PIPELINE_CHUNK : cnt;
@@ -873,15 +855,16 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size) {
     }
     r = st->qr[st->qhead];
     st->qr[st->qhead++] = NULL;
-    if (!r)
-        snprintf(errstr, errstr_size, "%s", st->qerr);
-    if (st->qhead == cnt)
-        queue_clear(st);
+    if (!r) snprintf(errstr, errstr_size, "%s", st->qerr);
+    if (st->qhead == cnt) queue_clear(st);
     return r;
 }
 
-redisReply *td_store_vcmd(td_store_t *st, char *errstr, size_t errstr_size,
-                          const char *fmt, va_list ap) {
+redisReply *td_store_vcmd(td_store_t *st,
+                          char *errstr,
+                          size_t errstr_size,
+                          const char *fmt,
+                          va_list ap) {
     redisReply *r;
 
     if (!st->cluster && td_store_connect(st, errstr, errstr_size) != TD_OK)
@@ -906,8 +889,8 @@ redisReply *td_store_vcmd(td_store_t *st, char *errstr, size_t errstr_size,
     return r;
 }
 
-redisReply *td_store_cmd(td_store_t *st, char *errstr, size_t errstr_size,
-                         const char *fmt, ...) {
+redisReply *td_store_cmd(
+    td_store_t *st, char *errstr, size_t errstr_size, const char *fmt, ...) {
     va_list ap;
     redisReply *r;
 
@@ -939,8 +922,7 @@ static int cmd_argv(td_rbatch_t *b, size_t i) {
 /* Makes the per-node arrays as long as the map's node table. */
 static void cl_nodes_grow(td_store_t *st) {
     int n = td_cluster_node_cnt(st->map);
-    if (n <= st->sncap)
-        return;
+    if (n <= st->sncap) return;
     size_t cap = (size_t)st->sncap, ucap = (size_t)st->sncap;
     size_t mcap = (size_t)st->sncap;
     grow((void **)&st->sn, &cap, (size_t)n, sizeof(*st->sn));
@@ -967,8 +949,7 @@ static int node_port(const td_store_t *st, int i) {
 /* Drops node i's connection after an I/O error: the map may be stale. */
 static void node_drop(td_store_t *st, int i) {
     snode_t *sn = &st->sn[i];
-    if (sn->c)
-        redisFree(sn->c);
+    if (sn->c) redisFree(sn->c);
     sn->c = NULL;
     sn->lib_loaded = 0;
     /* Writes on the dead connection: the next connection's library load
@@ -980,15 +961,12 @@ static void node_drop(td_store_t *st, int i) {
 }
 
 /* A connection to node i (no library: it may be a replica). */
-static int node_conn(td_store_t *st, int i, char *errstr,
-                     size_t errstr_size) {
+static int node_conn(td_store_t *st, int i, char *errstr, size_t errstr_size) {
     snode_t *sn = &st->sn[i];
-    if (sn->c && sn->c->err)
-        node_drop(st, i);
-    if (sn->c)
-        return TD_OK;
-    sn->c = open_conn(st, node_host(st, i), node_port(st, i), errstr,
-                      errstr_size);
+    if (sn->c && sn->c->err) node_drop(st, i);
+    if (sn->c) return TD_OK;
+    sn->c =
+        open_conn(st, node_host(st, i), node_port(st, i), errstr, errstr_size);
     if (!sn->c) {
         node_drop(st, i);
         return TD_ERR;
@@ -998,13 +976,10 @@ static int node_conn(td_store_t *st, int i, char *errstr,
 }
 
 /* Node i ready to take trustd's commands: connected, library loaded. */
-static int node_ready(td_store_t *st, int i, char *errstr,
-                      size_t errstr_size) {
+static int node_ready(td_store_t *st, int i, char *errstr, size_t errstr_size) {
     snode_t *sn = &st->sn[i];
-    if (node_conn(st, i, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
-    if (st->readonly || sn->lib_loaded)
-        return TD_OK;
+    if (node_conn(st, i, errstr, errstr_size) != TD_OK) return TD_ERR;
+    if (st->readonly || sn->lib_loaded) return TD_OK;
     if (load_library(st, sn->c, errstr, errstr_size) != TD_OK) {
         /* Also what a node that stopped being a master says (READONLY). */
         node_drop(st, i);
@@ -1017,16 +992,12 @@ static int node_ready(td_store_t *st, int i, char *errstr,
 
 /* Creates the map with the seeds as its first nodes. */
 static int cl_init(td_store_t *st, char *errstr, size_t errstr_size) {
-    if (st->map)
-        return TD_OK;
-    if (!(st->map = td_cluster_new()))
-        goto oom;
+    if (st->map) return TD_OK;
+    if (!(st->map = td_cluster_new())) goto oom;
     for (int i = 0; i < st->nseeds; i++) {
-        if (st->seeds[i].port < 0)
-            continue;
+        if (st->seeds[i].port < 0) continue;
         if (td_cluster_node(st->map, st->seeds[i].host,
-                            strlen(st->seeds[i].host),
-                            st->seeds[i].port) < 0)
+                            strlen(st->seeds[i].host), st->seeds[i].port) < 0)
             goto oom;
     }
     if (td_cluster_node_cnt(st->map) == 0) {
@@ -1045,18 +1016,15 @@ oom:
 static int cl_refresh(td_store_t *st, char *errstr, size_t errstr_size) {
     char last[512] = "no node to ask";
 
-    if (cl_init(st, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    if (cl_init(st, errstr, errstr_size) != TD_OK) return TD_ERR;
     for (int pass = 0; pass < 2; pass++) {
         int n = td_cluster_node_cnt(st->map);
         for (int i = 0; i < n; i++) {
             redisReply *r;
             char *was;
             int rc;
-            if ((pass == 0) != (st->sn[i].c != NULL))
-                continue;
-            if (node_conn(st, i, last, sizeof(last)) != TD_OK)
-                continue;
+            if ((pass == 0) != (st->sn[i].c != NULL)) continue;
+            if (node_conn(st, i, last, sizeof(last)) != TD_OK) continue;
             r = redisCommand(st->sn[i].c, "CLUSTER SLOTS");
             if (!r) {
                 snprintf(last, sizeof(last), "redis %s:%d: %s",
@@ -1090,8 +1058,10 @@ static int cl_refresh(td_store_t *st, char *errstr, size_t errstr_size) {
             free(was);
         }
     }
-    snprintf(errstr, errstr_size, "redis cluster: no node gave a slot map "
-             "(%s)", last);
+    snprintf(errstr, errstr_size,
+             "redis cluster: no node gave a slot map "
+             "(%s)",
+             last);
     st->healthy = 0;
     return TD_ERR;
 }
@@ -1110,14 +1080,17 @@ static int cl_connect(td_store_t *st, char *errstr, size_t errstr_size) {
 }
 
 /* Where command idx goes: fills cs (node, slot, write, scan_ord). */
-static int cl_route(td_store_t *st, td_rbatch_t *b, size_t idx, cstate_t *cs,
-                    char *errstr, size_t errstr_size) {
+static int cl_route(td_store_t *st,
+                    td_rbatch_t *b,
+                    size_t idx,
+                    cstate_t *cs,
+                    char *errstr,
+                    size_t errstr_size) {
     int argc = cmd_argv(b, idx);
     int key = td_cluster_cmd_key(argc, b->argv, b->argvlen, &cs->write);
     int n = st->nmasters;
 
-    if (st->readonly)
-        cs->write = 0;
+    if (st->readonly) cs->write = 0;
     cs->scan_ord = -1;
     cs->slot = -1;
     if (key >= 0) {
@@ -1163,8 +1136,8 @@ static int cl_route(td_store_t *st, td_rbatch_t *b, size_t idx, cstate_t *cs,
 }
 
 /* Appends command idx to c (a cluster SCAN with its node's own cursor). */
-static int cl_append(td_rbatch_t *b, size_t idx, const cstate_t *cs,
-                     redisContext *c) {
+static int
+cl_append(td_rbatch_t *b, size_t idx, const cstate_t *cs, redisContext *c) {
     int argc = cmd_argv(b, idx);
     if (cs->scan_ord >= 0) {
         const char *dash = memchr(b->argv[1], '-', b->argvlen[1]);
@@ -1180,15 +1153,17 @@ static int cl_append(td_rbatch_t *b, size_t idx, const cstate_t *cs,
 static int flush_out(redisContext *c) {
     int done = 0;
     do {
-        if (redisBufferWrite(c, &done) != REDIS_OK)
-            return REDIS_ERR;
+        if (redisBufferWrite(c, &done) != REDIS_OK) return REDIS_ERR;
     } while (!done);
     return REDIS_OK;
 }
 
 /* Checks a WAIT reply from node i; clears its dirty flag when enough
  * replicas acknowledged. */
-static int wait_ok(td_store_t *st, int i, const redisReply *r, char *errstr,
+static int wait_ok(td_store_t *st,
+                   int i,
+                   const redisReply *r,
+                   char *errstr,
                    size_t errstr_size) {
     if (r->type == REDIS_REPLY_INTEGER && r->integer >= WAIT_REPLICAS) {
         st->sn[i].dirty = 0;
@@ -1198,21 +1173,20 @@ static int wait_ok(td_store_t *st, int i, const redisReply *r, char *errstr,
         snprintf(errstr, errstr_size,
                  "redis %s:%d: WAIT: %lld of %d replicas acknowledged the "
                  "writes within %d ms (a master needs a replica)",
-                 node_host(st, i), node_port(st, i), r->integer,
-                 WAIT_REPLICAS, st->wait_ms);
+                 node_host(st, i), node_port(st, i), r->integer, WAIT_REPLICAS,
+                 st->wait_ms);
     else
-        snprintf(errstr, errstr_size, "redis %s:%d: WAIT: %s",
-                 node_host(st, i), node_port(st, i),
+        snprintf(errstr, errstr_size, "redis %s:%d: WAIT: %s", node_host(st, i),
+                 node_port(st, i),
                  r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
     st->stats.errors++;
     return TD_ERR;
 }
 
 /* WAIT on node i alone (after resent writes). */
-static int wait_sync(td_store_t *st, int i, char *errstr,
-                     size_t errstr_size) {
-    redisReply *r = redisCommand(st->sn[i].c, "WAIT %d %d", WAIT_REPLICAS,
-                                 st->wait_ms);
+static int wait_sync(td_store_t *st, int i, char *errstr, size_t errstr_size) {
+    redisReply *r =
+        redisCommand(st->sn[i].c, "WAIT %d %d", WAIT_REPLICAS, st->wait_ms);
     int rc;
     if (!r) {
         snprintf(errstr, errstr_size, "redis %s:%d: %s", node_host(st, i),
@@ -1231,8 +1205,12 @@ static int wait_sync(td_store_t *st, int i, char *errstr,
  * REDIRECT_MAX and the round's *budget_ms (backoff time) allow. A plain
  * error reply is left for the caller.
  */
-static int cl_settle(td_store_t *st, td_rbatch_t *b, size_t idx,
-                     cstate_t *cs, int *budget_ms, char *errstr,
+static int cl_settle(td_store_t *st,
+                     td_rbatch_t *b,
+                     size_t idx,
+                     cstate_t *cs,
+                     int *budget_ms,
+                     char *errstr,
                      size_t errstr_size) {
     int backoff = 10;
 
@@ -1243,18 +1221,15 @@ static int cl_settle(td_store_t *st, td_rbatch_t *b, size_t idx,
         redisContext *c;
         td_cluster_reply_t kind;
 
-        if (r->type != REDIS_REPLY_ERROR)
-            return TD_OK;
+        if (r->type != REDIS_REPLY_ERROR) return TD_OK;
         kind = td_cluster_classify(r->str, r->len, &slot, host, sizeof(host),
                                    &port);
-        if (kind == TD_CLUSTER_REPLY_OK)
-            return TD_OK;
+        if (kind == TD_CLUSTER_REPLY_OK) return TD_OK;
         st->stats.errors++;
         if (kind == TD_CLUSTER_BAD_REDIRECT || attempt >= REDIRECT_MAX) {
             snprintf(errstr, errstr_size, "redis %s:%d: %s%s",
                      node_host(st, cs->node), node_port(st, cs->node), r->str,
-                     attempt >= REDIRECT_MAX ? " (too many redirections)"
-                                             : "");
+                     attempt >= REDIRECT_MAX ? " (too many redirections)" : "");
             st->map_ok = 0;
             return TD_ERR;
         }
@@ -1282,16 +1257,14 @@ static int cl_settle(td_store_t *st, td_rbatch_t *b, size_t idx,
                 st->map_ok = 0;
                 return TD_ERR;
             }
-            if (backoff > *budget_ms)
-                backoff = *budget_ms;
+            if (backoff > *budget_ms) backoff = *budget_ms;
             nap_ms(backoff);
             *budget_ms -= backoff;
             backoff *= 2;
             if (kind == TD_CLUSTER_CLUSTERDOWN &&
                 cl_refresh(st, errstr, errstr_size) != TD_OK)
                 return TD_ERR;
-            if (cs->slot >= 0)
-                node = td_cluster_slot_node(st->map, cs->slot);
+            if (cs->slot >= 0) node = td_cluster_slot_node(st->map, cs->slot);
             if (node < 0) {
                 snprintf(errstr, errstr_size, "redis cluster: %s", r->str);
                 return TD_ERR;
@@ -1299,20 +1272,17 @@ static int cl_settle(td_store_t *st, td_rbatch_t *b, size_t idx,
         }
         freeReplyObject(r);
         cs->r = NULL;
-        if (node_ready(st, node, errstr, errstr_size) != TD_OK)
-            return TD_ERR;
+        if (node_ready(st, node, errstr, errstr_size) != TD_OK) return TD_ERR;
         c = st->sn[node].c;
         if ((asking && redisAppendCommand(c, "ASKING") != REDIS_OK) ||
             cl_append(b, idx, cs, c) != REDIS_OK)
             goto io;
         if (asking) {
             redisReply *ok = NULL;
-            if (redisGetReply(c, (void **)&ok) != REDIS_OK || !ok)
-                goto io;
+            if (redisGetReply(c, (void **)&ok) != REDIS_OK || !ok) goto io;
             freeReplyObject(ok);
         }
-        if (redisGetReply(c, (void **)&cs->r) != REDIS_OK || !cs->r)
-            goto io;
+        if (redisGetReply(c, (void **)&cs->r) != REDIS_OK || !cs->r) goto io;
         st->stats.roundtrips++;
         cs->node = node;
         if (cs->write) {
@@ -1320,7 +1290,7 @@ static int cl_settle(td_store_t *st, td_rbatch_t *b, size_t idx,
             st->sn[node].resent = 1;
         }
         continue;
-io:
+    io:
         cs->r = NULL;
         snprintf(errstr, errstr_size, "redis %s:%d: %s", node_host(st, node),
                  node_port(st, node),
@@ -1352,8 +1322,7 @@ static void scan_cursor(td_store_t *st, const cstate_t *cs, redisReply *r) {
                  (int)(cur->len < 40 ? cur->len : 40), cur->str);
     }
     /* hiredis frees reply strings with free(). */
-    if (!(s = strdup(buf)))
-        return;
+    if (!(s = strdup(buf))) return;
     free(cur->str);
     cur->str = s;
     cur->len = strlen(s);
@@ -1364,8 +1333,12 @@ static void scan_cursor(td_store_t *st, const cstate_t *cs, redisReply *r) {
  * file). On TD_OK every st->cs[k].r holds command start+k's reply; on TD_ERR
  * none is held and errstr says why.
  */
-static int cl_round(td_store_t *st, td_rbatch_t *b, size_t start, size_t end,
-                    char *errstr, size_t errstr_size) {
+static int cl_round(td_store_t *st,
+                    td_rbatch_t *b,
+                    size_t start,
+                    size_t end,
+                    char *errstr,
+                    size_t errstr_size) {
     size_t n = end - start;
     int budget = TRANSIENT_MAX_MS;
     int rc = TD_OK;
@@ -1408,8 +1381,7 @@ static int cl_round(td_store_t *st, td_rbatch_t *b, size_t start, size_t end,
             snprintf(errstr, errstr_size, "redis: out of memory");
             rc = TD_ERR;
         }
-        if (cs->write)
-            st->sn[cs->node].dirty = 1;
+        if (cs->write) st->sn[cs->node].dirty = 1;
     }
     if (rc != TD_OK) {
         for (int u = 0; u < st->nused; u++)
@@ -1418,8 +1390,7 @@ static int cl_round(td_store_t *st, td_rbatch_t *b, size_t start, size_t end,
     }
     for (int u = 0; u < st->nused; u++) {
         snode_t *sn = &st->sn[st->used[u]];
-        if (st->readonly || !sn->dirty)
-            continue;
+        if (st->readonly || !sn->dirty) continue;
         if (redisAppendCommand(sn->c, "WAIT %d %d", WAIT_REPLICAS,
                                st->wait_ms) != REDIS_OK) {
             snprintf(errstr, errstr_size, "redis: out of memory");
@@ -1446,8 +1417,7 @@ static int cl_round(td_store_t *st, td_rbatch_t *b, size_t start, size_t end,
         int i = st->used[u];
         snode_t *sn = &st->sn[i];
         redisReply *w = NULL;
-        if (sn->failed)
-            continue;
+        if (sn->failed) continue;
         for (int k = sn->head; k >= 0; k = st->cs[k].next) {
             if (redisGetReply(sn->c, (void **)&st->cs[k].r) != REDIS_OK ||
                 !st->cs[k].r) {
@@ -1461,8 +1431,7 @@ static int cl_round(td_store_t *st, td_rbatch_t *b, size_t start, size_t end,
             if (redisGetReply(sn->c, (void **)&w) != REDIS_OK || !w) {
                 sn->failed = 1;
             } else {
-                if (wait_ok(st, i, w, e2, sizeof(e2)) != TD_OK &&
-                    rc == TD_OK) {
+                if (wait_ok(st, i, w, e2, sizeof(e2)) != TD_OK && rc == TD_OK) {
                     snprintf(errstr, errstr_size, "%s", e2);
                     rc = TD_ERR;
                 }
@@ -1473,32 +1442,27 @@ static int cl_round(td_store_t *st, td_rbatch_t *b, size_t start, size_t end,
             if (rc == TD_OK)
                 snprintf(errstr, errstr_size, "redis %s:%d: %s",
                          node_host(st, i), node_port(st, i),
-                         sn->c->errstr[0] ? sn->c->errstr
-                                          : "connection lost");
+                         sn->c->errstr[0] ? sn->c->errstr : "connection lost");
             rc = TD_ERR;
         } else {
             st->stats.roundtrips++;
         }
     }
     for (int u = 0; u < st->nused; u++) {
-        if (st->sn[st->used[u]].failed)
-            node_drop(st, st->used[u]);
+        if (st->sn[st->used[u]].failed) node_drop(st, st->used[u]);
     }
-    if (rc != TD_OK)
-        goto out;
+    if (rc != TD_OK) goto out;
 
     for (size_t k = 0; k < n && rc == TD_OK; k++)
         rc = cl_settle(st, b, start + k, &st->cs[k], &budget, errstr,
                        errstr_size);
     for (int i = 0; i < st->sncap; i++) {
-        if (st->sn[i].resent && rc == TD_OK && !st->readonly &&
-            st->sn[i].dirty)
+        if (st->sn[i].resent && rc == TD_OK && !st->readonly && st->sn[i].dirty)
             rc = wait_sync(st, i, errstr, errstr_size);
         st->sn[i].resent = 0;
     }
     for (size_t k = 0; k < n && rc == TD_OK; k++) {
-        if (st->cs[k].scan_ord >= 0)
-            scan_cursor(st, &st->cs[k], st->cs[k].r);
+        if (st->cs[k].scan_ord >= 0) scan_cursor(st, &st->cs[k], st->cs[k].r);
     }
 out:
     for (int u = 0; u < st->nused; u++)
@@ -1506,8 +1470,7 @@ out:
     st->nused = 0;
     if (rc != TD_OK) {
         for (size_t k = 0; k < n; k++) {
-            if (st->cs[k].r)
-                freeReplyObject(st->cs[k].r);
+            if (st->cs[k].r) freeReplyObject(st->cs[k].r);
             st->cs[k].r = NULL;
         }
         st->healthy = 0;
@@ -1515,8 +1478,12 @@ out:
     return rc;
 }
 
-static int cl_collect(td_store_t *st, td_rbatch_t *b, size_t start,
-                      size_t end, redisReply **out, char *errstr,
+static int cl_collect(td_store_t *st,
+                      td_rbatch_t *b,
+                      size_t start,
+                      size_t end,
+                      redisReply **out,
+                      char *errstr,
                       size_t errstr_size) {
     if (cl_round(st, b, start, end, errstr, errstr_size) != TD_OK)
         return TD_ERR;
@@ -1528,11 +1495,11 @@ static int cl_collect(td_store_t *st, td_rbatch_t *b, size_t start,
     return TD_OK;
 }
 
-static int cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
-                   size_t errstr_size) {
+static int
+cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr, size_t errstr_size) {
     for (size_t start = 0; start < b->ccnt; start += PIPELINE_CHUNK) {
-        size_t end = start + PIPELINE_CHUNK < b->ccnt ? start + PIPELINE_CHUNK
-                                                      : b->ccnt;
+        size_t end =
+            start + PIPELINE_CHUNK < b->ccnt ? start + PIPELINE_CHUNK : b->ccnt;
         int rc = TD_OK;
         if (cl_round(st, b, start, end, errstr, errstr_size) != TD_OK)
             return TD_ERR;
@@ -1549,21 +1516,19 @@ static int cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
                 st->stats.errors++;
                 rc = TD_ERR;
             } else if (rc == TD_OK) {
-                if (r->type == REDIS_REPLY_ERROR)
-                    st->stats.errors++;
+                if (r->type == REDIS_REPLY_ERROR) st->stats.errors++;
                 rc = c->cb ? c->cb(c->opaque, r, errstr, errstr_size) : TD_OK;
             }
             freeReplyObject(r);
         }
-        if (rc != TD_OK)
-            return TD_ERR;
+        if (rc != TD_OK) return TD_ERR;
     }
     st->healthy = 1;
     return TD_OK;
 }
 
-static size_t mkey(char *buf, size_t size, const char *m, size_t mlen,
-                   const char *suffix) {
+static size_t
+mkey(char *buf, size_t size, const char *m, size_t mlen, const char *suffix) {
     int n = snprintf(buf, size, "trust:{%.*s}:%s", (int)mlen, m, suffix);
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }

@@ -65,12 +65,14 @@ typedef struct td_store_stats_s {
  * Reply callback: reply is borrowed (valid during the call). Return TD_OK, or
  * TD_ERR with errstr filled to fail the batch.
  */
-typedef int (*td_rbatch_cb_t)(void *opaque, const redisReply *reply,
-                              char *errstr, size_t errstr_size);
+typedef int (*td_rbatch_cb_t)(void *opaque,
+                              const redisReply *reply,
+                              char *errstr,
+                              size_t errstr_size);
 
 /* Connects lazily: returns NULL only on bad configuration. */
-td_store_t *td_store_new(const td_store_conf_t *conf, char *errstr,
-                         size_t errstr_size);
+td_store_t *
+td_store_new(const td_store_conf_t *conf, char *errstr, size_t errstr_size);
 void td_store_destroy(td_store_t *st);
 
 /* (Re)connects if needed and makes sure the function library is loaded
@@ -117,7 +119,9 @@ void td_rbatch_end(td_rbatch_t *b, td_rbatch_cb_t cb, void *opaque);
  * (about a second), or a WAIT finds no replica, the batch fails as on a
  * connection error.
  */
-int td_store_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
+int td_store_exec(td_store_t *st,
+                  td_rbatch_t *b,
+                  char *errstr,
                   size_t errstr_size);
 
 /* One blocking command with printf-like argv formatting (hiredis' format).
@@ -125,12 +129,17 @@ int td_store_exec(td_store_t *st, td_rbatch_t *b, char *errstr,
  * Cluster: routed by its key like td_store_exec(), and a write is followed
  * by WAIT; replies queued with td_store_append() and not read yet are
  * discarded first. */
-redisReply *td_store_cmd(td_store_t *st, char *errstr, size_t errstr_size,
-                         const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+redisReply *td_store_cmd(td_store_t *st,
+                         char *errstr,
+                         size_t errstr_size,
+                         const char *fmt,
+                         ...) __attribute__((format(printf, 4, 5)));
 
-redisReply *td_store_vcmd(td_store_t *st, char *errstr, size_t errstr_size,
-                          const char *fmt, va_list ap);
+redisReply *td_store_vcmd(td_store_t *st,
+                          char *errstr,
+                          size_t errstr_size,
+                          const char *fmt,
+                          va_list ap);
 
 /*
  * Pipelined single commands for tools: td_store_append() queues a command

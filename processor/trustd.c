@@ -29,8 +29,7 @@ static volatile sig_atomic_t stop_flag = 0;
 
 static void on_signal(int sig) {
     (void)sig;
-    if (stop_flag)
-        _exit(2); /* second signal: exit now */
+    if (stop_flag) _exit(2); /* second signal: exit now */
     stop_flag = 1;
 }
 

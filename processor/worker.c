@@ -142,8 +142,7 @@ static void nap(td_worker_t *w, int ms) {
 
 /* 1 once we are stopping and the shutdown deadline passed. */
 static int give_up(td_worker_t *w) {
-    if (!*w->stop)
-        return 0;
+    if (!*w->stop) return 0;
     if (!w->stop_deadline)
         w->stop_deadline = td_mono_ms() + w->conf->shutdown_timeout_ms;
     return td_mono_ms() >= w->stop_deadline;
@@ -164,8 +163,7 @@ static void sync_store_stats(td_worker_t *w) {
 
 static int kind_of_topic(const td_worker_t *w, const char *topic) {
     for (int k = 0; k < TD_EV__CNT; k++) {
-        if (!strcmp(w->topics[k], topic))
-            return k;
+        if (!strcmp(w->topics[k], topic)) return k;
     }
     return -1;
 }
@@ -180,8 +178,7 @@ static src_t *src_find(td_worker_t *w, int kind, int32_t partition) {
 
 static src_t *src_get(td_worker_t *w, int kind, int32_t partition) {
     src_t *s = src_find(w, kind, partition);
-    if (s)
-        return s;
+    if (s) return s;
     if (w->nsrc == w->srccap) {
         w->srccap = w->srccap ? w->srccap * 2 : 16;
         w->srcs = xrealloc(w->srcs, (size_t)w->srccap * sizeof(*w->srcs));
@@ -198,8 +195,7 @@ static src_t *src_get(td_worker_t *w, int kind, int32_t partition) {
 }
 
 static void src_metrics(td_worker_t *w, const src_t *s) {
-    if (s->partition < 0 || s->partition >= TD_METRICS_MAX_PARTS)
-        return;
+    if (s->partition < 0 || s->partition >= TD_METRICS_MAX_PARTS) return;
     atomic_store(&w->metrics.stored_offset[s->kind][s->partition],
                  s->assigned ? s->stored : -1);
     atomic_store(&w->metrics.position[s->kind][s->partition],
@@ -210,8 +206,8 @@ static void src_metrics(td_worker_t *w, const src_t *s) {
 
 /* ---- Kafka callbacks ---- */
 
-static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
-                   const char *buf) {
+static void
+log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     /* librdkafka uses syslog levels; runs on its threads. A -X property
      * is given to both clients, so the other client's CONFWARN about it
      * is expected: keep it out of the warnings. */
@@ -221,11 +217,9 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
     td_log(lvl, "kafka %s: %s", fac, buf);
 }
 
-static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg,
-                  void *opaque) {
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     td_worker_t *w = opaque;
-    if (td_dlq_delivery(w->dlq, msg))
-        return;
+    if (td_dlq_delivery(w->dlq, msg)) return;
     if (msg->err) {
         w->score_failures++;
         td_log_rl(&w->rl, RL_KAFKA, TD_LOG_WARNING,
@@ -278,8 +272,7 @@ static int claim(td_worker_t *w, src_t *s) {
         }
         set_healthy(w, 0);
         td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
-                  "claiming %s: %s; retrying in %d ms", s->id, errstr,
-                  backoff);
+                  "claiming %s: %s; retrying in %d ms", s->id, errstr, backoff);
         nap(w, backoff);
         backoff = backoff * 2 > w->conf->redis_retry_max_ms
                       ? w->conf->redis_retry_max_ms
@@ -295,8 +288,7 @@ static void on_assign(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
         rd_kafka_topic_partition_t *p = &parts->elems[i];
         int kind = kind_of_topic(w, p->topic);
         src_t *s;
-        if (kind < 0)
-            continue;
+        if (kind < 0) continue;
         s = src_get(w, kind, p->partition);
         if (s->assigned == 1) {
             /* Already ours: keep its position and unflushed deltas. */
@@ -323,8 +315,10 @@ static void on_assign(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
                    "(a flush there may have been cut short)",
                    s->id, (long long)s->stored, (long long)s->horizon);
         else
-            td_log(TD_LOG_NOTICE, "assigned %s: resuming at %lld (epoch "
-                   "%lld)", s->id, (long long)s->stored, (long long)s->epoch);
+            td_log(TD_LOG_NOTICE,
+                   "assigned %s: resuming at %lld (epoch "
+                   "%lld)",
+                   s->id, (long long)s->stored, (long long)s->epoch);
     }
     if (!strcmp(rd_kafka_rebalance_protocol(w->consumer), "COOPERATIVE")) {
         error = rd_kafka_incremental_assign(w->consumer, parts);
@@ -343,8 +337,7 @@ static void unassign_src(td_worker_t *w, src_t *s, int drop) {
         td_mcache_drop_source(w->active, (int)(s - w->srcs));
         td_mcache_drop_source(w->inflight, (int)(s - w->srcs));
     }
-    if (s->assigned)
-        atomic_fetch_sub(&w->metrics.assigned_partitions, 1);
+    if (s->assigned) atomic_fetch_sub(&w->metrics.assigned_partitions, 1);
     s->assigned = 0;
     s->in_flush = 0;
     s->pending = 0;
@@ -359,9 +352,9 @@ static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
 
     for (i = 0; i < parts->cnt; i++) {
         int kind = kind_of_topic(w, parts->elems[i].topic);
-        src_t *s = kind < 0 ? NULL : src_find(w, kind, parts->elems[i].partition);
-        if (!s || !s->assigned)
-            continue;
+        src_t *s =
+            kind < 0 ? NULL : src_find(w, kind, parts->elems[i].partition);
+        if (!s || !s->assigned) continue;
         if (lost || s->horizon >= 0) {
             /* Lost: someone else owns it already. Mid-replay: the record
              * still says where to resume; applying half of the in-doubt
@@ -376,12 +369,12 @@ static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
      * starts there instead of replaying the last flush. */
     if (!lost && (flush(w) != TD_OK || flush(w) != TD_OK))
         td_log(TD_LOG_WARNING, "flush before revoke failed: the next owner "
-               "replays from the stored offsets");
+                               "replays from the stored offsets");
     for (i = 0; i < parts->cnt; i++) {
         int kind = kind_of_topic(w, parts->elems[i].topic);
-        src_t *s = kind < 0 ? NULL : src_find(w, kind, parts->elems[i].partition);
-        if (!s || !s->assigned)
-            continue;
+        src_t *s =
+            kind < 0 ? NULL : src_find(w, kind, parts->elems[i].partition);
+        if (!s || !s->assigned) continue;
         td_log(TD_LOG_NOTICE, "revoked %s at %lld", s->id,
                (long long)s->stored);
         unassign_src(w, s, 1);
@@ -398,7 +391,8 @@ static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
     }
 }
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+static void rebalance_cb(rd_kafka_t *rk,
+                         rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts,
                          void *opaque) {
     td_worker_t *w = opaque;
@@ -421,8 +415,8 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 /* ---- flush ---- */
 
-static int part_cb(void *opaque, const redisReply *r, char *errstr,
-                   size_t errstr_size) {
+static int
+part_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     src_t *s = opaque;
     if (r->type == REDIS_REPLY_ERROR) {
         if (!strncmp(r->str, "TDFENCED", 8)) {
@@ -436,8 +430,10 @@ static int part_cb(void *opaque, const redisReply *r, char *errstr,
     return TD_OK;
 }
 
-static int want_publish(const td_worker_t *w, const td_score_rec_t *rec,
-                        const redisReply *const *meta, int64_t now) {
+static int want_publish(const td_worker_t *w,
+                        const td_score_rec_t *rec,
+                        const redisReply *const *meta,
+                        int64_t now) {
     int64_t pub_ms, pub_tier;
     double pub_score;
 
@@ -446,10 +442,8 @@ static int want_publish(const td_worker_t *w, const td_score_rec_t *rec,
     pub_score = strtod(meta[0]->str, NULL);
     pub_tier = strtoll(meta[1]->str, NULL, 10);
     pub_ms = strtoll(meta[2]->str, NULL, 10);
-    if (fabs(rec->score - pub_score) >= w->conf->publish_min_step)
-        return 1;
-    if (rec->tier != pub_tier)
-        return 1;
+    if (fabs(rec->score - pub_score) >= w->conf->publish_min_step) return 1;
+    if (rec->tier != pub_tier) return 1;
     /* A new model: republish rather than wait for the score to drift. */
     if (meta[4]->type == REDIS_REPLY_STRING &&
         strcmp(meta[4]->str, rec->model_version))
@@ -458,8 +452,8 @@ static int want_publish(const td_worker_t *w, const td_score_rec_t *rec,
            now - pub_ms >= w->conf->publish_max_interval_ms;
 }
 
-static int apply_cb(void *opaque, const redisReply *r, char *errstr,
-                    size_t errstr_size) {
+static int
+apply_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     applyctx_t *ax = opaque;
     td_worker_t *w = ax->w;
     td_sigstate_t st;
@@ -470,8 +464,8 @@ static int apply_cb(void *opaque, const redisReply *r, char *errstr,
         if (!strncmp(r->str, "TDOVERLAP", 9)) {
             /* Cannot happen while the protocol holds: say so loudly, keep
              * the stream going. */
-            td_log(TD_LOG_WARNING, "merchant %s: %s (delta skipped)",
-                   ax->m->id, r->str);
+            td_log(TD_LOG_WARNING, "merchant %s: %s (delta skipped)", ax->m->id,
+                   r->str);
             return TD_OK;
         }
         snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, r->str);
@@ -483,8 +477,7 @@ static int apply_cb(void *opaque, const redisReply *r, char *errstr,
         return TD_ERR;
     }
     td_sigstate_init(&st);
-    if (!parse_i64(r->element[1], &st.as_of))
-        st.as_of = TD_NULL_TS;
+    if (!parse_i64(r->element[1], &st.as_of)) st.as_of = TD_NULL_TS;
     for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
         const redisReply *e = r->element[2 + i];
         if (e->type == REDIS_REPLY_STRING && e->len > 0) {
@@ -493,8 +486,7 @@ static int apply_cb(void *opaque, const redisReply *r, char *errstr,
         }
     }
     td_sigstate_derive(&st);
-    if (st.as_of == TD_NULL_TS)
-        return TD_OK;
+    if (st.as_of == TD_NULL_TS) return TD_OK;
 
     if (w->npubs == w->pubcap) {
         w->pubcap = w->pubcap ? w->pubcap * 2 : 256;
@@ -505,16 +497,16 @@ static int apply_cb(void *opaque, const redisReply *r, char *errstr,
     snprintf(pub->rec.merchant_id, sizeof(pub->rec.merchant_id), "%s",
              ax->m->id);
     td_model_score(w->model, &st, &pub->rec);
-    if (want_publish(w, &pub->rec,
-                     (const redisReply *const *)&r->element[2 +
-                                                            TD_SIG_BASE_CNT],
-                     td_now_ms()))
+    if (want_publish(
+            w, &pub->rec,
+            (const redisReply *const *)&r->element[2 + TD_SIG_BASE_CNT],
+            td_now_ms()))
         w->npubs++;
     return TD_OK;
 }
 
-static int score_cb(void *opaque, const redisReply *r, char *errstr,
-                    size_t errstr_size) {
+static int
+score_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     pub_t *pub = opaque;
     if (r->type != REDIS_REPLY_INTEGER) {
         snprintf(errstr, errstr_size, "score of %s: %s", pub->rec.merchant_id,
@@ -525,8 +517,8 @@ static int score_cb(void *opaque, const redisReply *r, char *errstr,
     return TD_OK;
 }
 
-static int ok_cb(void *opaque, const redisReply *r, char *errstr,
-                 size_t errstr_size) {
+static int
+ok_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(errstr, errstr_size, "%s: %s", (const char *)opaque, r->str);
         return TD_ERR;
@@ -541,15 +533,12 @@ static void reasons_json(const td_score_rec_t *rec, char *buf, size_t size) {
     for (int i = 0; i < rec->reason_cnt && len < size; i++) {
         len += (size_t)snprintf(buf + len, size - len, "%s\"", i ? "," : "");
         for (const char *p = rec->reasons[i]; *p && len + 3 < size; p++) {
-            if (*p == '"' || *p == '\\')
-                buf[len++] = '\\';
+            if (*p == '"' || *p == '\\') buf[len++] = '\\';
             buf[len++] = *p;
         }
-        if (len < size)
-            len += (size_t)snprintf(buf + len, size - len, "\"");
+        if (len < size) len += (size_t)snprintf(buf + len, size - len, "\"");
     }
-    if (len < size)
-        snprintf(buf + len, size - len, "]");
+    if (len < size) snprintf(buf + len, size - len, "]");
 }
 
 static void queue_apply(td_worker_t *w, td_merchant_t *m, applyctx_t *ax) {
@@ -578,11 +567,10 @@ static void queue_apply(td_worker_t *w, td_merchant_t *m, applyctx_t *ax) {
         td_rbatch_i64(b, d->d.as_of);
         td_rbatch_i64(b, set);
         for (int i = 0; i < n; i++) {
-            if (!td_sigdelta_slot_set(&d->d, i))
-                continue;
+            if (!td_sigdelta_slot_set(&d->d, i)) continue;
             td_rbatch_i64(
-                b, (int64_t)td_signals_slot_sig((td_event_kind_t)d->d.kind,
-                                                i) + 1);
+                b, (int64_t)td_signals_slot_sig((td_event_kind_t)d->d.kind, i) +
+                       1);
             td_rbatch_dbl(b, d->d.v[i]);
         }
     }
@@ -602,8 +590,8 @@ static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_str(b, "FCALL");
     td_rbatch_str(b, td_store_fn(w->store, "score"));
     td_rbatch_str(b, "1");
-    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), rec->merchant_id,
-                                       mlen));
+    td_rbatch_arg(b, key,
+                  td_key_score(key, sizeof(key), rec->merchant_id, mlen));
     td_rbatch_str(b, "score");
     td_rbatch_dbl(b, rec->score);
     td_rbatch_str(b, "tier");
@@ -642,8 +630,9 @@ static void queue_published(td_worker_t *w, const pub_t *pub, int64_t now) {
     td_rbatch_str(b, "FCALL");
     td_rbatch_str(b, td_store_fn(w->store, "published"));
     td_rbatch_str(b, "1");
-    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), rec->merchant_id,
-                                       strlen(rec->merchant_id)));
+    td_rbatch_arg(b, key,
+                  td_key_score(key, sizeof(key), rec->merchant_id,
+                               strlen(rec->merchant_id)));
     td_rbatch_i64(b, rec->version);
     td_rbatch_dbl(b, rec->score);
     td_rbatch_i64(b, rec->tier);
@@ -656,8 +645,7 @@ static int deliver(td_worker_t *w, char *errstr, size_t errstr_size) {
     int64_t deadline = td_mono_ms() + 30000;
 
     w->score_failures = 0;
-    if (td_dlq_retry(w->dlq, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    if (td_dlq_retry(w->dlq, errstr, errstr_size) != TD_OK) return TD_ERR;
     for (size_t i = 0; i < w->npubs; i++) {
         td_score_rec_t *rec = &w->pubs[i].rec;
         size_t len;
@@ -685,15 +673,16 @@ static int deliver(td_worker_t *w, char *errstr, size_t errstr_size) {
     while (rd_kafka_outq_len(w->producer) > 0 && td_mono_ms() < deadline)
         rd_kafka_flush(w->producer, 100);
     if (rd_kafka_outq_len(w->producer) > 0) {
-        snprintf(errstr, errstr_size, "Kafka did not acknowledge %d "
-                 "messages in time", rd_kafka_outq_len(w->producer));
+        snprintf(errstr, errstr_size,
+                 "Kafka did not acknowledge %d "
+                 "messages in time",
+                 rd_kafka_outq_len(w->producer));
         return TD_ERR;
     }
     if (w->score_failures || td_dlq_failed(w->dlq)) {
         snprintf(errstr, errstr_size,
                  "%llu score and %zu dead-letter deliveries failed",
-                 (unsigned long long)w->score_failures,
-                 td_dlq_failed(w->dlq));
+                 (unsigned long long)w->score_failures, td_dlq_failed(w->dlq));
         return TD_ERR;
     }
     atomic_fetch_add(&w->metrics.scores_published, w->npubs);
@@ -728,8 +717,10 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
         if (s->assigned == -1) {
-            td_log(TD_LOG_WARNING, "%s was claimed by another worker: its "
-                   "unflushed events are left to it", s->id);
+            td_log(TD_LOG_WARNING,
+                   "%s was claimed by another worker: its "
+                   "unflushed events are left to it",
+                   s->id);
             s->assigned = 1; /* so unassign_src keeps the gauge right */
             unassign_src(w, s, 1);
         } else if (s->assigned == 1) {
@@ -746,8 +737,7 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
         w->actx = xrealloc(w->actx, w->actxcap * sizeof(*w->actx));
     }
     for (td_merchant_t *m = td_mcache_first(w->inflight); m; m = m->lnext) {
-        if (m->deltas)
-            queue_apply(w, m, &w->actx[n++]);
+        if (m->deltas) queue_apply(w, m, &w->actx[n++]);
     }
     if (td_rbatch_cnt(b) &&
         td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
@@ -761,8 +751,7 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     if (td_rbatch_cnt(b) &&
         td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
         return TD_ERR;
-    if (deliver(w, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    if (deliver(w, errstr, errstr_size) != TD_OK) return TD_ERR;
     td_rbatch_reset(b);
     for (size_t i = 0; i < w->npubs; i++)
         queue_published(w, &w->pubs[i], now);
@@ -787,8 +776,7 @@ static void take_flushable(td_worker_t *w) {
     }
     for (td_merchant_t *m = td_mcache_first(w->active); m; m = m->lnext) {
         for (td_mdelta_t *d = m->deltas; d; d = d->next) {
-            if (w->srcs[d->src].horizon >= 0)
-                continue;
+            if (w->srcs[d->src].horizon >= 0) continue;
             td_mdelta_t *nd =
                 td_mcache_delta(w->inflight, m->id, m->idlen, d->src,
                                 (td_event_kind_t)d->d.kind, d->lo);
@@ -796,8 +784,7 @@ static void take_flushable(td_worker_t *w) {
         }
     }
     for (int i = 0; i < w->nsrc; i++) {
-        if (w->srcs[i].horizon < 0)
-            td_mcache_drop_source(w->active, i);
+        if (w->srcs[i].horizon < 0) td_mcache_drop_source(w->active, i);
     }
 }
 
@@ -817,8 +804,7 @@ static int flush(td_worker_t *w) {
     }
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
-        if (s->assigned != 1)
-            continue;
+        if (s->assigned != 1) continue;
         if (s->pending > 0 && s->horizon < 0) {
             s->in_flush = 1;
             s->fpoint = s->next;
@@ -844,7 +830,8 @@ retry:
         td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
                   "flush failed: %s; retrying in %d ms", errstr, backoff);
         if (give_up(w)) {
-            td_log(TD_LOG_WARNING, "giving up the flush at shutdown: "
+            td_log(TD_LOG_WARNING,
+                   "giving up the flush at shutdown: "
                    "offsets were not stored, the next owner replays");
             return TD_ERR;
         }
@@ -853,8 +840,7 @@ retry:
                       ? w->conf->redis_retry_max_ms
                       : backoff * 2;
     }
-    if (!w->healthy)
-        td_log(TD_LOG_NOTICE, "flush succeeded again; resuming");
+    if (!w->healthy) td_log(TD_LOG_NOTICE, "flush succeeded again; resuming");
     set_healthy(w, 1);
 
     /* Every step succeeded: the flush points are the new stored offsets
@@ -864,8 +850,7 @@ retry:
         rd_kafka_topic_partition_list_new(w->nsrc > 0 ? w->nsrc : 1);
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
-        if (!s->in_flush)
-            continue;
+        if (!s->in_flush) continue;
         s->flushed = s->fpoint;
         s->in_flush = 0;
         rd_kafka_topic_partition_list_add(offs, w->topics[s->kind],
@@ -873,8 +858,7 @@ retry:
             ->offset = s->flushed;
         src_metrics(w, s);
     }
-    if (offs->cnt > 0)
-        rd_kafka_commit(w->consumer, offs, 1);
+    if (offs->cnt > 0) rd_kafka_commit(w->consumer, offs, 1);
     rd_kafka_topic_partition_list_destroy(offs);
     td_mcache_clear(w->inflight);
 
@@ -897,8 +881,7 @@ static void ping(td_worker_t *w, int64_t now) {
 
     w->last_ping_ms = now;
     if (r && r->type != REDIS_REPLY_ERROR) {
-        if (!w->healthy)
-            td_log(TD_LOG_NOTICE, "redis reachable again");
+        if (!w->healthy) td_log(TD_LOG_NOTICE, "redis reachable again");
         set_healthy(w, 1);
     } else {
         if (w->healthy)
@@ -906,8 +889,7 @@ static void ping(td_worker_t *w, int64_t now) {
                    r ? r->str : errstr);
         set_healthy(w, 0);
     }
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     sync_store_stats(w);
 }
 
@@ -941,8 +923,7 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
     }
     if (!s || s->assigned != 1)
         return; /* left over from a revoked assignment */
-    if (s->next >= 0 && msg->offset < s->next)
-        return; /* already seen */
+    if (s->next >= 0 && msg->offset < s->next) return; /* already seen */
     if (s->horizon >= 0 && msg->offset >= s->horizon) {
         /* Every offset below the horizon has been read (or is a gap):
          * flush this source's replay so it ends exactly there. */
@@ -951,15 +932,14 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
         flush(w);
     }
     reason = td_codec_decode(w->codec, (td_event_kind_t)kind, msg->key,
-                             msg->key_len, msg->payload, msg->len,
-                             td_now_ms(), &w->validate, &ev, errstr,
-                             sizeof(errstr));
+                             msg->key_len, msg->payload, msg->len, td_now_ms(),
+                             &w->validate, &ev, errstr, sizeof(errstr));
     if (reason != TD_DLQ_OK) {
         char perr[256];
         td_log_rl(&w->rl, RL_DECODE + (int)reason, TD_LOG_WARNING,
-                  "dead-lettering %s [%d] offset %lld: %s: %s",
-                  w->topics[kind], (int)msg->partition,
-                  (long long)msg->offset, td_dlq_reason_name(reason), errstr);
+                  "dead-lettering %s [%d] offset %lld: %s: %s", w->topics[kind],
+                  (int)msg->partition, (long long)msg->offset,
+                  td_dlq_reason_name(reason), errstr);
         while (td_dlq_produce(w->dlq, msg, reason, errstr, td_now_ms(), perr,
                               sizeof(perr)) != TD_OK) {
             /* Refused locally (queue full, or a dead-letter topic that
@@ -973,9 +953,9 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
         atomic_fetch_add_explicit(&w->metrics.dead_lettered[kind][reason], 1,
                                   memory_order_relaxed);
     } else {
-        td_mdelta_t *d = td_mcache_delta(
-            w->active, ev.merchant_id.ptr, ev.merchant_id.len,
-            (int)(s - w->srcs), (td_event_kind_t)kind, msg->offset);
+        td_mdelta_t *d = td_mcache_delta(w->active, ev.merchant_id.ptr,
+                                         ev.merchant_id.len, (int)(s - w->srcs),
+                                         (td_event_kind_t)kind, msg->offset);
         td_sigdelta_add(&d->d, &ev);
         atomic_fetch_add_explicit(&w->metrics.applied[kind], 1,
                                   memory_order_relaxed);
@@ -998,8 +978,7 @@ static void update_watermarks(td_worker_t *w) {
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
         int64_t lo, hi;
-        if (s->assigned != 1 || s->partition >= TD_METRICS_MAX_PARTS)
-            continue;
+        if (s->assigned != 1 || s->partition >= TD_METRICS_MAX_PARTS) continue;
         if (rd_kafka_get_watermark_offsets(w->consumer, w->topics[s->kind],
                                            s->partition, &lo,
                                            &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
@@ -1037,12 +1016,10 @@ int td_worker_run(td_worker_t *w) {
         }
         now = td_mono_ms();
         if (w->events_since_flush >= (uint64_t)w->conf->flush_max_events ||
-            td_mcache_merchants(w->active) >=
-                (size_t)w->conf->max_merchants ||
+            td_mcache_merchants(w->active) >= (size_t)w->conf->max_merchants ||
             now - w->last_flush_ms >= w->conf->flush_interval_ms) {
             update_watermarks(w);
-            if (flush(w) != TD_OK)
-                rc = 1;
+            if (flush(w) != TD_OK) rc = 1;
             w->last_flush_ms = td_mono_ms();
         }
         if (now - w->last_flush_ms < w->conf->flush_interval_ms &&
@@ -1056,13 +1033,11 @@ int td_worker_run(td_worker_t *w) {
 
     td_log(TD_LOG_NOTICE, "stopping: flushing and leaving the group");
     give_up(w); /* starts the shutdown deadline */
-    if (flush(w) != TD_OK)
-        rc = 1;
+    if (flush(w) != TD_OK) rc = 1;
     /* Revokes the assignment through rebalance_cb (a no-op flush, then the
      * final partition records) and leaves the group. */
     rd_kafka_consumer_close(w->consumer);
-    if (flush(w) != TD_OK)
-        rc = 1;
+    if (flush(w) != TD_OK) rc = 1;
     rd_kafka_flush(w->producer, 2000);
     td_log(TD_LOG_NOTICE, "stopped%s", rc ? " (with unflushed events)" : "");
     return rc;
@@ -1070,16 +1045,19 @@ int td_worker_run(td_worker_t *w) {
 
 /* ---- construction ---- */
 
-static int kconf_set(rd_kafka_conf_t *kc, const char *name, const char *value,
-                     char *errstr, size_t errstr_size) {
+static int kconf_set(rd_kafka_conf_t *kc,
+                     const char *name,
+                     const char *value,
+                     char *errstr,
+                     size_t errstr_size) {
     if (rd_kafka_conf_set(kc, name, value, errstr, errstr_size) !=
         RD_KAFKA_CONF_OK)
         return TD_ERR;
     return TD_OK;
 }
 
-static rd_kafka_conf_t *kconf_new(td_worker_t *w, int consumer, char *errstr,
-                                  size_t errstr_size) {
+static rd_kafka_conf_t *
+kconf_new(td_worker_t *w, int consumer, char *errstr, size_t errstr_size) {
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
     static const char *consumer_props[][2] = {
         {"enable.auto.commit", "false"},
@@ -1137,7 +1115,8 @@ err:
 }
 
 td_worker_t *td_worker_new(const td_conf_t *conf,
-                           volatile sig_atomic_t *stop, char *errstr,
+                           volatile sig_atomic_t *stop,
+                           char *errstr,
                            size_t errstr_size) {
     td_worker_t *w = calloc(1, sizeof(*w));
     rd_kafka_conf_t *kc;
@@ -1164,24 +1143,21 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
 
     if (!(w->model = td_model_load(conf->model_file, errstr, errstr_size)))
         goto err;
-    if (!(w->codec = td_codec_new(errstr, errstr_size)))
-        goto err;
+    if (!(w->codec = td_codec_new(errstr, errstr_size))) goto err;
     sc.addrs = conf->redis;
     sc.user = conf->redis_user;
     sc.password = conf->redis_password;
     sc.connect_timeout_ms = conf->redis_connect_timeout_ms;
     sc.command_timeout_ms = conf->redis_command_timeout_ms;
     sc.cluster = conf->redis_cluster;
-    if (!(w->store = td_store_new(&sc, errstr, errstr_size)))
-        goto err;
+    if (!(w->store = td_store_new(&sc, errstr, errstr_size))) goto err;
     w->batch = td_rbatch_new();
     w->active = td_mcache_new();
     w->inflight = td_mcache_new();
 
-    if (!(kc = kconf_new(w, 0, errstr, errstr_size)))
-        goto err;
-    if (!(w->producer = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr,
-                                     errstr_size))) {
+    if (!(kc = kconf_new(w, 0, errstr, errstr_size))) goto err;
+    if (!(w->producer =
+              rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, errstr_size))) {
         rd_kafka_conf_destroy(kc);
         goto err;
     }
@@ -1189,10 +1165,9 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
         snprintf(errstr, errstr_size, "out of memory");
         goto err;
     }
-    if (!(kc = kconf_new(w, 1, errstr, errstr_size)))
-        goto err;
-    if (!(w->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr,
-                                     errstr_size))) {
+    if (!(kc = kconf_new(w, 1, errstr, errstr_size))) goto err;
+    if (!(w->consumer =
+              rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, errstr_size))) {
         rd_kafka_conf_destroy(kc);
         goto err;
     }
@@ -1207,8 +1182,7 @@ err:
 static rd_kafka_t *unassigned_consumer;
 
 void td_worker_destroy(td_worker_t *w) {
-    if (!w)
-        return;
+    if (!w) return;
     if (w->consumer) {
         /* librdkafka before 2.3 asserts when a cooperative-sticky consumer
          * that never received an assignment is destroyed (librdkafka#4312,
@@ -1220,8 +1194,7 @@ void td_worker_destroy(td_worker_t *w) {
             unassigned_consumer = w->consumer;
     }
     td_dlq_destroy(w->dlq);
-    if (w->producer)
-        rd_kafka_destroy(w->producer);
+    if (w->producer) rd_kafka_destroy(w->producer);
     td_mcache_destroy(w->active);
     td_mcache_destroy(w->inflight);
     td_rbatch_destroy(w->batch);

@@ -21,7 +21,8 @@ typedef struct td_worker_s td_worker_t;
  * to Redis yet.
  */
 td_worker_t *td_worker_new(const td_conf_t *conf,
-                           volatile sig_atomic_t *stop, char *errstr,
+                           volatile sig_atomic_t *stop,
+                           char *errstr,
                            size_t errstr_size);
 /* Runs until *stop: returns 0 after a clean shutdown (state flushed,
  * offsets stored, group left), 1 if it had to give up flushing. */

@@ -27,8 +27,7 @@ static char tmpdir[256];
 
 static void cleanup_tmpdir(void) {
     char cmd[300];
-    if (!tmpdir[0] || getenv("TD_KEEP_TMP"))
-        return;
+    if (!tmpdir[0] || getenv("TD_KEEP_TMP")) return;
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
         fprintf(stderr, "harness: could not remove %s\n", tmpdir);
@@ -64,8 +63,7 @@ int td_h_free_port(void) {
     if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
         getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
         port = ntohs(sin.sin_port);
-    if (fd >= 0)
-        close(fd);
+    if (fd >= 0) close(fd);
     return port;
 }
 
@@ -92,13 +90,11 @@ int td_h_spawn(td_h_proc_t *p, const char *tag, char *const argv[]) {
     static int seq;
     int fd;
 
-    snprintf(p->log, sizeof(p->log), "%s/%s.%d.log", td_h_tmpdir(), tag,
-             seq++);
+    snprintf(p->log, sizeof(p->log), "%s/%s.%d.log", td_h_tmpdir(), tag, seq++);
     fflush(stdout);
     fflush(stderr);
     p->pid = fork();
-    if (p->pid < 0)
-        return -1;
+    if (p->pid < 0) return -1;
     if (p->pid == 0) {
         fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
@@ -122,31 +118,27 @@ int td_h_wait(td_h_proc_t *p, int timeout_ms) {
     int64_t deadline = mono_ms() + timeout_ms;
     int status;
 
-    if (p->pid <= 0)
-        return -1;
+    if (p->pid <= 0) return -1;
     for (;;) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid) {
             p->pid = 0;
             return status;
         }
-        if (r < 0 || mono_ms() >= deadline)
-            return -1;
+        if (r < 0 || mono_ms() >= deadline) return -1;
         short_nap();
     }
 }
 
 void td_h_signal(td_h_proc_t *p, int sig) {
-    if (p->pid > 0)
-        kill(p->pid, sig);
+    if (p->pid > 0) kill(p->pid, sig);
 }
 
 void td_h_dump_log(const td_h_proc_t *p) {
     char cmd[600];
     fprintf(stderr, "---- last lines of %s ----\n", p->log);
     snprintf(cmd, sizeof(cmd), "tail -n 40 '%s' >&2", p->log);
-    if (system(cmd) != 0)
-        fprintf(stderr, "(no log)\n");
+    if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
 }
 
 /* ---- redis ---- */
@@ -156,13 +148,11 @@ static int redis_ping(void *arg) {
     redisContext *c = td_h_redis_connect(r);
     redisReply *rep;
     int ok = 0;
-    if (!c)
-        return 0;
+    if (!c) return 0;
     rep = redisCommand(c, "PING");
     /* While loading the AOF Redis answers -LOADING. */
     ok = rep && rep->type == REDIS_REPLY_STATUS;
-    if (rep)
-        freeReplyObject(rep);
+    if (rep) freeReplyObject(rep);
     redisFree(c);
     return ok;
 }
@@ -189,8 +179,7 @@ static int redis_spawn(td_h_redis_t *r, const char *const *extra) {
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
-    if (td_h_spawn(&r->proc, "redis", argv) != 0)
-        return -1;
+    if (td_h_spawn(&r->proc, "redis", argv) != 0) return -1;
     if (!td_h_poll(redis_ping, r, 15000)) {
         td_h_dump_log(&r->proc);
         return -1;
@@ -229,15 +218,16 @@ redisContext *td_h_redis_connect(const td_h_redis_t *r) {
     struct timeval tv = {2, 0};
     redisContext *c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
     if (!c || c->err) {
-        if (c)
-            redisFree(c);
+        if (c) redisFree(c);
         return NULL;
     }
     redisSetTimeout(c, tv);
     return c;
 }
 
-int td_h_hget_double(redisContext *c, const char *key, const char *field,
+int td_h_hget_double(redisContext *c,
+                     const char *key,
+                     const char *field,
                      double *out) {
     redisReply *r = redisCommand(c, "HGET %s %s", key, field);
     int rc = -1;
@@ -245,8 +235,7 @@ int td_h_hget_double(redisContext *c, const char *key, const char *field,
         *out = strtod(r->str, NULL);
         rc = 0;
     }
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     return rc;
 }
 
@@ -260,8 +249,7 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     static int seq;
 
     memset(k, 0, sizeof(*k));
-    if (pipe(in) || pipe(out))
-        return -1;
+    if (pipe(in) || pipe(out)) return -1;
     snprintf(log, sizeof(log), "%s/td-kafka.%d.log", td_h_tmpdir(), seq++);
     argv[n++] = (char *)td_h_bin("td-kafka");
     for (int i = 0; args && args[i] && n < 30; i++)
@@ -270,14 +258,12 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     fflush(stdout);
     fflush(stderr);
     k->pid = fork();
-    if (k->pid < 0)
-        return -1;
+    if (k->pid < 0) return -1;
     if (k->pid == 0) {
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(in[0], 0);
         dup2(out[1], 1);
-        if (fd >= 0)
-            dup2(fd, 2);
+        if (fd >= 0) dup2(fd, 2);
         close(in[1]);
         close(out[0]);
         execv(argv[0], argv);
@@ -296,32 +282,33 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
 int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd) {
     char line[512];
     size_t len = strlen(cmd);
-    if (write(k->in_fd, cmd, len) != (ssize_t)len || write(k->in_fd, "\n", 1) != 1)
+    if (write(k->in_fd, cmd, len) != (ssize_t)len ||
+        write(k->in_fd, "\n", 1) != 1)
         return -1;
-    if (!fgets(line, sizeof(line), k->out))
-        return -1;
+    if (!fgets(line, sizeof(line), k->out)) return -1;
     return strncmp(line, "ok", 2) == 0 ? 0 : -1;
 }
 
 void td_h_kafka_stop(td_h_kafka_t *k) {
     td_h_proc_t p = {.pid = k->pid};
-    if (k->pid <= 0)
-        return;
+    if (k->pid <= 0) return;
     kill(k->pid, SIGTERM);
     if (td_h_wait(&p, 10000) == -1) {
         kill(k->pid, SIGKILL);
         td_h_wait(&p, 5000);
     }
     close(k->in_fd);
-    if (k->out)
-        fclose(k->out);
+    if (k->out) fclose(k->out);
     k->pid = 0;
 }
 
 /* ---- trustd ---- */
 
-int td_h_trustd_start(td_h_proc_t *p, const char *tag, const td_h_kafka_t *k,
-                      const td_h_redis_t *r, const char *group,
+int td_h_trustd_start(td_h_proc_t *p,
+                      const char *tag,
+                      const td_h_kafka_t *k,
+                      const td_h_redis_t *r,
+                      const char *group,
                       const char *const *extra) {
     char *argv[64];
     int n = 0;
@@ -364,8 +351,7 @@ td_h_producer_t *td_h_producer_new(const char *bootstrap) {
 
     rd_kafka_conf_set(kc, "bootstrap.servers", bootstrap, errstr,
                       sizeof(errstr));
-    rd_kafka_conf_set(kc, "enable.idempotence", "true", errstr,
-                      sizeof(errstr));
+    rd_kafka_conf_set(kc, "enable.idempotence", "true", errstr, sizeof(errstr));
     rd_kafka_conf_set(kc, "compression.codec", "lz4", errstr, sizeof(errstr));
     rd_kafka_conf_set(kc, "linger.ms", "5", errstr, sizeof(errstr));
     p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, kc, errstr, sizeof(errstr));
@@ -377,8 +363,12 @@ td_h_producer_t *td_h_producer_new(const char *bootstrap) {
     return p;
 }
 
-int td_h_produce_raw(td_h_producer_t *p, const char *topic, int32_t partition,
-                     const void *key, size_t key_len, const void *value,
+int td_h_produce_raw(td_h_producer_t *p,
+                     const char *topic,
+                     int32_t partition,
+                     const void *key,
+                     size_t key_len,
+                     const void *value,
                      size_t len) {
     rd_kafka_resp_err_t err;
     do {
@@ -389,8 +379,7 @@ int td_h_produce_raw(td_h_producer_t *p, const char *topic, int32_t partition,
             RD_KAFKA_V_KEY((void *)key, key_len),
             RD_KAFKA_V_VALUE((void *)value, len),
             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-            rd_kafka_poll(p->rk, 50);
+        if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) rd_kafka_poll(p->rk, 50);
     } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL);
     return err ? -1 : 0;
 }
@@ -404,12 +393,13 @@ int td_h_produce(td_h_producer_t *p, const td_event_t *ev, int32_t partition) {
         fprintf(stderr, "harness encode: %s\n", errstr);
         return -1;
     }
-    return td_h_produce_raw(p, topics[ev->kind], partition,
-                            ev->merchant_id.ptr, ev->merchant_id.len, p->buf,
-                            len);
+    return td_h_produce_raw(p, topics[ev->kind], partition, ev->merchant_id.ptr,
+                            ev->merchant_id.len, p->buf, len);
 }
 
-void td_h_event(td_event_t *ev, td_event_kind_t kind, const char *m,
+void td_h_event(td_event_t *ev,
+                td_event_kind_t kind,
+                const char *m,
                 int64_t t) {
     static char ids[64][32];
     static unsigned seq;
@@ -454,8 +444,7 @@ int td_h_producer_flush(td_h_producer_t *p) {
 }
 
 void td_h_producer_destroy(td_h_producer_t *p) {
-    if (!p)
-        return;
+    if (!p) return;
     rd_kafka_flush(p->rk, 10000);
     rd_kafka_destroy(p->rk);
     td_codec_destroy(p->codec);
@@ -464,7 +453,8 @@ void td_h_producer_destroy(td_h_producer_t *p) {
 
 /* ---- consuming a whole topic ---- */
 
-int td_h_consume_all(const char *bootstrap, const char *topic,
+int td_h_consume_all(const char *bootstrap,
+                     const char *topic,
                      void (*cb)(const rd_kafka_message_t *m, void *arg),
                      void *arg) {
     rd_kafka_conf_t *kc = rd_kafka_conf_new();
@@ -478,16 +468,13 @@ int td_h_consume_all(const char *bootstrap, const char *topic,
 
     rd_kafka_conf_set(kc, "bootstrap.servers", bootstrap, errstr,
                       sizeof(errstr));
-    rd_kafka_conf_set(kc, "group.id", "td-test-reader", errstr,
-                      sizeof(errstr));
+    rd_kafka_conf_set(kc, "group.id", "td-test-reader", errstr, sizeof(errstr));
     rd_kafka_conf_set(kc, "enable.auto.commit", "false", errstr,
                       sizeof(errstr));
     rk = rd_kafka_new(RD_KAFKA_CONSUMER, kc, errstr, sizeof(errstr));
-    if (!rk)
-        return -1;
+    if (!rk) return -1;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) != 0 ||
-        md->topic_cnt != 1) {
+    if (rd_kafka_metadata(rk, 0, rkt, &md, 10000) != 0 || md->topic_cnt != 1) {
         fprintf(stderr, "harness: no metadata for %s\n", topic);
         rd_kafka_topic_destroy(rkt);
         rd_kafka_destroy(rk);
@@ -511,20 +498,19 @@ int td_h_consume_all(const char *bootstrap, const char *topic,
     rd_kafka_assign(rk, parts);
     while (remaining > 0 && mono_ms() < deadline) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m)
-            continue;
+        if (!m) continue;
         if (!m->err) {
             cnt++;
-            if (cb)
-                cb(m, arg);
-            if (m->offset + 1 >= hi[m->partition])
-                remaining--;
+            if (cb) cb(m, arg);
+            if (m->offset + 1 >= hi[m->partition]) remaining--;
         }
         rd_kafka_message_destroy(m);
     }
     if (remaining > 0)
-        fprintf(stderr, "harness: %s: %d partitions not read to the end "
-                "(%d messages read)\n", topic, remaining, cnt);
+        fprintf(stderr,
+                "harness: %s: %d partitions not read to the end "
+                "(%d messages read)\n",
+                topic, remaining, cnt);
     rd_kafka_topic_partition_list_destroy(parts);
     free(hi);
     rd_kafka_consumer_close(rk);
@@ -564,8 +550,7 @@ static int port_free(int port) {
     sin.sin_port = htons((uint16_t)port);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ok = fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
-    if (fd >= 0)
-        close(fd);
+    if (fd >= 0) close(fd);
     return ok;
 }
 
@@ -573,12 +558,10 @@ static int port_free(int port) {
  * on port + 10000, and below the ephemeral range; both free. */
 static int cluster_port(void) {
     static unsigned next;
-    if (!next)
-        next = 20000 + (unsigned)(getpid() % 2000) * 7;
+    if (!next) next = 20000 + (unsigned)(getpid() % 2000) * 7;
     for (int tries = 0; tries < 5000; tries++) {
         int p = 20000 + (int)(next++ % 25000);
-        if (port_free(p) && port_free(p + 10000))
-            return p;
+        if (port_free(p) && port_free(p + 10000)) return p;
     }
     return -1;
 }
@@ -592,10 +575,10 @@ static long info_field(redisContext *rc, const char *cmd, const char *name) {
         const char *p = strstr(r->str, name);
         size_t n = strlen(name);
         if (p && p[n] == ':')
-            v = strncmp(p + n + 1, "ok", 2) == 0 ? 1 : strtol(p + n + 1, NULL, 10);
+            v = strncmp(p + n + 1, "ok", 2) == 0 ? 1
+                                                 : strtol(p + n + 1, NULL, 10);
     }
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     return v;
 }
 
@@ -606,30 +589,27 @@ int td_h_cluster_ready(void *arg) {
     for (int i = 0; i < c->n; i++) {
         redisContext *rc;
         int ok = 1;
-        if (c->node[i].proc.pid <= 0)
-            continue;
-        if (!(rc = td_h_redis_connect(&c->node[i])))
-            return 0;
+        if (c->node[i].proc.pid <= 0) continue;
+        if (!(rc = td_h_redis_connect(&c->node[i]))) return 0;
         ok = info_field(rc, "CLUSTER INFO", "cluster_state") == 1 &&
-             info_field(rc, "CLUSTER INFO", "cluster_slots_ok") ==
-                 16384 &&
+             info_field(rc, "CLUSTER INFO", "cluster_slots_ok") == 16384 &&
              info_field(rc, "CLUSTER INFO", "cluster_slots_pfail") == 0;
         if (ok && !strcmp(td_h_cluster_role(c, i), "master")) {
             /* WAIT without writes counts the replicas online and acking:
              * what trustd's WAIT needs. */
             redisReply *r = redisCommand(rc, "WAIT %d 100", per);
             ok = r && r->type == REDIS_REPLY_INTEGER && r->integer >= per;
-            if (r)
-                freeReplyObject(r);
+            if (r) freeReplyObject(r);
         }
         redisFree(rc);
-        if (!ok)
-            return 0;
+        if (!ok) return 0;
     }
     return 1;
 }
 
-int td_h_cluster_start(td_h_cluster_t *c, int masters, int replicas,
+int td_h_cluster_start(td_h_cluster_t *c,
+                       int masters,
+                       int replicas,
                        int node_timeout_ms) {
     char *argv[TD_H_CLUSTER_MAX + 8];
     char addr[TD_H_CLUSTER_MAX][32], reps[8];
@@ -639,8 +619,7 @@ int td_h_cluster_start(td_h_cluster_t *c, int masters, int replicas,
     memset(c, 0, sizeof(*c));
     c->n = masters * (1 + replicas);
     c->masters = masters;
-    if (c->n > TD_H_CLUSTER_MAX)
-        return -1;
+    if (c->n > TD_H_CLUSTER_MAX) return -1;
     snprintf(c->node_timeout, sizeof(c->node_timeout), "%d", node_timeout_ms);
     for (int i = 0; i < c->n; i++) {
         td_h_redis_t *r = &c->node[i];
@@ -649,8 +628,7 @@ int td_h_cluster_start(td_h_cluster_t *c, int masters, int replicas,
         snprintf(r->dir, sizeof(r->dir), "%s/cluster%d", td_h_tmpdir(), seq++);
         mkdir(r->dir, 0755);
         snprintf(r->addr, sizeof(r->addr), "127.0.0.1:%d", r->port);
-        if (r->port < 0 || redis_spawn(r, cluster_args(c)) != 0)
-            return -1;
+        if (r->port < 0 || redis_spawn(r, cluster_args(c)) != 0) return -1;
         snprintf(addr[i], sizeof(addr[i]), "%s", r->addr);
     }
     snprintf(c->seeds, sizeof(c->seeds), "%s,%s", c->node[0].addr,
@@ -665,8 +643,7 @@ int td_h_cluster_start(td_h_cluster_t *c, int masters, int replicas,
     argv[n++] = reps;
     argv[n++] = "--cluster-yes";
     argv[n] = NULL;
-    if (td_h_spawn(&cli, "cluster-create", argv) != 0)
-        return -1;
+    if (td_h_spawn(&cli, "cluster-create", argv) != 0) return -1;
     status = td_h_wait(&cli, 60000);
     if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         td_h_dump_log(&cli);
@@ -695,8 +672,7 @@ const char *td_h_cluster_role(td_h_cluster_t *c, int i) {
     if (r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
         r->element[0]->type == REDIS_REPLY_STRING)
         snprintf(role, sizeof(role), "%s", r->element[0]->str);
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     redisFree(rc);
     return role;
 }
@@ -716,12 +692,10 @@ int td_h_cluster_master_of(td_h_cluster_t *c, int slot) {
                 slot <= e->element[1]->integer)
                 port = (int)e->element[2]->element[1]->integer;
         }
-        if (r)
-            freeReplyObject(r);
+        if (r) freeReplyObject(r);
         redisFree(rc);
         for (int j = 0; port > 0 && j < c->n; j++) {
-            if (c->node[j].port == port)
-                return j;
+            if (c->node[j].port == port) return j;
         }
         return -1;
     }
@@ -733,23 +707,20 @@ int td_h_cluster_id(td_h_cluster_t *c, int i, char *id) {
     redisReply *r;
     int rv = -1;
 
-    if (!rc)
-        return -1;
+    if (!rc) return -1;
     r = redisCommand(rc, "CLUSTER MYID");
     if (r && r->type == REDIS_REPLY_STRING && r->len == 40) {
         memcpy(id, r->str, 41);
         rv = 0;
     }
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     redisFree(rc);
     return rv;
 }
 
 void td_h_cluster_stop(td_h_cluster_t *c) {
     for (int i = 0; i < c->n; i++) {
-        if (c->node[i].proc.pid > 0)
-            td_h_redis_stop(&c->node[i]);
+        if (c->node[i].proc.pid > 0) td_h_redis_stop(&c->node[i]);
     }
 }
 
@@ -767,14 +738,12 @@ struct td_h_ref_s {
 
 td_h_ref_t *td_h_ref_new(void) {
     td_h_ref_t *r = calloc(1, sizeof(*r));
-    if (!r)
-        abort();
+    if (!r) abort();
     return r;
 }
 
 void td_h_ref_destroy(td_h_ref_t *r) {
-    if (!r)
-        return;
+    if (!r) return;
     free(r->m);
     free(r);
 }
@@ -792,8 +761,7 @@ void td_h_ref_add(td_h_ref_t *r, const td_event_t *ev) {
         if (r->cnt == r->cap) {
             r->cap = r->cap ? r->cap * 2 : 64;
             r->m = realloc(r->m, (size_t)r->cap * sizeof(*r->m));
-            if (!r->m)
-                abort();
+            if (!r->m) abort();
         }
         m = &r->m[r->cnt++];
         snprintf(m->id, sizeof(m->id), "%.*s", (int)ev->merchant_id.len,
@@ -814,8 +782,11 @@ const char *td_h_ref_id(const td_h_ref_t *r, int i) {
     return r->m[i].id;
 }
 
-int td_h_ref_compare(const td_h_ref_t *r, int i, const redisReply *h,
-                     char *why, size_t why_size) {
+int td_h_ref_compare(const td_h_ref_t *r,
+                     int i,
+                     const redisReply *h,
+                     char *why,
+                     size_t why_size) {
     const ref_merchant_t *m = &r->m[i];
     const char *asof = NULL;
 
@@ -830,8 +801,7 @@ int td_h_ref_compare(const td_h_ref_t *r, int i, const redisReply *h,
     for (int k = 0; k < TD_SIG__CNT; k++) {
         const char *name = td_signals[k].name, *got = NULL;
         for (size_t j = 0; j + 1 < h->elements; j += 2) {
-            if (!strcmp(h->element[j]->str, name))
-                got = h->element[j + 1]->str;
+            if (!strcmp(h->element[j]->str, name)) got = h->element[j + 1]->str;
         }
         if (!!got != !!m->st.present[k]) {
             snprintf(why, why_size, "%s %s: %s in Redis, %s in reference",

@@ -31,8 +31,8 @@ typedef struct td_h_redis_s {
 
 typedef struct td_h_kafka_s {
     pid_t pid;
-    int in_fd;  /* commands to td-kafka */
-    FILE *out;  /* its stdout */
+    int in_fd; /* commands to td-kafka */
+    FILE *out; /* its stdout */
     char bootstrap[256];
 } td_h_kafka_t;
 
@@ -71,8 +71,11 @@ void td_h_dump_log(const td_h_proc_t *p);
 
 /* Starts trustd against the fixtures with test-friendly settings (short
  * flush interval, session.timeout.ms 6000), plus extra args. */
-int td_h_trustd_start(td_h_proc_t *p, const char *tag, const td_h_kafka_t *k,
-                      const td_h_redis_t *r, const char *group,
+int td_h_trustd_start(td_h_proc_t *p,
+                      const char *tag,
+                      const td_h_kafka_t *k,
+                      const td_h_redis_t *r,
+                      const char *group,
                       const char *const *extra);
 
 /* An idempotent lz4 producer of contract events (encoded with the codec). */
@@ -82,8 +85,12 @@ td_h_producer_t *td_h_producer_new(const char *bootstrap);
  * merchant_id; partition -1 lets the partitioner choose. */
 int td_h_produce(td_h_producer_t *p, const td_event_t *ev, int32_t partition);
 /* Produces raw bytes (for bad-input tests). */
-int td_h_produce_raw(td_h_producer_t *p, const char *topic, int32_t partition,
-                     const void *key, size_t key_len, const void *value,
+int td_h_produce_raw(td_h_producer_t *p,
+                     const char *topic,
+                     int32_t partition,
+                     const void *key,
+                     size_t key_len,
+                     const void *value,
                      size_t len);
 /*
  * Fills ev with a valid event of kind for merchant m at time t: a unique
@@ -93,8 +100,7 @@ int td_h_produce_raw(td_h_producer_t *p, const char *topic, int32_t partition,
  * change what their test is about. Strings stay valid until the 64th next
  * call (m is borrowed).
  */
-void td_h_event(td_event_t *ev, td_event_kind_t kind, const char *m,
-                int64_t t);
+void td_h_event(td_event_t *ev, td_event_kind_t kind, const char *m, int64_t t);
 
 /* Waits until everything produced was acknowledged. */
 int td_h_producer_flush(td_h_producer_t *p);
@@ -105,13 +111,16 @@ void td_h_producer_destroy(td_h_producer_t *p);
 int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms);
 
 /* HGET key field as a double; returns 0 if present, -1 if absent. */
-int td_h_hget_double(redisContext *c, const char *key, const char *field,
+int td_h_hget_double(redisContext *c,
+                     const char *key,
+                     const char *field,
                      double *out);
 
 /* Consumes every message of a topic from the beginning (partitions read
  * until their high watermark at call time). cb gets each message. Returns
  * the number of messages read, or -1 on error. */
-int td_h_consume_all(const char *bootstrap, const char *topic,
+int td_h_consume_all(const char *bootstrap,
+                     const char *topic,
                      void (*cb)(const rd_kafka_message_t *m, void *arg),
                      void *arg);
 
@@ -133,7 +142,9 @@ typedef struct td_h_cluster_s {
  * --cluster create ... --cluster-replicas R --cluster-yes` and waits until
  * td_h_cluster_ready(). node_timeout_ms is cluster-node-timeout. Returns 0
  * on success. */
-int td_h_cluster_start(td_h_cluster_t *c, int masters, int replicas,
+int td_h_cluster_start(td_h_cluster_t *c,
+                       int masters,
+                       int replicas,
                        int node_timeout_ms);
 /* 1 when every running node says cluster_state:ok with all slots ok and
  * every master has as many online replicas as it was created with. */
@@ -165,7 +176,10 @@ const char *td_h_ref_id(const td_h_ref_t *r, int i);
  * not an array counts as a difference): every signal present in both or
  * absent in both, values equal to relative 1e-9, as_of_ms equal. Returns 0
  * when equal, else -1 with why filled. */
-int td_h_ref_compare(const td_h_ref_t *r, int i, const redisReply *h,
-                     char *why, size_t why_size);
+int td_h_ref_compare(const td_h_ref_t *r,
+                     int i,
+                     const redisReply *h,
+                     char *why,
+                     size_t why_size);
 
 #endif

@@ -55,7 +55,9 @@ static uint64_t rnd(void) {
     return seed;
 }
 
-static td_store_t *store_new(const char *addrs, int cluster, int readonly,
+static td_store_t *store_new(const char *addrs,
+                             int cluster,
+                             int readonly,
                              int command_timeout_ms) {
     td_store_conf_t sc = {0};
     char errstr[512];
@@ -69,8 +71,7 @@ static td_store_t *store_new(const char *addrs, int cluster, int readonly,
     sc.cluster = cluster;
     sc.readonly = readonly;
     st = td_store_new(&sc, errstr, sizeof(errstr));
-    if (!st)
-        fail_msg("td_store_new: %s", errstr);
+    if (!st) fail_msg("td_store_new: %s", errstr);
     return st;
 }
 
@@ -110,11 +111,10 @@ typedef struct ordcb_s {
     int i;
 } ordcb_t;
 
-static int in_order(void *opaque, const redisReply *r, char *errstr,
-                    size_t errstr_size) {
+static int
+in_order(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     ordcb_t *c = opaque;
-    if (c->i != c->o->next++ || r->type == REDIS_REPLY_ERROR)
-        c->o->bad++;
+    if (c->i != c->o->next++ || r->type == REDIS_REPLY_ERROR) c->o->bad++;
     return TD_OK;
 }
 
@@ -156,8 +156,7 @@ static void test_store_routes_batches_and_scans_every_master(void **state) {
     for (int i = 0; i < cl.n; i++) {
         redisContext *rc;
         redisReply *r;
-        if (strcmp(td_h_cluster_role(&cl, i), "master"))
-            continue;
+        if (strcmp(td_h_cluster_role(&cl, i), "master")) continue;
         rc = td_h_redis_connect(&cl.node[i]);
         r = redisCommand(rc, "DBSIZE");
         keys_on[i] = r ? (int)r->integer : 0;
@@ -174,8 +173,7 @@ static void test_store_routes_batches_and_scans_every_master(void **state) {
     }
     for (int i = 0; i < N; i++) {
         redisReply *r = td_store_reply(st, errstr, sizeof(errstr));
-        if (!r)
-            fail_msg("reply %d: %s", i, errstr);
+        if (!r) fail_msg("reply %d: %s", i, errstr);
         assert_int_equal(r->type, REDIS_REPLY_STRING);
         assert_int_equal(atoi(r->str), i);
         freeReplyObject(r);
@@ -188,8 +186,7 @@ static void test_store_routes_batches_and_scans_every_master(void **state) {
                                      "SCAN %s MATCH trust:{it-*}:score "
                                      "COUNT 100",
                                      cursor);
-        if (!r)
-            fail_msg("SCAN: %s", errstr);
+        if (!r) fail_msg("SCAN: %s", errstr);
         assert_int_equal(r->type, REDIS_REPLY_ARRAY);
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
         found += (int)r->element[1]->elements;
@@ -214,10 +211,9 @@ static void test_store_detects_a_cluster_node_by_itself(void **state) {
         fail_msg("connect: %s", errstr);
     assert_true(td_store_is_cluster(st));
     for (int i = 0; i < 50; i++) {
-        redisReply *r = td_store_cmd(st, errstr, sizeof(errstr),
-                                     "SET it:detect:{%d} x", i);
-        if (!r)
-            fail_msg("SET: %s", errstr);
+        redisReply *r =
+            td_store_cmd(st, errstr, sizeof(errstr), "SET it:detect:{%d} x", i);
+        if (!r) fail_msg("SET: %s", errstr);
         hits += r->type == REDIS_REPLY_STATUS;
         freeReplyObject(r);
     }
@@ -230,8 +226,7 @@ static void test_store_detects_a_cluster_node_by_itself(void **state) {
 static int cluster_consistent(void *arg) {
     char cmd[300];
     (void)arg;
-    if (!td_h_cluster_ready(&cl))
-        return 0;
+    if (!td_h_cluster_ready(&cl)) return 0;
     snprintf(cmd, sizeof(cmd), "redis-cli --cluster check %s >/dev/null 2>&1",
              cl.node[0].proc.pid > 0 ? cl.node[0].addr : cl.node[1].addr);
     return system(cmd) == 0;
@@ -241,34 +236,29 @@ static int cluster_consistent(void *arg) {
 static void tag_in_slot(int s, char *tag, size_t size) {
     for (int n = 0;; n++) {
         snprintf(tag, size, "mv%d", n);
-        if (td_cluster_keyslot(tag, strlen(tag)) == s)
-            return;
+        if (td_cluster_keyslot(tag, strlen(tag)) == s) return;
     }
 }
 
-static int other_master(int not) {
+static int other_master(int not ) {
     for (int i = 0; i < cl.n; i++) {
-        if (i != not && !strcmp(td_h_cluster_role(&cl, i), "master"))
-            return i;
+        if (i != not &&!strcmp(td_h_cluster_role(&cl, i), "master")) return i;
     }
     return -1;
 }
 
 static redisReply *must(td_store_t *st, redisReply *r, const char *errstr) {
     (void)st;
-    if (!r)
-        fail_msg("%s", errstr);
-    if (r->type == REDIS_REPLY_ERROR)
-        fail_msg("error reply: %s", r->str);
+    if (!r) fail_msg("%s", errstr);
+    if (r->type == REDIS_REPLY_ERROR) fail_msg("error reply: %s", r->str);
     return r;
 }
 
 static void test_store_follows_moved_ask_and_tryagain(void **state) {
     td_store_t *st = store_new(cl.seeds, 1, 0, 5000);
     char errstr[512], tag[32], k1[64], k2[64], k3[64], ida[41], idb[41];
-    static const char eval2[] =
-        "return redis.call('HGET', KEYS[1], 'f') .. "
-        "redis.call('HGET', KEYS[2], 'f')";
+    static const char eval2[] = "return redis.call('HGET', KEYS[1], 'f') .. "
+                                "redis.call('HGET', KEYS[2], 'f')";
     int slot = 1234, a, b;
     redisReply *r;
     (void)state;
@@ -341,17 +331,15 @@ static int replica_of(int m) {
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 3 &&
             !strcmp(r->element[0]->str, "slave"))
             port = (int)r->element[2]->integer;
-        if (r)
-            freeReplyObject(r);
+        if (r) freeReplyObject(r);
         redisFree(rc);
-        if (port == cl.node[m].port)
-            return i;
+        if (port == cl.node[m].port) return i;
     }
     return -1;
 }
 
-static int hset_batch(td_store_t *st, const char *key, char *errstr,
-                      size_t errstr_size) {
+static int
+hset_batch(td_store_t *st, const char *key, char *errstr, size_t errstr_size) {
     td_rbatch_t *b = td_rbatch_new();
     int rc;
     td_rbatch_begin(b);
@@ -439,12 +427,11 @@ static long long committed_sum(world_t *w) {
     int nkeys = 0;
 
     do {
-        redisReply *r = td_store_cmd(w->st, errstr, sizeof(errstr),
-                                     "SCAN %s MATCH trust:part:* COUNT 1000",
-                                     cursor);
+        redisReply *r =
+            td_store_cmd(w->st, errstr, sizeof(errstr),
+                         "SCAN %s MATCH trust:part:* COUNT 1000", cursor);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
-            if (r)
-                freeReplyObject(r);
+            if (r) freeReplyObject(r);
             return -1;
         }
         snprintf(cursor, sizeof(cursor), "%s", r->element[0]->str);
@@ -458,8 +445,7 @@ static long long committed_sum(world_t *w) {
             redisReply *h = td_store_reply(w->st, errstr, sizeof(errstr));
             if (h && h->type == REDIS_REPLY_STRING && atoll(h->str) > 0)
                 sum += atoll(h->str);
-            if (h)
-                freeReplyObject(h);
+            if (h) freeReplyObject(h);
         }
     } while (strcmp(cursor, "0"));
     return sum;
@@ -487,13 +473,11 @@ static int all_equal(void *arg) {
                         td_h_ref_id(w->ref, i));
     for (int i = 0; i < td_h_ref_count(w->ref); i++) {
         redisReply *h = td_store_reply(w->st, errstr, sizeof(errstr));
-        if (!bad && td_h_ref_compare(w->ref, i, h, last_diff,
-                                     sizeof(last_diff)) != 0)
+        if (!bad &&
+            td_h_ref_compare(w->ref, i, h, last_diff, sizeof(last_diff)) != 0)
             bad = 1;
-        if (!h && !bad)
-            snprintf(last_diff, sizeof(last_diff), "%s", errstr);
-        if (h)
-            freeReplyObject(h);
+        if (!h && !bad) snprintf(last_diff, sizeof(last_diff), "%s", errstr);
+        if (h) freeReplyObject(h);
     }
     return !bad;
 }
@@ -517,8 +501,8 @@ static void stop_graceful(td_h_proc_t *p) {
 
 /* trustd against the cluster; cluster = 0 leaves it to detection, with
  * one seed. */
-static void trustd_start(world_t *w, td_h_proc_t *p, const char *tag,
-                         int cluster) {
+static void
+trustd_start(world_t *w, td_h_proc_t *p, const char *tag, int cluster) {
     static const char *const with[] = {"--redis-cluster", "--flush-max-events",
                                        "300", NULL};
     static const char *const detect[] = {"--flush-max-events", "300", NULL};
@@ -534,8 +518,8 @@ static void trustd_start(world_t *w, td_h_proc_t *p, const char *tag,
 
 /* Runs trustctl against the cluster; returns its exit status and its
  * output in out. */
-static int trustctl(world_t *w, char *out, size_t size, const char *a1,
-                    const char *a2) {
+static int
+trustctl(world_t *w, char *out, size_t size, const char *a1, const char *a2) {
     char cmd[1024];
     FILE *fp;
     size_t n;
@@ -554,8 +538,8 @@ static int trustctl(world_t *w, char *out, size_t size, const char *a1,
     return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static void test_trustd_on_cluster_ends_exact_and_trustctl_reads_it(
-    void **state) {
+static void
+test_trustd_on_cluster_ends_exact_and_trustctl_reads_it(void **state) {
     world_t *w = world_start(300);
     static char out[1 << 16];
     td_h_proc_t p;
@@ -566,10 +550,11 @@ static void test_trustd_on_cluster_ends_exact_and_trustctl_reads_it(
     produce(w, 3000);
     assert_exact(w, &p);
 
-    assert_int_equal(trustctl(w, out, sizeof(out), "get", td_h_ref_id(w->ref, 0)), 0);
+    assert_int_equal(
+        trustctl(w, out, sizeof(out), "get", td_h_ref_id(w->ref, 0)), 0);
     assert_non_null(strstr(out, td_h_ref_id(w->ref, 0)));
-    assert_int_equal(trustctl(w, out, sizeof(out), "signals", td_h_ref_id(w->ref, 1)),
-                     0);
+    assert_int_equal(
+        trustctl(w, out, sizeof(out), "signals", td_h_ref_id(w->ref, 1)), 0);
     assert_non_null(strstr(out, "\"signals\""));
     assert_int_equal(trustctl(w, out, sizeof(out), "top", "5"), 0);
     assert_non_null(strstr(out, "\"rank\":5"));
@@ -614,8 +599,7 @@ static void test_trustd_rides_through_resharding(void **state) {
     /* Traffic while the slots move. */
     while ((status = td_h_wait(&cli, 0)) == -1 && rounds++ < 200)
         produce(w, 100);
-    if (status == -1)
-        status = td_h_wait(&cli, 60000);
+    if (status == -1) status = td_h_wait(&cli, 60000);
     if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         td_h_dump_log(&cli);
         fail_msg("redis-cli --cluster reshard failed (status %d)", status);
@@ -638,16 +622,13 @@ static int promoted(void *arg) {
     redisReply *r;
     int ok;
 
-    if (strcmp(td_h_cluster_role(&cl, pm->replica), "master"))
-        return 0;
+    if (strcmp(td_h_cluster_role(&cl, pm->replica), "master")) return 0;
     rc = td_h_redis_connect(&cl.node[pm->replica]);
-    if (!rc)
-        return 0;
+    if (!rc) return 0;
     r = redisCommand(rc, "CLUSTER INFO");
     ok = r && r->type == REDIS_REPLY_STRING &&
          strstr(r->str, "cluster_state:ok");
-    if (r)
-        freeReplyObject(r);
+    if (r) freeReplyObject(r);
     redisFree(rc);
     return ok;
 }
@@ -667,12 +648,13 @@ static void test_trustd_rides_through_master_failover(void **state) {
 
     produce(w, 4000);
     trustd_start(w, &p, "trustd-failover", 1);
-    progress_t pr = {w, (long long)(w->produced * (0.2 + (double)(rnd() % 40) /
-                                                             100))};
+    progress_t pr = {
+        w, (long long)(w->produced * (0.2 + (double)(rnd() % 40) / 100))};
     assert_true(td_h_poll(reached, &pr, 60000));
     /* The master of the most merchants' slots is as good as any. */
-    m = td_h_cluster_master_of(&cl, td_cluster_keyslot(td_h_ref_id(w->ref, 0),
-                                                       strlen(td_h_ref_id(w->ref, 0))));
+    m = td_h_cluster_master_of(
+        &cl, td_cluster_keyslot(td_h_ref_id(w->ref, 0),
+                                strlen(td_h_ref_id(w->ref, 0))));
     rep = replica_of(m);
     assert_true(m >= 0 && rep >= 0);
     td_h_redis_kill(&cl.node[m]);
@@ -716,8 +698,7 @@ int main(void) {
         cmocka_unit_test(test_trustd_rides_through_master_failover),
     };
     seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)td_now_ms();
-    if (!seed)
-        seed = 1;
+    if (!seed) seed = 1;
     printf("it_cluster: TD_SEED=%llu\n", (unsigned long long)seed);
     if (getenv("TD_TEST_FILTER"))
         cmocka_set_test_filter(getenv("TD_TEST_FILTER"));

@@ -49,8 +49,8 @@ static uint64_t rnd(void) {
     return seed;
 }
 
-static void world_start(world_t *w, const char *const *kafka_args,
-                        int merchants) {
+static void
+world_start(world_t *w, const char *const *kafka_args, int merchants) {
     td_loadgen_conf_t lc;
     char errstr[256];
 
@@ -73,8 +73,7 @@ static void world_stop(world_t *w) {
     td_h_ref_destroy(w->ref);
     td_loadgen_destroy(w->gen);
     td_h_producer_destroy(w->prod);
-    if (w->rc)
-        redisFree(w->rc);
+    if (w->rc) redisFree(w->rc);
     td_h_kafka_stop(&w->kafka);
     td_h_redis_stop(&w->redis);
 }
@@ -95,15 +94,13 @@ static void produce(world_t *w, int n, int32_t part) {
 static long long committed_sum(redisContext *rc) {
     long long sum = 0;
     redisReply *keys = redisCommand(rc, "KEYS trust:part:*");
-    if (!keys)
-        return -1;
+    if (!keys) return -1;
     for (size_t i = 0; i < keys->elements; i++) {
         redisReply *r =
             redisCommand(rc, "HGET %s committed", keys->element[i]->str);
         if (r && r->type == REDIS_REPLY_STRING && atoll(r->str) > 0)
             sum += atoll(r->str);
-        if (r)
-            freeReplyObject(r);
+        if (r) freeReplyObject(r);
     }
     freeReplyObject(keys);
     return sum;
@@ -128,8 +125,7 @@ static int all_equal(void *arg) {
         redisReply *h = redisCommand(w->rc, "HGETALL trust:{%s}:signals",
                                      td_h_ref_id(w->ref, i));
         bad = td_h_ref_compare(w->ref, i, h, last_diff, sizeof(last_diff));
-        if (h)
-            freeReplyObject(h);
+        if (h) freeReplyObject(h);
     }
     return !bad;
 }
@@ -169,16 +165,15 @@ static void test_kill9_at_random_points_ends_exact(void **state) {
 
     world_start(w, NULL, 300);
     produce(w, chunk, -1);
-    assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka,
-                                       &w->redis, "g-crash", fast_flush),
+    assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka, &w->redis,
+                                       "g-crash", fast_flush),
                      0);
     for (int k = 0; k < kills; k++) {
         /* Kill once a random share of what was produced is committed. */
         progress_t pr = {w, (long long)((double)w->produced *
                                         (0.1 + (double)(rnd() % 80) / 100))};
         td_h_poll(reached, &pr, 60000);
-        if (k % 2 == 0)
-            produce(w, chunk / 2, -1); /* more data while it runs */
+        if (k % 2 == 0) produce(w, chunk / 2, -1); /* more data while it runs */
         td_h_signal(&p, SIGKILL);
         td_h_wait(&p, 10000);
         assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka,
@@ -192,8 +187,8 @@ static void test_kill9_at_random_points_ends_exact(void **state) {
     td_h_poll(reached, &last, 60000);
     td_h_signal(&p, SIGKILL);
     td_h_wait(&p, 10000);
-    assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka,
-                                       &w->redis, "g-crash", fast_flush),
+    assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka, &w->redis,
+                                       "g-crash", fast_flush),
                      0);
     assert_exact(w, &p, 1);
     stop_graceful(&p);
@@ -211,8 +206,8 @@ static void test_second_sigterm_exits_at_once_without_damage(void **state) {
 
     world_start(w, NULL, 100);
     produce(w, 3000, -1);
-    assert_int_equal(td_h_trustd_start(&p, "trustd-term", &w->kafka,
-                                       &w->redis, "g-term", fast_flush),
+    assert_int_equal(td_h_trustd_start(&p, "trustd-term", &w->kafka, &w->redis,
+                                       "g-term", fast_flush),
                      0);
     progress_t pr = {w, 500};
     assert_true(td_h_poll(reached, &pr, 60000));
@@ -223,8 +218,8 @@ static void test_second_sigterm_exits_at_once_without_damage(void **state) {
     assert_int_not_equal(status, -1);
     assert_true(WIFEXITED(status));
     assert_true(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 2);
-    assert_int_equal(td_h_trustd_start(&p, "trustd-term", &w->kafka,
-                                       &w->redis, "g-term", fast_flush),
+    assert_int_equal(td_h_trustd_start(&p, "trustd-term", &w->kafka, &w->redis,
+                                       "g-term", fast_flush),
                      0);
     assert_exact(w, &p, 1);
     stop_graceful(&p);
@@ -267,8 +262,8 @@ static void test_scaling_1_3_2_workers_ends_exact(void **state) {
 /* One merchant's events on two partitions, consumed by two workers at
  * once: the situation right after partitions were added. */
 static void test_one_merchant_on_two_partitions_two_workers(void **state) {
-    static const char *const kargs[] = {"--topic", "orders=2", "--topic",
-                                        "reviews=2", "--topic", "refunds=2",
+    static const char *const kargs[] = {"--topic",   "orders=2", "--topic",
+                                        "reviews=2", "--topic",  "refunds=2",
                                         NULL};
     world_t *w = malloc(sizeof(*w));
     td_h_proc_t p[2];
@@ -376,8 +371,7 @@ int main(void) {
         cmocka_unit_test(test_kafka_faults_ride_through),
     };
     seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)td_now_ms();
-    if (!seed)
-        seed = 1;
+    if (!seed) seed = 1;
     soak = getenv("TD_SOAK") && *getenv("TD_SOAK") == '1';
     printf("it_exactly_once: TD_SEED=%llu%s\n", (unsigned long long)seed,
            soak ? " (soak)" : "");

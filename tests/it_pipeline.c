@@ -102,13 +102,20 @@ static void to_event(const tev_t *e, int i, td_event_t *ev, char *idbuf) {
 static int64_t as_of(const char *m) {
     int64_t t = INT64_MIN;
     for (int i = 0; i < nev; i++)
-        if (!strcmp(evs[i].m, m) && evs[i].t > t)
-            t = evs[i].t;
+        if (!strcmp(evs[i].m, m) && evs[i].t > t) t = evs[i].t;
     return t;
 }
 
-enum { F_PAID, F_PAID_AMT, F_CANCEL_M, F_SHIP, F_SHIP_LATE, F_REFREQ,
-       F_REVIEW, F_RATING };
+enum {
+    F_PAID,
+    F_PAID_AMT,
+    F_CANCEL_M,
+    F_SHIP,
+    F_SHIP_LATE,
+    F_REFREQ,
+    F_REVIEW,
+    F_RATING
+};
 
 static int matches(const tev_t *e, int what) {
     switch (what) {
@@ -136,8 +143,7 @@ static double expect(const char *m, int what, double window) {
     for (int i = 0; i < nev; i++) {
         const tev_t *e = &evs[i];
         double w;
-        if (strcmp(e->m, m) || !matches(e, what))
-            continue;
+        if (strcmp(e->m, m) || !matches(e, what)) continue;
         w = what == F_PAID_AMT ? (double)e->amount
             : what == F_RATING ? (double)e->rating
                                : 1.0;
@@ -146,8 +152,8 @@ static double expect(const char *m, int what, double window) {
     return v;
 }
 
-static void check_field(const char *m, const char *field, double want,
-                        int present) {
+static void
+check_field(const char *m, const char *field, double want, int present) {
     char key[128];
     double got;
     int rc2;
@@ -160,8 +166,7 @@ static void check_field(const char *m, const char *field, double want,
     }
     if (rc2 != 0 && want == 0)
         return; /* a base signal nothing contributed to is absent (= 0) */
-    if (rc2 != 0)
-        fail_msg("%s %s: absent, expected %.17g", m, field, want);
+    if (rc2 != 0) fail_msg("%s %s: absent, expected %.17g", m, field, want);
     if (fabs(got - want) > 1e-9 * fmax(1.0, fabs(want)))
         fail_msg("%s %s: got %.17g, expected %.17g", m, field, got, want);
 }
@@ -208,8 +213,8 @@ static int all_applied(void *arg) {
     if (td_h_hget_double(rc, "trust:{m-alpha}:signals", "orders_paid_total",
                          &paid) ||
         td_h_hget_double(rc, "trust:{m-alpha}:signals", "reviews_30d", &rev) ||
-        td_h_hget_double(rc, "trust:{m-alpha}:signals",
-                         "refunds_requested_30d", &req))
+        td_h_hget_double(rc, "trust:{m-alpha}:signals", "refunds_requested_30d",
+                         &req))
         return 0;
     return paid == 3 && rev > 1.9 && req > 0.9;
 }
@@ -230,8 +235,7 @@ static int teardown(void **state) {
         td_h_signal(&trustd, SIGKILL);
         td_h_wait(&trustd, 5000);
     }
-    if (rc)
-        redisFree(rc);
+    if (rc) redisFree(rc);
     td_h_kafka_stop(&kafka);
     td_h_redis_stop(&redis);
     return 0;
@@ -267,8 +271,8 @@ static void test_signals_match_independent_computation(void **state) {
 static int score_published(void *arg) {
     double v;
     (void)arg;
-    return td_h_hget_double(rc, "trust:{m-alpha}:score", "pub_version",
-                            &v) == 0;
+    return td_h_hget_double(rc, "trust:{m-alpha}:score", "pub_version", &v) ==
+           0;
 }
 
 typedef struct seen_s {
@@ -292,8 +296,7 @@ static void on_score(const rd_kafka_message_t *m, void *arg) {
         s->bad++;
     if (!strcmp(rec.merchant_id, "m-alpha")) {
         s->alpha++;
-        if (rec.version > s->alpha_version)
-            s->alpha_version = rec.version;
+        if (rec.version > s->alpha_version) s->alpha_version = rec.version;
         if (rec.score < 0 || rec.score > 100 || rec.tier < 1 || rec.tier > 5)
             s->bad++;
     }
@@ -312,24 +315,25 @@ static void test_score_in_redis_and_on_topic(void **state) {
     assert_int_equal(z->type, REDIS_REPLY_STRING);
     zscore = strtod(z->str, NULL);
     freeReplyObject(z);
-    assert_int_equal(td_h_hget_double(rc, "trust:{m-alpha}:score", "score",
-                                      &score), 0);
+    assert_int_equal(
+        td_h_hget_double(rc, "trust:{m-alpha}:score", "score", &score), 0);
     assert_true(score >= 0 && score <= 100);
     assert_true(zscore == score);
     assert_int_equal(
         td_h_hget_double(rc, "trust:{m-alpha}:score", "tier", &tier), 0);
     assert_true(tier >= 1 && tier <= 5);
-    assert_int_equal(td_h_hget_double(rc, "trust:{m-alpha}:score", "version",
-                                      &version), 0);
+    assert_int_equal(
+        td_h_hget_double(rc, "trust:{m-alpha}:score", "version", &version), 0);
     assert_true(version >= 1);
-    assert_int_equal(td_h_hget_double(rc, "trust:{m-alpha}:score",
-                                      "updated_ms", &updated), 0);
+    assert_int_equal(
+        td_h_hget_double(rc, "trust:{m-alpha}:score", "updated_ms", &updated),
+        0);
     assert_true(updated > (double)t0);
 
     seen.codec = td_codec_new(errstr, sizeof(errstr));
     assert_non_null(seen.codec);
-    assert_true(td_h_consume_all(kafka.bootstrap, "trust-scores", on_score,
-                                 &seen) > 0);
+    assert_true(
+        td_h_consume_all(kafka.bootstrap, "trust-scores", on_score, &seen) > 0);
     td_codec_destroy(seen.codec);
     assert_int_equal(seen.bad, 0);
     assert_true(seen.alpha >= 1);
@@ -354,20 +358,19 @@ static void on_steady(const rd_kafka_message_t *m, void *arg) {
                               sizeof(errstr)) != 0)
         return;
     s->records++;
-    if (rec.version <= s->last_version)
-        s->out_of_order++;
+    if (rec.version <= s->last_version) s->out_of_order++;
     s->last_version = rec.version;
 }
 
 static int steady_applied(void *arg) {
     double v;
-    return td_h_hget_double(rc, "trust:{m-steady}:signals",
-                            "orders_paid_total", &v) == 0 &&
+    return td_h_hget_double(rc, "trust:{m-steady}:signals", "orders_paid_total",
+                            &v) == 0 &&
            v >= *(double *)arg;
 }
 
-static void test_steady_merchant_is_not_republished_on_every_event(
-    void **state) {
+static void
+test_steady_merchant_is_not_republished_on_every_event(void **state) {
     td_h_producer_t *p = td_h_producer_new(kafka.bootstrap);
     steady_t seen = {0};
     char errstr[256], id[32];
@@ -378,8 +381,9 @@ static void test_steady_merchant_is_not_republished_on_every_event(
      * flush) before the next is produced. */
     for (int round = 0; round < 20; round++) {
         for (int i = 0; i < 10; i++, n++) {
-            tev_t e = {"m-steady", TD_EV_ORDER, TD_ORDER_PAID,
-                       t0 + n * 60000LL, 5000, TD_NULL_ENUM, TD_NULL_TS};
+            tev_t e = {"m-steady",       TD_EV_ORDER, TD_ORDER_PAID,
+                       t0 + n * 60000LL, 5000,        TD_NULL_ENUM,
+                       TD_NULL_TS};
             td_event_t ev;
             to_event(&e, 1000 + n, &ev, id);
             assert_int_equal(td_h_produce(p, &ev, -1), 0);
@@ -405,8 +409,7 @@ static void test_sigterm_exits_zero_within_10s(void **state) {
     (void)state;
     td_h_signal(&trustd, SIGTERM);
     status = td_h_wait(&trustd, 10000);
-    if (status == -1)
-        td_h_dump_log(&trustd);
+    if (status == -1) td_h_dump_log(&trustd);
     assert_int_not_equal(status, -1);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);

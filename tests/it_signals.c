@@ -92,15 +92,18 @@ static int64_t gen_range(gen_t *g, int64_t lo, int64_t hi) {
 static int gen_pick(gen_t *g, const double *w, int n) {
     double x = gen_unif(g);
     for (int i = 0; i < n - 1; i++) {
-        if (x < w[i])
-            return i;
+        if (x < w[i]) return i;
         x -= w[i];
     }
     return n - 1;
 }
 
-static void gen_base(gen_t *g, td_event_t *e, td_event_kind_t kind,
-                     int64_t t, int order, int buyer) {
+static void gen_base(gen_t *g,
+                     td_event_t *e,
+                     td_event_kind_t kind,
+                     int64_t t,
+                     int order,
+                     int buyer) {
     memset(e, 0, sizeof(*e));
     e->kind = kind;
     e->event_time = t;
@@ -116,14 +119,18 @@ static void gen_base(gen_t *g, td_event_t *e, td_event_kind_t kind,
 
 /* Emits e unless it lies after the generator's end (not happened yet). */
 static int gen_emit(gen_t *g, const td_event_t *e) {
-    if (e->event_time > g->end)
-        return 0;
+    if (e->event_time > g->end) return 0;
     g->emit(g->arg, e);
     return 1;
 }
 
-static void gen_order_event(gen_t *g, td_event_t *e, int status, int64_t t,
-                            const td_order_t *o, int order, int buyer) {
+static void gen_order_event(gen_t *g,
+                            td_event_t *e,
+                            int status,
+                            int64_t t,
+                            const td_order_t *o,
+                            int order,
+                            int buyer) {
     gen_base(g, e, TD_EV_ORDER, t, order, buyer);
     e->u.order = *o;
     e->u.order.status = status;
@@ -143,22 +150,22 @@ static void gen_review(gen_t *g, int64_t t, int order, int buyer) {
     r = gen_unif(g) < p->low_rating_p ? (int)gen_range(g, 1, 2)
                                       : (int)gen_range(g, 3, 5);
     e.u.review.rating = r;
-    if (gen_unif(g) < 0.6)
-        e.u.review.quality_rating = gen_rating_near(g, r);
-    if (gen_unif(g) < 0.5)
-        e.u.review.value_rating = gen_rating_near(g, r);
-    if (gen_unif(g) < 0.4)
-        e.u.review.service_rating = gen_rating_near(g, r);
-    if (gen_unif(g) < 0.5)
-        e.u.review.logistics_rating = gen_rating_near(g, r);
+    if (gen_unif(g) < 0.6) e.u.review.quality_rating = gen_rating_near(g, r);
+    if (gen_unif(g) < 0.5) e.u.review.value_rating = gen_rating_near(g, r);
+    if (gen_unif(g) < 0.4) e.u.review.service_rating = gen_rating_near(g, r);
+    if (gen_unif(g) < 0.5) e.u.review.logistics_rating = gen_rating_near(g, r);
     e.u.review.has_media = gen_unif(g) < 0.25;
     e.u.review.is_followup = gen_unif(g) < 0.05;
     e.u.review.flagged = gen_unif(g) < p->flagged_p;
     gen_emit(g, &e);
 }
 
-static void gen_refund_step(gen_t *g, const td_refund_t *r, int status,
-                            int64_t t, int order, int buyer) {
+static void gen_refund_step(gen_t *g,
+                            const td_refund_t *r,
+                            int status,
+                            int64_t t,
+                            int order,
+                            int buyer) {
     td_event_t e;
 
     gen_base(g, &e, TD_EV_REFUND, t, order, buyer);
@@ -169,8 +176,8 @@ static void gen_refund_step(gen_t *g, const td_refund_t *r, int status,
 
 /* REQUESTED, then APPROVED and COMPLETED, or REJECTED and maybe ESCALATED
  * and ARBITRATED (and COMPLETED when the merchant loses). */
-static void gen_refund(gen_t *g, int64_t t, int64_t amount, int order,
-                       int buyer) {
+static void
+gen_refund(gen_t *g, int64_t t, int64_t amount, int order, int buyer) {
     static const double reasons[TD_REASON__CNT] = {0.25, 0.25, 0.15, 0.0,
                                                    0.05, 0.10, 0.05, 0.15};
     const profile_t *p = g->p;
@@ -179,8 +186,8 @@ static void gen_refund(gen_t *g, int64_t t, int64_t amount, int order,
 
     snprintf(rid, sizeof(rid), "%s-r%d", p->id, order);
     r.refund_id = (td_str_t){rid, strlen(rid)};
-    r.kind = gen_unif(g) < 0.4 ? TD_KIND_REFUND_ONLY
-                               : TD_KIND_RETURN_AND_REFUND;
+    r.kind =
+        gen_unif(g) < 0.4 ? TD_KIND_REFUND_ONLY : TD_KIND_RETURN_AND_REFUND;
     r.reason = gen_unif(g) < p->counterfeit_p
                    ? TD_REASON_COUNTERFEIT
                    : gen_pick(g, reasons, TD_REASON__CNT);
@@ -190,19 +197,17 @@ static void gen_refund(gen_t *g, int64_t t, int64_t amount, int order,
 
     gen_refund_step(g, &r, TD_REFUND_REQUESTED, t, order, buyer);
     /* Producers still on refund schema v1 send no requested_at. */
-    if (gen_unif(g) < 0.95)
-        r.requested_at = t;
+    if (gen_unif(g) < 0.95) r.requested_at = t;
     if (gen_unif(g) < p->reject_p) {
         t += gen_range(g, 2 * HOUR, 48 * HOUR);
         gen_refund_step(g, &r, TD_REFUND_REJECTED, t, order, buyer);
-        if (gen_unif(g) >= p->escalate_p)
-            return;
+        if (gen_unif(g) >= p->escalate_p) return;
         r.was_rejected = 1;
         t += gen_range(g, HOUR, 72 * HOUR);
         gen_refund_step(g, &r, TD_REFUND_ESCALATED, t, order, buyer);
         t += gen_range(g, 2 * DAY, 10 * DAY);
-        r.responsible = gen_unif(g) < p->lose_p ? TD_RESP_MERCHANT
-                                                : TD_RESP_BUYER;
+        r.responsible =
+            gen_unif(g) < p->lose_p ? TD_RESP_MERCHANT : TD_RESP_BUYER;
         gen_refund_step(g, &r, TD_REFUND_ARBITRATED, t, order, buyer);
         if (r.responsible == TD_RESP_MERCHANT) {
             t += gen_range(g, HOUR, DAY);
@@ -222,8 +227,8 @@ static void gen_refund(gen_t *g, int64_t t, int64_t amount, int order,
  * time order, so buyer_order_seq is the buyer's n-th order, as the order
  * service sets it. Lifecycle steps after `end` have not happened yet.
  */
-static void gen_merchant(const profile_t *p, int64_t end, uint64_t seed,
-                         emit_fn emit, void *arg) {
+static void gen_merchant(
+    const profile_t *p, int64_t end, uint64_t seed, emit_fn emit, void *arg) {
     static const double channels[TD_CHANNEL__CNT] = {0.5, 0.3, 0.2};
     gen_t g = {.rng = seed, .end = end, .p = p, .emit = emit, .arg = arg};
     int *seq = calloc((size_t)p->orders + 1, sizeof(int));
@@ -260,8 +265,8 @@ static void gen_merchant(const profile_t *p, int64_t end, uint64_t seed,
 
         double c = gen_unif(&g);
         if (c < p->cancel_p + 0.03) {
-            o.cancelled_by = c < p->cancel_p ? TD_CANCEL_MERCHANT
-                                             : TD_CANCEL_BUYER;
+            o.cancelled_by =
+                c < p->cancel_p ? TD_CANCEL_MERCHANT : TD_CANCEL_BUYER;
             gen_order_event(&g, &e, TD_ORDER_CANCELLED,
                             t + gen_range(&g, HOUR, 40 * HOUR), &o, i, b);
             gen_emit(&g, &e);
@@ -274,22 +279,20 @@ static void gen_merchant(const profile_t *p, int64_t end, uint64_t seed,
         o.tracking_valid = tv < 0.95 ? 1 : tv < 0.98 ? 0 : TD_NULL_BOOL;
         o.promised_delivery_by = ts + 5 * DAY;
         gen_order_event(&g, &e, TD_ORDER_SHIPPED, ts, &o, i, b);
-        if (!gen_emit(&g, &e))
-            continue;
+        if (!gen_emit(&g, &e)) continue;
         o.shipped_at = ts;
         int64_t td = ts + (gen_unif(&g) < p->late_deliver_p
                                ? gen_range(&g, 5 * DAY + HOUR, 10 * DAY)
                                : gen_range(&g, 20 * HOUR, 4 * DAY));
         gen_order_event(&g, &e, TD_ORDER_DELIVERED, td, &o, i, b);
-        if (!gen_emit(&g, &e))
-            continue;
+        if (!gen_emit(&g, &e)) continue;
         gen_order_event(&g, &e, TD_ORDER_COMPLETED, td + 7 * DAY, &o, i, b);
         gen_emit(&g, &e);
         if (gen_unif(&g) < p->review_p)
             gen_review(&g, td + gen_range(&g, HOUR, 6 * DAY), i, b);
         if (gen_unif(&g) < p->refund_p)
-            gen_refund(&g, td + gen_range(&g, HOUR, 5 * DAY), o.amount_cents,
-                       i, b);
+            gen_refund(&g, td + gen_range(&g, HOUR, 5 * DAY), o.amount_cents, i,
+                       b);
     }
     free(seq);
 }
@@ -325,8 +328,8 @@ typedef struct reply_s {
     char err[256];
 } reply_t;
 
-static int grab(void *opaque, const redisReply *r, char *errstr,
-                size_t errstr_size) {
+static int
+grab(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     reply_t *out = opaque;
     out->type = r->type;
     if (r->type == REDIS_REPLY_ERROR)
@@ -337,16 +340,14 @@ static int grab(void *opaque, const redisReply *r, char *errstr,
 }
 
 static void apply_delta(loader_t *l, int kind) {
-    static const char *src[TD_EV__CNT] = {"orders/0", "reviews/0",
-                                          "refunds/0"};
+    static const char *src[TD_EV__CNT] = {"orders/0", "reviews/0", "refunds/0"};
     const td_sigdelta_t *d = &l->d[kind];
     int n = td_signals_slot_cnt((td_event_kind_t)kind), set = 0;
     size_t mlen = strlen(l->m);
     char key[128], errstr[512];
     reply_t out = {0};
 
-    if (d->events == 0)
-        return;
+    if (d->events == 0) return;
     for (int i = 0; i < n; i++)
         set += td_sigdelta_slot_set(d, i);
     td_rbatch_reset(batch);
@@ -364,8 +365,7 @@ static void apply_delta(loader_t *l, int kind) {
     td_rbatch_i64(batch, d->as_of);
     td_rbatch_i64(batch, set);
     for (int i = 0; i < n; i++) {
-        if (!td_sigdelta_slot_set(d, i))
-            continue;
+        if (!td_sigdelta_slot_set(d, i)) continue;
         td_rbatch_i64(batch, td_signals_slot_sig((td_event_kind_t)kind, i) + 1);
         td_rbatch_dbl(batch, d->v[i]);
     }
@@ -384,12 +384,11 @@ static void loader_emit(void *arg, const td_event_t *e) {
     loader_t *l = arg;
     td_sigdelta_add(&l->d[e->kind], e);
     l->events++;
-    if (l->d[e->kind].events >= DELTA_EVENTS)
-        apply_delta(l, e->kind);
+    if (l->d[e->kind].events >= DELTA_EVENTS) apply_delta(l, e->kind);
 }
 
-static void load_merchant(loader_t *l, const profile_t *p, const char *id,
-                          uint64_t seed) {
+static void
+load_merchant(loader_t *l, const profile_t *p, const char *id, uint64_t seed) {
     static const int64_t end = 1732000000000LL; /* 2024-11-19 */
     profile_t q = *p;
 
@@ -459,8 +458,7 @@ static int group_teardown(void **state) {
     }
     td_rbatch_destroy(batch);
     td_store_destroy(st);
-    if (rc)
-        redisFree(rc);
+    if (rc) redisFree(rc);
     td_h_kafka_stop(&kafka);
     td_h_redis_stop(&redis);
     return 0;
@@ -509,11 +507,10 @@ static void test_realistic_merchants_fit_4k_listpack(void **state) {
             snprintf(why, sizeof(why), "%s: signals hash is a %s", l.m, enc);
         else if (bytes <= 0 || bytes >= BUDGET)
             snprintf(why, sizeof(why),
-                     "%s: signals hash takes %lld bytes, budget %d", l.m,
-                     bytes, BUDGET);
+                     "%s: signals hash takes %lld bytes, budget %d", l.m, bytes,
+                     BUDGET);
     }
-    if (why[0])
-        fail_msg("%s", why);
+    if (why[0]) fail_msg("%s", why);
 }
 
 /* Every base signal present (the bad merchant has them all) is the worst
@@ -526,8 +523,7 @@ static void test_bad_merchant_has_every_field(void **state) {
     load_merchant(&l, &profiles[2], "m-bad-every-fld", 0x5eed00b0);
     td_key_signals(key, sizeof(key), l.m, strlen(l.m));
     for (int k = 0; k < TD_SIG__CNT; k++) {
-        if (!l.c.present[k])
-            fail_msg("%s: %s absent", l.m, td_signals[k].name);
+        if (!l.c.present[k]) fail_msg("%s: %s absent", l.m, td_signals[k].name);
     }
     assert_int_equal(hlen(key), TD_SIG__CNT + 1); /* + as_of_ms */
     assert_true(memory_usage(key) < BUDGET);
@@ -544,15 +540,15 @@ static void test_redis_equals_c_merge_on_realistic_merchants(void **state) {
         td_key_signals(key, sizeof(key), id, strlen(id));
         for (int k = 0; k < TD_SIG__CNT; k++) {
             double got;
-            int present = td_h_hget_double(rc, key, td_signals[k].name,
-                                           &got) == 0;
+            int present =
+                td_h_hget_double(rc, key, td_signals[k].name, &got) == 0;
             double want = l.c.v[k];
             if (present != l.c.present[k])
                 fail_msg("%s %s: present in redis %d, in C %d", id,
                          td_signals[k].name, present, l.c.present[k]);
             if (present && fabs(got - want) > 1e-9 * fmax(1.0, fabs(want)))
-                fail_msg("%s %s: redis %.17g, C %.17g", id,
-                         td_signals[k].name, got, want);
+                fail_msg("%s %s: redis %.17g, C %.17g", id, td_signals[k].name,
+                         got, want);
         }
     }
 }
@@ -567,12 +563,12 @@ static void test_redis_equals_c_merge_on_realistic_merchants(void **state) {
 #define E2E_MAX 4096
 
 static const profile_t e2e_profiles[] = {
-    {"e2e-small", 25, 40, 0.20, 0.10, 0.04, 0.10, 0.10, 0.50, 0.10, 0.10,
-     0.15, 0.20, 0.50, 0.5, 0.00},
+    {"e2e-small", 25, 40, 0.20, 0.10, 0.04, 0.10, 0.10, 0.50, 0.10, 0.10, 0.15,
+     0.20, 0.50, 0.5, 0.00},
     {"e2e-steady", 50, 200, 0.40, 0.05, 0.02, 0.10, 0.10, 0.40, 0.10, 0.10,
      0.15, 0.30, 0.50, 0.5, 0.00},
-    {"e2e-bad", 40, 100, 0.10, 0.05, 0.10, 0.40, 0.30, 0.50, 0.50, 0.30,
-     0.40, 0.50, 0.80, 0.8, 0.30},
+    {"e2e-bad", 40, 100, 0.10, 0.05, 0.10, 0.40, 0.30, 0.50, 0.50, 0.30, 0.40,
+     0.50, 0.80, 0.8, 0.30},
 };
 
 typedef struct e2e_s {
@@ -594,8 +590,7 @@ static void e2e_keep(void *arg, const td_event_t *e) {
     k->event_id = (td_str_t){"e", 1};
     k->order_id = (td_str_t){"o", 1};
     k->buyer_id = (td_str_t){"b", 1};
-    if (k->kind == TD_EV_REFUND)
-        k->u.refund.refund_id = (td_str_t){"r", 1};
+    if (k->kind == TD_EV_REFUND) k->u.refund.refund_id = (td_str_t){"r", 1};
 }
 
 /* Definitions, written from schemas/signals.md. */
@@ -665,8 +660,7 @@ static int x_arbitration_lost(const td_event_t *e) {
            e->u.refund.responsible == TD_RESP_MERCHANT;
 }
 static int x_counterfeit(const td_event_t *e) {
-    return x_arbitration_lost(e) &&
-           e->u.refund.reason == TD_REASON_COUNTERFEIT;
+    return x_arbitration_lost(e) && e->u.refund.reason == TD_REASON_COUNTERFEIT;
 }
 
 static double v_one(const td_event_t *e) {
@@ -704,14 +698,15 @@ static int64_t e2e_as_of(const char *m) {
 
 /* sum of value * exp(-(T - t) / W) over the merchant's matching events;
  * W = 0 for a lifetime sum. */
-static double sum(const char *m, double W, int (*match)(const td_event_t *),
+static double sum(const char *m,
+                  double W,
+                  int (*match)(const td_event_t *),
                   double (*value)(const td_event_t *)) {
     double T = (double)e2e_as_of(m), v = 0;
     for (int i = 0; i < e2e.n; i++) {
         const td_event_t *e = &e2e.ev[i];
         double w;
-        if (strcmp(e->merchant_id.ptr, m) || !match(e))
-            continue;
+        if (strcmp(e->merchant_id.ptr, m) || !match(e)) continue;
         w = value(e);
         v += W > 0 ? w * exp(-(T - (double)e->event_time) / W) : w;
     }
@@ -719,16 +714,14 @@ static double sum(const char *m, double W, int (*match)(const td_event_t *),
 }
 
 /* Smallest (dir < 0) or largest event_time of matching events, or 0. */
-static double extreme(const char *m, int (*match)(const td_event_t *),
-                      int dir) {
+static double
+extreme(const char *m, int (*match)(const td_event_t *), int dir) {
     double x = 0;
     for (int i = 0; i < e2e.n; i++) {
         const td_event_t *e = &e2e.ev[i];
         double t = (double)e->event_time;
-        if (strcmp(e->merchant_id.ptr, m) || !match(e))
-            continue;
-        if (x == 0 || (dir < 0 ? t < x : t > x))
-            x = t;
+        if (strcmp(e->merchant_id.ptr, m) || !match(e)) continue;
+        if (x == 0 || (dir < 0 ? t < x : t > x)) x = t;
     }
     return x;
 }
@@ -740,8 +733,8 @@ typedef struct check_s {
 
 /* Compares one field; returns 1 if it matches. A base signal that is 0
  * may be absent; a derived one is present iff `present`. */
-static int field(check_t *c, const char *m, const char *name, double want,
-                 int present) {
+static int
+field(check_t *c, const char *m, const char *name, double want, int present) {
     char key[128];
     double got;
     int have;
@@ -750,29 +743,27 @@ static int field(check_t *c, const char *m, const char *name, double want,
     have = td_h_hget_double(rc, key, name, &got) == 0;
     c->checked++;
     if (!present) {
-        if (!have)
-            return 1;
-        snprintf(c->why, sizeof(c->why), "%s %s: expected absent, got %.17g",
-                 m, name, got);
+        if (!have) return 1;
+        snprintf(c->why, sizeof(c->why), "%s %s: expected absent, got %.17g", m,
+                 name, got);
         return 0;
     }
-    if (!have && want == 0)
-        return 1;
+    if (!have && want == 0) return 1;
     if (!have) {
         snprintf(c->why, sizeof(c->why), "%s %s: absent, expected %.17g", m,
                  name, want);
         return 0;
     }
     if (fabs(got - want) > 1e-9 * fmax(1.0, fabs(want))) {
-        snprintf(c->why, sizeof(c->why), "%s %s: got %.17g, expected %.17g",
-                 m, name, got, want);
+        snprintf(c->why, sizeof(c->why), "%s %s: got %.17g, expected %.17g", m,
+                 name, got, want);
         return 0;
     }
     return 1;
 }
 
-static int ratio(check_t *c, const char *m, const char *name, double a,
-                 double b) {
+static int
+ratio(check_t *c, const char *m, const char *name, double a, double b) {
     return field(c, m, name, b != 0 ? a / b : 0, b != 0);
 }
 
@@ -801,8 +792,8 @@ static int check_merchant(check_t *c, const char *m) {
     /* fulfillment */
     double shipped = sum(m, D30, x_shipped, v_one);
     double timed = sum(m, D30, x_shipped_timed, v_one);
-    ok &= ratio(c, m, "late_ship_rate_30d",
-                sum(m, D30, x_shipped_late, v_one), shipped);
+    ok &= ratio(c, m, "late_ship_rate_30d", sum(m, D30, x_shipped_late, v_one),
+                shipped);
     ok &= ratio(c, m, "ship_hours_avg_30d",
                 sum(m, D30, x_shipped_timed, v_ship_hours), timed);
     /* logistics */
@@ -835,12 +826,12 @@ static int check_merchant(check_t *c, const char *m) {
                 last_cf != 0);
     /* buyer loyalty */
     ok &= field(c, m, "buyers_total", sum(m, 0, x_first_order, v_one), 1);
-    ok &= ratio(c, m, "repeat_buyer_rate_90d",
-                sum(m, D90, x_second_order, v_one),
-                sum(m, D90, x_first_order, v_one));
+    ok &=
+        ratio(c, m, "repeat_buyer_rate_90d", sum(m, D90, x_second_order, v_one),
+              sum(m, D90, x_first_order, v_one));
     /* channel mix */
-    ok &= ratio(c, m, "live_gmv_share_30d",
-                sum(m, D30, x_paid_live, v_amount), gmv30);
+    ok &= ratio(c, m, "live_gmv_share_30d", sum(m, D30, x_paid_live, v_amount),
+                gmv30);
     /* risk */
     ok &= ratio(c, m, "flagged_review_share_30d",
                 sum(m, D30, x_review_flagged, v_one),
@@ -854,8 +845,7 @@ static int all_match(void *arg) {
     check_t *c = arg;
     for (size_t i = 0; i < TD_ARRAY_LEN(e2e_profiles); i++) {
         c->checked = 0;
-        if (!check_merchant(c, e2e_profiles[i].id))
-            return 0;
+        if (!check_merchant(c, e2e_profiles[i].id)) return 0;
     }
     return 1;
 }

@@ -128,5 +128,13 @@ else
     skip "kubectl kustomize deploy/k8s (kubectl not installed)"
 fi
 
+# The C sources follow .clang-format (../shared/STYLE.md §8).
+if command -v clang-format >/dev/null 2>&1; then
+    run "clang-format processor/ tests/" sh -c \
+        'clang-format --dry-run -Werror processor/*.c processor/*.h tests/*.c tests/*.h'
+else
+    skip "clang-format (install Debian package clang-format)"
+fi
+
 echo "lint: $passed checks ok, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

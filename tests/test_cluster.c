@@ -83,8 +83,9 @@ static int key_of(int argc, const char *const *argv, int *write) {
 }
 
 static void test_cmd_key_finds_fcall_first_key(void **state) {
-    const char *fcall[] = {"FCALL", "td_apply_x", "3", "trust:{m}:signals",
-                           "trust:{m}:wm", "trust:{m}:score", "1"};
+    const char *fcall[] = {
+        "FCALL",        "td_apply_x",      "3", "trust:{m}:signals",
+        "trust:{m}:wm", "trust:{m}:score", "1"};
     const char *fcall0[] = {"fcall", "f", "0", "arg"};
     const char *fcall_bad[] = {"FCALL", "f", "x", "k"};
     const char *ro[] = {"FCALL_RO", "f", "1", "k"};
@@ -151,9 +152,9 @@ static void test_load_slots_maps_every_slot_to_its_master(void **state) {
     int m[8];
     (void)state;
 
-    assert_int_equal(td_cluster_load_slots(cl, r, "10.0.0.1", errstr,
-                                           sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_cluster_load_slots(cl, r, "10.0.0.1", errstr, sizeof(errstr)),
+        TD_OK);
     assert_int_equal(td_cluster_covered(cl), TD_CLUSTER_SLOTS);
     assert_int_equal(node_of_slot(cl, 0)->port, 7001);
     assert_int_equal(node_of_slot(cl, 5460)->port, 7001);
@@ -184,8 +185,7 @@ static void test_load_slots_after_failover_moves_slots(void **state) {
     assert_int_equal(td_cluster_load_slots(cl, r, "h", errstr, sizeof(errstr)),
                      TD_OK);
     old = td_cluster_slot_node(cl, 0);
-    assert_int_equal(td_cluster_load_slots(cl, r2, "h", errstr,
-                                           sizeof(errstr)),
+    assert_int_equal(td_cluster_load_slots(cl, r2, "h", errstr, sizeof(errstr)),
                      TD_OK);
     assert_int_equal(node_of_slot(cl, 0)->port, 7004);
     assert_int_equal(node_of_slot(cl, 9000)->port, 7004);
@@ -213,9 +213,9 @@ static void test_load_slots_endpoint_variants(void **state) {
     char errstr[256];
     (void)state;
 
-    assert_int_equal(td_cluster_load_slots(cl, r, "seed.example", errstr,
-                                           sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_cluster_load_slots(cl, r, "seed.example", errstr, sizeof(errstr)),
+        TD_OK);
     assert_string_equal(node_of_slot(cl, 50)->host, "seed.example");
     assert_string_equal(node_of_slot(cl, 150)->host, "10.1.2.3");
     assert_string_equal(node_of_slot(cl, 300)->host, "redis-node-3.x");
@@ -228,11 +228,11 @@ static void test_load_slots_rejects_malformed_and_keeps_map(void **state) {
     static const char *const bad[] = {
         "-ERR This instance has cluster support disabled\r\n",
         ":1\r\n",
-        "*0\r\n",                                   /* not formed */
-        "*1\r\n*2\r\n:0\r\n:10\r\n",                /* no master */
+        "*0\r\n",                                           /* not formed */
+        "*1\r\n*2\r\n:0\r\n:10\r\n",                        /* no master */
         "*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n", /* lo > hi */
         "*1\r\n*3\r\n:0\r\n:16384\r\n*2\r\n$1\r\nh\r\n:1\r\n",
-        "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:0\r\n",  /* port 0 */
+        "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n$1\r\nh\r\n:0\r\n", /* port 0 */
         "*1\r\n*3\r\n:0\r\n:5\r\n*2\r\n:7\r\n:1\r\n",      /* int host */
         "*1\r\n*3\r\n$1\r\n0\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n",
     };
@@ -241,23 +241,20 @@ static void test_load_slots_rejects_malformed_and_keeps_map(void **state) {
     char errstr[256];
     (void)state;
 
-    assert_int_equal(td_cluster_load_slots(cl, good, "h", errstr,
-                                           sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_cluster_load_slots(cl, good, "h", errstr, sizeof(errstr)), TD_OK);
     for (size_t i = 0; i < TD_ARRAY_LEN(bad); i++) {
         redisReply *r = resp(bad[i]);
         errstr[0] = '\0';
-        assert_int_equal(td_cluster_load_slots(cl, r, "h", errstr,
-                                               sizeof(errstr)),
-                         TD_ERR);
+        assert_int_equal(
+            td_cluster_load_slots(cl, r, "h", errstr, sizeof(errstr)), TD_ERR);
         assert_true(strlen(errstr) > 0);
         assert_int_equal(td_cluster_covered(cl), TD_CLUSTER_SLOTS);
         assert_int_equal(node_of_slot(cl, 12000)->port, 7003);
         freeReplyObject(r);
     }
-    assert_int_equal(td_cluster_load_slots(cl, NULL, "h", errstr,
-                                           sizeof(errstr)),
-                     TD_ERR);
+    assert_int_equal(
+        td_cluster_load_slots(cl, NULL, "h", errstr, sizeof(errstr)), TD_ERR);
     freeReplyObject(good);
     td_cluster_destroy(cl);
 }
@@ -283,8 +280,8 @@ static void test_set_slot_after_moved(void **state) {
     td_cluster_destroy(cl);
 }
 
-static td_cluster_reply_t classify(const char *s, int *slot, char *host,
-                                   int *port) {
+static td_cluster_reply_t
+classify(const char *s, int *slot, char *host, int *port) {
     return td_cluster_classify(s, strlen(s), slot, host, TD_CLUSTER_HOST_MAX,
                                port);
 }
@@ -318,10 +315,17 @@ static void test_classify_moved_and_ask(void **state) {
 
 static void test_classify_rejects_malformed_redirects(void **state) {
     static const char *const bad[] = {
-        "MOVED ",          "MOVED x 127.0.0.1:1", "MOVED 16384 h:1",
-        "MOVED 1 h",       "MOVED 1 h:",          "MOVED 1 h:0",
-        "MOVED 1 h:65536", "MOVED 1 h:12x",       "MOVED 1h:1",
-        "ASK 1 h 2:3",     "MOVED 99999999999999999999 h:1",
+        "MOVED ",
+        "MOVED x 127.0.0.1:1",
+        "MOVED 16384 h:1",
+        "MOVED 1 h",
+        "MOVED 1 h:",
+        "MOVED 1 h:0",
+        "MOVED 1 h:65536",
+        "MOVED 1 h:12x",
+        "MOVED 1h:1",
+        "ASK 1 h 2:3",
+        "MOVED 99999999999999999999 h:1",
     };
     char host[TD_CLUSTER_HOST_MAX], longer[400];
     int slot, port;
@@ -349,18 +353,18 @@ static void test_classify_transient_and_plain_errors(void **state) {
                               "rehashing of slot",
                               &slot, host, &port),
                      TD_CLUSTER_TRYAGAIN);
-    assert_int_equal(classify("CLUSTERDOWN The cluster is down", &slot, host,
-                              &port),
-                     TD_CLUSTER_CLUSTERDOWN);
-    assert_int_equal(classify("CLUSTERDOWN Hash slot not served", &slot, host,
-                              &port),
-                     TD_CLUSTER_CLUSTERDOWN);
+    assert_int_equal(
+        classify("CLUSTERDOWN The cluster is down", &slot, host, &port),
+        TD_CLUSTER_CLUSTERDOWN);
+    assert_int_equal(
+        classify("CLUSTERDOWN Hash slot not served", &slot, host, &port),
+        TD_CLUSTER_CLUSTERDOWN);
     assert_int_equal(classify("LOADING Redis is loading the dataset in memory",
                               &slot, host, &port),
                      TD_CLUSTER_LOADING);
-    assert_int_equal(classify("TDFENCED trust:part:{orders/0} is owned",
-                              &slot, host, &port),
-                     TD_CLUSTER_REPLY_OK);
+    assert_int_equal(
+        classify("TDFENCED trust:part:{orders/0} is owned", &slot, host, &port),
+        TD_CLUSTER_REPLY_OK);
     assert_int_equal(classify("ERR unknown command", &slot, host, &port),
                      TD_CLUSTER_REPLY_OK);
     assert_int_equal(classify("", &slot, host, &port), TD_CLUSTER_REPLY_OK);

@@ -35,8 +35,7 @@ static char *slurp(const char *path, size_t *lenp) {
     char *buf = NULL;
     long n;
 
-    if (!fp)
-        return NULL;
+    if (!fp) return NULL;
     if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 &&
         fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1))) {
         *lenp = fread(buf, 1, (size_t)n, fp);
@@ -66,8 +65,7 @@ static int group_setup(void **state) {
     FILE *fp = open_memstream(&want, &want_len);
     (void)state;
 
-    if (!fp)
-        return -1;
+    if (!fp) return -1;
     td_signals_reference_md(fp);
     return fclose(fp) == 0 ? 0 : -1;
 }
@@ -79,8 +77,8 @@ static int group_teardown(void **state) {
 }
 
 /* Line number (1-based) of the first difference, and both lines. */
-static int first_difference(const char *a, const char *b, char *la,
-                            char *lb, size_t size) {
+static int first_difference(
+    const char *a, const char *b, char *la, char *lb, size_t size) {
     int line = 1;
     const char *sa = a, *sb = b;
 
@@ -112,8 +110,8 @@ static void test_signals_md_equals_the_generated_page(void **state) {
         fail_msg("%s is missing: run `build/trustctl reference > %s`", path,
                  PAGE);
     if (len != want_len || memcmp(got, want, len) != 0) {
-        int line = first_difference(got, want, got_line, want_line,
-                                    sizeof(got_line));
+        int line =
+            first_difference(got, want, got_line, want_line, sizeof(got_line));
         free(got);
         fail_msg("%s is stale (line %d):\n  file: %s\n  now:  %s\n"
                  "regenerate it: build/trustctl reference > %s",
@@ -151,8 +149,8 @@ static void check_helpers(const char *signal, const char *expr) {
         size_t n = 0;
 
         if (!isupper((unsigned char)*p) ||
-            (p > expr && (isalnum((unsigned char)p[-1]) || p[-1] == '_' ||
-                          p[-1] == '('))) {
+            (p > expr &&
+             (isalnum((unsigned char)p[-1]) || p[-1] == '_' || p[-1] == '('))) {
             p++;
             continue;
         }
@@ -164,11 +162,9 @@ static void check_helpers(const char *signal, const char *expr) {
         }
         name[n] = '\0';
         p += n;
-        if (!strncmp(name, "TD_", 3) || n < 2)
-            continue;
+        if (!strncmp(name, "TD_", 3) || n < 2) continue;
         snprintf(cell, sizeof(cell), "| `%s`", name);
-        if (strstr(want, cell))
-            continue;
+        if (strstr(want, cell)) continue;
         snprintf(cell, sizeof(cell), "| `%s(", name);
         if (!strstr(want, cell))
             fail_msg("%s uses %s, which the helper glossary does not "
@@ -202,8 +198,7 @@ static void test_page_documents_layout_buyers_and_memory(void **state) {
     };
     (void)state;
     for (size_t i = 0; i < sizeof(musts) / sizeof(musts[0]); i++) {
-        if (!strstr(want, musts[i]))
-            fail_msg("the page lacks %s", musts[i]);
+        if (!strstr(want, musts[i])) fail_msg("the page lacks %s", musts[i]);
     }
 }
 

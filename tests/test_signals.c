@@ -129,8 +129,8 @@ static td_event_t media(td_event_t e) {
     return e;
 }
 /* Dimension ratings, 0 = not rated. */
-static td_event_t dims(td_event_t e, int quality, int value, int service,
-                       int logistics) {
+static td_event_t
+dims(td_event_t e, int quality, int value, int service, int logistics) {
     e.u.review.quality_rating = quality;
     e.u.review.value_rating = value;
     e.u.review.service_rating = service;
@@ -228,15 +228,24 @@ typedef struct row_s {
     ((int)(sizeof((td_event_t[]){__VA_ARGS__}) / sizeof(td_event_t)))
 /* The signal has value `want` after the events. */
 #define ROW(sig, want, ...)                                                    \
-    {TD_SIG_##sig, (want), 1, EVN(__VA_ARGS__), {__VA_ARGS__}}
+    {                                                                          \
+        TD_SIG_##sig, (want), 1, EVN(__VA_ARGS__), {                           \
+            __VA_ARGS__                                                        \
+        }                                                                      \
+    }
 /* The signal is absent (a base signal nothing contributed to, a ratio
  * with a zero denominator, an age without its timestamp). */
-#define ABSENT(sig, ...) {TD_SIG_##sig, 0, 0, EVN(__VA_ARGS__), {__VA_ARGS__}}
+#define ABSENT(sig, ...)                                                       \
+    {                                                                          \
+        TD_SIG_##sig, 0, 0, EVN(__VA_ARGS__), {                                \
+            __VA_ARGS__                                                        \
+        }                                                                      \
+    }
 
 /* Shared event sets of rows that read the same events. */
 #define DIM_EVS(q, v, s, l)                                                    \
-    dims(rev(5, 0), 4 * (q), 4 * (v), 4 * (s), 4 * (l)),                               \
-        dims(rev(3, 5 * DAY), 2 * (q), 2 * (v), 2 * (s), 2 * (l)), rev(4, 0),          \
+    dims(rev(5, 0), 4 * (q), 4 * (v), 4 * (s), 4 * (l)),                       \
+        dims(rev(3, 5 * DAY), 2 * (q), 2 * (v), 2 * (s), 2 * (l)), rev(4, 0),  \
         flag(dims(rev(1, 0), 1, 1, 1, 1)),                                     \
         dims(rev(5, 0), 5 * !(q), 5 * !(v), 5 * !(s), 5 * !(l))
 #define QUALITY_EVS   DIM_EVS(1, 0, 0, 0)
@@ -245,8 +254,7 @@ typedef struct row_s {
 #define LOGISTICS_EVS DIM_EVS(0, 0, 0, 1)
 #define DIM_COUNT     (1 + d30(5 * DAY))
 #define DIM_SUM       (4 + 2 * d30(5 * DAY))
-#define REVIEW_EVS                                                             \
-    rev(5, 0), rev(4, 2 * DAY), flag(rev(1, 0)), rev(3, 60 * DAY)
+#define REVIEW_EVS    rev(5, 0), rev(4, 2 * DAY), flag(rev(1, 0)), rev(3, 60 * DAY)
 #define RESOLVE_EVS                                                            \
     req_at(refunded(0), -10 * HOUR), req_at(rejected(2 * DAY), -30 * HOUR),    \
         req_at(refunded(0), HOUR), refunded(0),                                \
@@ -465,16 +473,15 @@ static void assert_close(double got, double want) {
 }
 
 static void check_row(size_t ri) {
-    static void (*const folds[])(td_sigstate_t *, const td_event_t *, int) = {
-        fold, fold_reversed, fold_each};
+    static void (*const folds[])(td_sigstate_t *, const td_event_t *,
+                                 int) = {fold, fold_reversed, fold_each};
     static const char *fold_names[] = {"in order", "reversed", "one by one"};
     const row_t *r = &rows[ri];
     const td_signal_t *sg = &td_signals[r->sig];
     int64_t T = TD_NULL_TS;
 
     for (int i = 0; i < r->nev; i++) {
-        if (r->ev[i].event_time > T)
-            T = r->ev[i].event_time;
+        if (r->ev[i].event_time > T) T = r->ev[i].event_time;
     }
     if (T != T0)
         fail_msg("row %zu (%s): the latest event must be at age 0", ri,
@@ -484,13 +491,12 @@ static void check_row(size_t ri) {
         int exact = sg->agg == TD_AGG_MIN || sg->agg == TD_AGG_MAX;
         folds[f](&s, r->ev, r->nev);
         if (s.as_of != T0)
-            fail_msg("row %zu (%s) %s: as_of %lld", ri, sg->name,
-                     fold_names[f], (long long)s.as_of);
+            fail_msg("row %zu (%s) %s: as_of %lld", ri, sg->name, fold_names[f],
+                     (long long)s.as_of);
         if (s.present[r->sig] != r->present)
             fail_msg("row %zu (%s) %s: present %d, want %d", ri, sg->name,
                      fold_names[f], s.present[r->sig], r->present);
-        if (!r->present)
-            continue;
+        if (!r->present) continue;
         if (exact ? s.v[r->sig] != r->want
                   : !close_enough(s.v[r->sig], r->want, 1e-12))
             fail_msg("row %zu (%s) %s: got %.17g, want %.17g", ri, sg->name,
@@ -539,12 +545,11 @@ static void test_every_signal_has_a_row(void **state) {
         for (size_t r = 0; r < nrows && !found; r++)
             found = rows[r].sig == (td_signal_id_t)i && rows[r].present;
         if (!found && len < sizeof(missing)) {
-            len += (size_t)snprintf(missing + len, sizeof(missing) - len,
-                                    " %s", td_signals[i].name);
+            len += (size_t)snprintf(missing + len, sizeof(missing) - len, " %s",
+                                    td_signals[i].name);
         }
     }
-    if (len)
-        fail_msg("signals without a row in signal_rows():%s", missing);
+    if (len) fail_msg("signals without a row in signal_rows():%s", missing);
 }
 
 static void test_every_row_matches_its_definition(void **state) {
@@ -583,8 +588,7 @@ static void test_distinct_buyers_are_exact_from_buyer_order_seq(void **state) {
         int b = hist[i].buyer, known = b != 'x' && b != 'y';
         int n = ++nth[b];
         evs[i] = seq(paid(hist[i].age), known ? n : 0);
-        if (!known)
-            continue;
+        if (!known) continue;
         distinct += n == 1;
         first90 += n == 1 ? d90(hist[i].age) : 0;
         second90 += n == 2 ? d90(hist[i].age) : 0;

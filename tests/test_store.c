@@ -30,8 +30,7 @@ static int setup(void **state) {
     td_store_conf_t sc = {0};
     char errstr[512];
     (void)state;
-    if (td_h_redis_start(&redis, NULL))
-        return -1;
+    if (td_h_redis_start(&redis, NULL)) return -1;
     sc.addrs = redis.addr;
     sc.user = "";
     sc.password = "";
@@ -47,8 +46,7 @@ static int teardown(void **state) {
     (void)state;
     td_rbatch_destroy(batch);
     td_store_destroy(st);
-    if (rc)
-        redisFree(rc);
+    if (rc) redisFree(rc);
     td_h_redis_stop(&redis);
     return 0;
 }
@@ -59,8 +57,8 @@ typedef struct reply_s {
     char err[256];
 } reply_t;
 
-static int grab(void *opaque, const redisReply *r, char *errstr,
-                size_t errstr_size) {
+static int
+grab(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     reply_t *out = opaque;
     out->type = r->type;
     if (r->type == REDIS_REPLY_ERROR)
@@ -71,7 +69,10 @@ static int grab(void *opaque, const redisReply *r, char *errstr,
 }
 
 /* One FCALL apply for merchant m with a single delta from source src. */
-static reply_t apply(const char *m, const char *src, int64_t lo, int64_t nx,
+static reply_t apply(const char *m,
+                     const char *src,
+                     int64_t lo,
+                     int64_t nx,
                      const td_sigdelta_t *d) {
     char key[128];
     reply_t out = {0};
@@ -95,8 +96,7 @@ static reply_t apply(const char *m, const char *src, int64_t lo, int64_t nx,
     td_rbatch_i64(batch, d->as_of);
     td_rbatch_i64(batch, set);
     for (int i = 0; i < n; i++) {
-        if (!td_sigdelta_slot_set(d, i))
-            continue;
+        if (!td_sigdelta_slot_set(d, i)) continue;
         td_rbatch_i64(batch,
                       td_signals_slot_sig((td_event_kind_t)d->kind, i) + 1);
         td_rbatch_dbl(batch, d->v[i]);
@@ -173,11 +173,13 @@ static void test_replayed_delta_is_a_noop(void **state) {
     random_delta(&d, TD_EV_ORDER, 5);
     assert_string_equal(apply("replay", "orders/3", 10, 20, &d).flags, "1");
     assert_int_equal(td_h_hget_double(rc, "trust:{replay}:signals",
-                                      "orders_paid_total", &before), 0);
+                                      "orders_paid_total", &before),
+                     0);
     assert_string_equal(apply("replay", "orders/3", 10, 20, &d).flags, "0");
     assert_string_equal(apply("replay", "orders/3", 12, 20, &d).flags, "0");
     assert_int_equal(td_h_hget_double(rc, "trust:{replay}:signals",
-                                      "orders_paid_total", &after), 0);
+                                      "orders_paid_total", &after),
+                     0);
     assert_true(before == after);
     /* another source of the same merchant is independent */
     assert_string_equal(apply("replay", "orders/7", 10, 20, &d).flags, "1");
@@ -200,15 +202,15 @@ static void test_straddling_delta_is_refused_before_any_write(void **state) {
     assert_true(before == after);
 }
 
-static redisReply *part(const char *op, const char *epoch, const char *c,
-                        const char *i) {
+static redisReply *
+part(const char *op, const char *epoch, const char *c, const char *i) {
     char errstr[256];
     if (!strcmp(op, "claim"))
         return td_store_cmd(st, errstr, sizeof(errstr), "FCALL %s 1 %s claim",
                             td_store_fn(st, "part"), "trust:part:{t/1}");
-    return td_store_cmd(st, errstr, sizeof(errstr), "FCALL %s 1 %s set %s %s %s",
-                        td_store_fn(st, "part"), "trust:part:{t/1}", epoch, c,
-                        i);
+    return td_store_cmd(st, errstr, sizeof(errstr),
+                        "FCALL %s 1 %s set %s %s %s", td_store_fn(st, "part"),
+                        "trust:part:{t/1}", epoch, c, i);
 }
 
 static void test_partition_claim_fences_the_previous_owner(void **state) {
