@@ -1549,3 +1549,43 @@ size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part) {
     int n = snprintf(buf, size, "trust:part:{%s/%d}", topic, (int)part);
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
+
+void td_store_apply_begin(const td_store_t *st,
+                          td_rbatch_t *b,
+                          const char *m,
+                          size_t mlen,
+                          int nsrc) {
+    char key[TD_MERCHANT_ID_MAX + 32];
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "FCALL");
+    td_rbatch_str(b, td_store_fn(st, "apply"));
+    td_rbatch_str(b, "3");
+    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), m, mlen));
+    td_rbatch_i64(b, nsrc);
+}
+
+void td_store_apply_delta(td_rbatch_t *b,
+                          const char *src,
+                          int64_t lo,
+                          int64_t next,
+                          const td_sigdelta_t *d) {
+    td_event_kind_t kind = (td_event_kind_t)d->kind;
+    int n = td_signals_slot_cnt(kind), set = 0;
+
+    for (int i = 0; i < n; i++)
+        set += td_sigdelta_slot_set(d, i);
+    td_rbatch_str(b, src);
+    td_rbatch_i64(b, lo);
+    td_rbatch_i64(b, next);
+    td_rbatch_i64(b, d->as_of);
+    td_rbatch_i64(b, set);
+    /* Only slots that hold something, as (1-based catalog index, value). */
+    for (int i = 0; i < n; i++) {
+        if (!td_sigdelta_slot_set(d, i)) continue;
+        td_rbatch_i64(b, (int64_t)td_signals_slot_sig(kind, i) + 1);
+        td_rbatch_dbl(b, d->v[i]);
+    }
+}

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "signals.h"
 
 #define TD_STORE_ARGV_MAX 512
 
@@ -158,6 +159,21 @@ int td_store_append(td_store_t *st, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 int td_store_vappend(td_store_t *st, const char *fmt, va_list ap);
 redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
+
+/*
+ * Queues one call of the merge function for merchant m (mlen bytes) with
+ * nsrc source deltas: td_store_apply_begin(), then td_store_apply_delta()
+ * nsrc times, then td_rbatch_end(). This is the only encoder of the
+ * argument layout td_signals_lua() reads. A delta covers offsets lo..next-1
+ * of source src ("<topic>/<partition>").
+ */
+void td_store_apply_begin(
+    const td_store_t *st, td_rbatch_t *b, const char *m, size_t mlen, int nsrc);
+void td_store_apply_delta(td_rbatch_t *b,
+                          const char *src,
+                          int64_t lo,
+                          int64_t next,
+                          const td_sigdelta_t *d);
 
 /* Key builders: write the key into buf, return its length. */
 size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen);

@@ -542,41 +542,18 @@ static void reasons_json(const td_score_rec_t *rec, char *buf, size_t size) {
 }
 
 static void queue_apply(td_worker_t *w, td_merchant_t *m, applyctx_t *ax) {
-    td_rbatch_t *b = w->batch;
-    char key[KEY_MAX];
     int nsrc = 0;
 
     for (td_mdelta_t *d = m->deltas; d; d = d->next)
         nsrc++;
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "FCALL");
-    td_rbatch_str(b, td_store_fn(w->store, "apply"));
-    td_rbatch_str(b, "3");
-    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), m->id, m->idlen));
-    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), m->id, m->idlen));
-    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), m->id, m->idlen));
-    td_rbatch_i64(b, nsrc);
+    td_store_apply_begin(w->store, w->batch, m->id, m->idlen, nsrc);
     for (td_mdelta_t *d = m->deltas; d; d = d->next) {
         const src_t *s = &w->srcs[d->src];
-        int n = td_signals_slot_cnt((td_event_kind_t)d->d.kind), set = 0;
-        for (int i = 0; i < n; i++)
-            set += td_sigdelta_slot_set(&d->d, i);
-        td_rbatch_str(b, s->id);
-        td_rbatch_i64(b, d->lo);
-        td_rbatch_i64(b, s->fpoint);
-        td_rbatch_i64(b, d->d.as_of);
-        td_rbatch_i64(b, set);
-        for (int i = 0; i < n; i++) {
-            if (!td_sigdelta_slot_set(&d->d, i)) continue;
-            td_rbatch_i64(
-                b, (int64_t)td_signals_slot_sig((td_event_kind_t)d->d.kind, i) +
-                       1);
-            td_rbatch_dbl(b, d->d.v[i]);
-        }
+        td_store_apply_delta(w->batch, s->id, d->lo, s->fpoint, &d->d);
     }
     ax->w = w;
     ax->m = m;
-    td_rbatch_end(b, apply_cb, ax);
+    td_rbatch_end(w->batch, apply_cb, ax);
 }
 
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {

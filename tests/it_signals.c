@@ -342,33 +342,14 @@ grab(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
 static void apply_delta(loader_t *l, int kind) {
     static const char *src[TD_EV__CNT] = {"orders/0", "reviews/0", "refunds/0"};
     const td_sigdelta_t *d = &l->d[kind];
-    int n = td_signals_slot_cnt((td_event_kind_t)kind), set = 0;
-    size_t mlen = strlen(l->m);
-    char key[128], errstr[512];
+    char errstr[512];
     reply_t out = {0};
 
     if (d->events == 0) return;
-    for (int i = 0; i < n; i++)
-        set += td_sigdelta_slot_set(d, i);
     td_rbatch_reset(batch);
-    td_rbatch_begin(batch);
-    td_rbatch_str(batch, "FCALL");
-    td_rbatch_str(batch, td_store_fn(st, "apply"));
-    td_rbatch_str(batch, "3");
-    td_rbatch_arg(batch, key, td_key_signals(key, sizeof(key), l->m, mlen));
-    td_rbatch_arg(batch, key, td_key_wm(key, sizeof(key), l->m, mlen));
-    td_rbatch_arg(batch, key, td_key_score(key, sizeof(key), l->m, mlen));
-    td_rbatch_str(batch, "1");
-    td_rbatch_str(batch, src[kind]);
-    td_rbatch_i64(batch, l->offset[kind]);
-    td_rbatch_i64(batch, l->offset[kind] + d->events);
-    td_rbatch_i64(batch, d->as_of);
-    td_rbatch_i64(batch, set);
-    for (int i = 0; i < n; i++) {
-        if (!td_sigdelta_slot_set(d, i)) continue;
-        td_rbatch_i64(batch, td_signals_slot_sig((td_event_kind_t)kind, i) + 1);
-        td_rbatch_dbl(batch, d->v[i]);
-    }
+    td_store_apply_begin(st, batch, l->m, strlen(l->m), 1);
+    td_store_apply_delta(batch, src[kind], l->offset[kind],
+                         l->offset[kind] + d->events, d);
     td_rbatch_end(batch, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     if (out.type != REDIS_REPLY_ARRAY)

@@ -74,33 +74,12 @@ static reply_t apply(const char *m,
                      int64_t lo,
                      int64_t nx,
                      const td_sigdelta_t *d) {
-    char key[128];
     reply_t out = {0};
     char errstr[512];
-    int n = td_signals_slot_cnt((td_event_kind_t)d->kind), set = 0;
 
-    for (int i = 0; i < n; i++)
-        set += td_sigdelta_slot_set(d, i);
     td_rbatch_reset(batch);
-    td_rbatch_begin(batch);
-    td_rbatch_str(batch, "FCALL");
-    td_rbatch_str(batch, td_store_fn(st, "apply"));
-    td_rbatch_str(batch, "3");
-    td_rbatch_arg(batch, key, td_key_signals(key, sizeof(key), m, strlen(m)));
-    td_rbatch_arg(batch, key, td_key_wm(key, sizeof(key), m, strlen(m)));
-    td_rbatch_arg(batch, key, td_key_score(key, sizeof(key), m, strlen(m)));
-    td_rbatch_str(batch, "1");
-    td_rbatch_str(batch, src);
-    td_rbatch_i64(batch, lo);
-    td_rbatch_i64(batch, nx);
-    td_rbatch_i64(batch, d->as_of);
-    td_rbatch_i64(batch, set);
-    for (int i = 0; i < n; i++) {
-        if (!td_sigdelta_slot_set(d, i)) continue;
-        td_rbatch_i64(batch,
-                      td_signals_slot_sig((td_event_kind_t)d->kind, i) + 1);
-        td_rbatch_dbl(batch, d->v[i]);
-    }
+    td_store_apply_begin(st, batch, m, strlen(m), 1);
+    td_store_apply_delta(batch, src, lo, nx, d);
     td_rbatch_end(batch, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     return out;
