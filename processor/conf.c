@@ -138,7 +138,9 @@ static const td_conf_prop_t td_conf_properties[] = {
     /* Processing */
     TD_CONF_INT(flush_interval_ms, TD_CONF_TRUSTD, 1, 600000, "250", "Flush cached merchant state to Redis at least this often (milliseconds)"),
     TD_CONF_INT(flush_max_events, TD_CONF_TRUSTD, 1, 10000000, "20000", "Flush early once this many events were applied since the last flush"),
-    TD_CONF_INT(max_merchants, TD_CONF_TRUSTD, 1, 100000000, "200000", "Flush early once this many merchants are cached"),
+    TD_CONF_INT(flush_max_events_behind, TD_CONF_TRUSTD, 1, 100000000, "1000000", "Draining a backlog (lag above flush_max_events after a flush), the next flush waits for as many events as the lag, up to this many"),
+    TD_CONF_INT(flush_interval_behind_ms, TD_CONF_TRUSTD, 1, 600000, "5000", "Draining a backlog: flush at least this often (milliseconds)"),
+    TD_CONF_INT(max_merchants, TD_CONF_TRUSTD, 1, 100000000, "200000", "Flush early once this many merchants are cached; also the most exact merchant states kept between flushes"),
     TD_CONF_DOUBLE(publish_min_step, TD_CONF_TRUSTD, 0, 100, "0.5", "Publish a score when it moved at least this many points"),
     TD_CONF_INT(publish_max_interval_ms, TD_CONF_TRUSTD, 0, 86400000, "300000", "Republish a score after this many milliseconds even if it moved less"),
     TD_CONF_STR(model_file, TD_CONF_BOTH, "schemas/model.conf", "Scoring model file"),

@@ -60,6 +60,8 @@ typedef struct td_conf_s {
     /* Processing */
     int flush_interval_ms;
     int flush_max_events;
+    int flush_max_events_behind;
+    int flush_interval_behind_ms;
     int max_merchants;
     double publish_min_step;
     int publish_max_interval_ms;

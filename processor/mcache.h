@@ -20,6 +20,7 @@ typedef struct td_mdelta_s {
     struct td_mdelta_s *next; /* the merchant's next delta */
     int src;                  /* worker source index */
     int64_t lo;               /* offset of the first event folded */
+    int skip; /* flush: 1 the merchant's watermark shows it applied */
     td_sigdelta_t d;
 } td_mdelta_t;
 

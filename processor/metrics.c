@@ -183,6 +183,16 @@ void td_metrics_write(const td_metrics_t *m,
                  "Merchants with unflushed deltas in memory.");
     fprintf(fp, "trustd_merchants_cached %lld\n",
             (long long)LD(m->merchants_cached));
+    counter_head(fp, "trustd_merchant_states_cached", "gauge",
+                 "Exact merchant states kept between flushes (capped by "
+                 "max_merchants).");
+    fprintf(fp, "trustd_merchant_states_cached %lld\n",
+            (long long)LD(m->states_cached));
+    counter_head(fp, "trustd_state_reloads_total", "counter",
+                 "Merchant writes refused because another writer moved the "
+                 "state; reloaded and merged again.");
+    fprintf(fp, "trustd_state_reloads_total %llu\n",
+            (unsigned long long)LD(m->state_reloads));
     counter_head(fp, "trustd_flushes_total", "counter", "Flushes completed.");
     fprintf(fp, "trustd_flushes_total %llu\n",
             (unsigned long long)LD(m->flushes));

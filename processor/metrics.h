@@ -43,6 +43,8 @@ typedef struct td_metrics_s {
     _Atomic int64_t assigned_partitions;
     _Atomic uint64_t scores_published;
     _Atomic int64_t merchants_cached;
+    _Atomic int64_t states_cached;  /* exact merchant states in memory */
+    _Atomic uint64_t state_reloads; /* td_put refused as STALE */
     _Atomic uint64_t flushes;
     _Atomic uint64_t flush_failures;
     _Atomic int redis_ok;             /* last Redis call succeeded */

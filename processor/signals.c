@@ -1,7 +1,7 @@
 /*
  * signals.c - the signal catalog expanded: descriptors, per-event folding,
- * delta merging, derived values, the Lua merge function and the reference
- * page. See signals.h for the time semantics.
+ * delta merging, derived values, the signal names for the Redis library and
+ * the reference page. See signals.h for the time semantics.
  *
  * Everything that lists signals is generated from signals.def, so the C
  * fold, the C merge (used by tests and tools), the Redis merge and the
@@ -11,6 +11,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "mstate.h"
 #include "signals.h"
 
 /* Helpers usable in signals.def conditions and values; `e` is the event. */
@@ -93,12 +94,11 @@ static const struct {
 };
 /* clang-format on */
 
-/* How values are written to the signals hash, by the Lua merge and on the
- * reference page. %.17g round-trips a double exactly: base values are the
- * merge state. Derived values are for reading only (trustd recomputes them
- * from the base values); 10 digits keep the hash within its 4 KB budget. */
-#define FMT_BASE    "%.17g"
-#define FMT_DERIVED "%.10g"
+/* How values are written to the signals hash (td_fmt_g10, worker.c), as
+ * the reference page says. The exact merge state is the packed
+ * `trust:{m}:state` (mstate.h); 10 digits keep the hash, together with
+ * it, within the 4 KB budget. */
+#define FMT_SIGNAL "%.10g"
 
 /* Window index for per-event decay factors. */
 enum { W_LIFE = 0, W_D1, W_D7, W_D30, W_D90, W__CNT };
@@ -413,132 +413,17 @@ static void emit(char *buf, size_t size, size_t *len, const char *fmt, ...) {
 }
 
 /*
- * The Lua merge function. Tables: BN base names, BW window ms (0 = not
- * decayed), BA 0 sum / 1 max / 2 min; derived DN names, DO op, DA/DB input
- * base indexes, DK constant. Mirrors td_sigstate_merge and _derive.
+ * The catalog's part of the Redis function library: BN, the base signal
+ * names in catalog order, which td_load reads from the signals hash when a
+ * merchant has no packed state of this catalog (store.c).
  */
 int td_signals_lua(char *buf, size_t size) {
     size_t len = 0;
-    int i;
 
     emit(buf, size, &len, "local BN = {");
-    for (i = 0; i < TD_SIG_BASE_CNT; i++)
+    for (int i = 0; i < TD_SIG_BASE_CNT; i++)
         emit(buf, size, &len, "%s'%s'", i ? "," : "", td_signals[i].name);
-    emit(buf, size, &len, "}\nlocal BW = {");
-    for (i = 0; i < TD_SIG_BASE_CNT; i++) {
-        const td_signal_t *sg = &td_signals[i];
-        emit(buf, size, &len, "%s%lld", i ? "," : "",
-             agg_is_sum(sg->agg) ? (long long)sg->window_ms : 0LL);
-    }
-    emit(buf, size, &len, "}\nlocal BA = {");
-    for (i = 0; i < TD_SIG_BASE_CNT; i++) {
-        int agg = td_signals[i].agg;
-        emit(buf, size, &len, "%s%d", i ? "," : "",
-             agg == TD_AGG_MAX   ? 1
-             : agg == TD_AGG_MIN ? 2
-                                 : 0);
-    }
-    emit(buf, size, &len, "}\nlocal DN, DO, DA, DB, DK = {}, {}, {}, {}, {}\n");
-    for (i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++) {
-        const td_signal_t *sg = &td_signals[i];
-        int j = i - TD_SIG_BASE_CNT + 1;
-        emit(buf, size, &len,
-             "DN[%d]='%s' DO[%d]=%d DA[%d]=%d DB[%d]=%d DK[%d]=%.17g\n", j,
-             sg->name, j,
-             sg->agg == TD_AGG_TREND ? 1
-             : sg->agg == TD_AGG_AGE ? 2
-                                     : 0,
-             j, (int)sg->a + 1, j, (int)sg->b + 1, j, sg->k);
-    }
-    emit(buf, size, &len, "%s",
-         "local function fmt(x) return string.format('" FMT_BASE "', x) end\n"
-         "local function td_apply(keys, args)\n"
-         "  local cur = redis.call('HMGET', keys[1], 'as_of_ms', unpack(BN))\n"
-         "  local T = tonumber(cur[1])\n"
-         "  local v = {}\n"
-         "  for i = 1, #BN do v[i] = tonumber(cur[i + 1]) end\n"
-         "  local nsrc = tonumber(args[1])\n"
-         "  local srcs, flags = {}, {}\n"
-         "  local p = 2\n"
-         /* Pass 1: check every guard before the first write. */
-         "  for s = 1, nsrc do\n"
-         "    local d = {id = args[p], lo = tonumber(args[p + 1]),\n"
-         "      nx = tonumber(args[p + 2]), t = tonumber(args[p + 3]),\n"
-         "      n = tonumber(args[p + 4]), p = p + 5}\n"
-         "    p = p + 5 + 2 * d.n\n"
-         "    local w = tonumber(redis.call('HGET', keys[2], d.id) or '-1')\n"
-         "    if w >= d.nx then d.skip = true\n"
-         "    elseif w > d.lo then\n"
-         "      return redis.error_reply('TDOVERLAP source ' .. d.id ..\n"
-         "        ' watermark ' .. w .. ' inside delta ' .. d.lo .. '..' ..\n"
-         "        d.nx)\n"
-         "    end\n"
-         "    srcs[s] = d\n"
-         "  end\n"
-         "  local changed = false\n"
-         "  for s = 1, nsrc do\n"
-         "    local d = srcs[s]\n"
-         "    if d.skip then flags[s] = '0' else\n"
-         "      flags[s] = '1'\n"
-         "      changed = true\n"
-         "      if T == nil then T = d.t\n"
-         "      elseif d.t > T then\n"
-         "        for i = 1, #BN do\n"
-         "          if BW[i] > 0 and v[i] then\n"
-         "            v[i] = v[i] * math.exp(-(d.t - T) / BW[i]) end\n"
-         "        end\n"
-         "        T = d.t\n"
-         "      end\n"
-         "      local q = d.p\n"
-         "      for j = 1, d.n do\n"
-         "        local i, x = tonumber(args[q]), tonumber(args[q + 1])\n"
-         "        q = q + 2\n"
-         "        if BA[i] == 1 then\n"
-         "          if v[i] == nil or x > v[i] then v[i] = x end\n"
-         "        elseif BA[i] == 2 then\n"
-         "          if v[i] == nil or x < v[i] then v[i] = x end\n"
-         "        elseif BW[i] > 0 then\n"
-         "          v[i] = (v[i] or 0) + x * math.exp(-(T - d.t) / BW[i])\n"
-         "        else v[i] = (v[i] or 0) + x end\n"
-         "      end\n"
-         "      redis.call('HSET', keys[2], d.id, string.format('%d', d.nx))\n"
-         "    end\n"
-         "  end\n"
-         "  if changed then\n"
-         "    local hs = {'as_of_ms', string.format('%d', T)}\n"
-         "    for i = 1, #BN do\n"
-         "      if v[i] ~= nil then\n"
-         "        hs[#hs + 1] = BN[i]\n"
-         "        hs[#hs + 1] = fmt(v[i])\n"
-         "      end\n"
-         "    end\n"
-         "    local del = {}\n"
-         "    for j = 1, #DN do\n"
-         "      local a, b = v[DA[j]], v[DB[j]] or 0\n"
-         "      local x = nil\n"
-         "      if DO[j] == 2 then\n"
-         "        if a ~= nil then x = (T - a) / DK[j] end\n"
-         "      elseif b ~= 0 then\n"
-         "        a = a or 0\n"
-         "        x = a / b\n"
-         "        if DO[j] == 1 then x = x * DK[j] end\n"
-         "      end\n"
-         "      if x == nil then del[#del + 1] = DN[j] else\n"
-         "        hs[#hs + 1] = DN[j]\n"
-         "        hs[#hs + 1] = string.format('" FMT_DERIVED "', x)\n"
-         "      end\n"
-         "    end\n"
-         "    redis.call('HSET', keys[1], unpack(hs))\n"
-         "    if #del > 0 then redis.call('HDEL', keys[1], unpack(del)) end\n"
-         "  end\n"
-         "  local r = {table.concat(flags, ','), T and string.format('%d', T)\n"
-         "    or ''}\n"
-         "  for i = 1, #BN do r[#r + 1] = v[i] and fmt(v[i]) or '' end\n"
-         "  local m = redis.call('HMGET', keys[3], 'pub_score', 'pub_tier',\n"
-         "    'pub_ms', 'version', 'model_version')\n"
-         "  for i = 1, 5 do r[#r + 1] = m[i] or '' end\n"
-         "  return r\n"
-         "end\n");
+    emit(buf, size, &len, "}\n");
     if (len >= size) return -1;
     return (int)len;
 }
@@ -633,14 +518,14 @@ static void ref_reading(FILE *fp) {
         "- Derived fields are rewritten on every update of the merchant; "
         "one that has become undefined is deleted.\n"
         "\n"
-        "**Value formatting.** `as_of_ms` is an integer. Base values are "
-        "written with `%s`, which gives back the exact double "
-        "(lifetime counts and timestamps print as integers); they are the "
-        "merge state. Derived values are written with `%s`, "
-        "for reading: trustd recomputes them from the base values. All are "
-        "decimal strings; parse them as doubles.\n"
+        "**Value formatting.** `as_of_ms` is an integer. Signal values "
+        "are written like `%s` (10 significant digits; lifetime counts "
+        "and timestamps print as integers): decimal strings, parse them "
+        "as doubles. They are for "
+        "reading: the exact merge state is `trust:{<merchant_id>}:state` "
+        "(below), from which trustd recomputes everything.\n"
         "\n",
-        FMT_BASE, FMT_DERIVED);
+        FMT_SIGNAL);
 }
 
 static void ref_layout(FILE *fp) {
@@ -655,6 +540,10 @@ static void ref_layout(FILE *fp) {
         "|---|---|---|\n"
         "| `trust:{<merchant_id>}:signals` | hash | `as_of_ms` and one field "
         "per signal present (absent-field rules above) |\n"
+        "| `trust:{<merchant_id>}:state` | string | the exact merge "
+        "state, binary (version, catalog fingerprint, `as_of_ms`, presence "
+        "mask, the base values as IEEE doubles; `processor/mstate.h`): "
+        "trustd's, not for dashboards |\n"
         "| `trust:{<merchant_id>}:wm` | hash | per source partition "
         "(`orders/3`): the next offset already applied to this merchant "
         "(exactly-once bookkeeping, not for dashboards) |\n"
@@ -667,10 +556,12 @@ static void ref_layout(FILE *fp) {
         "| `trust:part:{<topic>/<partition>}` | hash | `committed`, "
         "`intent`, `epoch`: where the partition resumes and who owns it |\n"
         "\n"
-        "A merchant's signals and `:wm` change together in one Redis "
-        "function call per update, so one `HGETALL` (or `HMGET`) of the "
-        "signals hash sees all of one update or none of it. The score "
-        "hash is written right after, in the same pipeline.\n"
+        "A merchant's signals, `:state` and `:wm` change together in one "
+        "Redis function call per update (trustd merges in memory and "
+        "sends the result, guarded by the state's version), so one "
+        "`HGETALL` (or `HMGET`) of the signals hash sees all of one update "
+        "or none of it. The score hash is written after, in the same "
+        "flush.\n"
         "\n");
 }
 
@@ -720,33 +611,39 @@ static void ref_memory(FILE *fp) {
             "`hash-max-listpack-value` (64 bytes), so Redis keeps it as a "
             "compact listpack. The budget is **4096 bytes of `MEMORY USAGE` "
             "per signals hash**. `tests/it_signals.c` (`make integration`) "
-            "applies realistic merchants through the store, checks the "
+            "writes realistic merchants the way a flush does, checks the "
             "encoding and the budget, and prints the numbers. Measured on "
             "Redis 7.0 with jemalloc, when the catalog last changed:\n"
             "\n"
-            "| merchant | signals present | `:signals` | `:wm` |\n"
-            "|---|---|---|---|\n"
-            "| small shop: 60 orders in 25 days | 64 | 2648 B | 120 B |\n"
-            "| big shop: 73,000 orders in a year | 87 | 3672 B | 136 B |\n"
-            "| bad shop: every signal present | %d | 3672 B | 136 B |\n"
-            "| end to end through trustd (3 merchants) | 84-90 | 3656 B | "
+            "| merchant | signals present | `:signals` | `:state` | `:wm` |\n"
+            "|---|---|---|---|---|\n"
+            "| small shop: 60 orders in 25 days | 64 | 2648 B | 584 B | "
             "120 B |\n"
+            "| big shop: 73,000 orders in a year | 87 | 3672 B | 584 B | "
+            "136 B |\n"
+            "| bad shop: every signal present | %d | 3672 B | 584 B | 136 B "
+            "|\n"
+            "| end to end through trustd (3 merchants) | 84-90 | 3144-3656 B "
+            "| 584 B | 120 B |\n"
             "\n"
-            "So about 3.8 KB per merchant for its signals and watermarks. "
-            "`:wm` grows by about 16 bytes per extra source partition the "
-            "merchant's events came from. The `:score` hash and the "
-            "merchant's entry in `trust:scores` come on top; their size "
-            "depends on the score model (the test prints it too).\n"
+            "So about 3.8 KB per merchant for its signals and watermarks, "
+            "and 4.4 KB with the packed exact state (a fixed %d-byte string "
+            "that lets trustd merge in memory and write each merchant with "
+            "one cheap call; see README \"Performance\"). `:wm` grows by "
+            "about 16 bytes per extra source partition the merchant's events "
+            "came from. The `:score` hash and the merchant's entry in "
+            "`trust:scores` come on top; their size depends on the score "
+            "model (the test prints it too).\n"
             "\n"
-            "The listpack of a merchant with every field is about 3550 bytes, "
-            "which the allocator rounds up to its 3584-byte size class; the "
-            "next class is 4096 bytes (`MEMORY USAGE` about 4170). So the "
+            "The listpack of a merchant with every field falls in the "
+            "allocator's 3584-byte size class; the next class is 4096 bytes "
+            "(`MEMORY USAGE` about 4170). So the "
             "catalog is at its budget: a new signal adds its name plus about "
             "22 bytes, and one or two more need room made first (shorter "
             "derived values: `%%.6g` saves about 140 bytes; or fewer derived "
             "fields).\n"
             "\n",
-            TD_SIG__CNT + 1, TD_SIG__CNT);
+            TD_SIG__CNT + 1, TD_SIG__CNT, TD_MSTATE_BLOB);
 }
 
 static void ref_helpers(FILE *fp) {

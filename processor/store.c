@@ -5,7 +5,7 @@
  *
  * The function library is built once per process from the signal catalog
  * (td_signals_lua) plus the fixed functions below, and named after a hash of
- * its text: "trustd_<hash>" with functions "td_apply_<hash>" and so on. Two
+ * its text: "trustd_<hash>" with functions "td_put_<hash>" and so on. Two
  * builds with different catalogs therefore load side by side instead of
  * replacing each other during a rolling upgrade. Functions are persisted by
  * Redis (RDB/AOF) and replicated; if Redis comes back without them (no AOF),
@@ -56,6 +56,7 @@
 
 #include "cluster.h"
 #include "log.h"
+#include "numfmt.h"
 #include "signals.h"
 #include "store.h"
 
@@ -107,9 +108,9 @@ struct td_store_s {
     redisContext *c;
     int healthy;
     int lib_loaded;
-    char *lib;      /* library source */
-    char hash[17];  /* hex of the library hash */
-    char fn[4][48]; /* function names */
+    char *lib;                 /* library source */
+    char hash[17];             /* hex of the library hash */
+    char fn[TD_STORE_FNS][48]; /* function names */
     td_store_stats_t stats;
 
     /* cluster */
@@ -163,8 +164,57 @@ static int
 cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr, size_t errstr_size);
 static void grow(void **p, size_t *cap, size_t n, size_t sz);
 
-/* Fixed functions of the library; td_apply comes from the catalog. */
+/* Fixed functions of the library; BN (base names) comes from the catalog. */
 static const char lib_fixed[] =
+    /* A merchant's exact state, watermarks and last publication, read in
+     * one atomic step; plus its base values from the signals hash when the
+     * packed state is missing or of another catalog (ARGV[1]: this build's
+     * fingerprint). */
+    "local function td_load(keys, args)\n"
+    "  local s = redis.call('GET', keys[1])\n"
+    "  local w = redis.call('HGETALL', keys[2])\n"
+    "  local m = redis.call('HMGET', keys[4], 'pub_score', 'pub_tier',\n"
+    "    'pub_ms', 'version', 'model_version')\n"
+    "  for i = 1, 5 do m[i] = m[i] or '' end\n"
+    "  if s and string.sub(s, 9, 16) == args[1] then return {s, w, m} end\n"
+    "  return {s or '', w, m,\n"
+    "    redis.call('HMGET', keys[3], 'as_of_ms', unpack(BN))}\n"
+    "end\n"
+    /* A merged state: written only if the stored state is still the one
+     * it was merged from (ARGV[1], its version bytes) and no watermark of
+     * the applied sources is past the delta's start; then the state, the
+     * watermarks and the readable hash move together. ARGV: expected
+     * version, state, nsrc, (source, first, next) x nsrc, ndel, fields to
+     * delete, then field/value pairs. */
+    "local function td_put(keys, args)\n"
+    "  local s = redis.call('GET', keys[1])\n"
+    "  if (s and string.sub(s, 1, 8) or '') ~= args[1] then\n"
+    "    return {'STALE'}\n"
+    "  end\n"
+    "  local nsrc = tonumber(args[3])\n"
+    "  local wm = {}\n"
+    "  for i = 0, nsrc - 1 do\n"
+    "    local p = 4 + 3 * i\n"
+    "    local w = redis.call('HGET', keys[2], args[p])\n"
+    "    if w and tonumber(w) > tonumber(args[p + 1]) then\n"
+    "      return {'STALE'}\n"
+    "    end\n"
+    "    wm[#wm + 1] = args[p]\n"
+    "    wm[#wm + 1] = args[p + 2]\n"
+    "  end\n"
+    "  redis.call('SET', keys[1], args[2])\n"
+    "  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end\n"
+    "  local p = 4 + 3 * nsrc\n"
+    "  local ndel = tonumber(args[p])\n"
+    "  if ndel > 0 then\n"
+    "    redis.call('HDEL', keys[3], unpack(args, p + 1, p + ndel))\n"
+    "  end\n"
+    "  redis.call('HSET', keys[3], unpack(args, p + ndel + 1))\n"
+    "  local m = redis.call('HMGET', keys[4], 'pub_score', 'pub_tier',\n"
+    "    'pub_ms', 'version', 'model_version')\n"
+    "  return {'OK', m[1] or '', m[2] or '', m[3] or '', m[4] or '',\n"
+    "    m[5] or ''}\n"
+    "end\n"
     /* Partition records: claim bumps the owner epoch (fencing earlier
      * owners) and returns the stored offsets; set writes them only for the
      * current epoch. */
@@ -198,7 +248,8 @@ static const char lib_fixed[] =
     "  return 1\n"
     "end\n";
 
-static const char *fn_bases[4] = {"apply", "part", "score", "published"};
+static const char *fn_bases[TD_STORE_FNS] = {"load", "put", "part", "score",
+                                             "published"};
 
 static uint64_t fnv1a(const char *s, size_t len) {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -226,7 +277,7 @@ static int build_library(td_store_t *st, char *errstr, size_t errstr_size) {
     len = (size_t)n + sizeof(lib_fixed) - 1;
     snprintf(st->hash, sizeof(st->hash), "%016llx",
              (unsigned long long)fnv1a(body, len));
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < TD_STORE_FNS; i++)
         snprintf(st->fn[i], sizeof(st->fn[i]), "td_%s_%.12s", fn_bases[i],
                  st->hash);
 
@@ -238,7 +289,7 @@ static int build_library(td_store_t *st, char *errstr, size_t errstr_size) {
     n = snprintf(st->lib, 64, "#!lua name=trustd_%.12s\n", st->hash);
     memcpy(st->lib + n, body, len);
     len += (size_t)n;
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < TD_STORE_FNS; i++) {
         len += (size_t)sprintf(st->lib + len,
                                "redis.register_function('%s', td_%s)\n",
                                st->fn[i], fn_bases[i]);
@@ -532,7 +583,7 @@ const td_store_stats_t *td_store_stats(const td_store_t *st) {
 }
 
 const char *td_store_fn(const td_store_t *st, const char *base) {
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < TD_STORE_FNS; i++) {
         if (!strcmp(fn_bases[i], base)) return st->fn[i];
     }
     return "td_unknown";
@@ -1537,6 +1588,10 @@ size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "signals");
 }
 
+size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen) {
+    return mkey(buf, size, m, mlen, "state");
+}
+
 size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "wm");
 }
@@ -1550,42 +1605,83 @@ size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part) {
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
-void td_store_apply_begin(const td_store_t *st,
-                          td_rbatch_t *b,
-                          const char *m,
-                          size_t mlen,
-                          int nsrc) {
+void td_store_load(const td_store_t *st,
+                   td_rbatch_t *b,
+                   const char *m,
+                   size_t mlen) {
     char key[TD_MERCHANT_ID_MAX + 32];
+    uint8_t cat[8];
+    uint64_t h = td_mstate_catalog();
+
+    for (int i = 0; i < 8; i++)
+        cat[i] = (uint8_t)(h >> (8 * i));
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "FCALL");
+    td_rbatch_str(b, td_store_fn(st, "load"));
+    td_rbatch_str(b, "4");
+    td_rbatch_arg(b, key, td_key_state(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, cat, sizeof(cat));
+}
+
+void td_store_put_begin(const td_store_t *st,
+                        td_rbatch_t *b,
+                        const td_mstate_t *e,
+                        uint64_t expected,
+                        int nsrc) {
+    char key[TD_MERCHANT_ID_MAX + 32];
+    uint8_t buf[TD_MSTATE_BLOB];
 
     td_rbatch_begin(b);
     td_rbatch_str(b, "FCALL");
-    td_rbatch_str(b, td_store_fn(st, "apply"));
-    td_rbatch_str(b, "3");
-    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), m, mlen));
-    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), m, mlen));
-    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), m, mlen));
+    td_rbatch_str(b, td_store_fn(st, "put"));
+    td_rbatch_str(b, "4");
+    td_rbatch_arg(b, key, td_key_state(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, buf, td_mstate_version_bytes(expected, buf));
+    td_mstate_pack(e, buf);
+    td_rbatch_arg(b, buf, sizeof(buf));
     td_rbatch_i64(b, nsrc);
 }
 
-void td_store_apply_delta(td_rbatch_t *b,
-                          const char *src,
-                          int64_t lo,
-                          int64_t next,
-                          const td_sigdelta_t *d) {
-    td_event_kind_t kind = (td_event_kind_t)d->kind;
-    int n = td_signals_slot_cnt(kind), set = 0;
-
-    for (int i = 0; i < n; i++)
-        set += td_sigdelta_slot_set(d, i);
+void td_store_put_src(td_rbatch_t *b,
+                      const char *src,
+                      int64_t lo,
+                      int64_t next) {
     td_rbatch_str(b, src);
     td_rbatch_i64(b, lo);
     td_rbatch_i64(b, next);
-    td_rbatch_i64(b, d->as_of);
-    td_rbatch_i64(b, set);
-    /* Only slots that hold something, as (1-based catalog index, value). */
-    for (int i = 0; i < n; i++) {
-        if (!td_sigdelta_slot_set(d, i)) continue;
-        td_rbatch_i64(b, (int64_t)td_signals_slot_sig(kind, i) + 1);
-        td_rbatch_dbl(b, d->v[i]);
+}
+
+void td_store_put_fields(td_rbatch_t *b,
+                         const td_sigstate_t *old,
+                         const td_sigstate_t *s) {
+    char num[TD_FMT_G10_MAX], was[TD_FMT_G10_MAX];
+    int ndel = 0;
+
+    for (int i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++)
+        ndel += old->present[i] && !s->present[i];
+    td_rbatch_i64(b, ndel);
+    for (int i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++)
+        if (old->present[i] && !s->present[i])
+            td_rbatch_str(b, td_signals[i].name);
+    td_rbatch_str(b, "as_of_ms");
+    td_rbatch_i64(b, s->as_of);
+    /* Only fields whose text changes: HSET on a listpack hash costs a scan
+     * per field, and ratios, lifetime values and extremes mostly keep
+     * their 10 digits from one flush to the next. */
+    for (int i = 0; i < TD_SIG__CNT; i++) {
+        size_t n;
+        if (!s->present[i]) continue;
+        n = td_fmt_g10(num, s->v[i]);
+        if (old->present[i] && td_fmt_g10(was, old->v[i]) == n &&
+            !memcmp(was, num, n))
+            continue;
+        td_rbatch_str(b, td_signals[i].name);
+        td_rbatch_arg(b, num, n);
     }
 }

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "mstate.h"
 #include "signals.h"
 
 #define TD_STORE_ARGV_MAX 512
@@ -86,7 +87,7 @@ int td_store_healthy(const td_store_t *st);
 int td_store_is_cluster(const td_store_t *st);
 const td_store_stats_t *td_store_stats(const td_store_t *st);
 /* Name of a function of the loaded library, e.g. "apply" ->
- * "td_apply_<hash>". Static storage. */
+ * "td_put_<hash>". Static storage. */
 const char *td_store_fn(const td_store_t *st, const char *base);
 
 td_rbatch_t *td_rbatch_new(void);
@@ -160,23 +161,42 @@ int td_store_append(td_store_t *st, const char *fmt, ...)
 int td_store_vappend(td_store_t *st, const char *fmt, va_list ap);
 redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
 
+/* Functions of the library; td_store_fn() names them. */
+#define TD_STORE_FNS 5
+
 /*
- * Queues one call of the merge function for merchant m (mlen bytes) with
- * nsrc source deltas: td_store_apply_begin(), then td_store_apply_delta()
- * nsrc times, then td_rbatch_end(). This is the only encoder of the
- * argument layout td_signals_lua() reads. A delta covers offsets lo..next-1
- * of source src ("<topic>/<partition>").
+ * The only encoders of td_load and td_put arguments (the Lua in store.c).
+ * td_store_load() queues a read of merchant m's exact state, watermarks
+ * (and readable base values when the state is missing or of another
+ * catalog); td_mstate_read_load() reads the reply. td_store_put_begin()
+ * queues the write of entry e (already merged, with its new version)
+ * guarded by `expected`, the version it was merged from; then
+ * td_store_put_src() nsrc times (a delta of source src covering offsets
+ * lo..next-1), td_store_put_fields() (the readable hash: `as_of_ms` and
+ * the fields whose text differs from old's; derived fields present in old
+ * but not in s are deleted), td_rbatch_end(). The reply is
+ * {"STALE"} or {"OK", pub_score, pub_tier, pub_ms, version, model_version}.
  */
-void td_store_apply_begin(
-    const td_store_t *st, td_rbatch_t *b, const char *m, size_t mlen, int nsrc);
-void td_store_apply_delta(td_rbatch_t *b,
-                          const char *src,
-                          int64_t lo,
-                          int64_t next,
-                          const td_sigdelta_t *d);
+void td_store_load(const td_store_t *st,
+                   td_rbatch_t *b,
+                   const char *m,
+                   size_t mlen);
+void td_store_put_begin(const td_store_t *st,
+                        td_rbatch_t *b,
+                        const td_mstate_t *e,
+                        uint64_t expected,
+                        int nsrc);
+void td_store_put_src(td_rbatch_t *b,
+                      const char *src,
+                      int64_t lo,
+                      int64_t next);
+void td_store_put_fields(td_rbatch_t *b,
+                         const td_sigstate_t *old,
+                         const td_sigstate_t *s);
 
 /* Key builders: write the key into buf, return its length. */
 size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen);
+size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part);

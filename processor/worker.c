@@ -8,9 +8,14 @@
  *   1. partition records: for every source in the flush, td_part writes
  *      committed = the last completed flush point and intent = this flush
  *      point F, fenced by the owner epoch taken at assignment;
- *   2. merchants: one td_apply call per merchant with all its deltas; each
- *      delta is guarded by the merchant's watermark for its source and sets
- *      it to F, in the same atomic step as the state change;
+ *   2. merchants: the deltas are merged in memory into each merchant's
+ *      exact state (mstate.h: cached between flushes, loaded with td_load
+ *      when missing), then one td_put per merchant writes it, guarded by the
+ *      state version it was merged from and the merchant's watermark for
+ *      each source, and sets those watermarks to F in the same atomic step.
+ *      A refused put (STALE: another writer, or a retried flush) drops the
+ *      cached state; it is reloaded with the watermarks, deltas they show
+ *      applied are skipped, the rest merged again;
  *   3. scores: for merchants whose score moved, a version is reserved
  *      (td_score), the TrustScore produced, dead letters and scores flushed
  *      to Kafka, then td_published marks what was delivered.
@@ -48,6 +53,7 @@
 #include "log.h"
 #include "mcache.h"
 #include "model.h"
+#include "mstate.h"
 #include "store.h"
 #include "worker.h"
 
@@ -76,9 +82,12 @@ typedef struct pub_s {
     td_score_rec_t rec;
 } pub_t;
 
+/* One merchant of a flush's step 2. */
 typedef struct applyctx_s {
     td_worker_t *w;
     td_merchant_t *m;
+    td_mstate_t *e; /* its cached state; NULL until (re)loaded */
+    int todo;       /* not yet written */
 } applyctx_t;
 
 struct td_worker_s {
@@ -95,6 +104,8 @@ struct td_worker_s {
     td_model_t *model;
     td_mcache_t *active;
     td_mcache_t *inflight;
+    td_mscache_t *states; /* exact merchant states (mstate.h) */
+    uint32_t gen;         /* flushes started: marks states in use */
     src_t *srcs;
     int nsrc, srccap;
     /* The source of the last message: consecutive messages mostly come
@@ -105,6 +116,8 @@ struct td_worker_s {
     uint64_t events_since_flush;
     int64_t last_flush_ms;
     int64_t last_ping_ms;
+    int behind;            /* draining a backlog: see size_batches() */
+    uint64_t batch_target; /* events that make a batch */
     int64_t stop_deadline; /* monotonic ms; 0 until stopping */
     pub_t *pubs;
     size_t npubs, pubcap;
@@ -452,42 +465,17 @@ static int want_publish(const td_worker_t *w,
            now - pub_ms >= w->conf->publish_max_interval_ms;
 }
 
-static int
-apply_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
-    applyctx_t *ax = opaque;
-    td_worker_t *w = ax->w;
+/* Scores the merchant's stored state; queues it for publication if it
+ * moved enough since the last one (meta: what td_load / td_put returned of
+ * the score hash). */
+static void consider_score(td_worker_t *w,
+                           const applyctx_t *ax,
+                           const redisReply *const *meta) {
     td_sigstate_t st;
     pub_t *pub;
-    size_t need = 2 + TD_SIG_BASE_CNT + 5;
 
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (!strncmp(r->str, "TDOVERLAP", 9)) {
-            /* Cannot happen while the protocol holds: say so loudly, keep
-             * the stream going. */
-            td_log(TD_LOG_WARNING, "merchant %s: %s (delta skipped)", ax->m->id,
-                   r->str);
-            return TD_OK;
-        }
-        snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, r->str);
-        return TD_ERR;
-    }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != need) {
-        snprintf(errstr, errstr_size, "merchant %s: bad apply reply",
-                 ax->m->id);
-        return TD_ERR;
-    }
-    td_sigstate_init(&st);
-    if (!parse_i64(r->element[1], &st.as_of)) st.as_of = TD_NULL_TS;
-    for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
-        const redisReply *e = r->element[2 + i];
-        if (e->type == REDIS_REPLY_STRING && e->len > 0) {
-            st.v[i] = strtod(e->str, NULL);
-            st.present[i] = 1;
-        }
-    }
-    td_sigstate_derive(&st);
-    if (st.as_of == TD_NULL_TS) return TD_OK;
-
+    td_mstate_to_sigstate(ax->e, &st);
+    if (st.as_of == TD_NULL_TS) return;
     if (w->npubs == w->pubcap) {
         w->pubcap = w->pubcap ? w->pubcap * 2 : 256;
         w->pubs = xrealloc(w->pubs, w->pubcap * sizeof(*w->pubs));
@@ -497,11 +485,74 @@ apply_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     snprintf(pub->rec.merchant_id, sizeof(pub->rec.merchant_id), "%s",
              ax->m->id);
     td_model_score(w->model, &st, &pub->rec);
-    if (want_publish(
-            w, &pub->rec,
-            (const redisReply *const *)&r->element[2 + TD_SIG_BASE_CNT],
-            td_now_ms()))
-        w->npubs++;
+    if (want_publish(w, &pub->rec, meta, td_now_ms())) w->npubs++;
+}
+
+/* Step 2, a td_load reply: the merchant's state, and which deltas its
+ * watermarks show applied already. */
+static int
+load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    applyctx_t *ax = opaque;
+    td_worker_t *w = ax->w;
+    const redisReply *wm = NULL, *meta = NULL;
+    td_mstate_t *e = td_mscache_add(w->states, ax->m->id, ax->m->idlen);
+    int apply = 0;
+
+    if (td_mstate_read_load(e, r, &wm, &meta, errstr, errstr_size) != TD_OK) {
+        td_mscache_del(w->states, e);
+        return TD_ERR;
+    }
+    ax->e = e;
+    for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
+        const src_t *s = &w->srcs[d->src];
+        int64_t at = td_mstate_wm(wm, s->id);
+        d->skip = at >= s->fpoint;
+        if (!d->skip && at > d->lo) {
+            /* Cannot happen while the protocol holds: say so loudly, keep
+             * the stream going. */
+            td_log(TD_LOG_WARNING,
+                   "merchant %s: TDOVERLAP source %s watermark %lld inside "
+                   "delta %lld..%lld (delta skipped)",
+                   ax->m->id, s->id, (long long)at, (long long)d->lo,
+                   (long long)s->fpoint);
+            d->skip = 1;
+        }
+        apply += !d->skip;
+    }
+    /* Nothing left to write (a retried flush): the score may still be
+     * unpublished. */
+    if (!apply) {
+        ax->todo = 0;
+        consider_score(w, ax, (const redisReply *const *)meta->element);
+    }
+    return TD_OK;
+}
+
+/* Step 2, a td_put reply: on OK the cached entry is the stored state and
+ * the score is computed from it; STALE drops the entry for a reload. */
+static int
+put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    applyctx_t *ax = opaque;
+    td_worker_t *w = ax->w;
+
+    if (r->type == REDIS_REPLY_ERROR) {
+        snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, r->str);
+        return TD_ERR;
+    }
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+        r->element[0]->type == REDIS_REPLY_STRING &&
+        !strcmp(r->element[0]->str, "STALE")) {
+        td_mscache_del(w->states, ax->e);
+        ax->e = NULL;
+        atomic_fetch_add(&w->metrics.state_reloads, 1);
+        return TD_OK;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
+        snprintf(errstr, errstr_size, "merchant %s: bad put reply", ax->m->id);
+        return TD_ERR;
+    }
+    ax->todo = 0;
+    consider_score(w, ax, (const redisReply *const *)&r->element[1]);
     return TD_OK;
 }
 
@@ -541,19 +592,91 @@ static void reasons_json(const td_score_rec_t *rec, char *buf, size_t size) {
     if (len < size) snprintf(buf + len, size - len, "]");
 }
 
-static void queue_apply(td_worker_t *w, td_merchant_t *m, applyctx_t *ax) {
+/* Merges the merchant's deltas into its cached state and queues the
+ * write, guarded by the version it was merged from. The entry holds the
+ * merged state from here on: if the write fails, the flush drops every
+ * entry (flush_attempt) and the retry reloads. */
+static void queue_put(td_worker_t *w, applyctx_t *ax) {
+    td_mstate_t *e = ax->e;
+    td_sigstate_t old, st;
+    uint64_t expected = e->version;
     int nsrc = 0;
 
-    for (td_mdelta_t *d = m->deltas; d; d = d->next)
+    e->gen = w->gen;
+    td_mstate_to_sigstate(e, &old);
+    st = old;
+    for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
+        if (d->skip) continue;
+        td_sigstate_merge(&st, &d->d);
         nsrc++;
-    td_store_apply_begin(w->store, w->batch, m->id, m->idlen, nsrc);
-    for (td_mdelta_t *d = m->deltas; d; d = d->next) {
-        const src_t *s = &w->srcs[d->src];
-        td_store_apply_delta(w->batch, s->id, d->lo, s->fpoint, &d->d);
     }
-    ax->w = w;
-    ax->m = m;
-    td_rbatch_end(w->batch, apply_cb, ax);
+    if (nsrc == 0) { /* all applied before (a replay after a crash) */
+        ax->todo = 0;
+        return;
+    }
+    td_mstate_from_sigstate(e, &st);
+    e->version = expected + 1;
+    td_store_put_begin(w->store, w->batch, e, expected, nsrc);
+    for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
+        const src_t *s = &w->srcs[d->src];
+        if (!d->skip) td_store_put_src(w->batch, s->id, d->lo, s->fpoint);
+    }
+    td_store_put_fields(w->batch, &old, &st);
+    td_rbatch_end(w->batch, put_cb, ax);
+}
+
+/* Step 2: every merchant of the flush written once, merged from its cached
+ * state; entries another writer moved (STALE) are reloaded and merged
+ * again, a few rounds at most. */
+static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
+    td_rbatch_t *b = w->batch;
+    size_t n = 0;
+
+    w->gen++;
+    if (td_mcache_merchants(w->inflight) > w->actxcap) {
+        w->actxcap = td_mcache_merchants(w->inflight);
+        w->actx = xrealloc(w->actx, w->actxcap * sizeof(*w->actx));
+    }
+    for (td_merchant_t *m = td_mcache_first(w->inflight); m; m = m->lnext) {
+        applyctx_t *ax = &w->actx[n];
+        if (!m->deltas) continue;
+        ax->w = w;
+        ax->m = m;
+        ax->e = td_mscache_get(w->states, m->id, m->idlen);
+        ax->todo = 1;
+        for (td_mdelta_t *d = m->deltas; d; d = d->next)
+            d->skip = 0; /* the guards in td_put check a cached entry */
+        n++;
+    }
+    for (int round = 0;; round++) {
+        size_t left = 0;
+        td_rbatch_reset(b);
+        for (size_t i = 0; i < n; i++) {
+            applyctx_t *ax = &w->actx[i];
+            if (!ax->todo || ax->e) continue;
+            td_store_load(w->store, b, ax->m->id, ax->m->idlen);
+            td_rbatch_end(b, load_cb, ax);
+        }
+        if (td_rbatch_cnt(b) &&
+            td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+            return TD_ERR;
+        td_rbatch_reset(b);
+        for (size_t i = 0; i < n; i++)
+            if (w->actx[i].todo) queue_put(w, &w->actx[i]);
+        if (td_rbatch_cnt(b) &&
+            td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+            return TD_ERR;
+        for (size_t i = 0; i < n; i++)
+            left += w->actx[i].todo;
+        if (!left) return TD_OK;
+        if (round == 8) {
+            snprintf(errstr, errstr_size,
+                     "%zu merchants changed under this worker 8 times in a "
+                     "row",
+                     left);
+            return TD_ERR;
+        }
+    }
 }
 
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
@@ -668,7 +791,6 @@ static int deliver(td_worker_t *w, char *errstr, size_t errstr_size) {
 
 static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     td_rbatch_t *b = w->batch;
-    size_t n = 0;
     int64_t now;
 
     /* 1. partition records */
@@ -707,18 +829,12 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
 
     /* 2. merchants */
-    td_rbatch_reset(b);
     w->npubs = 0;
-    if (td_mcache_merchants(w->inflight) > w->actxcap) {
-        w->actxcap = td_mcache_merchants(w->inflight);
-        w->actx = xrealloc(w->actx, w->actxcap * sizeof(*w->actx));
-    }
-    for (td_merchant_t *m = td_mcache_first(w->inflight); m; m = m->lnext) {
-        if (m->deltas) queue_apply(w, m, &w->actx[n++]);
-    }
-    if (td_rbatch_cnt(b) &&
-        td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+    if (write_merchants(w, errstr, errstr_size) != TD_OK) {
+        /* Entries may hold merges Redis never took: reload them all. */
+        td_mscache_clear(w->states);
         return TD_ERR;
+    }
 
     /* 3. scores, dead letters */
     now = td_now_ms();
@@ -838,6 +954,9 @@ retry:
     if (offs->cnt > 0) rd_kafka_commit(w->consumer, offs, 1);
     rd_kafka_topic_partition_list_destroy(offs);
     td_mcache_clear(w->inflight);
+    td_mscache_trim(w->states, (size_t)w->conf->max_merchants, w->gen);
+    atomic_store(&w->metrics.states_cached,
+                 (int64_t)td_mscache_count(w->states));
 
     double secs = (double)(td_mono_ms() - t0) / 1000.0;
     td_hist_observe(&w->metrics.flush_seconds, secs);
@@ -965,6 +1084,34 @@ static void update_watermarks(td_worker_t *w) {
     }
 }
 
+/*
+ * Sizes the next batch by the lag left after a flush (librdkafka's cached
+ * high watermarks): caught up, flush_max_events or flush_interval_ms keep
+ * latency low; behind (a backlog after an outage, a deploy, a peak), the
+ * next batch is as large as the lag, up to flush_max_events_behind, so a
+ * merchant is written once per many of its events and the backlog drains
+ * in a few large flushes.
+ */
+static void size_batches(td_worker_t *w) {
+    int64_t lag;
+
+    update_watermarks(w);
+    lag = td_metrics_lag(&w->metrics);
+    w->behind = lag > (int64_t)w->conf->flush_max_events;
+    w->batch_target = (uint64_t)w->conf->flush_max_events;
+    if (w->behind)
+        w->batch_target = (uint64_t)(lag < w->conf->flush_max_events_behind
+                                         ? lag
+                                         : w->conf->flush_max_events_behind);
+}
+
+/* Draining a backlog, the consumer found nothing to read: if the lag is
+ * gone too, the batch has nothing more to coalesce. */
+static int drained(td_worker_t *w) {
+    update_watermarks(w);
+    return td_metrics_lag(&w->metrics) <= (int64_t)w->conf->flush_max_events;
+}
+
 int td_worker_run(td_worker_t *w) {
     rd_kafka_topic_partition_list_t *topics =
         rd_kafka_topic_partition_list_new(TD_EV__CNT);
@@ -981,23 +1128,29 @@ int td_worker_run(td_worker_t *w) {
         return 1;
     }
     w->last_flush_ms = td_mono_ms();
+    w->batch_target = (uint64_t)w->conf->flush_max_events;
     td_log(TD_LOG_NOTICE, "consuming %s, %s, %s as group %s", w->topics[0],
            w->topics[1], w->topics[2], w->conf->group);
 
     while (!*w->stop) {
         rd_kafka_message_t *msg = rd_kafka_consumer_poll(w->consumer, 20);
+        int got = msg != NULL;
         int64_t now;
         if (msg) {
             handle(w, msg);
             rd_kafka_message_destroy(msg);
         }
         now = td_mono_ms();
-        if (w->events_since_flush >= (uint64_t)w->conf->flush_max_events ||
+        if (w->events_since_flush >= w->batch_target ||
+            (w->behind && !got && w->events_since_flush > 0 && drained(w)) ||
             td_mcache_merchants(w->active) >= (size_t)w->conf->max_merchants ||
-            now - w->last_flush_ms >= w->conf->flush_interval_ms) {
+            now - w->last_flush_ms >= (w->behind
+                                           ? w->conf->flush_interval_behind_ms
+                                           : w->conf->flush_interval_ms)) {
             update_watermarks(w);
             if (flush(w) != TD_OK) rc = 1;
             w->last_flush_ms = td_mono_ms();
+            size_batches(w);
         }
         if (now - w->last_flush_ms < w->conf->flush_interval_ms &&
             now - w->last_ping_ms >= 1000 && w->events_since_flush == 0)
@@ -1131,6 +1284,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     w->batch = td_rbatch_new();
     w->active = td_mcache_new();
     w->inflight = td_mcache_new();
+    w->states = td_mscache_new();
 
     if (!(kc = kconf_new(w, 0, errstr, errstr_size))) goto err;
     if (!(w->producer =
@@ -1174,6 +1328,7 @@ void td_worker_destroy(td_worker_t *w) {
     if (w->producer) rd_kafka_destroy(w->producer);
     td_mcache_destroy(w->active);
     td_mcache_destroy(w->inflight);
+    td_mscache_destroy(w->states);
     td_rbatch_destroy(w->batch);
     td_store_destroy(w->store);
     td_codec_destroy(w->codec);

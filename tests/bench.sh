@@ -242,6 +242,7 @@ log "$( [ "$SMOKE" = 1 ] && echo "smoke run: " )$EVENTS events," \
     die "bench_decode failed: $(cat "$dir/sample.log")"
 sample_line=$(cat "$dir/sample.out")
 bytes_per_merchant=$(kv "$sample_line" bytes_per_merchant)
+state_bytes=$(kv "$sample_line" state_bytes_per_merchant)
 
 ins_decode=n/a ins_update=n/a
 if command -v valgrind >/dev/null; then
@@ -679,7 +680,8 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo "| CPU per event: td-consume / trustd / Redis | $(fmt '%.2f' "$(calc "1e6 * $base_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $trustd_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $redis_cpu_s / $total")") µs | |"
     echo "| event-to-Redis latency p50 / p99 at $(grp "$lat_rate") events/s | $(fmt '%.0f' "$lat_p50") / $(fmt '%.0f' "$lat_p99") ms | |"
     echo "| trustd peak RSS (VmHWM) | $(fmt '%.0f' "$(calc "$trustd_hwm / 1024")") MiB (after the latency run $(fmt '%.0f' "$(calc "$trustd_hwm2 / 1024")") MiB) | |"
-    echo "| memory per cached merchant | $(fmt '%.0f' "$bytes_per_merchant") B | |"
+    mem_pm=$(calc "$bytes_per_merchant + $state_bytes")
+    echo "| memory per cached merchant | $(fmt '%.0f' "$mem_pm") B: deltas $(fmt '%.0f' "$bytes_per_merchant") B + exact state $(fmt '%.0f' "$state_bytes") B (\`max_merchants\` caps both) | ≤ 1,024 B: $(verdict "$mem_pm" '<=' 1024) |"
     echo
     echo "Details:"
     echo

@@ -32,11 +32,14 @@
  *
  *   events=N reps=R decoded=D ns_per_event=T peak_merchants=P
  *   cache_bytes=B bytes_per_merchant=B/P merchant_struct=S delta_struct=S
+ *   state_bytes_per_merchant=S
  *
  * cache_bytes is td_mcache_bytes() at the end: what the cache allocated for
  * its largest flush (hash buckets, merchant entries, deltas), so
- * bytes_per_merchant is the memory one cached merchant costs trustd; it has
+ * bytes_per_merchant is the memory one merchant's deltas cost trustd; it has
  * two caches (active and in flight) of that size at most.
+ * state_bytes_per_merchant is what its exact state (mstate.h), kept between
+ * flushes, costs on top.
  *
  * Exit status: 0; 1 if a sample message does not decode (the harness is
  * broken, not slow); 2 on bad usage.
@@ -60,6 +63,7 @@
 #include "common.h"
 #include "loadgen.h"
 #include "mcache.h"
+#include "mstate.h"
 #include "signals.h"
 
 #define BD_BUF_SIZE 4096
@@ -293,13 +297,22 @@ int main(int argc, char **argv) {
     }
 
     size_t bytes = td_mcache_bytes(cache);
+    /* The exact states trustd keeps between flushes, one per merchant. */
+    td_mscache_t *states = td_mscache_new();
+    for (td_merchant_t *m = td_mcache_first(cache); m; m = m->lnext)
+        td_mscache_add(states, m->id, m->idlen);
+    size_t nstates = td_mscache_count(states);
+    double state_bytes =
+        nstates ? (double)td_mscache_bytes(states) / (double)nstates : 0.0;
+    td_mscache_destroy(states);
     printf("events=%zu reps=%ld decoded=%ld ns_per_event=%.1f "
            "peak_merchants=%zu cache_bytes=%zu bytes_per_merchant=%.0f "
-           "merchant_struct=%zu delta_struct=%zu\n",
+           "merchant_struct=%zu delta_struct=%zu state_bytes_per_merchant=%.0f"
+           "\n",
            sample.cnt, o.reps, decoded,
            decoded ? (t1 - t0) / (double)decoded : 0.0, peak, bytes,
            peak ? (double)bytes / (double)peak : 0.0, sizeof(td_merchant_t),
-           sizeof(td_mdelta_t));
+           sizeof(td_mdelta_t), state_bytes);
     rc = 0;
 
 done:

@@ -22,6 +22,7 @@
 #include "codec.h"
 #include "common.h"
 #include "harness.h"
+#include "store.h"
 
 static char tmpdir[256];
 
@@ -823,4 +824,92 @@ int td_h_ref_compare(const td_h_ref_t *r,
         return -1;
     }
     return 0;
+}
+
+/* ---- one flush's merchant write, by hand ---- */
+
+typedef struct {
+    td_mstate_t *e;
+    const char *src;
+    int64_t lo, nx;
+    int verdict; /* 1 apply, 0 applied before, -1 overlap */
+    int64_t wm;
+    int stale;
+} h_merge_t;
+
+static int
+h_load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    h_merge_t *hm = opaque;
+    const redisReply *wm = NULL, *meta = NULL;
+    if (td_mstate_read_load(hm->e, r, &wm, &meta, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    hm->wm = td_mstate_wm(wm, hm->src);
+    hm->verdict = hm->wm >= hm->nx ? 0 : hm->wm > hm->lo ? -1 : 1;
+    return TD_OK;
+}
+
+static int
+h_put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    h_merge_t *hm = opaque;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
+        snprintf(errstr, errstr_size, "put: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        return TD_ERR;
+    }
+    hm->stale = !strcmp(r->element[0]->str, "STALE");
+    return TD_OK;
+}
+
+int td_h_merge(struct td_store_s *st,
+               const char *m,
+               const char *src,
+               int64_t lo,
+               int64_t nx,
+               const td_sigdelta_t *d,
+               char *err,
+               size_t err_size) {
+    td_mscache_t *cache = td_mscache_new();
+    td_rbatch_t *b = td_rbatch_new();
+    h_merge_t hm = {0};
+    td_sigstate_t old, s;
+    uint64_t expected;
+    int rc = -1;
+
+    hm.e = td_mscache_add(cache, m, strlen(m));
+    hm.src = src;
+    hm.lo = lo;
+    hm.nx = nx;
+    td_store_load(st, b, m, strlen(m));
+    td_rbatch_end(b, h_load_cb, &hm);
+    if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
+    if (hm.verdict <= 0) {
+        if (hm.verdict < 0)
+            snprintf(err, err_size,
+                     "TDOVERLAP source %s watermark %lld inside delta "
+                     "%lld..%lld",
+                     src, (long long)hm.wm, (long long)lo, (long long)nx);
+        rc = hm.verdict;
+        goto out;
+    }
+    td_mstate_to_sigstate(hm.e, &old);
+    s = old;
+    td_sigstate_merge(&s, d);
+    expected = hm.e->version;
+    td_mstate_from_sigstate(hm.e, &s);
+    hm.e->version = expected + 1;
+    td_rbatch_reset(b);
+    td_store_put_begin(st, b, hm.e, expected, 1);
+    td_store_put_src(b, src, lo, nx);
+    td_store_put_fields(b, &old, &s);
+    td_rbatch_end(b, h_put_cb, &hm);
+    if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
+    if (hm.stale) {
+        snprintf(err, err_size, "STALE");
+        goto out;
+    }
+    rc = 1;
+out:
+    td_rbatch_destroy(b);
+    td_mscache_destroy(cache);
+    return rc;
 }

@@ -110,6 +110,23 @@ void td_h_producer_destroy(td_h_producer_t *p);
  * passes; returns the last result. */
 int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms);
 
+/*
+ * Writes one delta of source src (offsets lo..nx-1) for merchant m the way
+ * a flush does: td_load, the watermark decision, td_sigstate_merge, td_put.
+ * Returns 1 if applied, 0 if the watermark shows it applied already, -1
+ * with err filled ("TDOVERLAP ..." for a delta straddling the watermark,
+ * "STALE" if the state moved between the two calls).
+ */
+struct td_store_s;
+int td_h_merge(struct td_store_s *st,
+               const char *m,
+               const char *src,
+               int64_t lo,
+               int64_t nx,
+               const td_sigdelta_t *d,
+               char *err,
+               size_t err_size);
+
 /* HGET key field as a double; returns 0 if present, -1 if absent. */
 int td_h_hget_double(redisContext *c,
                      const char *key,

@@ -3,12 +3,13 @@
  *
  *   - Memory: realistic merchants (small, big, bad) are generated as order,
  *     review and refund lifecycles, folded into deltas the way trustd folds
- *     them (per source, a few thousand events each) and applied through the
- *     store's FCALL to a private redis-server. MEMORY USAGE of each
- *     merchant's keys is printed, and the signals hash must stay a listpack
- *     under 4096 bytes with Redis' default hash-max-listpack-entries (128).
+ *     them (per source, a few thousand events each) and written the way a
+ *     flush writes them (td_h_merge: td_load, merge, td_put) to a private
+ *     redis-server. MEMORY USAGE of each merchant's keys is printed; the
+ *     signals hash must stay a listpack under 4096 bytes with Redis' default
+ *     hash-max-listpack-entries (128), the packed state under 640.
  *   - The same merchants read back from Redis equal td_sigstate_merge of the
- *     same deltas: the generated Lua and the C merge agree on every field.
+ *     same deltas on every field.
  *   - End to end: a few hundred events of three merchants, shuffled, go
  *     through the embedded Kafka and the real trustd; a sample of signals
  *     from every category is checked against values computed here from the
@@ -322,39 +323,15 @@ typedef struct loader_s {
     int events;
 } loader_t;
 
-typedef struct reply_s {
-    int type;
-    char flags[64];
-    char err[256];
-} reply_t;
-
-static int
-grab(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
-    reply_t *out = opaque;
-    out->type = r->type;
-    if (r->type == REDIS_REPLY_ERROR)
-        snprintf(out->err, sizeof(out->err), "%s", r->str);
-    else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0)
-        snprintf(out->flags, sizeof(out->flags), "%s", r->element[0]->str);
-    return TD_OK;
-}
-
 static void apply_delta(loader_t *l, int kind) {
     static const char *src[TD_EV__CNT] = {"orders/0", "reviews/0", "refunds/0"};
     const td_sigdelta_t *d = &l->d[kind];
     char errstr[512];
-    reply_t out = {0};
 
     if (d->events == 0) return;
-    td_rbatch_reset(batch);
-    td_store_apply_begin(st, batch, l->m, strlen(l->m), 1);
-    td_store_apply_delta(batch, src[kind], l->offset[kind],
-                         l->offset[kind] + d->events, d);
-    td_rbatch_end(batch, grab, &out);
-    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
-    if (out.type != REDIS_REPLY_ARRAY)
-        fail_msg("%s: apply failed: %s", l->m, out.err);
-    assert_string_equal(out.flags, "1");
+    if (td_h_merge(st, l->m, src[kind], l->offset[kind],
+                   l->offset[kind] + d->events, d, errstr, sizeof(errstr)) != 1)
+        fail_msg("%s: apply failed: %s", l->m, errstr);
     td_sigstate_merge(&l->c, d);
     l->offset[kind] += d->events;
     l->deltas++;
@@ -389,6 +366,13 @@ static long long memory_usage(const char *key) {
     long long n = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0;
     freeReplyObject(r);
     return n;
+}
+
+/* MEMORY USAGE of merchant m's packed exact state. */
+static long long state_usage(const char *m) {
+    char key[128];
+    td_key_state(key, sizeof(key), m, strlen(m));
+    return memory_usage(key);
 }
 
 static void encoding(const char *key, char *buf, size_t size) {
@@ -447,10 +431,11 @@ static int group_teardown(void **state) {
 
 /* Prints what the merchant's keys take; `what` says where it came from. */
 static void print_memory(const char *m, const char *what) {
-    char ks[128], kw[128], kc[128], es[32], ew[32], ec[32];
+    char ks[128], kw[128], kc[128], kx[128], es[32], ew[32], ec[32];
     size_t mlen = strlen(m);
-    long long s, w, c;
+    long long s, w, c, x;
 
+    td_key_state(kx, sizeof(kx), m, mlen);
     td_key_signals(ks, sizeof(ks), m, mlen);
     td_key_wm(kw, sizeof(kw), m, mlen);
     td_key_score(kc, sizeof(kc), m, mlen);
@@ -460,9 +445,10 @@ static void print_memory(const char *m, const char *what) {
     s = memory_usage(ks);
     w = memory_usage(kw);
     c = memory_usage(kc);
+    x = memory_usage(kx);
     printf("# memory %-18s %-26s signals %lld fields %s %lld B, "
-           "wm %s %lld B, score %s %lld B, total %lld B\n",
-           m, what, hlen(ks), es, s, ew, w, ec, c, s + w + c);
+           "state %lld B, wm %s %lld B, score %s %lld B, total %lld B\n",
+           m, what, hlen(ks), es, s, x, ew, w, ec, c, s + x + w + c);
     fflush(stdout);
 }
 
@@ -508,6 +494,8 @@ static void test_bad_merchant_has_every_field(void **state) {
     }
     assert_int_equal(hlen(key), TD_SIG__CNT + 1); /* + as_of_ms */
     assert_true(memory_usage(key) < BUDGET);
+    /* The packed exact state: a fixed-size string beside it. */
+    assert_true(state_usage(l.m) <= 640);
 }
 
 static void test_redis_equals_c_merge_on_realistic_merchants(void **state) {

@@ -57,32 +57,32 @@ typedef struct reply_s {
     char err[256];
 } reply_t;
 
-static int
-grab(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
-    reply_t *out = opaque;
-    out->type = r->type;
-    if (r->type == REDIS_REPLY_ERROR)
-        snprintf(out->err, sizeof(out->err), "%s", r->str);
-    else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0)
-        snprintf(out->flags, sizeof(out->flags), "%s", r->element[0]->str);
-    return TD_OK;
-}
-
-/* One FCALL apply for merchant m with a single delta from source src. */
+/* One merchant write with a single delta from source src, as a flush
+ * does it (td_h_merge): flags "1" applied, "0" skipped. */
 static reply_t apply(const char *m,
                      const char *src,
                      int64_t lo,
                      int64_t nx,
                      const td_sigdelta_t *d) {
     reply_t out = {0};
-    char errstr[512];
+    int res = td_h_merge(st, m, src, lo, nx, d, out.err, sizeof(out.err));
 
-    td_rbatch_reset(batch);
-    td_store_apply_begin(st, batch, m, strlen(m), 1);
-    td_store_apply_delta(batch, src, lo, nx, d);
-    td_rbatch_end(batch, grab, &out);
-    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    out.type = res < 0 ? REDIS_REPLY_ERROR : REDIS_REPLY_ARRAY;
+    snprintf(out.flags, sizeof(out.flags), "%d", res);
     return out;
+}
+
+static int
+grab(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    reply_t *out = opaque;
+    (void)errstr;
+    (void)errstr_size;
+    out->type = r->type;
+    if (r->type == REDIS_REPLY_ERROR)
+        snprintf(out->err, sizeof(out->err), "%s", r->str);
+    else if (r->type == REDIS_REPLY_ARRAY && r->elements > 0)
+        snprintf(out->flags, sizeof(out->flags), "%s", r->element[0]->str);
+    return TD_OK;
 }
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;
@@ -115,7 +115,7 @@ static void random_delta(td_sigdelta_t *d, int kind, int events) {
     }
 }
 
-static void test_redis_merge_equals_c_merge(void **state) {
+static void test_readable_hash_matches_the_c_merge(void **state) {
     td_sigstate_t want;
     char src[32];
     (void)state;
@@ -144,6 +144,83 @@ static void test_redis_merge_equals_c_merge(void **state) {
     }
 }
 
+/* Reads merchant m's exact state with td_load. */
+static int
+load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    const redisReply *wm, *meta;
+    return td_mstate_read_load(opaque, r, &wm, &meta, errstr, errstr_size);
+}
+
+static td_mstate_t *load_state(td_mscache_t *c, const char *m) {
+    char errstr[512];
+    td_mstate_t *e = td_mscache_add(c, m, strlen(m));
+    td_rbatch_reset(batch);
+    td_store_load(st, batch, m, strlen(m));
+    td_rbatch_end(batch, load_cb, e);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    return e;
+}
+
+static void test_stored_state_is_the_exact_c_merge(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    td_sigstate_t want;
+    (void)state;
+
+    td_sigstate_init(&want);
+    for (int i = 0; i < 20; i++) {
+        td_sigdelta_t d;
+        int kind = (int)(next_rand() % TD_EV__CNT);
+        random_delta(&d, kind, 1 + (int)(next_rand() % 20));
+        assert_string_equal(
+            apply("exact", "t/0", i * 10, i * 10 + 10, &d).flags, "1");
+        td_sigstate_merge(&want, &d);
+    }
+    td_mstate_t *e = load_state(c, "exact");
+    assert_int_equal(e->version, 20);
+    assert_true(e->as_of == want.as_of);
+    for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
+        assert_int_equal((int)(e->present >> i & 1), want.present[i]);
+        if (want.present[i] && memcmp(&e->v[i], &want.v[i], 8))
+            fail_msg("%s: stored %.17g, C %.17g", td_signals[i].name, e->v[i],
+                     want.v[i]);
+    }
+    td_mscache_destroy(c);
+}
+
+static void test_put_from_an_old_version_is_refused(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    td_sigdelta_t d;
+    td_sigstate_t old, s;
+    char errstr[512];
+    reply_t out = {0};
+    double after;
+    (void)state;
+
+    random_delta(&d, TD_EV_ORDER, 4);
+    assert_string_equal(apply("cas", "orders/0", 0, 10, &d).flags, "1");
+    td_mstate_t *e = load_state(c, "cas");
+    /* Another writer moves the state on... */
+    assert_string_equal(apply("cas", "orders/9", 0, 10, &d).flags, "1");
+    /* ...so a merge from the version read before is refused whole. */
+    td_mstate_to_sigstate(e, &old);
+    s = old;
+    td_sigstate_merge(&s, &d);
+    td_mstate_from_sigstate(e, &s);
+    e->version++;
+    td_rbatch_reset(batch);
+    td_store_put_begin(st, batch, e, e->version - 1, 1);
+    td_store_put_src(batch, "orders/0", 10, 20);
+    td_store_put_fields(batch, &old, &s);
+    td_rbatch_end(batch, grab, &out);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    assert_int_equal(out.type, REDIS_REPLY_ARRAY);
+    assert_string_equal(out.flags, "STALE");
+    assert_int_equal(load_state(c, "cas")->version, 2); /* untouched */
+    td_h_hget_double(rc, "trust:{cas}:wm", "orders/0", &after);
+    assert_true(after == 10);
+    td_mscache_destroy(c);
+}
+
 static void test_replayed_delta_is_a_noop(void **state) {
     td_sigdelta_t d;
     double before, after;
@@ -151,14 +228,12 @@ static void test_replayed_delta_is_a_noop(void **state) {
 
     random_delta(&d, TD_EV_ORDER, 5);
     assert_string_equal(apply("replay", "orders/3", 10, 20, &d).flags, "1");
-    assert_int_equal(td_h_hget_double(rc, "trust:{replay}:signals",
-                                      "orders_paid_total", &before),
-                     0);
+    assert_int_equal(
+        td_h_hget_double(rc, "trust:{replay}:signals", "as_of_ms", &before), 0);
     assert_string_equal(apply("replay", "orders/3", 10, 20, &d).flags, "0");
     assert_string_equal(apply("replay", "orders/3", 12, 20, &d).flags, "0");
-    assert_int_equal(td_h_hget_double(rc, "trust:{replay}:signals",
-                                      "orders_paid_total", &after),
-                     0);
+    assert_int_equal(
+        td_h_hget_double(rc, "trust:{replay}:signals", "as_of_ms", &after), 0);
     assert_true(before == after);
     /* another source of the same merchant is independent */
     assert_string_equal(apply("replay", "orders/7", 10, 20, &d).flags, "1");
@@ -263,7 +338,9 @@ static void test_unreachable_redis_is_an_error_not_a_crash(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_redis_merge_equals_c_merge),
+        cmocka_unit_test(test_readable_hash_matches_the_c_merge),
+        cmocka_unit_test(test_stored_state_is_the_exact_c_merge),
+        cmocka_unit_test(test_put_from_an_old_version_is_refused),
         cmocka_unit_test(test_replayed_delta_is_a_noop),
         cmocka_unit_test(test_straddling_delta_is_refused_before_any_write),
         cmocka_unit_test(test_partition_claim_fences_the_previous_owner),
