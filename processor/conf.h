@@ -60,6 +60,7 @@ typedef struct td_conf_s {
     /* Processing */
     int flush_interval_ms;
     int flush_max_events;
+    int64_t flush_behind_lag;
     int flush_max_events_behind;
     int flush_interval_behind_ms;
     int max_merchants;

@@ -1087,7 +1087,8 @@ static void update_watermarks(td_worker_t *w) {
 /*
  * Sizes the next batch by the lag left after a flush (librdkafka's cached
  * high watermarks): caught up, flush_max_events or flush_interval_ms keep
- * latency low; behind (a backlog after an outage, a deploy, a peak), the
+ * latency low; behind by more than flush_behind_lag (a backlog after an
+ * outage, a deploy, a peak: more than what arrives during one flush), the
  * next batch is as large as the lag, up to flush_max_events_behind, so a
  * merchant is written once per many of its events and the backlog drains
  * in a few large flushes.
@@ -1097,7 +1098,7 @@ static void size_batches(td_worker_t *w) {
 
     update_watermarks(w);
     lag = td_metrics_lag(&w->metrics);
-    w->behind = lag > (int64_t)w->conf->flush_max_events;
+    w->behind = lag > w->conf->flush_behind_lag;
     w->batch_target = (uint64_t)w->conf->flush_max_events;
     if (w->behind)
         w->batch_target = (uint64_t)(lag < w->conf->flush_max_events_behind
@@ -1109,7 +1110,7 @@ static void size_batches(td_worker_t *w) {
  * gone too, the batch has nothing more to coalesce. */
 static int drained(td_worker_t *w) {
     update_watermarks(w);
-    return td_metrics_lag(&w->metrics) <= (int64_t)w->conf->flush_max_events;
+    return td_metrics_lag(&w->metrics) <= w->conf->flush_behind_lag;
 }
 
 int td_worker_run(td_worker_t *w) {

@@ -231,6 +231,7 @@ int main(int argc, char **argv) {
     bd_sample_t sample = {0};
     td_codec_t *codec = NULL;
     td_mcache_t *cache = NULL;
+    td_mscache_t *states = NULL; /* the exact states, one per merchant */
     td_validate_t validate;
     char errstr[512];
     int rc = 1;
@@ -255,6 +256,7 @@ int main(int argc, char **argv) {
         goto done;
     }
     cache = td_mcache_new();
+    states = td_mscache_new();
     CALLGRIND_START_INSTRUMENTATION;
 
     /* The measured loop: what worker.c's handle() does per message. */
@@ -286,6 +288,9 @@ int main(int argc, char **argv) {
                 if (td_mcache_merchants(cache) > peak) {
                     peak = td_mcache_merchants(cache);
                 }
+                for (td_merchant_t *cm = td_mcache_first(cache); cm;
+                     cm = cm->lnext)
+                    td_mscache_add(states, cm->id, cm->idlen);
                 td_mcache_clear(cache);
                 since_flush = 0;
             }
@@ -297,14 +302,11 @@ int main(int argc, char **argv) {
     }
 
     size_t bytes = td_mcache_bytes(cache);
-    /* The exact states trustd keeps between flushes, one per merchant. */
-    td_mscache_t *states = td_mscache_new();
-    for (td_merchant_t *m = td_mcache_first(cache); m; m = m->lnext)
-        td_mscache_add(states, m->id, m->idlen);
+    for (td_merchant_t *cm = td_mcache_first(cache); cm; cm = cm->lnext)
+        td_mscache_add(states, cm->id, cm->idlen);
     size_t nstates = td_mscache_count(states);
     double state_bytes =
         nstates ? (double)td_mscache_bytes(states) / (double)nstates : 0.0;
-    td_mscache_destroy(states);
     printf("events=%zu reps=%ld decoded=%ld ns_per_event=%.1f "
            "peak_merchants=%zu cache_bytes=%zu bytes_per_merchant=%.0f "
            "merchant_struct=%zu delta_struct=%zu state_bytes_per_merchant=%.0f"
@@ -317,6 +319,7 @@ int main(int argc, char **argv) {
 
 done:
     td_mcache_destroy(cache);
+    td_mscache_destroy(states);
     bd_sample_term(&sample);
     td_codec_destroy(codec);
     return rc;
