@@ -1,12 +1,15 @@
 /*
  * common.h - small helpers shared by every trustd module: status codes,
- * clocks and array length. Nothing here allocates or keeps state.
+ * clocks, array length, the merchant id hash and the allocator that aborts
+ * on OOM. Nothing here keeps state.
  */
 #ifndef TD_COMMON_H
 #define TD_COMMON_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 
 #define TD_OK  0
@@ -29,6 +32,27 @@ static inline int64_t td_mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* FNV-1a of a merchant id: short keys, good enough spread, cheap. */
+static inline uint32_t td_hash_id(const char *id, size_t len) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++) {
+        h ^= (unsigned char)id[i];
+        h *= 16777619u;
+    }
+    return h;
+}
+
+/* calloc that aborts like Redis' zmalloc: a worker that cannot allocate
+ * cannot make progress. */
+static inline void *td_xcalloc(size_t n, size_t sz) {
+    void *p = calloc(n, sz);
+    if (!p) {
+        fprintf(stderr, "trustd: out of memory (%zu bytes)\n", n * sz);
+        abort();
+    }
+    return p;
 }
 
 #endif

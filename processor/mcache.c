@@ -22,29 +22,10 @@ struct td_mcache_s {
     size_t allocated_bytes;
 };
 
-static void *xcalloc(size_t n, size_t sz) {
-    void *p = calloc(n, sz);
-    if (!p) {
-        fprintf(stderr, "trustd: out of memory (%zu bytes)\n", n * sz);
-        abort();
-    }
-    return p;
-}
-
-/* FNV-1a: short keys, good enough spread, cheap. */
-static uint32_t hash_id(const char *id, size_t len) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)id[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 td_mcache_t *td_mcache_new(void) {
-    td_mcache_t *c = xcalloc(1, sizeof(*c));
+    td_mcache_t *c = td_xcalloc(1, sizeof(*c));
     c->nbuckets = 1024;
-    c->buckets = xcalloc(c->nbuckets, sizeof(*c->buckets));
+    c->buckets = td_xcalloc(c->nbuckets, sizeof(*c->buckets));
     c->allocated_bytes = c->nbuckets * sizeof(*c->buckets);
     return c;
 }
@@ -76,7 +57,7 @@ void td_mcache_destroy(td_mcache_t *c) {
 
 static void rehash(td_mcache_t *c) {
     size_t nb = c->nbuckets * 2;
-    td_merchant_t **b = xcalloc(nb, sizeof(*b));
+    td_merchant_t **b = td_xcalloc(nb, sizeof(*b));
 
     for (td_merchant_t *m = c->head; m; m = m->lnext) {
         size_t i = m->hash & (nb - 1);
@@ -95,7 +76,7 @@ td_mdelta_t *td_mcache_delta(td_mcache_t *c,
                              int src,
                              td_event_kind_t kind,
                              int64_t offset) {
-    uint32_t h = hash_id(id, idlen);
+    uint32_t h = td_hash_id(id, idlen);
     size_t i = h & (c->nbuckets - 1);
     td_merchant_t *m;
     td_mdelta_t *d;
@@ -113,7 +94,7 @@ td_mdelta_t *td_mcache_delta(td_mcache_t *c,
             m = c->free_merchants;
             c->free_merchants = m->hnext;
         } else {
-            m = xcalloc(1, sizeof(*m));
+            m = td_xcalloc(1, sizeof(*m));
             c->allocated_bytes += sizeof(*m);
         }
         m->hash = h;
@@ -138,7 +119,7 @@ td_mdelta_t *td_mcache_delta(td_mcache_t *c,
         d = c->free_deltas;
         c->free_deltas = d->next;
     } else {
-        d = xcalloc(1, sizeof(*d));
+        d = td_xcalloc(1, sizeof(*d));
         c->allocated_bytes += sizeof(*d);
     }
     d->src = src;

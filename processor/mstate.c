@@ -14,32 +14,14 @@ struct td_mscache_s {
     size_t bytes;
 };
 
-static void *xcalloc(size_t n, size_t sz) {
-    void *p = calloc(n, sz);
-    if (!p) {
-        fprintf(stderr, "trustd: out of memory (%zu bytes)\n", n * sz);
-        abort();
-    }
-    return p;
-}
-
-static uint32_t hash_id(const char *id, size_t len) {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)id[i];
-        h *= 16777619u;
-    }
-    return h;
-}
-
 static size_t entry_size(size_t idlen) {
     return sizeof(td_mstate_t) + idlen + 1;
 }
 
 td_mscache_t *td_mscache_new(void) {
-    td_mscache_t *c = xcalloc(1, sizeof(*c));
+    td_mscache_t *c = td_xcalloc(1, sizeof(*c));
     c->size = 1024;
-    c->tab = xcalloc(c->size, sizeof(*c->tab));
+    c->tab = td_xcalloc(c->size, sizeof(*c->tab));
     return c;
 }
 
@@ -64,7 +46,7 @@ void td_mscache_destroy(td_mscache_t *c) {
 }
 
 td_mstate_t *td_mscache_get(td_mscache_t *c, const char *id, size_t len) {
-    uint32_t h = hash_id(id, len);
+    uint32_t h = td_hash_id(id, len);
     for (td_mstate_t *e = c->tab[h & (c->size - 1)]; e; e = e->hnext)
         if (e->hash == h && e->idlen == len && !memcmp(e->id, id, len))
             return e;
@@ -73,7 +55,7 @@ td_mstate_t *td_mscache_get(td_mscache_t *c, const char *id, size_t len) {
 
 static void rehash(td_mscache_t *c) {
     size_t nsize = c->size * 2;
-    td_mstate_t **nt = xcalloc(nsize, sizeof(*nt));
+    td_mstate_t **nt = td_xcalloc(nsize, sizeof(*nt));
     for (size_t i = 0; i < c->size; i++) {
         td_mstate_t *e = c->tab[i], *n;
         for (; e; e = n) {
@@ -92,8 +74,8 @@ td_mstate_t *td_mscache_add(td_mscache_t *c, const char *id, size_t len) {
     if (e) return e;
     if (len > TD_MERCHANT_ID_MAX) len = TD_MERCHANT_ID_MAX;
     if (c->cnt >= c->size) rehash(c);
-    e = xcalloc(1, entry_size(len));
-    e->hash = hash_id(id, len);
+    e = td_xcalloc(1, entry_size(len));
+    e->hash = td_hash_id(id, len);
     e->as_of = TD_NULL_TS;
     e->idlen = (uint8_t)len;
     memcpy(e->id, id, len);
