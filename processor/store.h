@@ -86,7 +86,7 @@ int td_store_healthy(const td_store_t *st);
 /* 1 when speaking the cluster protocol (configured or detected). */
 int td_store_is_cluster(const td_store_t *st);
 const td_store_stats_t *td_store_stats(const td_store_t *st);
-/* Name of a function of the loaded library, e.g. "apply" ->
+/* Name of a function of the loaded library, e.g. "put" ->
  * "td_put_<hash>". Static storage. */
 const char *td_store_fn(const td_store_t *st, const char *base);
 
