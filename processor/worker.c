@@ -42,6 +42,7 @@
  */
 #include <librdkafka/rdkafka.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -75,6 +76,7 @@ typedef struct src_s {
     int64_t horizon; /* intent of a dead flush to align to; -1 none */
     int64_t fpoint;  /* flush point of the in-flight flush */
     int in_flush;
+    int fenced;       /* the flusher found it claimed by another worker */
     uint64_t pending; /* events folded since the last flush */
 } src_t;
 
@@ -123,8 +125,21 @@ struct td_worker_s {
     size_t npubs, pubcap;
     applyctx_t *actx;
     size_t actxcap;
-    uint64_t score_failures; /* score deliveries failed in this attempt */
-    uint64_t scores_delivered;
+    /* Scores in flight and failed: the flusher produces, dr_cb (on the
+     * main thread, which alone polls the producer) acknowledges. */
+    _Atomic int64_t scores_inflight;
+    _Atomic uint64_t score_failures;
+    /* The flusher thread: one per flush, writing the in-flight cache while
+     * the main thread consumes into the active one (see flush_start). */
+    pthread_t fthread;
+    int fbusy;         /* main thread: a flusher was started, not joined */
+    int fjoin;         /* fthread runs it (else it ran inline) */
+    int64_t fstart_ms; /* when it started (monotonic) */
+    uint64_t fevents;  /* events it writes */
+    _Atomic int fdone; /* flusher: finished, frc is its result */
+    int frc;
+    td_codec_t *fcodec;     /* the flusher's, for encoding scores */
+    td_log_ratelimit_t frl; /* the flusher's */
     int healthy;
     int ever_assigned; /* an ASSIGN rebalance callback ran */
     td_log_ratelimit_t rl;
@@ -133,6 +148,7 @@ struct td_worker_s {
 };
 
 static int flush(td_worker_t *w);
+static int flush_end(td_worker_t *w);
 
 static void *xrealloc(void *p, size_t n) {
     void *np = realloc(p, n);
@@ -234,13 +250,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     td_worker_t *w = opaque;
     if (td_dlq_delivery(w->dlq, msg)) return;
     if (msg->err) {
-        w->score_failures++;
+        atomic_fetch_add(&w->score_failures, 1);
         td_log_rl(&w->rl, RL_KAFKA, TD_LOG_WARNING,
                   "score delivery to %s failed: %s",
                   rd_kafka_topic_name(msg->rkt), rd_kafka_err2str(msg->err));
-    } else {
-        w->scores_delivered++;
     }
+    atomic_fetch_sub(&w->scores_inflight, 1);
 }
 
 /* ---- assignment ---- */
@@ -410,6 +425,9 @@ static void rebalance_cb(rd_kafka_t *rk,
                          void *opaque) {
     td_worker_t *w = opaque;
 
+    /* Assignments change only with no flush running: a failed one is
+     * retried by the next flush(). */
+    flush_end(w);
     atomic_fetch_add(&w->metrics.rebalances, 1);
     w->hot_idx = -1;
     switch (err) {
@@ -434,7 +452,7 @@ part_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     if (r->type == REDIS_REPLY_ERROR) {
         if (!strncmp(r->str, "TDFENCED", 8)) {
             /* Another worker claimed it: this flush must not touch it. */
-            s->assigned = -1;
+            s->fenced = 1;
             return TD_OK;
         }
         snprintf(errstr, errstr_size, "%s: %s", s->id, r->str);
@@ -740,49 +758,51 @@ static void queue_published(td_worker_t *w, const pub_t *pub, int64_t now) {
     td_rbatch_end(b, ok_cb, (void *)"published");
 }
 
-/* Produces the reserved scores and waits for them and every dead letter. */
+/* Produces the reserved scores and waits until Kafka acknowledged them
+ * (the main thread serves the delivery reports). Dead letters are the main
+ * thread's (confirm_dead_letters). */
 static int deliver(td_worker_t *w, char *errstr, size_t errstr_size) {
     int64_t deadline = td_mono_ms() + 30000;
 
-    w->score_failures = 0;
-    if (td_dlq_retry(w->dlq, errstr, errstr_size) != TD_OK) return TD_ERR;
+    atomic_store(&w->score_failures, 0);
     for (size_t i = 0; i < w->npubs; i++) {
         td_score_rec_t *rec = &w->pubs[i].rec;
         size_t len;
         rd_kafka_resp_err_t err;
-        if (td_codec_encode_score(w->codec, rec, w->scorebuf,
+        if (td_codec_encode_score(w->fcodec, rec, w->scorebuf,
                                   sizeof(w->scorebuf), &len, errstr,
                                   errstr_size) != TD_OK)
             return TD_ERR;
+        atomic_fetch_add(&w->scores_inflight, 1);
         do {
             err = rd_kafka_producev(
                 w->producer, RD_KAFKA_V_TOPIC(w->conf->topic_scores),
                 RD_KAFKA_V_KEY(rec->merchant_id, strlen(rec->merchant_id)),
                 RD_KAFKA_V_VALUE(w->scorebuf, len),
                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                rd_kafka_poll(w->producer, 10);
+            if (err == RD_KAFKA_RESP_ERR__QUEUE_FULL) nap(w, 10);
         } while (err == RD_KAFKA_RESP_ERR__QUEUE_FULL &&
                  td_mono_ms() < deadline);
         if (err) {
+            atomic_fetch_sub(&w->scores_inflight, 1);
             snprintf(errstr, errstr_size, "producing score: %s",
                      rd_kafka_err2str(err));
             return TD_ERR;
         }
     }
-    while (rd_kafka_outq_len(w->producer) > 0 && td_mono_ms() < deadline)
-        rd_kafka_flush(w->producer, 100);
-    if (rd_kafka_outq_len(w->producer) > 0) {
+    while (atomic_load(&w->scores_inflight) > 0 && td_mono_ms() < deadline) {
+        struct timespec ts = {0, 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    if (atomic_load(&w->scores_inflight) > 0) {
         snprintf(errstr, errstr_size,
-                 "Kafka did not acknowledge %d "
-                 "messages in time",
-                 rd_kafka_outq_len(w->producer));
+                 "Kafka did not acknowledge %lld scores in time",
+                 (long long)atomic_load(&w->scores_inflight));
         return TD_ERR;
     }
-    if (w->score_failures || td_dlq_failed(w->dlq)) {
-        snprintf(errstr, errstr_size,
-                 "%llu score and %zu dead-letter deliveries failed",
-                 (unsigned long long)w->score_failures, td_dlq_failed(w->dlq));
+    if (atomic_load(&w->score_failures)) {
+        snprintf(errstr, errstr_size, "%llu score deliveries failed",
+                 (unsigned long long)atomic_load(&w->score_failures));
         return TD_ERR;
     }
     atomic_fetch_add(&w->metrics.scores_published, w->npubs);
@@ -797,7 +817,8 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     td_rbatch_reset(b);
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
-        if (s->assigned != 1 || (!s->in_flush && s->flushed <= s->stored))
+        if (s->assigned != 1 || s->fenced ||
+            (!s->in_flush && s->flushed <= s->stored))
             continue;
         td_rbatch_begin(b);
         td_rbatch_str(b, "FCALL");
@@ -815,16 +836,11 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
         return TD_ERR;
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
-        if (s->assigned == -1) {
-            td_log(TD_LOG_WARNING,
-                   "%s was claimed by another worker: its "
-                   "unflushed events are left to it",
-                   s->id);
-            s->assigned = 1; /* so unassign_src keeps the gauge right */
-            unassign_src(w, s, 1);
+        if (s->fenced) {
+            /* Not ours to write; flush_end unassigns it. */
+            td_mcache_drop_source(w->inflight, i);
         } else if (s->assigned == 1) {
-            s->stored = s->flushed;
-            src_metrics(w, s);
+            s->stored = s->flushed; /* metrics: flush_end */
         }
     }
 
@@ -881,60 +897,104 @@ static void take_flushable(td_worker_t *w) {
     }
 }
 
-/* Flushes everything flushable; retries until it succeeds or we give up.
- * TD_OK when the in-flight cache was written and offsets stored. */
-static int flush(td_worker_t *w) {
+/*
+ * A flush runs on its own thread (flush_work) while the main thread goes
+ * on consuming into the active cache. What each side touches while it
+ * runs: the flusher owns the in-flight cache, the merchant states, the
+ * Redis store and batch, the score records, fcodec and frl, and writes
+ * only `stored` and `fenced` of the sources; the main thread owns
+ * everything else and does not change a source's assignment, nor talk to
+ * Redis, until flush_end() joined the flusher. Rebalances, the replay
+ * horizon and shutdown use flush(), which waits.
+ */
+static void *flush_work(void *arg) {
+    td_worker_t *w = arg;
     char errstr[512];
     int backoff = 50;
-    int64_t t0 = td_mono_ms();
-    uint64_t events = 0;
-    int need = 0;
 
-    if (td_mcache_merchants(w->inflight) > 0) {
-        /* A flush given up earlier (shutdown): retry it as it was. */
-        need = 1;
-        goto retry;
-    }
-    for (int i = 0; i < w->nsrc; i++) {
-        src_t *s = &w->srcs[i];
-        if (s->assigned != 1) continue;
-        if (s->pending > 0 && s->horizon < 0) {
-            s->in_flush = 1;
-            s->fpoint = s->next;
-            events += s->pending;
-            s->pending = 0;
-            need = 1;
-        } else if (s->flushed > s->stored) {
-            need = 1;
-        }
-    }
-    if (!need && td_dlq_inflight(w->dlq) == 0 && td_dlq_failed(w->dlq) == 0)
-        return TD_OK;
-    take_flushable(w);
-    w->events_since_flush = 0;
-    atomic_store(&w->metrics.merchants_cached,
-                 (int64_t)td_mcache_merchants(w->active));
-
-retry:
+    w->frc = TD_OK;
     while (flush_attempt(w, errstr, sizeof(errstr)) != TD_OK) {
         sync_store_stats(w);
+        td_mscache_clear(w->states); /* may hold merges Redis never took */
         atomic_fetch_add(&w->metrics.flush_failures, 1);
         set_healthy(w, 0);
-        td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
+        td_log_rl(&w->frl, RL_FLUSH, TD_LOG_WARNING,
                   "flush failed: %s; retrying in %d ms", errstr, backoff);
         if (give_up(w)) {
             td_log(TD_LOG_WARNING,
                    "giving up the flush at shutdown: "
                    "offsets were not stored, the next owner replays");
-            return TD_ERR;
+            w->frc = TD_ERR;
+            break;
         }
         nap(w, backoff);
         backoff = backoff * 2 > w->conf->redis_retry_max_ms
                       ? w->conf->redis_retry_max_ms
                       : backoff * 2;
     }
-    if (!w->healthy) td_log(TD_LOG_NOTICE, "flush succeeded again; resuming");
-    set_healthy(w, 1);
+    if (w->frc == TD_OK) {
+        if (!w->healthy)
+            td_log(TD_LOG_NOTICE, "flush succeeded again; resuming");
+        set_healthy(w, 1);
+    }
+    sync_store_stats(w);
+    atomic_store(&w->fdone, 1);
+    return NULL;
+}
+
+/* Dead letters produced so far are acknowledged before offsets move past
+ * their messages; a refused one is retried, never skipped. */
+static int confirm_dead_letters(td_worker_t *w) {
+    char errstr[512];
+    int backoff = 50;
+
+    for (;;) {
+        int64_t deadline = td_mono_ms() + 30000;
+        if (td_dlq_retry(w->dlq, errstr, sizeof(errstr)) == TD_OK) {
+            while (td_dlq_inflight(w->dlq) > 0 && td_mono_ms() < deadline)
+                rd_kafka_poll(w->producer, 10);
+            if (td_dlq_inflight(w->dlq) == 0 && td_dlq_failed(w->dlq) == 0)
+                return TD_OK;
+            snprintf(errstr, sizeof(errstr),
+                     "%zu dead-letter deliveries failed, %zu unacknowledged",
+                     td_dlq_failed(w->dlq), td_dlq_inflight(w->dlq));
+        }
+        atomic_fetch_add(&w->metrics.flush_failures, 1);
+        set_healthy(w, 0);
+        td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
+                  "flush failed: %s; retrying in %d ms", errstr, backoff);
+        if (give_up(w)) return TD_ERR;
+        nap(w, backoff);
+        backoff = backoff * 2 > w->conf->redis_retry_max_ms
+                      ? w->conf->redis_retry_max_ms
+                      : backoff * 2;
+    }
+}
+
+/* Waits for the running flush, if any (serving the producer's delivery
+ * reports meanwhile), and completes it: the flush points become the
+ * sources' offsets. TD_ERR if it was given up (its cache stays in flight
+ * for the next flush to retry). */
+static int flush_end(td_worker_t *w) {
+    int64_t t0 = w->fstart_ms;
+
+    if (!w->fbusy) return TD_OK;
+    while (!atomic_load(&w->fdone))
+        rd_kafka_poll(w->producer, 2);
+    if (w->fjoin) pthread_join(w->fthread, NULL);
+    w->fbusy = 0;
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->assigned == 1) src_metrics(w, s);
+        if (!s->fenced) continue;
+        td_log(TD_LOG_WARNING,
+               "%s was claimed by another worker: its "
+               "unflushed events are left to it",
+               s->id);
+        s->fenced = 0;
+        unassign_src(w, s, 1);
+    }
+    if (w->frc != TD_OK || confirm_dead_letters(w) != TD_OK) return TD_ERR;
 
     /* Every step succeeded: the flush points are the new stored offsets
      * (written to Redis with the next flush's partition records), and a
@@ -960,13 +1020,56 @@ retry:
 
     double secs = (double)(td_mono_ms() - t0) / 1000.0;
     td_hist_observe(&w->metrics.flush_seconds, secs);
-    if (events > 0) /* not the follow-up that only stores offsets */
-        td_hist_observe(&w->metrics.batch_events, (double)events);
+    if (w->fevents > 0) /* not the follow-up that only stores offsets */
+        td_hist_observe(&w->metrics.batch_events, (double)w->fevents);
     atomic_fetch_add(&w->metrics.flushes, 1);
     atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
-    sync_store_stats(w);
-    w->last_flush_ms = td_mono_ms();
     return TD_OK;
+}
+
+/* Starts a flush of everything flushable on the flusher thread; TD_OK if
+ * started or nothing to do. The previous flush must have ended. */
+static int flush_start(td_worker_t *w) {
+    uint64_t events = 0;
+    int need = 0;
+
+    if (w->fbusy) return TD_ERR;
+    if (td_mcache_merchants(w->inflight) == 0) {
+        for (int i = 0; i < w->nsrc; i++) {
+            src_t *s = &w->srcs[i];
+            if (s->assigned != 1) continue;
+            if (s->pending > 0 && s->horizon < 0) {
+                s->in_flush = 1;
+                s->fpoint = s->next;
+                events += s->pending;
+                s->pending = 0;
+                need = 1;
+            } else if (s->flushed > s->stored) {
+                need = 1;
+            }
+        }
+        if (!need && td_dlq_inflight(w->dlq) == 0 && td_dlq_failed(w->dlq) == 0)
+            return TD_OK;
+        take_flushable(w);
+        w->events_since_flush = 0;
+        atomic_store(&w->metrics.merchants_cached,
+                     (int64_t)td_mcache_merchants(w->active));
+    } /* else a flush given up earlier (shutdown): retry it as it was */
+    w->fevents = events;
+    w->fstart_ms = td_mono_ms();
+    atomic_store(&w->fdone, 0);
+    w->fbusy = 1;
+    w->fjoin = pthread_create(&w->fthread, NULL, flush_work, w) == 0;
+    if (!w->fjoin) flush_work(w); /* no thread to be had: flush here */
+    return TD_OK;
+}
+
+/* Flushes everything flushable and waits: TD_OK when the in-flight cache
+ * was written and offsets moved. */
+static int flush(td_worker_t *w) {
+    flush_end(w); /* if it failed, its cache is retried below */
+    if (flush_start(w) != TD_OK) return TD_ERR;
+    return flush_end(w);
 }
 
 /* While idle nothing else talks to Redis: check it once a second so
@@ -1142,18 +1245,30 @@ int td_worker_run(td_worker_t *w) {
             rd_kafka_message_destroy(msg);
         }
         now = td_mono_ms();
+        if (w->fbusy && atomic_load(&w->fdone)) {
+            if (flush_end(w) != TD_OK) rc = 1;
+            size_batches(w);
+        }
         if (w->events_since_flush >= w->batch_target ||
             (w->behind && !got && w->events_since_flush > 0 && drained(w)) ||
             td_mcache_merchants(w->active) >= (size_t)w->conf->max_merchants ||
             now - w->last_flush_ms >= (w->behind
                                            ? w->conf->flush_interval_behind_ms
                                            : w->conf->flush_interval_ms)) {
-            update_watermarks(w);
-            if (flush(w) != TD_OK) rc = 1;
-            w->last_flush_ms = td_mono_ms();
-            size_batches(w);
+            /* Due while the last one still runs: keep consuming into the
+             * active cache, unless it is full. */
+            if (w->fbusy && td_mcache_merchants(w->active) >=
+                                (size_t)w->conf->max_merchants) {
+                if (flush_end(w) != TD_OK) rc = 1;
+                size_batches(w);
+            }
+            if (!w->fbusy) {
+                update_watermarks(w);
+                if (flush_start(w) != TD_OK) rc = 1;
+                w->last_flush_ms = now;
+            }
         }
-        if (now - w->last_flush_ms < w->conf->flush_interval_ms &&
+        if (!w->fbusy && now - w->last_flush_ms < w->conf->flush_interval_ms &&
             now - w->last_ping_ms >= 1000 && w->events_since_flush == 0)
             ping(w, now);
         atomic_store_explicit(&w->metrics.merchants_cached,
@@ -1267,6 +1382,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     atomic_store(&w->metrics.started_ms, td_mono_ms());
     atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
     td_log_rl_init(&w->rl, conf->log_error_interval_ms);
+    td_log_rl_init(&w->frl, conf->log_error_interval_ms);
     td_validate_defaults(&w->validate);
     w->validate.min_event_time_ms = conf->min_event_time_ms;
     w->validate.max_future_skew_ms = conf->max_future_skew_ms;
@@ -1275,6 +1391,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     if (!(w->model = td_model_load(conf->model_file, errstr, errstr_size)))
         goto err;
     if (!(w->codec = td_codec_new(errstr, errstr_size))) goto err;
+    if (!(w->fcodec = td_codec_new(errstr, errstr_size))) goto err;
     sc.addrs = conf->redis;
     sc.user = conf->redis_user;
     sc.password = conf->redis_password;
@@ -1315,6 +1432,11 @@ static rd_kafka_t *unassigned_consumer;
 
 void td_worker_destroy(td_worker_t *w) {
     if (!w) return;
+    if (w->fbusy) {
+        while (!atomic_load(&w->fdone))
+            rd_kafka_poll(w->producer, 2);
+        if (w->fjoin) pthread_join(w->fthread, NULL);
+    }
     if (w->consumer) {
         /* librdkafka before 2.3 asserts when a cooperative-sticky consumer
          * that never received an assignment is destroyed (librdkafka#4312,
@@ -1333,6 +1455,7 @@ void td_worker_destroy(td_worker_t *w) {
     td_rbatch_destroy(w->batch);
     td_store_destroy(w->store);
     td_codec_destroy(w->codec);
+    td_codec_destroy(w->fcodec);
     td_model_destroy(w->model);
     free(w->srcs);
     free(w->pubs);
