@@ -30,8 +30,13 @@
  * the others apply it. Merges commute, so two workers writing one merchant
  * from two sources (after partitions were added) never lose an update.
  *
- * If Redis fails, the flush is retried with backoff and nothing more is
- * consumed; offsets move only after every step succeeded.
+ * Steps 1-3 run on a flusher thread while the main thread consumes into
+ * the active cache (flush_start / flush_end: who touches what is written
+ * there); dead letters are confirmed and offsets moved on the main thread
+ * once the flusher is done. One flush runs at a time. If Redis fails, the
+ * flush is retried with backoff; the main thread consumes on until the
+ * active cache holds max_merchants merchants, then waits. Offsets move only
+ * after every step succeeded.
  *
  * On a Redis Cluster each step's batch succeeds only after WAIT 1 on every
  * master it wrote to (store.c): step 1 is on a replica before step 2 moves
@@ -169,6 +174,13 @@ static void nap(td_worker_t *w, int ms) {
     }
 }
 
+/* Exponential backoff between Redis retries, capped. */
+static int next_backoff(const td_worker_t *w, int backoff) {
+    return backoff * 2 > w->conf->redis_retry_max_ms
+               ? w->conf->redis_retry_max_ms
+               : backoff * 2;
+}
+
 /* 1 once we are stopping and the shutdown deadline passed. */
 static int give_up(td_worker_t *w) {
     if (!*w->stop) return 0;
@@ -302,9 +314,7 @@ static int claim(td_worker_t *w, src_t *s) {
         td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
                   "claiming %s: %s; retrying in %d ms", s->id, errstr, backoff);
         nap(w, backoff);
-        backoff = backoff * 2 > w->conf->redis_retry_max_ms
-                      ? w->conf->redis_retry_max_ms
-                      : backoff * 2;
+        backoff = next_backoff(w, backoff);
     }
     return TD_ERR;
 }
@@ -928,9 +938,7 @@ static void *flush_work(void *arg) {
             break;
         }
         nap(w, backoff);
-        backoff = backoff * 2 > w->conf->redis_retry_max_ms
-                      ? w->conf->redis_retry_max_ms
-                      : backoff * 2;
+        backoff = next_backoff(w, backoff);
     }
     if (w->frc == TD_OK) {
         if (!w->healthy)
@@ -965,9 +973,7 @@ static int confirm_dead_letters(td_worker_t *w) {
                   "flush failed: %s; retrying in %d ms", errstr, backoff);
         if (give_up(w)) return TD_ERR;
         nap(w, backoff);
-        backoff = backoff * 2 > w->conf->redis_retry_max_ms
-                      ? w->conf->redis_retry_max_ms
-                      : backoff * 2;
+        backoff = next_backoff(w, backoff);
     }
 }
 
