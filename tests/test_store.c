@@ -221,6 +221,90 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     td_mscache_destroy(c);
 }
 
+/* A merchant written before the packed state existed (signals hash with
+ * exact %.17g base values, watermarks, no :state) is merged from the hash;
+ * so is one whose state has another catalog's fingerprint. */
+static void test_state_missing_or_foreign_is_read_from_the_hash(void **state) {
+    td_sigdelta_t d1, d2;
+    td_sigstate_t want;
+    (void)state;
+
+    for (int foreign = 0; foreign < 2; foreign++) {
+        const char *m = foreign ? "foreign" : "legacy";
+        char key[128], cmd[64];
+        td_mscache_t *c = td_mscache_new();
+
+        random_delta(&d1, TD_EV_ORDER, 6);
+        random_delta(&d2, TD_EV_ORDER, 4);
+        assert_string_equal(apply(m, "orders/0", 0, 10, &d1).flags, "1");
+        td_key_state(key, sizeof(key), m, strlen(m));
+        if (foreign) { /* same version, other fingerprint */
+            redisReply *r = redisCommand(rc, "SETRANGE %s 8 %b", key,
+                                         "\xff\xff\xff\xff", (size_t)4);
+            freeReplyObject(r);
+        } else { /* what the old td_apply left: exact text, no state */
+            redisReply *r = redisCommand(rc, "DEL %s", key);
+            freeReplyObject(r);
+            td_sigstate_init(&want);
+            td_sigstate_merge(&want, &d1);
+            td_key_signals(key, sizeof(key), m, strlen(m));
+            for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
+                if (!want.present[i]) continue;
+                snprintf(cmd, sizeof(cmd), "%.17g", want.v[i]);
+                r = redisCommand(rc, "HSET %s %s %s", key, td_signals[i].name,
+                                 cmd);
+                freeReplyObject(r);
+            }
+        }
+        /* The next delta merges onto the hash's values... */
+        assert_string_equal(apply(m, "orders/0", 10, 20, &d2).flags, "1");
+        /* ...the replayed first one is still skipped by its watermark. */
+        assert_string_equal(apply(m, "orders/0", 0, 10, &d1).flags, "0");
+        td_sigstate_init(&want);
+        td_sigstate_merge(&want, &d1);
+        td_sigstate_merge(&want, &d2);
+        td_mstate_t *e = load_state(c, m);
+        assert_int_equal(e->version, foreign ? 2 : 1);
+        for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
+            double tol = (foreign ? 1e-9 : 1e-15) * fmax(1, fabs(want.v[i]));
+            assert_int_equal((int)(e->present >> i & 1), want.present[i]);
+            if (want.present[i] && fabs(e->v[i] - want.v[i]) > tol)
+                fail_msg("%s %s: stored %.17g, C %.17g", m,
+                         td_signals[i].name, e->v[i], want.v[i]);
+        }
+        td_mscache_destroy(c);
+    }
+}
+
+static void test_state_cache_trims_to_its_cap(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    char id[32];
+    (void)state;
+
+    for (int i = 0; i < 5000; i++) {
+        snprintf(id, sizeof(id), "m-%d", i);
+        td_mstate_t *e = td_mscache_add(c, id, strlen(id));
+        e->gen = i < 100 ? 7 : 6;
+        assert_ptr_equal(td_mscache_add(c, id, strlen(id)), e);
+    }
+    assert_int_equal(td_mscache_count(c), 5000);
+    assert_non_null(td_mscache_get(c, "m-4999", 6));
+    td_mscache_del(c, td_mscache_get(c, "m-4999", 6));
+    assert_null(td_mscache_get(c, "m-4999", 6));
+    /* Entries of the current flush (gen 7) go last. */
+    td_mscache_trim(c, 150, 7);
+    assert_int_equal(td_mscache_count(c), 150);
+    for (int i = 0; i < 100; i++) {
+        snprintf(id, sizeof(id), "m-%d", i);
+        assert_non_null(td_mscache_get(c, id, strlen(id)));
+    }
+    td_mscache_trim(c, 10, 7);
+    assert_int_equal(td_mscache_count(c), 10);
+    td_mscache_clear(c);
+    assert_int_equal(td_mscache_count(c), 0);
+    td_mscache_destroy(c);
+}
+
 static void test_replayed_delta_is_a_noop(void **state) {
     td_sigdelta_t d;
     double before, after;
@@ -341,6 +425,8 @@ int main(void) {
         cmocka_unit_test(test_readable_hash_matches_the_c_merge),
         cmocka_unit_test(test_stored_state_is_the_exact_c_merge),
         cmocka_unit_test(test_put_from_an_old_version_is_refused),
+        cmocka_unit_test(test_state_missing_or_foreign_is_read_from_the_hash),
+        cmocka_unit_test(test_state_cache_trims_to_its_cap),
         cmocka_unit_test(test_replayed_delta_is_a_noop),
         cmocka_unit_test(test_straddling_delta_is_refused_before_any_write),
         cmocka_unit_test(test_partition_claim_fences_the_previous_owner),
