@@ -269,8 +269,8 @@ static void test_state_missing_or_foreign_is_read_from_the_hash(void **state) {
             double tol = (foreign ? 1e-9 : 1e-15) * fmax(1, fabs(want.v[i]));
             assert_int_equal((int)(e->present >> i & 1), want.present[i]);
             if (want.present[i] && fabs(e->v[i] - want.v[i]) > tol)
-                fail_msg("%s %s: stored %.17g, C %.17g", m,
-                         td_signals[i].name, e->v[i], want.v[i]);
+                fail_msg("%s %s: stored %.17g, C %.17g", m, td_signals[i].name,
+                         e->v[i], want.v[i]);
         }
         td_mscache_destroy(c);
     }
