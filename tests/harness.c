@@ -4,6 +4,12 @@
  * Processes are started with fork/exec and stopped with signals; readiness
  * is always polled with a deadline, never slept for.
  */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <math.h>
@@ -133,6 +139,16 @@ int td_h_wait(td_h_proc_t *p, int timeout_ms) {
 
 void td_h_signal(td_h_proc_t *p, int sig) {
     if (p->pid > 0) kill(p->pid, sig);
+}
+
+void td_h_stop_graceful(td_h_proc_t *p, int timeout_ms) {
+    int status;
+    td_h_signal(p, SIGTERM);
+    status = td_h_wait(p, timeout_ms);
+    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        td_h_dump_log(p);
+        fail_msg("%s did not exit 0 after SIGTERM (status %d)", p->log, status);
+    }
 }
 
 void td_h_dump_log(const td_h_proc_t *p) {
@@ -912,4 +928,40 @@ out:
     td_rbatch_destroy(b);
     td_mscache_destroy(cache);
     return rc;
+}
+
+/* ---- hand-made Avro ---- */
+
+void td_h_wbyte(td_h_wbuf_t *w, uint8_t v) {
+    assert_true(w->n < sizeof(w->b));
+    w->b[w->n++] = v;
+}
+
+void td_h_wuvarint(td_h_wbuf_t *w, uint64_t u) {
+    while (u > 0x7f) {
+        td_h_wbyte(w, (uint8_t)(u | 0x80));
+        u >>= 7;
+    }
+    td_h_wbyte(w, (uint8_t)u);
+}
+
+void td_h_wlong(td_h_wbuf_t *w, int64_t v) {
+    td_h_wuvarint(w, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
+}
+
+void td_h_wstr(td_h_wbuf_t *w, const char *s) {
+    size_t n = strlen(s);
+
+    td_h_wlong(w, (int64_t)n);
+    assert_true(w->n + n <= sizeof(w->b));
+    memcpy(w->b + w->n, s, n);
+    w->n += n;
+}
+
+void td_h_wdouble(td_h_wbuf_t *w, double d) {
+    uint64_t u;
+
+    memcpy(&u, &d, sizeof(u));
+    for (int i = 0; i < 8; i++)
+        td_h_wbyte(w, (uint8_t)(u >> (8 * i)));
 }

@@ -68,6 +68,9 @@ int td_h_wait(td_h_proc_t *p, int timeout_ms);
 void td_h_signal(td_h_proc_t *p, int sig);
 /* Prints the last lines of a process log (for failing tests). */
 void td_h_dump_log(const td_h_proc_t *p);
+/* SIGTERM, then fails the test (with the log) unless the process exits 0
+ * within timeout_ms. */
+void td_h_stop_graceful(td_h_proc_t *p, int timeout_ms);
 
 /* Starts trustd against the fixtures with test-friendly settings (short
  * flush interval, session.timeout.ms 6000), plus extra args. */
@@ -126,6 +129,19 @@ int td_h_merge(struct td_store_s *st,
                const td_sigdelta_t *d,
                char *err,
                size_t err_size);
+
+/* A minimal Avro binary writer for hand-made datums (what
+ * td_codec_encode refuses to make); a full buffer fails the test. */
+typedef struct td_h_wbuf_s {
+    uint8_t b[2048];
+    size_t n;
+} td_h_wbuf_t;
+void td_h_wbyte(td_h_wbuf_t *w, uint8_t v);
+/* A raw varint of u, without zig-zag (for overlong or odd encodings). */
+void td_h_wuvarint(td_h_wbuf_t *w, uint64_t u);
+void td_h_wlong(td_h_wbuf_t *w, int64_t v); /* zig-zag varint */
+void td_h_wstr(td_h_wbuf_t *w, const char *s);
+void td_h_wdouble(td_h_wbuf_t *w, double d);
 
 /* HGET key field as a double; returns 0 if present, -1 if absent. */
 int td_h_hget_double(redisContext *c,

@@ -489,16 +489,6 @@ static void assert_exact(world_t *w, td_h_proc_t *p) {
     }
 }
 
-static void stop_graceful(td_h_proc_t *p) {
-    int status;
-    td_h_signal(p, SIGTERM);
-    status = td_h_wait(p, 20000);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        td_h_dump_log(p);
-        fail_msg("trustd did not exit 0 after SIGTERM (status %d)", status);
-    }
-}
-
 /* trustd against the cluster; cluster = 0 leaves it to detection, with
  * one seed. */
 static void
@@ -563,7 +553,7 @@ test_trustd_on_cluster_ends_exact_and_trustctl_reads_it(void **state) {
     if (trustctl(w, out, sizeof(out), "offsets", NULL) != 0)
         fail_msg("trustctl offsets: %s", out);
     assert_non_null(strstr(out, "orders"));
-    stop_graceful(&p);
+    td_h_stop_graceful(&p, 20000);
     world_stop(w);
 }
 
@@ -608,7 +598,7 @@ static void test_trustd_rides_through_resharding(void **state) {
                   rounds);
     produce(w, 2000);
     assert_exact(w, &p);
-    stop_graceful(&p);
+    td_h_stop_graceful(&p, 20000);
     world_stop(w);
 }
 
@@ -670,7 +660,7 @@ static void test_trustd_rides_through_master_failover(void **state) {
     produce(w, 2000);
     assert_exact(w, &p);
     assert_true(log_has(&p, "flush failed"));
-    stop_graceful(&p);
+    td_h_stop_graceful(&p, 20000);
     world_stop(w);
 }
 

@@ -217,56 +217,28 @@ static uint8_t *encode_new(const td_event_t *ev, size_t *lenp) {
     return buf;
 }
 
-/* A minimal Avro binary writer, for what td_codec_encode refuses to make. */
-typedef struct wbuf_s {
-    uint8_t b[512];
-    size_t n;
-} wbuf_t;
-
-static void w_byte(wbuf_t *w, uint8_t v) {
-    assert_true(w->n < sizeof(w->b));
-    w->b[w->n++] = v;
-}
-
-static void w_long(wbuf_t *w, int64_t v) {
-    uint64_t u = ((uint64_t)v << 1) ^ (uint64_t)(v >> 63);
-    while (u > 0x7f) {
-        w_byte(w, (uint8_t)(u | 0x80));
-        u >>= 7;
-    }
-    w_byte(w, (uint8_t)u);
-}
-
-static void w_str(wbuf_t *w, const char *s) {
-    size_t n = strlen(s);
-    w_long(w, (int64_t)n);
-    assert_true(w->n + n <= sizeof(w->b));
-    memcpy(w->b + w->n, s, n);
-    w->n += n;
-}
-
 /* An order in the current schema with a raw status enum index. */
 static void
-w_order(wbuf_t *w, const char *merchant, int64_t t, int64_t status) {
+w_order(td_h_wbuf_t *w, const char *merchant, int64_t t, int64_t status) {
     uint64_t fp = td_codec_fingerprint(codec, "order_event.avsc");
 
     assert_true(fp != 0);
     w->n = 0;
-    w_byte(w, 0xc3);
-    w_byte(w, 0x01);
+    td_h_wbyte(w, 0xc3);
+    td_h_wbyte(w, 0x01);
     for (int i = 0; i < 8; i++)
-        w_byte(w, (uint8_t)(fp >> (8 * i)));
-    w_str(w, "e-raw");
-    w_long(w, t);
-    w_str(w, merchant);
-    w_str(w, "o-1");
-    w_str(w, "b-1");
-    w_long(w, status);
-    w_long(w, 100); /* amount_cents */
-    w_long(w, 0);   /* channel LIVE */
+        td_h_wbyte(w, (uint8_t)(fp >> (8 * i)));
+    td_h_wstr(w, "e-raw");
+    td_h_wlong(w, t);
+    td_h_wstr(w, merchant);
+    td_h_wstr(w, "o-1");
+    td_h_wstr(w, "b-1");
+    td_h_wlong(w, status);
+    td_h_wlong(w, 100); /* amount_cents */
+    td_h_wlong(w, 0);   /* channel LIVE */
     for (int i = 0; i < 6; i++)
-        w_long(w, 0); /* cancelled_by .. shipped_at: null branch */
-    w_long(w, 0);     /* buyer_order_seq */
+        td_h_wlong(w, 0); /* cancelled_by .. shipped_at: null branch */
+    td_h_wlong(w, 0);     /* buyer_order_seq */
 }
 
 /* ---- the bad-message cases ---- */
@@ -392,7 +364,7 @@ static void b_rating_0(dcase_t *c) {
 }
 
 static void b_bad_enum(dcase_t *c) {
-    wbuf_t w;
+    td_h_wbuf_t w;
     w_order(&w, c->merchant, c->good_time - 500, 9); /* 6 symbols */
     c->value = malloc(w.n);
     assert_non_null(c->value);
@@ -712,6 +684,7 @@ dl_find(const char *topic, int32_t partition, int64_t offset, int *cnt) {
     return first;
 }
 
+/* The dead-letter cases a test waits for. */
 typedef struct want_s {
     dcase_t *cases;
     size_t n;
@@ -1041,13 +1014,8 @@ static int teardown(void **state) {
 
 /* ---- tests ---- */
 
-typedef struct applied_s {
-    dcase_t *cases;
-    size_t n;
-} applied_t;
-
 static int cases_applied(void *arg) {
-    applied_t *a = arg;
+    want_t *a = arg;
     for (size_t i = 0; i < a->n; i++) {
         if (!merchant_applied(a->cases[i].merchant, a->cases[i].kind,
                               a->cases[i].good_time, 1))
@@ -1059,7 +1027,6 @@ static int cases_applied(void *arg) {
 static void
 test_each_bad_message_is_dead_lettered_with_its_reason(void **state) {
     static dcase_t cases[NCASES];
-    applied_t ap = {cases, NCASES};
     want_t want = {cases, NCASES};
     (void)state;
 
@@ -1074,7 +1041,7 @@ test_each_bad_message_is_dead_lettered_with_its_reason(void **state) {
     }
 
     /* The good event after each bad one is applied. */
-    if (!td_h_poll(cases_applied, &ap, 30000)) {
+    if (!td_h_poll(cases_applied, &want, 30000)) {
         for (size_t i = 0; i < NCASES; i++) {
             if (!merchant_applied(cases[i].merchant, cases[i].kind,
                                   cases[i].good_time, 1))

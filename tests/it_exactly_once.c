@@ -143,16 +143,6 @@ static void assert_exact(world_t *w, td_h_proc_t *procs, int nproc) {
     }
 }
 
-static void stop_graceful(td_h_proc_t *p) {
-    int status;
-    td_h_signal(p, SIGTERM);
-    status = td_h_wait(p, 15000);
-    if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        td_h_dump_log(p);
-        fail_msg("trustd did not exit 0 after SIGTERM (status %d)", status);
-    }
-}
-
 static const char *const fast_flush[] = {"--flush-max-events", "300", NULL};
 
 /* kill -9 at random points of the stream, restart, and end exactly right. */
@@ -191,7 +181,7 @@ static void test_kill9_at_random_points_ends_exact(void **state) {
                                        "g-crash", fast_flush),
                      0);
     assert_exact(w, &p, 1);
-    stop_graceful(&p);
+    td_h_stop_graceful(&p, 15000);
     world_stop(w);
     free(w);
 }
@@ -222,7 +212,7 @@ static void test_second_sigterm_exits_at_once_without_damage(void **state) {
                                        "g-term", fast_flush),
                      0);
     assert_exact(w, &p, 1);
-    stop_graceful(&p);
+    td_h_stop_graceful(&p, 15000);
     world_stop(w);
     free(w);
 }
@@ -250,11 +240,11 @@ static void test_scaling_1_3_2_workers_ends_exact(void **state) {
         produce(w, 1000, -1);
     pr.target = (long long)w->produced - 2000;
     td_h_poll(reached, &pr, 60000);
-    stop_graceful(&p[2]); /* 3 -> 2 */
+    td_h_stop_graceful(&p[2], 15000); /* 3 -> 2 */
     produce(w, 3000, -1);
     assert_exact(w, p, 2);
-    stop_graceful(&p[0]);
-    stop_graceful(&p[1]);
+    td_h_stop_graceful(&p[0], 15000);
+    td_h_stop_graceful(&p[1], 15000);
     world_stop(w);
     free(w);
 }
@@ -288,8 +278,8 @@ static void test_one_merchant_on_two_partitions_two_workers(void **state) {
         assert_int_equal(td_h_producer_flush(w->prod), 0);
     }
     assert_exact(w, p, 2);
-    stop_graceful(&p[0]);
-    stop_graceful(&p[1]);
+    td_h_stop_graceful(&p[0], 15000);
+    td_h_stop_graceful(&p[1], 15000);
     world_stop(w);
     free(w);
 }
@@ -323,7 +313,7 @@ static void test_redis_outage_mid_stream_ends_exact(void **state) {
     w->rc = td_h_redis_connect(&w->redis);
     produce(w, 2000, -1);
     assert_exact(w, &p, 1);
-    stop_graceful(&p);
+    td_h_stop_graceful(&p, 15000);
     world_stop(w);
     free(w);
 }
@@ -355,7 +345,7 @@ static void test_kafka_faults_ride_through(void **state) {
     assert_int_equal(td_h_kafka_cmd(&w->kafka, "rtt 2 0"), 0);
     produce(w, 2000, -1);
     assert_exact(w, &p, 1);
-    stop_graceful(&p);
+    td_h_stop_graceful(&p, 15000);
     world_stop(w);
     free(w);
 }

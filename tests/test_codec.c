@@ -4,8 +4,8 @@
  *
  * One codec is shared by the whole group (td_codec_new is the expensive
  * part). Valid messages are made with td_codec_encode*; invalid ones either
- * by patching a valid message or with the small Avro writer below (wbuf_t),
- * which builds datums byte by byte. Messages written by Debian's
+ * by patching a valid message or with the small Avro writer below
+ * (td_h_wbuf_t), which builds datums byte by byte. Messages written by Debian's
  * python3-avro 1.11.1 (an independent Avro implementation) check wire
  * compatibility. Every td_dlq_reason_t is produced by at least one test;
  * test_every_dlq_reason_is_exercised, which runs last, enforces that.
@@ -22,6 +22,7 @@
 #include <avro.h>
 
 #include "codec.h"
+#include "harness.h"
 #include "common.h"
 #include "dlq_reason.h"
 #include "schemas_gen.h"
@@ -242,95 +243,54 @@ static void assert_common_equal(const td_event_t *a, const td_event_t *b) {
     assert_true(a->event_time == b->event_time);
 }
 
-/* A minimal Avro binary writer for hand-made datums. */
-typedef struct wbuf_s {
-    uint8_t b[2048];
-    size_t n;
-} wbuf_t;
-
-static void w_byte(wbuf_t *w, uint8_t v) {
-    assert_true(w->n < sizeof(w->b));
-    w->b[w->n++] = v;
-}
-
-/* A raw varint of u, without zig-zag (for overlong or odd encodings). */
-static void w_uvarint(wbuf_t *w, uint64_t u) {
-    while (u > 0x7f) {
-        w_byte(w, (uint8_t)(u | 0x80));
-        u >>= 7;
-    }
-    w_byte(w, (uint8_t)u);
-}
-
-static void w_long(wbuf_t *w, int64_t v) {
-    w_uvarint(w, ((uint64_t)v << 1) ^ (uint64_t)(v >> 63));
-}
-
-static void w_str(wbuf_t *w, const char *s) {
-    size_t n = strlen(s);
-
-    w_long(w, (int64_t)n);
-    assert_true(w->n + n <= sizeof(w->b));
-    memcpy(w->b + w->n, s, n);
-    w->n += n;
-}
-
-static void w_double(wbuf_t *w, double d) {
-    uint64_t u;
-
-    memcpy(&u, &d, sizeof(u));
-    for (int i = 0; i < 8; i++)
-        w_byte(w, (uint8_t)(u >> (8 * i)));
-}
-
-static void w_header(wbuf_t *w, td_codec_t *c, const char *file) {
+static void w_header(td_h_wbuf_t *w, td_codec_t *c, const char *file) {
     uint64_t fp = td_codec_fingerprint(c, file);
 
     assert_true(fp != 0);
     w->n = 0;
-    w_byte(w, 0xc3);
-    w_byte(w, 0x01);
+    td_h_wbyte(w, 0xc3);
+    td_h_wbyte(w, 0x01);
     for (int i = 0; i < 8; i++)
-        w_byte(w, (uint8_t)(fp >> (8 * i)));
+        td_h_wbyte(w, (uint8_t)(fp >> (8 * i)));
 }
 
 /* Header and the five common fields of an event. */
-static void w_common(wbuf_t *w, td_codec_t *c, const char *file) {
+static void w_common(td_h_wbuf_t *w, td_codec_t *c, const char *file) {
     w_header(w, c, file);
-    w_str(w, "evt-1");
-    w_long(w, EV_TIME);
-    w_str(w, MERCHANT);
-    w_str(w, "o-1");
-    w_str(w, "b-1");
+    td_h_wstr(w, "evt-1");
+    td_h_wlong(w, EV_TIME);
+    td_h_wstr(w, MERCHANT);
+    td_h_wstr(w, "o-1");
+    td_h_wstr(w, "b-1");
 }
 
 /* A review: rating as a raw long, then the rest valid. */
-static void w_review(wbuf_t *w, td_codec_t *c, int64_t rating) {
+static void w_review(td_h_wbuf_t *w, td_codec_t *c, int64_t rating) {
     w_common(w, c, "review_event.avsc");
-    w_long(w, rating);
+    td_h_wlong(w, rating);
     for (int i = 0; i < 4; i++)
-        w_long(w, 0); /* null dimension ratings */
-    w_byte(w, 0);
-    w_byte(w, 0);
-    w_byte(w, 0);
+        td_h_wlong(w, 0); /* null dimension ratings */
+    td_h_wbyte(w, 0);
+    td_h_wbyte(w, 0);
+    td_h_wbyte(w, 0);
 }
 
 /* A v1 order with the given status index; other fields valid. */
-static void w_order_v1(wbuf_t *w, td_codec_t *c, int64_t status) {
+static void w_order_v1(td_h_wbuf_t *w, td_codec_t *c, int64_t status) {
     w_common(w, c, "order_event.v1.avsc");
-    w_long(w, status);
-    w_long(w, 100); /* amount_cents */
-    w_long(w, 0);   /* channel LIVE */
-    w_long(w, 1);   /* cancelled_by: branch 1 */
-    w_long(w, 0);   /* BUYER */
-    w_long(w, 0);   /* promised_ship_by null */
-    w_long(w, 0);   /* promised_delivery_by null */
-    w_long(w, 0);   /* tracking_valid null */
+    td_h_wlong(w, status);
+    td_h_wlong(w, 100); /* amount_cents */
+    td_h_wlong(w, 0);   /* channel LIVE */
+    td_h_wlong(w, 1);   /* cancelled_by: branch 1 */
+    td_h_wlong(w, 0);   /* BUYER */
+    td_h_wlong(w, 0);   /* promised_ship_by null */
+    td_h_wlong(w, 0);   /* promised_delivery_by null */
+    td_h_wlong(w, 0);   /* tracking_valid null */
 }
 
 static td_dlq_reason_t decode_w(td_codec_t *c,
                                 td_event_kind_t kind,
-                                const wbuf_t *w,
+                                const td_h_wbuf_t *w,
                                 char *errstr,
                                 size_t errstr_size) {
     td_event_t out;
@@ -768,19 +728,19 @@ static void test_decode_rejects_truncated_datum(void **state) {
 static void test_decode_rejects_huge_string_length(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     /* avro-c would malloc the length before checking it: the scan must
      * refuse it first. Try 1 GiB and INT64_MAX. */
     w_header(&w, c, "review_event.avsc");
-    w_long(&w, 1LL << 30);
-    w_str(&w, "tail");
+    td_h_wlong(&w, 1LL << 30);
+    td_h_wstr(&w, "tail");
     assert_int_equal(decode_w(c, TD_EV_REVIEW, &w, errstr, sizeof(errstr)),
                      TD_DLQ_TRUNCATED);
     assert_non_null(strstr(errstr, "event_id: length 1073741824"));
 
     w_header(&w, c, "review_event.avsc");
-    w_long(&w, INT64_MAX);
+    td_h_wlong(&w, INT64_MAX);
     assert_int_equal(decode_w(c, TD_EV_REVIEW, &w, errstr, sizeof(errstr)),
                      TD_DLQ_TRUNCATED);
 }
@@ -811,12 +771,12 @@ static void test_decode_rejects_trailing_bytes(void **state) {
 static void test_decode_rejects_negative_string_length(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     /* Length -1 would make avro-c write before its buffer. */
     w_header(&w, c, "review_event.avsc");
-    w_long(&w, -1);
-    w_str(&w, "padding-padding");
+    td_h_wlong(&w, -1);
+    td_h_wstr(&w, "padding-padding");
     assert_int_equal(decode_w(c, TD_EV_REVIEW, &w, errstr, sizeof(errstr)),
                      TD_DLQ_MALFORMED);
     assert_non_null(strstr(errstr, "negative length"));
@@ -825,13 +785,13 @@ static void test_decode_rejects_negative_string_length(void **state) {
 static void test_decode_rejects_overlong_varint(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     w_header(&w, c, "review_event.avsc");
-    w_str(&w, "evt-1");
+    td_h_wstr(&w, "evt-1");
     for (int i = 0; i < 10; i++)
-        w_byte(&w, 0xff);
-    w_byte(&w, 0x01);
+        td_h_wbyte(&w, 0xff);
+    td_h_wbyte(&w, 0x01);
     assert_int_equal(decode_w(c, TD_EV_REVIEW, &w, errstr, sizeof(errstr)),
                      TD_DLQ_MALFORMED);
     assert_non_null(strstr(errstr, "event_time: varint"));
@@ -840,12 +800,12 @@ static void test_decode_rejects_overlong_varint(void **state) {
 static void test_decode_rejects_bad_union_branch(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     w_common(&w, c, "review_event.avsc");
-    w_long(&w, 5);
-    w_long(&w, 2); /* quality_rating: branch 2 of ["null", "int"] */
-    w_long(&w, 5);
+    td_h_wlong(&w, 5);
+    td_h_wlong(&w, 2); /* quality_rating: branch 2 of ["null", "int"] */
+    td_h_wlong(&w, 5);
     assert_int_equal(decode_w(c, TD_EV_REVIEW, &w, errstr, sizeof(errstr)),
                      TD_DLQ_MALFORMED);
     assert_non_null(strstr(errstr, "quality_rating: union branch 2"));
@@ -854,7 +814,7 @@ static void test_decode_rejects_bad_union_branch(void **state) {
 static void test_decode_rejects_boolean_not_0_or_1(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     w_review(&w, c, 5);
     w.b[w.n - 2] = 7; /* is_followup */
@@ -866,7 +826,7 @@ static void test_decode_rejects_boolean_not_0_or_1(void **state) {
 static void test_decode_rejects_int_out_of_32_bit_range(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     w_review(&w, c, 1LL << 33);
     assert_int_equal(decode_w(c, TD_EV_REVIEW, &w, errstr, sizeof(errstr)),
@@ -993,17 +953,17 @@ static void test_decode_rejects_rating_outside_1_to_5(void **state) {
 static void test_decode_rejects_non_null_dimension_rating_0(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     /* 0 is TD_NULL_INT in C, but on the wire a non-null 0 is out of range. */
     w_common(&w, c, "review_event.avsc");
-    w_long(&w, 5);
-    w_long(&w, 1); /* quality_rating: int branch */
-    w_long(&w, 0);
+    td_h_wlong(&w, 5);
+    td_h_wlong(&w, 1); /* quality_rating: int branch */
+    td_h_wlong(&w, 0);
     for (int i = 0; i < 3; i++)
-        w_long(&w, 0);
+        td_h_wlong(&w, 0);
     for (int i = 0; i < 3; i++)
-        w_byte(&w, 0);
+        td_h_wbyte(&w, 0);
     assert_int_equal(decode_w(c, TD_EV_REVIEW, &w, errstr, sizeof(errstr)),
                      TD_DLQ_RATING_RANGE);
     assert_non_null(strstr(errstr, "quality_rating 0 outside 1..5"));
@@ -1012,7 +972,7 @@ static void test_decode_rejects_non_null_dimension_rating_0(void **state) {
 static void test_decode_rejects_enum_index_outside_symbols(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     w_order_v1(&w, c, 5);
     assert_int_equal(decode_w(c, TD_EV_ORDER, &w, errstr, sizeof(errstr)),
@@ -1138,17 +1098,17 @@ static void
 test_decode_rejects_non_null_timestamp_equal_to_null_sentinel(void **state) {
     td_codec_t *c = *state;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     w_common(&w, c, "order_event.v1.avsc");
-    w_long(&w, 0);         /* CREATED */
-    w_long(&w, 1);         /* amount_cents */
-    w_long(&w, 0);         /* LIVE */
-    w_long(&w, 0);         /* cancelled_by null */
-    w_long(&w, 1);         /* promised_ship_by: long branch */
-    w_long(&w, INT64_MIN); /* == TD_NULL_TS */
-    w_long(&w, 0);
-    w_long(&w, 0);
+    td_h_wlong(&w, 0);         /* CREATED */
+    td_h_wlong(&w, 1);         /* amount_cents */
+    td_h_wlong(&w, 0);         /* LIVE */
+    td_h_wlong(&w, 0);         /* cancelled_by null */
+    td_h_wlong(&w, 1);         /* promised_ship_by: long branch */
+    td_h_wlong(&w, INT64_MIN); /* == TD_NULL_TS */
+    td_h_wlong(&w, 0);
+    td_h_wlong(&w, 0);
     assert_int_equal(decode_w(c, TD_EV_ORDER, &w, errstr, sizeof(errstr)),
                      TD_DLQ_BAD_VALUE);
     assert_non_null(strstr(errstr, "promised_ship_by"));
@@ -1307,24 +1267,24 @@ static void test_decode_score_rejects_more_dims_than_fit(void **state) {
     td_codec_t *c = *state;
     td_score_rec_t out;
     char errstr[256], key[16];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     w_header(&w, c, "trust_score.avsc");
-    w_str(&w, "m-1");
-    w_double(&w, 50.0);
-    w_long(&w, 3);
-    w_double(&w, 0.5);
-    w_long(&w, TD_SCORE_MAX_DIMS + 1);
+    td_h_wstr(&w, "m-1");
+    td_h_wdouble(&w, 50.0);
+    td_h_wlong(&w, 3);
+    td_h_wdouble(&w, 0.5);
+    td_h_wlong(&w, TD_SCORE_MAX_DIMS + 1);
     for (int i = 0; i <= TD_SCORE_MAX_DIMS; i++) {
         snprintf(key, sizeof(key), "d%d", i);
-        w_str(&w, key);
-        w_double(&w, i);
+        td_h_wstr(&w, key);
+        td_h_wdouble(&w, i);
     }
-    w_long(&w, 0); /* end of map */
-    w_long(&w, 0); /* no reasons */
-    w_long(&w, 1);
-    w_str(&w, "tm");
-    w_long(&w, EV_TIME);
+    td_h_wlong(&w, 0); /* end of map */
+    td_h_wlong(&w, 0); /* no reasons */
+    td_h_wlong(&w, 1);
+    td_h_wstr(&w, "tm");
+    td_h_wlong(&w, EV_TIME);
     assert_int_equal(
         td_codec_decode_score(c, w.b, w.n, &out, errstr, sizeof(errstr)),
         TD_ERR);
@@ -1335,33 +1295,33 @@ static void test_decode_score_rejects_huge_map_count(void **state) {
     td_codec_t *c = *state;
     td_score_rec_t out;
     char errstr[256];
-    wbuf_t w;
+    td_h_wbuf_t w;
 
     w_header(&w, c, "trust_score.avsc");
-    w_str(&w, "m-1");
-    w_double(&w, 50.0);
-    w_long(&w, 3);
-    w_double(&w, 0.5);
-    w_long(&w, 1LL << 40);
+    td_h_wstr(&w, "m-1");
+    td_h_wdouble(&w, 50.0);
+    td_h_wlong(&w, 3);
+    td_h_wdouble(&w, 0.5);
+    td_h_wlong(&w, 1LL << 40);
     assert_int_equal(
         td_codec_decode_score(c, w.b, w.n, &out, errstr, sizeof(errstr)),
         TD_ERR);
     assert_non_null(strstr(errstr, "truncated"));
     /* A negative count with a block size that lies. */
     w_header(&w, c, "trust_score.avsc");
-    w_str(&w, "m-1");
-    w_double(&w, 50.0);
-    w_long(&w, 3);
-    w_double(&w, 0.5);
-    w_long(&w, -1);
-    w_long(&w, 3); /* block size; the entry takes 11 bytes */
-    w_str(&w, "ab");
-    w_double(&w, 1.0);
-    w_long(&w, 0);
-    w_long(&w, 0);
-    w_long(&w, 1);
-    w_str(&w, "tm");
-    w_long(&w, EV_TIME);
+    td_h_wstr(&w, "m-1");
+    td_h_wdouble(&w, 50.0);
+    td_h_wlong(&w, 3);
+    td_h_wdouble(&w, 0.5);
+    td_h_wlong(&w, -1);
+    td_h_wlong(&w, 3); /* block size; the entry takes 11 bytes */
+    td_h_wstr(&w, "ab");
+    td_h_wdouble(&w, 1.0);
+    td_h_wlong(&w, 0);
+    td_h_wlong(&w, 0);
+    td_h_wlong(&w, 1);
+    td_h_wstr(&w, "tm");
+    td_h_wlong(&w, EV_TIME);
     assert_int_equal(
         td_codec_decode_score(c, w.b, w.n, &out, errstr, sizeof(errstr)),
         TD_ERR);
