@@ -350,6 +350,16 @@ static int parse_addr(
     return sd->host ? TD_OK : TD_ERR;
 }
 
+void td_store_conf_from(td_store_conf_t *sc, const td_conf_t *conf) {
+    memset(sc, 0, sizeof(*sc));
+    sc->addrs = conf->redis;
+    sc->user = conf->redis_user;
+    sc->password = conf->redis_password;
+    sc->connect_timeout_ms = conf->redis_connect_timeout_ms;
+    sc->command_timeout_ms = conf->redis_command_timeout_ms;
+    sc->cluster = conf->redis_cluster;
+}
+
 td_store_t *
 td_store_new(const td_store_conf_t *conf, char *errstr, size_t errstr_size) {
     td_store_t *st = calloc(1, sizeof(*st));

@@ -38,6 +38,7 @@
 #include <stdint.h>
 
 #include "common.h"
+#include "conf.h"
 #include "mstate.h"
 #include "signals.h"
 
@@ -56,6 +57,9 @@ typedef struct td_store_conf_s {
                    * CLUSTER INFO on it says it is a cluster node */
     int readonly; /* tools: never FUNCTION LOAD, never WAIT */
 } td_store_conf_t;
+
+/* The Redis settings of a trustd/trustctl configuration (readonly 0). */
+void td_store_conf_from(td_store_conf_t *sc, const td_conf_t *conf);
 
 typedef struct td_store_stats_s {
     uint64_t roundtrips; /* pipelines sent and fully read */

@@ -397,16 +397,11 @@ text_bytes(const char *s, size_t len, char *buf, size_t size) {
  */
 static int redis_open(ctl_t *c) {
     const td_conf_t *conf = c->conf;
-    td_store_conf_t sc = {0};
+    td_store_conf_t sc;
     char errstr[512];
 
     if (c->st) return 0;
-    sc.addrs = conf->redis;
-    sc.user = conf->redis_user;
-    sc.password = conf->redis_password;
-    sc.connect_timeout_ms = conf->redis_connect_timeout_ms;
-    sc.command_timeout_ms = conf->redis_command_timeout_ms;
-    sc.cluster = conf->redis_cluster;
+    td_store_conf_from(&sc, conf);
     sc.readonly = 1;
     if (!(c->st = td_store_new(&sc, errstr, sizeof(errstr)))) {
         fprintf(stderr, "trustctl: %s\n", errstr);

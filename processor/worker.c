@@ -1372,7 +1372,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
                            size_t errstr_size) {
     td_worker_t *w = calloc(1, sizeof(*w));
     rd_kafka_conf_t *kc;
-    td_store_conf_t sc = {0};
+    td_store_conf_t sc;
 
     if (!w) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -1398,12 +1398,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
         goto err;
     if (!(w->codec = td_codec_new(errstr, errstr_size))) goto err;
     if (!(w->fcodec = td_codec_new(errstr, errstr_size))) goto err;
-    sc.addrs = conf->redis;
-    sc.user = conf->redis_user;
-    sc.password = conf->redis_password;
-    sc.connect_timeout_ms = conf->redis_connect_timeout_ms;
-    sc.command_timeout_ms = conf->redis_command_timeout_ms;
-    sc.cluster = conf->redis_cluster;
+    td_store_conf_from(&sc, conf);
     if (!(w->store = td_store_new(&sc, errstr, errstr_size))) goto err;
     w->batch = td_rbatch_new();
     w->active = td_mcache_new();
