@@ -34,8 +34,19 @@ _Static_assert(TD_SIG_BASE_CNT <= 64, "presence is a 64-bit mask");
 #define TD_MSTATE_HDR  32
 #define TD_MSTATE_BLOB (TD_MSTATE_HDR + 8 * TD_SIG_BASE_CNT)
 
+/* The merchant's last delivered score, as td_load read it or this worker
+ * delivered it since: what a new score is compared with before it is
+ * published. */
+typedef struct td_mpub_s {
+    double score;
+    int64_t ms; /* 0: never published */
+    int32_t tier;
+    int32_t model_ok; /* published by this build's model version */
+} td_mpub_t;
+
 typedef struct td_mstate_s {
     struct td_mstate_s *hnext;
+    td_mpub_t pub;
     uint64_t version; /* of the stored state this entry matches; 0 none */
     int64_t as_of;    /* TD_NULL_TS before the first event */
     uint64_t present; /* bit i: base signal i has a value */

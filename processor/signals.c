@@ -117,19 +117,23 @@ static const double win_ms[W__CNT] = {0, TD_WIN_D1, TD_WIN_D7, TD_WIN_D30,
 /* clang-format off */
 const td_signal_t td_signals[TD_SIG__CNT] = {
 #define TD_SIG_ORDER(name, cat, agg, win, cond, val, unit, dir, meaning)      \
-    [TD_SIG_##name] = {#name, TD_CAT_##cat, TD_AGG_##agg, TD_WIN_##win,         \
+    [TD_SIG_##name] = {#name, sizeof(#name) - 1, TD_CAT_##cat,                \
+                       TD_AGG_##agg, TD_WIN_##win,                             \
                        TD_EV_ORDER, TD_SLOT_O_##name, #cond, #val, NONE, NONE, \
                        0, unit, dir, meaning},
 #define TD_SIG_REVIEW(name, cat, agg, win, cond, val, unit, dir, meaning)     \
-    [TD_SIG_##name] = {#name, TD_CAT_##cat, TD_AGG_##agg, TD_WIN_##win,         \
+    [TD_SIG_##name] = {#name, sizeof(#name) - 1, TD_CAT_##cat,                \
+                       TD_AGG_##agg, TD_WIN_##win,                             \
                        TD_EV_REVIEW, TD_SLOT_V_##name, #cond, #val, NONE, NONE,\
                        0, unit, dir, meaning},
 #define TD_SIG_REFUND(name, cat, agg, win, cond, val, unit, dir, meaning)     \
-    [TD_SIG_##name] = {#name, TD_CAT_##cat, TD_AGG_##agg, TD_WIN_##win,         \
+    [TD_SIG_##name] = {#name, sizeof(#name) - 1, TD_CAT_##cat,                \
+                       TD_AGG_##agg, TD_WIN_##win,                             \
                        TD_EV_REFUND, TD_SLOT_R_##name, #cond, #val, NONE, NONE,\
                        0, unit, dir, meaning},
 #define TD_SIG_DERIVED(name, cat, op, win, a, b, k, unit, dir, meaning)       \
-    [TD_SIG_##name] = {#name, TD_CAT_##cat, TD_AGG_##op, TD_WIN_##win, -1, -1, \
+    [TD_SIG_##name] = {#name, sizeof(#name) - 1, TD_CAT_##cat,                \
+                       TD_AGG_##op, TD_WIN_##win, -1, -1,                      \
                        "", "", TD_SIG_##a, TD_SIG_##b, k, unit, dir, meaning},
 #include "signals.def"
 };
@@ -515,9 +519,10 @@ static void ref_reading(FILE *fp) {
         "- An age is absent while its timestamp is (`store_age_days` before "
         "the first paid order, `days_since_counterfeit` for a merchant "
         "never caught).\n"
-        "- Every update of the merchant writes `as_of_ms` and each field "
-        "whose value changed; a derived field that has become undefined "
-        "is deleted.\n"
+        "- Every update replaces the hash whole, atomically (one `RESTORE "
+        "... REPLACE` inside trustd's write; keyspace notifications say "
+        "`restore`): it holds `as_of_ms` and the signals defined at that "
+        "moment, and nothing else. Do not add fields of your own to it.\n"
         "\n"
         "**Value formatting.** `as_of_ms` is an integer. Signal values "
         "are written like `%s` (10 significant digits; lifetime counts "

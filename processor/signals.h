@@ -91,6 +91,7 @@ typedef enum {
 
 typedef struct td_signal_s {
     const char *name;
+    size_t name_len;
     td_category_t category;
     td_agg_t agg;
     int64_t window_ms; /* TD_WIN_LIFE (0) for lifetime and extremes */

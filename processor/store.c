@@ -57,6 +57,7 @@
 #include "cluster.h"
 #include "log.h"
 #include "numfmt.h"
+#include "rdump.h"
 #include "signals.h"
 #include "store.h"
 
@@ -154,6 +155,7 @@ struct td_rbatch_s {
     } * cmds;
     size_t ccnt, ccap;
     size_t cur_first;  /* first arg of the command being built */
+    size_t sent, done; /* td_store_exec_part(): commands sent, answered */
     const char **argv; /* scratch for one command */
     size_t *argvlen;
     size_t argv_cap, argvlen_cap;
@@ -183,9 +185,11 @@ static const char lib_fixed[] =
     /* A merged state: written only if the stored state is still the one
      * it was merged from (ARGV[1], its version bytes) and no watermark of
      * the applied sources is past the delta's start; then the state, the
-     * watermarks and the readable hash move together. ARGV: expected
-     * version, state, nsrc, (source, first, next) x nsrc, ndel, fields to
-     * delete, then field/value pairs. */
+     * watermarks and the readable hash move together, and a new score
+     * gets its version. ARGV: expected version, state, nsrc, (source,
+     * first, next) x nsrc, the readable hash as a DUMP payload (rdump.h:
+     * one RESTORE instead of an HSET per field), then the score hash's
+     * field/value pairs when the put carries a score to publish. */
     "local function td_put(keys, args)\n"
     "  local s = redis.call('GET', keys[1])\n"
     "  if (s and string.sub(s, 1, 8) or '') ~= args[1] then\n"
@@ -204,16 +208,13 @@ static const char lib_fixed[] =
     "  end\n"
     "  redis.call('SET', keys[1], args[2])\n"
     "  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end\n"
-    "  local p = 4 + 3 * nsrc\n"
-    "  local ndel = tonumber(args[p])\n"
-    "  if ndel > 0 then\n"
-    "    redis.call('HDEL', keys[3], unpack(args, p + 1, p + ndel))\n"
+    "  redis.call('RESTORE', keys[3], 0, args[4 + 3 * nsrc], 'REPLACE')\n"
+    "  if args[5 + 3 * nsrc] then\n"
+    "    local v = redis.call('HINCRBY', keys[4], 'version', 1)\n"
+    "    redis.call('HSET', keys[4], unpack(args, 5 + 3 * nsrc))\n"
+    "    return {'OK', v}\n"
     "  end\n"
-    "  redis.call('HSET', keys[3], unpack(args, p + ndel + 1))\n"
-    "  local m = redis.call('HMGET', keys[4], 'pub_score', 'pub_tier',\n"
-    "    'pub_ms', 'version', 'model_version')\n"
-    "  return {'OK', m[1] or '', m[2] or '', m[3] or '', m[4] or '',\n"
-    "    m[5] or ''}\n"
+    "  return {'OK'}\n"
     "end\n"
     /* Partition records: claim bumps the owner epoch (fencing earlier
      * owners) and returns the stored offsets; set writes them only for the
@@ -617,6 +618,8 @@ void td_rbatch_reset(td_rbatch_t *b) {
     b->len = 0;
     b->acnt = 0;
     b->ccnt = 0;
+    b->sent = 0;
+    b->done = 0;
 }
 
 size_t td_rbatch_cnt(const td_rbatch_t *b) {
@@ -696,84 +699,128 @@ static int is_missing_function(const redisReply *r) {
            (strstr(r->str, "Function not found") || strstr(r->str, "NOSCRIPT"));
 }
 
+/* One Redis: appends commands [b->sent, to) and writes them out, without
+ * reading replies (Redis buffers its replies, so it never waits for us). */
+static int send_cmds(td_store_t *st,
+                     td_rbatch_t *b,
+                     size_t to,
+                     char *errstr,
+                     size_t errstr_size) {
+    int done = 0;
+
+    for (size_t i = b->sent; i < to; i++) {
+        struct rcmd *c = &b->cmds[i];
+        grow((void **)&b->argv, &b->argv_cap, c->argc, sizeof(char *));
+        grow((void **)&b->argvlen, &b->argvlen_cap, c->argc, sizeof(size_t));
+        for (size_t j = 0; j < c->argc; j++) {
+            b->argv[j] = b->buf + b->args[c->first + j].off;
+            b->argvlen[j] = b->args[c->first + j].len;
+        }
+        if (redisAppendCommandArgv(st->c, (int)c->argc, b->argv, b->argvlen) !=
+            REDIS_OK)
+            goto fail;
+    }
+    b->sent = to;
+    while (!done) {
+        if (redisBufferWrite(st->c, &done) != REDIS_OK) goto fail;
+    }
+    return TD_OK;
+fail:
+    snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
+             st->c->errstr[0] ? st->c->errstr : "connection lost");
+    drop(st);
+    return TD_ERR;
+}
+
+/* One Redis: reads the replies of commands [b->done, to) and runs their
+ * callbacks. On an error the replies of every sent command are drained so
+ * the connection stays usable. */
+static int recv_replies(td_store_t *st,
+                        td_rbatch_t *b,
+                        size_t to,
+                        char *errstr,
+                        size_t errstr_size) {
+    for (; b->done < to; b->done++) {
+        redisReply *r = NULL;
+        struct rcmd *c = &b->cmds[b->done];
+        int rc = TD_OK;
+        if (redisGetReply(st->c, (void **)&r) != REDIS_OK || !r) {
+            snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
+                     st->c->errstr[0] ? st->c->errstr : "connection lost");
+            drop(st);
+            return TD_ERR;
+        }
+        st->stats.commands++;
+        if (is_missing_function(r)) {
+            snprintf(errstr, errstr_size,
+                     "redis lost the trustd functions (restarted without "
+                     "AOF?): %s",
+                     r->str);
+            st->lib_loaded = 0;
+            st->stats.errors++;
+            rc = TD_ERR;
+        } else {
+            if (r->type == REDIS_REPLY_ERROR) st->stats.errors++;
+            if (c->cb) rc = c->cb(c->opaque, r, errstr, errstr_size);
+        }
+        freeReplyObject(r);
+        if (rc != TD_OK) {
+            for (b->done++; b->done < b->sent; b->done++) {
+                if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
+                    drop(st);
+                    break;
+                }
+                freeReplyObject(r);
+            }
+            return TD_ERR;
+        }
+    }
+    return TD_OK;
+}
+
+int td_store_exec_part(td_store_t *st,
+                       td_rbatch_t *b,
+                       int final,
+                       char *errstr,
+                       size_t errstr_size) {
+    if (b->sent == 0) {
+        /* The connect may find out that Redis is a cluster node. */
+        if (!st->cluster && td_store_connect(st, errstr, errstr_size) != TD_OK)
+            return TD_ERR;
+    }
+    if (st->cluster) {
+        if (!final) return TD_OK;
+        return cl_exec(st, b, errstr, errstr_size);
+    }
+    if (!final && b->ccnt - b->sent < PIPELINE_CHUNK) return TD_OK;
+    /* Keep one chunk queued at Redis while reading the one before it, so
+     * Redis works while trustd reads replies and builds commands. */
+    while (b->sent < b->ccnt) {
+        size_t prev = b->sent, before = b->done;
+        size_t to = b->sent + PIPELINE_CHUNK;
+        if (to > b->ccnt) to = b->ccnt;
+        if (send_cmds(st, b, to, errstr, errstr_size) != TD_OK ||
+            recv_replies(st, b, prev, errstr, errstr_size) != TD_OK)
+            return TD_ERR;
+        st->stats.roundtrips += b->done > before;
+        if (!final && b->ccnt - b->sent < PIPELINE_CHUNK) return TD_OK;
+    }
+    if (final) {
+        size_t before = b->done;
+        if (recv_replies(st, b, b->sent, errstr, errstr_size) != TD_OK)
+            return TD_ERR;
+        st->stats.roundtrips += b->done > before;
+        st->healthy = 1;
+    }
+    return TD_OK;
+}
+
 int td_store_exec(td_store_t *st,
                   td_rbatch_t *b,
                   char *errstr,
                   size_t errstr_size) {
-    size_t i, j;
-
-    /* The connect may find out that Redis is a cluster node. */
-    if (!st->cluster && td_store_connect(st, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
-    if (st->cluster) return cl_exec(st, b, errstr, errstr_size);
-    for (size_t start = 0; start < b->ccnt; start += PIPELINE_CHUNK) {
-        size_t end = start + PIPELINE_CHUNK;
-        if (end > b->ccnt) end = b->ccnt;
-        for (i = start; i < end; i++) {
-            struct rcmd *c = &b->cmds[i];
-            grow((void **)&b->argv, &b->argv_cap, c->argc, sizeof(char *));
-            grow((void **)&b->argvlen, &b->argvlen_cap, c->argc,
-                 sizeof(size_t));
-            for (j = 0; j < c->argc; j++) {
-                b->argv[j] = b->buf + b->args[c->first + j].off;
-                b->argvlen[j] = b->args[c->first + j].len;
-            }
-            if (redisAppendCommandArgv(st->c, (int)c->argc, b->argv,
-                                       b->argvlen) != REDIS_OK) {
-                snprintf(errstr, errstr_size, "redis: %s", st->c->errstr);
-                drop(st);
-                return TD_ERR;
-            }
-        }
-        for (i = start; i < end; i++) {
-            redisReply *r = NULL;
-            int rc;
-            if (redisGetReply(st->c, (void **)&r) != REDIS_OK || !r) {
-                snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host,
-                         st->port,
-                         st->c->errstr[0] ? st->c->errstr : "connection lost");
-                drop(st);
-                return TD_ERR;
-            }
-            st->stats.commands++;
-            if (is_missing_function(r)) {
-                snprintf(errstr, errstr_size,
-                         "redis lost the trustd functions (restarted "
-                         "without AOF?): %s",
-                         r->str);
-                freeReplyObject(r);
-                st->lib_loaded = 0;
-                st->stats.errors++;
-                /* Drain the rest of the chunk so the context stays usable. */
-                for (i = i + 1; i < end; i++) {
-                    if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
-                        drop(st);
-                        break;
-                    }
-                    freeReplyObject(r);
-                }
-                return TD_ERR;
-            }
-            if (r->type == REDIS_REPLY_ERROR) st->stats.errors++;
-            rc = b->cmds[i].cb
-                     ? b->cmds[i].cb(b->cmds[i].opaque, r, errstr, errstr_size)
-                     : TD_OK;
-            freeReplyObject(r);
-            if (rc != TD_OK) {
-                for (i = i + 1; i < end; i++) {
-                    if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
-                        drop(st);
-                        break;
-                    }
-                    freeReplyObject(r);
-                }
-                return TD_ERR;
-            }
-        }
-        st->stats.roundtrips++;
-    }
-    st->healthy = 1;
-    return TD_OK;
+    b->sent = b->done = 0; /* the whole batch, also when retried */
+    return td_store_exec_part(st, b, 1, errstr, errstr_size);
 }
 
 /* ---- td_store_append() queue ---- */
@@ -1667,31 +1714,28 @@ void td_store_put_src(td_rbatch_t *b,
     td_rbatch_i64(b, next);
 }
 
-void td_store_put_fields(td_rbatch_t *b,
-                         const td_sigstate_t *old,
-                         const td_sigstate_t *s) {
-    char num[TD_FMT_G10_MAX], was[TD_FMT_G10_MAX];
-    int ndel = 0;
+void td_store_put_signals(td_rbatch_t *b, const td_sigstate_t *s) {
+    /* Every field at its longest, plus the payload's framing. */
+    uint8_t buf[(TD_SIG__CNT + 1) * 2 * (TD_RDUMP_STR_MAX + 4) +
+                TD_RDUMP_OVERHEAD + 8];
+    char num[TD_FMT_G10_MAX];
+    td_rdump_t d;
+    const uint8_t *p;
+    size_t len;
 
-    for (int i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++)
-        ndel += old->present[i] && !s->present[i];
-    td_rbatch_i64(b, ndel);
-    for (int i = TD_SIG_BASE_CNT; i < TD_SIG__CNT; i++)
-        if (old->present[i] && !s->present[i])
-            td_rbatch_str(b, td_signals[i].name);
-    td_rbatch_str(b, "as_of_ms");
-    td_rbatch_i64(b, s->as_of);
-    /* Only fields whose text changes: HSET on a listpack hash costs a scan
-     * per field, and ratios, lifetime values and extremes mostly keep
-     * their 10 digits from one flush to the next. */
+    td_rdump_begin(&d, buf, sizeof(buf));
+    len = (size_t)snprintf(num, sizeof(num), "%lld", (long long)s->as_of);
+    td_rdump_add(&d, "as_of_ms", 8, num, len);
     for (int i = 0; i < TD_SIG__CNT; i++) {
-        size_t n;
         if (!s->present[i]) continue;
-        n = td_fmt_g10(num, s->v[i]);
-        if (old->present[i] && td_fmt_g10(was, old->v[i]) == n &&
-            !memcmp(was, num, n))
-            continue;
-        td_rbatch_str(b, td_signals[i].name);
-        td_rbatch_arg(b, num, n);
+        len = td_fmt_g10(num, s->v[i]);
+        td_rdump_add(&d, td_signals[i].name, td_signals[i].name_len, num, len);
     }
+    p = td_rdump_end(&d, &len);
+    if (!p) {
+        /* The catalog's names and %.10g values always fit. */
+        td_log(TD_LOG_WARNING, "signals hash does not fit a DUMP payload");
+        abort();
+    }
+    td_rbatch_arg(b, p, len);
 }

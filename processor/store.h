@@ -130,6 +130,22 @@ int td_store_exec(td_store_t *st,
                   char *errstr,
                   size_t errstr_size);
 
+/*
+ * td_store_exec() in parts, for a batch still being built: each call with
+ * final 0 sends the complete chunks queued since the last call (one Redis:
+ * keeping a chunk queued at Redis while reading the replies of the one
+ * before, so Redis works while the caller builds the next commands) and
+ * returns; final 1 sends the rest and reads every reply. Callbacks run in
+ * order, possibly while the caller is still adding commands (they must
+ * not touch the batch). Cluster: everything happens at the final call.
+ * After TD_ERR, td_store_exec() retries the whole batch.
+ */
+int td_store_exec_part(td_store_t *st,
+                       td_rbatch_t *b,
+                       int final,
+                       char *errstr,
+                       size_t errstr_size);
+
 /* One blocking command with printf-like argv formatting (hiredis' format).
  * Returns the reply (caller frees with freeReplyObject) or NULL + errstr.
  * Cluster: routed by its key like td_store_exec(), and a write is followed
@@ -176,10 +192,12 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
  * queues the write of entry e (already merged, with its new version)
  * guarded by `expected`, the version it was merged from; then
  * td_store_put_src() nsrc times (a delta of source src covering offsets
- * lo..next-1), td_store_put_fields() (the readable hash: `as_of_ms` and
- * the fields whose text differs from old's; derived fields present in old
- * but not in s are deleted), td_rbatch_end(). The reply is
- * {"STALE"} or {"OK", pub_score, pub_tier, pub_ms, version, model_version}.
+ * lo..next-1), td_store_put_signals() (the readable hash, whole:
+ * `as_of_ms` and every present signal with 10 significant digits, as one
+ * DUMP payload that td_put RESTOREs over the old hash), then, if the put
+ * carries a score to publish, the score hash's field/value pairs (td_put
+ * reserves the next version, HINCRBY, and writes them), td_rbatch_end().
+ * The reply is {"STALE"}, {"OK"}, or {"OK", version} with a score.
  */
 void td_store_load(const td_store_t *st,
                    td_rbatch_t *b,
@@ -194,9 +212,7 @@ void td_store_put_src(td_rbatch_t *b,
                       const char *src,
                       int64_t lo,
                       int64_t next);
-void td_store_put_fields(td_rbatch_t *b,
-                         const td_sigstate_t *old,
-                         const td_sigstate_t *s);
+void td_store_put_signals(td_rbatch_t *b, const td_sigstate_t *s);
 
 /* Key builders: write the key into buf, return its length. */
 size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen);

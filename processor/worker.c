@@ -16,9 +16,12 @@
  *      A refused put (STALE: another writer, or a retried flush) drops the
  *      cached state; it is reloaded with the watermarks, deltas they show
  *      applied are skipped, the rest merged again;
- *   3. scores: for merchants whose score moved, a version is reserved
- *      (td_score), the TrustScore produced, dead letters and scores flushed
- *      to Kafka, then td_published marks what was delivered.
+ *   3. scores: a merchant's score that moved enough since its last
+ *      publication got its version in the merchant's td_put (td_score
+ *      reserves one when a retried flush finds nothing left to write);
+ *      ZADD places it in trust:scores, the TrustScore is produced, dead
+ *      letters and scores flushed to Kafka, then td_published marks what
+ *      was delivered (and the cached state remembers it).
  *
  * So for every merchant m and source s, the events of s applied to m are
  * exactly those below wm[m][s], and wm[m][s] is always the committed point
@@ -85,8 +88,13 @@ typedef struct src_s {
     uint64_t pending; /* events folded since the last flush */
 } src_t;
 
+/* A score to publish in this flush. */
 typedef struct pub_s {
     td_score_rec_t rec;
+    td_mstate_t *e; /* the merchant's cached state: its pub once delivered */
+    int reserve;    /* no put carried it: step 3 reserves its version */
+    int dropped;    /* its put was refused: the merchant is merged again */
+    int64_t pub_ms; /* when it was marked published */
 } pub_t;
 
 /* One merchant of a flush's step 2. */
@@ -95,6 +103,7 @@ typedef struct applyctx_s {
     td_merchant_t *m;
     td_mstate_t *e; /* its cached state; NULL until (re)loaded */
     int todo;       /* not yet written */
+    long pub;       /* the score its put carries (index in pubs); -1 none */
 } applyctx_t;
 
 struct td_worker_s {
@@ -473,47 +482,54 @@ part_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
 
 static int want_publish(const td_worker_t *w,
                         const td_score_rec_t *rec,
-                        const redisReply *const *meta,
+                        const td_mpub_t *last,
                         int64_t now) {
-    int64_t pub_ms, pub_tier;
-    double pub_score;
-
-    if (meta[2]->type != REDIS_REPLY_STRING || meta[2]->len == 0)
-        return 1; /* never published */
-    pub_score = strtod(meta[0]->str, NULL);
-    pub_tier = strtoll(meta[1]->str, NULL, 10);
-    pub_ms = strtoll(meta[2]->str, NULL, 10);
-    if (fabs(rec->score - pub_score) >= w->conf->publish_min_step) return 1;
-    if (rec->tier != pub_tier) return 1;
+    if (last->ms == 0) return 1; /* never published */
+    if (fabs(rec->score - last->score) >= w->conf->publish_min_step) return 1;
+    if (rec->tier != last->tier) return 1;
     /* A new model: republish rather than wait for the score to drift. */
-    if (meta[4]->type == REDIS_REPLY_STRING &&
-        strcmp(meta[4]->str, rec->model_version))
-        return 1;
+    if (!last->model_ok) return 1;
     return w->conf->publish_max_interval_ms > 0 &&
-           now - pub_ms >= w->conf->publish_max_interval_ms;
+           now - last->ms >= w->conf->publish_max_interval_ms;
 }
 
-/* Scores the merchant's stored state; queues it for publication if it
- * moved enough since the last one (meta: what td_load / td_put returned of
- * the score hash). */
-static void consider_score(td_worker_t *w,
-                           const applyctx_t *ax,
-                           const redisReply *const *meta) {
-    td_sigstate_t st;
+/* The last publication from a td_load reply (pub_score, pub_tier, pub_ms,
+ * version, model_version; "" when unset). */
+static void
+read_pub(const td_worker_t *w, td_mstate_t *e, const redisReply *const *meta) {
+    memset(&e->pub, 0, sizeof(e->pub));
+    if (meta[2]->type != REDIS_REPLY_STRING || meta[2]->len == 0) return;
+    e->pub.score = strtod(meta[0]->str, NULL);
+    e->pub.tier = (int32_t)strtol(meta[1]->str, NULL, 10);
+    e->pub.ms = strtoll(meta[2]->str, NULL, 10);
+    e->pub.model_ok = meta[4]->type == REDIS_REPLY_STRING &&
+                      !strcmp(meta[4]->str, td_model_version(w->model));
+}
+
+/* Scores the merchant's state st (its entry's, merged); returns the index
+ * of a new pubs entry if the score moved enough since the last
+ * publication, else -1. */
+static long consider_score(td_worker_t *w,
+                           td_mstate_t *e,
+                           const td_sigstate_t *st,
+                           int reserve) {
     pub_t *pub;
 
-    td_mstate_to_sigstate(ax->e, &st);
-    if (st.as_of == TD_NULL_TS) return;
+    if (st->as_of == TD_NULL_TS) return -1;
     if (w->npubs == w->pubcap) {
         w->pubcap = w->pubcap ? w->pubcap * 2 : 256;
         w->pubs = xrealloc(w->pubs, w->pubcap * sizeof(*w->pubs));
     }
     pub = &w->pubs[w->npubs];
     memset(&pub->rec, 0, sizeof(pub->rec));
-    snprintf(pub->rec.merchant_id, sizeof(pub->rec.merchant_id), "%s",
-             ax->m->id);
-    td_model_score(w->model, &st, &pub->rec);
-    if (want_publish(w, &pub->rec, meta, td_now_ms())) w->npubs++;
+    snprintf(pub->rec.merchant_id, sizeof(pub->rec.merchant_id), "%.*s",
+             (int)e->idlen, e->id);
+    td_model_score(w->model, st, &pub->rec);
+    if (!want_publish(w, &pub->rec, &e->pub, td_now_ms())) return -1;
+    pub->e = e;
+    pub->reserve = reserve;
+    pub->dropped = 0;
+    return (long)w->npubs++;
 }
 
 /* Step 2, a td_load reply: the merchant's state, and which deltas its
@@ -531,6 +547,7 @@ load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         return TD_ERR;
     }
     ax->e = e;
+    read_pub(w, e, (const redisReply *const *)meta->element);
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
         const src_t *s = &w->srcs[d->src];
         int64_t at = td_mstate_wm(wm, s->id);
@@ -550,38 +567,48 @@ load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     /* Nothing left to write (a retried flush): the score may still be
      * unpublished. */
     if (!apply) {
+        td_sigstate_t st;
         ax->todo = 0;
-        consider_score(w, ax, (const redisReply *const *)meta->element);
+        td_mstate_to_sigstate(e, &st);
+        consider_score(w, e, &st, 1);
     }
     return TD_OK;
 }
 
 /* Step 2, a td_put reply: on OK the cached entry is the stored state and
- * the score is computed from it; STALE drops the entry for a reload. */
+ * the score it carried has its version; STALE drops the entry (and that
+ * score) for a reload. */
 static int
 put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     applyctx_t *ax = opaque;
     td_worker_t *w = ax->w;
+    pub_t *pub = ax->pub >= 0 ? &w->pubs[ax->pub] : NULL;
 
     if (r->type == REDIS_REPLY_ERROR) {
         snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, r->str);
         return TD_ERR;
     }
-    if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-        r->element[0]->type == REDIS_REPLY_STRING &&
-        !strcmp(r->element[0]->str, "STALE")) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        goto bad;
+    if (!strcmp(r->element[0]->str, "STALE")) {
         td_mscache_del(w->states, ax->e);
         ax->e = NULL;
+        if (pub) pub->dropped = 1;
         atomic_fetch_add(&w->metrics.state_reloads, 1);
         return TD_OK;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 6) {
-        snprintf(errstr, errstr_size, "merchant %s: bad put reply", ax->m->id);
-        return TD_ERR;
+    if (strcmp(r->element[0]->str, "OK") || r->elements != (pub ? 2u : 1u))
+        goto bad;
+    if (pub) {
+        if (r->element[1]->type != REDIS_REPLY_INTEGER) goto bad;
+        pub->rec.version = r->element[1]->integer;
     }
     ax->todo = 0;
-    consider_score(w, ax, (const redisReply *const *)&r->element[1]);
     return TD_OK;
+bad:
+    snprintf(errstr, errstr_size, "merchant %s: bad put reply", ax->m->id);
+    return TD_ERR;
 }
 
 static int
@@ -620,19 +647,46 @@ static void reasons_json(const td_score_rec_t *rec, char *buf, size_t size) {
     if (len < size) snprintf(buf + len, size - len, "]");
 }
 
+/* The score hash's fields of rec: what td_put and td_score write after
+ * reserving the version. */
+static void
+score_fields(td_rbatch_t *b, const td_score_rec_t *rec, int64_t now) {
+    char reasons[1024];
+
+    td_rbatch_str(b, "score");
+    td_rbatch_dbl(b, rec->score);
+    td_rbatch_str(b, "tier");
+    td_rbatch_i64(b, rec->tier);
+    td_rbatch_str(b, "confidence");
+    td_rbatch_dbl(b, rec->confidence);
+    for (int i = 0; i < rec->dim_cnt; i++) {
+        td_rbatch_fmt(b, "sub_%s", rec->dim_names[i]);
+        td_rbatch_dbl(b, rec->dims[i]);
+    }
+    reasons_json(rec, reasons, sizeof(reasons));
+    td_rbatch_str(b, "reasons");
+    td_rbatch_str(b, reasons);
+    td_rbatch_str(b, "model_version");
+    td_rbatch_str(b, rec->model_version);
+    td_rbatch_str(b, "as_of_ms");
+    td_rbatch_i64(b, rec->as_of_ms);
+    td_rbatch_str(b, "updated_ms");
+    td_rbatch_i64(b, now);
+}
+
 /* Merges the merchant's deltas into its cached state and queues the
- * write, guarded by the version it was merged from. The entry holds the
- * merged state from here on: if the write fails, the flush drops every
- * entry (flush_attempt) and the retry reloads. */
+ * write, guarded by the version it was merged from, with the new score
+ * when it is to be published. The entry holds the merged state from here
+ * on: if the write fails, the flush drops every entry (flush_attempt) and
+ * the retry reloads. */
 static void queue_put(td_worker_t *w, applyctx_t *ax) {
     td_mstate_t *e = ax->e;
-    td_sigstate_t old, st;
+    td_sigstate_t st;
     uint64_t expected = e->version;
     int nsrc = 0;
 
     e->gen = w->gen;
-    td_mstate_to_sigstate(e, &old);
-    st = old;
+    td_mstate_to_sigstate(e, &st);
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
         if (d->skip) continue;
         td_sigstate_merge(&st, &d->d);
@@ -644,12 +698,15 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
     }
     td_mstate_from_sigstate(e, &st);
     e->version = expected + 1;
+    ax->pub = consider_score(w, e, &st, 0);
     td_store_put_begin(w->store, w->batch, e, expected, nsrc);
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
         const src_t *s = &w->srcs[d->src];
         if (!d->skip) td_store_put_src(w->batch, s->id, d->lo, s->fpoint);
     }
-    td_store_put_fields(w->batch, &old, &st);
+    td_store_put_signals(w->batch, &st);
+    if (ax->pub >= 0)
+        score_fields(w->batch, &w->pubs[ax->pub].rec, td_now_ms());
     td_rbatch_end(w->batch, put_cb, ax);
 }
 
@@ -672,6 +729,7 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
         ax->m = m;
         ax->e = td_mscache_get(w->states, m->id, m->idlen);
         ax->todo = 1;
+        ax->pub = -1;
         for (td_mdelta_t *d = m->deltas; d; d = d->next)
             d->skip = 0; /* the guards in td_put check a cached entry */
         n++;
@@ -688,11 +746,18 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
         if (td_rbatch_cnt(b) &&
             td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
             return TD_ERR;
+        /* Sent while being built: Redis writes the first merchants while
+         * the next are merged and encoded. */
         td_rbatch_reset(b);
-        for (size_t i = 0; i < n; i++)
-            if (w->actx[i].todo) queue_put(w, &w->actx[i]);
+        for (size_t i = 0; i < n; i++) {
+            if (!w->actx[i].todo) continue;
+            queue_put(w, &w->actx[i]);
+            if (td_store_exec_part(w->store, b, 0, errstr, errstr_size) !=
+                TD_OK)
+                return TD_ERR;
+        }
         if (td_rbatch_cnt(b) &&
-            td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+            td_store_exec_part(w->store, b, 1, errstr, errstr_size) != TD_OK)
             return TD_ERR;
         for (size_t i = 0; i < n; i++)
             left += w->actx[i].todo;
@@ -707,39 +772,25 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
 }
 
+/* Step 3 for one score: its version reserved with td_score when no put
+ * carried it (a retried flush found the merchant written already), and
+ * its place in trust:scores. */
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_t *b = w->batch;
     td_score_rec_t *rec = &pub->rec;
     char key[KEY_MAX];
     size_t mlen = strlen(rec->merchant_id);
-    char reasons[1024];
 
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "FCALL");
-    td_rbatch_str(b, td_store_fn(w->store, "score"));
-    td_rbatch_str(b, "1");
-    td_rbatch_arg(b, key,
-                  td_key_score(key, sizeof(key), rec->merchant_id, mlen));
-    td_rbatch_str(b, "score");
-    td_rbatch_dbl(b, rec->score);
-    td_rbatch_str(b, "tier");
-    td_rbatch_i64(b, rec->tier);
-    td_rbatch_str(b, "confidence");
-    td_rbatch_dbl(b, rec->confidence);
-    for (int i = 0; i < rec->dim_cnt; i++) {
-        td_rbatch_fmt(b, "sub_%s", rec->dim_names[i]);
-        td_rbatch_dbl(b, rec->dims[i]);
+    if (pub->reserve) {
+        td_rbatch_begin(b);
+        td_rbatch_str(b, "FCALL");
+        td_rbatch_str(b, td_store_fn(w->store, "score"));
+        td_rbatch_str(b, "1");
+        td_rbatch_arg(b, key,
+                      td_key_score(key, sizeof(key), rec->merchant_id, mlen));
+        score_fields(b, rec, now);
+        td_rbatch_end(b, score_cb, pub);
     }
-    reasons_json(rec, reasons, sizeof(reasons));
-    td_rbatch_str(b, "reasons");
-    td_rbatch_str(b, reasons);
-    td_rbatch_str(b, "model_version");
-    td_rbatch_str(b, rec->model_version);
-    td_rbatch_str(b, "as_of_ms");
-    td_rbatch_i64(b, rec->as_of_ms);
-    td_rbatch_str(b, "updated_ms");
-    td_rbatch_i64(b, now);
-    td_rbatch_end(b, score_cb, pub);
 
     td_rbatch_begin(b);
     td_rbatch_str(b, "ZADD");
@@ -749,11 +800,33 @@ static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_end(b, ok_cb, (void *)"ZADD " TD_KEY_SCORES);
 }
 
-static void queue_published(td_worker_t *w, const pub_t *pub, int64_t now) {
+/* A delivered score marked in Redis: the cached state remembers it as the
+ * last publication (unless a newer one was marked already). */
+static int published_cb(void *opaque,
+                        const redisReply *r,
+                        char *errstr,
+                        size_t errstr_size) {
+    pub_t *pub = opaque;
+    if (r->type != REDIS_REPLY_INTEGER) {
+        snprintf(errstr, errstr_size, "published %s: %s", pub->rec.merchant_id,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        return TD_ERR;
+    }
+    if (r->integer == 1) {
+        pub->e->pub.score = pub->rec.score;
+        pub->e->pub.tier = pub->rec.tier;
+        pub->e->pub.ms = pub->pub_ms;
+        pub->e->pub.model_ok = 1;
+    }
+    return TD_OK;
+}
+
+static void queue_published(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_t *b = w->batch;
     char key[KEY_MAX];
     const td_score_rec_t *rec = &pub->rec;
 
+    pub->pub_ms = now;
     td_rbatch_begin(b);
     td_rbatch_str(b, "FCALL");
     td_rbatch_str(b, td_store_fn(w->store, "published"));
@@ -765,7 +838,7 @@ static void queue_published(td_worker_t *w, const pub_t *pub, int64_t now) {
     td_rbatch_dbl(b, rec->score);
     td_rbatch_i64(b, rec->tier);
     td_rbatch_i64(b, now);
-    td_rbatch_end(b, ok_cb, (void *)"published");
+    td_rbatch_end(b, published_cb, (void *)pub);
 }
 
 /* Produces the reserved scores and waits until Kafka acknowledged them
@@ -819,6 +892,18 @@ static int deliver(td_worker_t *w, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
+/* Forgets the scores of puts that were refused (their merchants were
+ * merged again and scored anew). */
+static void drop_refused_scores(td_worker_t *w) {
+    size_t n = 0;
+    for (size_t i = 0; i < w->npubs; i++) {
+        if (w->pubs[i].dropped) continue;
+        if (n != i) w->pubs[n] = w->pubs[i];
+        n++;
+    }
+    w->npubs = n;
+}
+
 static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     td_rbatch_t *b = w->batch;
     int64_t now;
@@ -863,6 +948,7 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
 
     /* 3. scores, dead letters */
+    drop_refused_scores(w);
     now = td_now_ms();
     td_rbatch_reset(b);
     for (size_t i = 0; i < w->npubs; i++)

@@ -193,6 +193,9 @@ static int redis_spawn(td_h_redis_t *r, const char *const *extra) {
     argv[n++] = "yes";
     argv[n++] = "--appendfsync";
     argv[n++] = "always";
+    /* Deep checks of every RESTORE payload: trustd builds its own. */
+    argv[n++] = "--sanitize-dump-payload";
+    argv[n++] = "yes";
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
@@ -916,7 +919,7 @@ int td_h_merge(struct td_store_s *st,
     td_rbatch_reset(b);
     td_store_put_begin(st, b, hm.e, expected, 1);
     td_store_put_src(b, src, lo, nx);
-    td_store_put_fields(b, &old, &s);
+    td_store_put_signals(b, &s);
     td_rbatch_end(b, h_put_cb, &hm);
     if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
     if (hm.stale) {

@@ -210,7 +210,7 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     td_rbatch_reset(batch);
     td_store_put_begin(st, batch, e, e->version - 1, 1);
     td_store_put_src(batch, "orders/0", 10, 20);
-    td_store_put_fields(batch, &old, &s);
+    td_store_put_signals(batch, &s);
     td_rbatch_end(batch, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_int_equal(out.type, REDIS_REPLY_ARRAY);
@@ -219,6 +219,132 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     td_h_hget_double(rc, "trust:{cas}:wm", "orders/0", &after);
     assert_true(after == 10);
     td_mscache_destroy(c);
+}
+
+static int
+grab_put(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    long long *version = opaque; /* -1: {"OK"}, else the reserved version */
+    (void)errstr;
+    (void)errstr_size;
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_string_equal(r->element[0]->str, "OK");
+    *version = r->elements == 2 ? r->element[1]->integer : -1;
+    return TD_OK;
+}
+
+/* One put of a delta from "orders/0" at lo..lo+10, with the score fields
+ * "score" <score> when score >= 0; returns what put replied. */
+static long long put_with_score(td_mscache_t *c, int64_t lo, int score) {
+    td_mstate_t *e = load_state(c, "scored");
+    td_sigdelta_t d;
+    td_sigstate_t s;
+    char errstr[512];
+    long long version = -2;
+
+    random_delta(&d, TD_EV_ORDER, 2);
+    td_mstate_to_sigstate(e, &s);
+    td_sigstate_merge(&s, &d);
+    td_mstate_from_sigstate(e, &s);
+    e->version++;
+    td_rbatch_reset(batch);
+    td_store_put_begin(st, batch, e, e->version - 1, 1);
+    td_store_put_src(batch, "orders/0", lo, lo + 10);
+    td_store_put_signals(batch, &s);
+    if (score >= 0) {
+        td_rbatch_str(batch, "score");
+        td_rbatch_i64(batch, score);
+        td_rbatch_str(batch, "tier");
+        td_rbatch_str(batch, "2");
+    }
+    td_rbatch_end(batch, grab_put, &version);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    td_mscache_del(c, e);
+    return version;
+}
+
+/* A put that carries a score reserves the next version and writes the
+ * score fields with the state; one without leaves the score hash alone. */
+static void test_put_carrying_a_score_reserves_its_version(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    double v, score;
+    (void)state;
+
+    assert_true(put_with_score(c, 0, 40) == 1);
+    assert_true(put_with_score(c, 10, -1) == -1);
+    td_h_hget_double(rc, "trust:{scored}:score", "version", &v);
+    td_h_hget_double(rc, "trust:{scored}:score", "score", &score);
+    assert_true(v == 1 && score == 40);
+    assert_true(put_with_score(c, 20, 55) == 2);
+    td_h_hget_double(rc, "trust:{scored}:score", "version", &v);
+    td_h_hget_double(rc, "trust:{scored}:score", "score", &score);
+    assert_true(v == 2 && score == 55);
+    td_mscache_destroy(c);
+}
+
+typedef struct echo_s {
+    int next; /* the reply expected next */
+    int fail; /* a callback that fails on this one */
+} echo_t;
+
+static int
+echo_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    echo_t *e = opaque;
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(atoi(r->str), e->next);
+    if (e->next++ == e->fail) {
+        snprintf(errstr, errstr_size, "failing at %d", e->fail);
+        return TD_ERR;
+    }
+    return TD_OK;
+}
+
+/* A batch sent while it is built: replies come back in order, the early
+ * ones before the batch is complete; a failing callback fails the batch
+ * and leaves the connection usable. */
+static void test_batch_sent_while_built(void **state) {
+    char errstr[512];
+    echo_t e = {0, -1};
+    int early = -1;
+    (void)state;
+
+    td_rbatch_reset(batch);
+    for (int i = 0; i < 10000; i++) {
+        td_rbatch_begin(batch);
+        td_rbatch_str(batch, "ECHO");
+        td_rbatch_i64(batch, i);
+        td_rbatch_end(batch, echo_cb, &e);
+        assert_int_equal(
+            td_store_exec_part(st, batch, 0, errstr, sizeof(errstr)), TD_OK);
+    }
+    early = e.next;
+    assert_int_equal(td_store_exec_part(st, batch, 1, errstr, sizeof(errstr)),
+                     TD_OK);
+    assert_true(early > 0 && early < 10000);
+    assert_int_equal(e.next, 10000);
+
+    e.next = 0;
+    e.fail = 3000;
+    td_rbatch_reset(batch);
+    for (int i = 0; i < 10000; i++) {
+        td_rbatch_begin(batch);
+        td_rbatch_str(batch, "ECHO");
+        td_rbatch_i64(batch, i);
+        td_rbatch_end(batch, echo_cb, &e);
+        if (td_store_exec_part(st, batch, 0, errstr, sizeof(errstr)) != TD_OK)
+            break;
+    }
+    assert_int_equal(e.next, 3001);
+    assert_string_equal(errstr, "failing at 3000");
+
+    e.next = 0;
+    e.fail = -1;
+    td_rbatch_reset(batch);
+    td_rbatch_begin(batch);
+    td_rbatch_str(batch, "ECHO");
+    td_rbatch_str(batch, "0");
+    td_rbatch_end(batch, echo_cb, &e);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    assert_int_equal(e.next, 1);
 }
 
 /* A merchant written before the packed state existed (signals hash with
@@ -425,6 +551,8 @@ int main(void) {
         cmocka_unit_test(test_readable_hash_matches_the_c_merge),
         cmocka_unit_test(test_stored_state_is_the_exact_c_merge),
         cmocka_unit_test(test_put_from_an_old_version_is_refused),
+        cmocka_unit_test(test_put_carrying_a_score_reserves_its_version),
+        cmocka_unit_test(test_batch_sent_while_built),
         cmocka_unit_test(test_state_missing_or_foreign_is_read_from_the_hash),
         cmocka_unit_test(test_state_cache_trims_to_its_cap),
         cmocka_unit_test(test_replayed_delta_is_a_noop),
