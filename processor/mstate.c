@@ -223,8 +223,11 @@ int td_mstate_read_load(td_mstate_t *e,
         snprintf(errstr, errstr_size, "loading %s: %s", e->id, r->str);
         return TD_ERR;
     }
+    /* td_load: {state or "", wm, meta[, fields]}; MULTI/EXEC: {state or
+     * nil, wm, meta, signals hash exists}. */
     if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-        r->element[0]->type != REDIS_REPLY_STRING ||
+        (r->element[0]->type != REDIS_REPLY_STRING &&
+         r->element[0]->type != REDIS_REPLY_NIL) ||
         r->element[1]->type != REDIS_REPLY_ARRAY ||
         r->element[2]->type != REDIS_REPLY_ARRAY ||
         r->element[2]->elements != 5)
@@ -233,14 +236,23 @@ int td_mstate_read_load(td_mstate_t *e,
     p = (const uint8_t *)blob->str;
     *wm = r->element[1];
     *meta = r->element[2];
-    e->version = blob->len >= 8 ? get_u64(p) : 0;
-    if (blob->len == TD_MSTATE_BLOB && get_u64(p + 8) == td_mstate_catalog()) {
+    e->version =
+        blob->type == REDIS_REPLY_STRING && blob->len >= 8 ? get_u64(p) : 0;
+    if (blob->type == REDIS_REPLY_STRING && blob->len == TD_MSTATE_BLOB &&
+        get_u64(p + 8) == td_mstate_catalog()) {
         e->as_of = (int64_t)get_u64(p + 16);
         e->present = get_u64(p + 24);
         for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
             uint64_t bits = get_u64(p + TD_MSTATE_HDR + 8 * i);
             memcpy(&e->v[i], &bits, 8);
         }
+        return TD_OK;
+    }
+    if (r->elements == 4 && r->element[3]->type == REDIS_REPLY_INTEGER) {
+        if (r->element[3]->integer) return TD_MSTATE_FIELDS;
+        e->as_of = TD_NULL_TS; /* a new merchant */
+        e->present = 0;
+        memset(e->v, 0, sizeof(e->v));
         return TD_OK;
     }
     if (r->elements == 4 && read_fields(e, r->element[3]) == TD_OK)

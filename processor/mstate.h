@@ -84,11 +84,15 @@ void td_mstate_pack(const td_mstate_t *e, uint8_t *buf);
 size_t td_mstate_version_bytes(uint64_t version, uint8_t *buf);
 
 /*
- * Reads a td_load reply into e (version, values) and returns, pointing into
- * r, the stored watermarks (an array of field, value) through *wm and the
- * last publication (pub_score, pub_tier, pub_ms, version, model_version;
- * "" when unset) through *meta. TD_ERR with errstr for a malformed reply.
+ * Reads a td_store_load() reply into e (version, values) and returns,
+ * pointing into r, the stored watermarks (an array of field, value)
+ * through *wm and the last publication (pub_score, pub_tier, pub_ms,
+ * version, model_version; "" or nil when unset) through *meta. TD_ERR with
+ * errstr for a malformed reply; TD_MSTATE_FIELDS when the state is missing
+ * or of another catalog but a readable hash exists: load again with
+ * fields.
  */
+#define TD_MSTATE_FIELDS 1
 int td_mstate_read_load(td_mstate_t *e,
                         const redisReply *r,
                         const redisReply **wm,

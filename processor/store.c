@@ -191,8 +191,7 @@ static const char lib_fixed[] =
      * one RESTORE instead of an HSET per field), then the score hash's
      * field/value pairs when the put carries a score to publish. */
     "local function td_put(keys, args)\n"
-    "  local s = redis.call('GET', keys[1])\n"
-    "  if (s and string.sub(s, 1, 8) or '') ~= args[1] then\n"
+    "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then\n"
     "    return {'STALE'}\n"
     "  end\n"
     "  local nsrc = tonumber(args[3])\n"
@@ -1662,14 +1661,52 @@ size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part) {
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
+/* One key command of a MULTI block: its reply is +QUEUED, the value
+ * comes with EXEC. */
+static void load_cmd(td_rbatch_t *b,
+                     const char *cmd,
+                     const char *key,
+                     size_t klen,
+                     const char *const *rest,
+                     int nrest) {
+    td_rbatch_begin(b);
+    td_rbatch_str(b, cmd);
+    td_rbatch_arg(b, key, klen);
+    for (int i = 0; i < nrest; i++)
+        td_rbatch_str(b, rest[i]);
+    td_rbatch_end(b, NULL, NULL);
+}
+
 void td_store_load(const td_store_t *st,
                    td_rbatch_t *b,
                    const char *m,
-                   size_t mlen) {
+                   size_t mlen,
+                   int fields) {
+    static const char *const meta[] = {"pub_score", "pub_tier", "pub_ms",
+                                       "version", "model_version"};
     char key[TD_MERCHANT_ID_MAX + 32];
     uint8_t cat[8];
     uint64_t h = td_mstate_catalog();
 
+    if (!fields && !st->cluster) {
+        /* Plain reads in one transaction: a fraction of a function call's
+         * cost. (Cluster: the router places commands by key, and MULTI has
+         * none, so the function is used there.) */
+        td_rbatch_begin(b);
+        td_rbatch_str(b, "MULTI");
+        td_rbatch_end(b, NULL, NULL);
+        load_cmd(b, "GET", key, td_key_state(key, sizeof(key), m, mlen), NULL,
+                 0);
+        load_cmd(b, "HGETALL", key, td_key_wm(key, sizeof(key), m, mlen), NULL,
+                 0);
+        load_cmd(b, "HMGET", key, td_key_score(key, sizeof(key), m, mlen), meta,
+                 5);
+        load_cmd(b, "EXISTS", key, td_key_signals(key, sizeof(key), m, mlen),
+                 NULL, 0);
+        td_rbatch_begin(b);
+        td_rbatch_str(b, "EXEC");
+        return;
+    }
     for (int i = 0; i < 8; i++)
         cat[i] = (uint8_t)(h >> (8 * i));
     td_rbatch_begin(b);

@@ -187,8 +187,12 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
 /*
  * The only encoders of td_load and td_put arguments (the Lua in store.c).
  * td_store_load() queues a read of merchant m's exact state, watermarks
- * (and readable base values when the state is missing or of another
- * catalog); td_mstate_read_load() reads the reply. td_store_put_begin()
+ * and last publication; td_mstate_read_load() reads the reply. On one
+ * Redis it is a MULTI/EXEC of plain reads; when td_mstate_read_load()
+ * says TD_MSTATE_FIELDS (the state is missing or of another catalog, and
+ * a readable hash exists), the caller loads again with fields 1: the
+ * td_load function, which adds the readable base values. Cluster: always
+ * the function. td_store_put_begin()
  * queues the write of entry e (already merged, with its new version)
  * guarded by `expected`, the version it was merged from; then
  * td_store_put_src() nsrc times (a delta of source src covering offsets
@@ -202,7 +206,8 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
 void td_store_load(const td_store_t *st,
                    td_rbatch_t *b,
                    const char *m,
-                   size_t mlen);
+                   size_t mlen,
+                   int fields);
 void td_store_put_begin(const td_store_t *st,
                         td_rbatch_t *b,
                         const td_mstate_t *e,

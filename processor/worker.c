@@ -104,6 +104,7 @@ typedef struct applyctx_s {
     td_mstate_t *e; /* its cached state; NULL until (re)loaded */
     int todo;       /* not yet written */
     long pub;       /* the score its put carries (index in pubs); -1 none */
+    int fields;     /* load it with its readable hash (td_store_load) */
 } applyctx_t;
 
 struct td_worker_s {
@@ -541,10 +542,13 @@ load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     const redisReply *wm = NULL, *meta = NULL;
     td_mstate_t *e = td_mscache_add(w->states, ax->m->id, ax->m->idlen);
     int apply = 0;
+    int rc = td_mstate_read_load(e, r, &wm, &meta, errstr, errstr_size);
 
-    if (td_mstate_read_load(e, r, &wm, &meta, errstr, errstr_size) != TD_OK) {
+    if (rc != TD_OK) {
         td_mscache_del(w->states, e);
-        return TD_ERR;
+        if (rc != TD_MSTATE_FIELDS) return TD_ERR;
+        ax->fields = 1; /* read again, with the readable hash */
+        return TD_OK;
     }
     ax->e = e;
     read_pub(w, e, (const redisReply *const *)meta->element);
@@ -730,22 +734,26 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
         ax->e = td_mscache_get(w->states, m->id, m->idlen);
         ax->todo = 1;
         ax->pub = -1;
+        ax->fields = 0;
         for (td_mdelta_t *d = m->deltas; d; d = d->next)
             d->skip = 0; /* the guards in td_put check a cached entry */
         n++;
     }
     for (int round = 0;; round++) {
         size_t left = 0;
-        td_rbatch_reset(b);
-        for (size_t i = 0; i < n; i++) {
-            applyctx_t *ax = &w->actx[i];
-            if (!ax->todo || ax->e) continue;
-            td_store_load(w->store, b, ax->m->id, ax->m->idlen);
-            td_rbatch_end(b, load_cb, ax);
+        /* Loads; a second pass for states found only in readable form. */
+        for (int pass = 0; pass < 2; pass++) {
+            td_rbatch_reset(b);
+            for (size_t i = 0; i < n; i++) {
+                applyctx_t *ax = &w->actx[i];
+                if (!ax->todo || ax->e || (pass && !ax->fields)) continue;
+                td_store_load(w->store, b, ax->m->id, ax->m->idlen, ax->fields);
+                td_rbatch_end(b, load_cb, ax);
+            }
+            if (td_rbatch_cnt(b) &&
+                td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
+                return TD_ERR;
         }
-        if (td_rbatch_cnt(b) &&
-            td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
-            return TD_ERR;
         /* Sent while being built: Redis writes the first merchants while
          * the next are merged and encoded. */
         td_rbatch_reset(b);

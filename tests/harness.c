@@ -854,14 +854,19 @@ typedef struct {
     int verdict; /* 1 apply, 0 applied before, -1 overlap */
     int64_t wm;
     int stale;
+    int fields; /* load again with the readable hash */
 } h_merge_t;
 
 static int
 h_load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     h_merge_t *hm = opaque;
     const redisReply *wm = NULL, *meta = NULL;
-    if (td_mstate_read_load(hm->e, r, &wm, &meta, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    int rc = td_mstate_read_load(hm->e, r, &wm, &meta, errstr, errstr_size);
+    if (rc == TD_MSTATE_FIELDS) {
+        hm->fields = 1;
+        return TD_OK;
+    }
+    if (rc != TD_OK) return TD_ERR;
     hm->wm = td_mstate_wm(wm, hm->src);
     hm->verdict = hm->wm >= hm->nx ? 0 : hm->wm > hm->lo ? -1 : 1;
     return TD_OK;
@@ -898,9 +903,15 @@ int td_h_merge(struct td_store_s *st,
     hm.src = src;
     hm.lo = lo;
     hm.nx = nx;
-    td_store_load(st, b, m, strlen(m));
+    td_store_load(st, b, m, strlen(m), 0);
     td_rbatch_end(b, h_load_cb, &hm);
     if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
+    if (hm.fields) {
+        td_rbatch_reset(b);
+        td_store_load(st, b, m, strlen(m), 1);
+        td_rbatch_end(b, h_load_cb, &hm);
+        if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
+    }
     if (hm.verdict <= 0) {
         if (hm.verdict < 0)
             snprintf(err, err_size,
