@@ -553,6 +553,9 @@ static void ref_layout(FILE *fp) {
         "| `trust:{<merchant_id>}:wm` | hash | per source partition "
         "(`orders/3`): the next offset already applied to this merchant "
         "(exactly-once bookkeeping, not for dashboards) |\n"
+        "| `trust:{<merchant_id>}:signals:next` | hash | transient: the "
+        "next signals hash, written just before an update and renamed "
+        "into place by it (expires after 60 s if the update is refused) |\n"
         "| `trust:{<merchant_id>}:score` | hash | `score`, `tier`, "
         "`confidence`, `sub_<dimension>`, `reasons` (JSON array), "
         "`version`, `model_version`, `as_of_ms`, `updated_ms`; "
@@ -566,8 +569,8 @@ static void ref_layout(FILE *fp) {
         "Redis function call per update (trustd merges in memory and "
         "sends the result, guarded by the state's version), so one "
         "`HGETALL` (or `HMGET`) of the signals hash sees all of one update "
-        "or none of it. The score hash is written after, in the same "
-        "flush.\n"
+        "or none of it. A score to publish is written to the score hash in "
+        "the same call; `pub_*` once Kafka acknowledged it.\n"
         "\n");
 }
 

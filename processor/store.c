@@ -186,12 +186,15 @@ static const char lib_fixed[] =
      * it was merged from (ARGV[1], its version bytes) and no watermark of
      * the applied sources is past the delta's start; then the state, the
      * watermarks and the readable hash move together, and a new score
-     * gets its version. ARGV: expected version, state, nsrc, (source,
-     * first, next) x nsrc, the readable hash as a DUMP payload (rdump.h:
-     * one RESTORE instead of an HSET per field), then the score hash's
-     * field/value pairs when the put carries a score to publish. */
+     * gets its version. The readable hash was RESTOREd just before as
+     * KEYS[5] (signals:next, rdump.h) and is renamed into place: one
+     * RESTORE instead of an HSET per field, and its 3 KB never pass
+     * through Lua. ARGV: expected version, state, nsrc, (source, first,
+     * next) x nsrc, then the score hash's field/value pairs when the put
+     * carries a score to publish. */
     "local function td_put(keys, args)\n"
-    "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then\n"
+    "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] or\n"
+    "    redis.call('EXISTS', keys[5]) == 0 then\n"
     "    return {'STALE'}\n"
     "  end\n"
     "  local nsrc = tonumber(args[3])\n"
@@ -207,10 +210,11 @@ static const char lib_fixed[] =
     "  end\n"
     "  redis.call('SET', keys[1], args[2])\n"
     "  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end\n"
-    "  redis.call('RESTORE', keys[3], 0, args[4 + 3 * nsrc], 'REPLACE')\n"
-    "  if args[5 + 3 * nsrc] then\n"
+    "  redis.call('RENAME', keys[5], keys[3])\n"
+    "  redis.call('PERSIST', keys[3])\n"
+    "  if args[4 + 3 * nsrc] then\n"
     "    local v = redis.call('HINCRBY', keys[4], 'version', 1)\n"
-    "    redis.call('HSET', keys[4], unpack(args, 5 + 3 * nsrc))\n"
+    "    redis.call('HSET', keys[4], unpack(args, 4 + 3 * nsrc))\n"
     "    return {'OK', v}\n"
     "  end\n"
     "  return {'OK'}\n"
@@ -1644,6 +1648,10 @@ size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "signals");
 }
 
+size_t td_key_signals_next(char *buf, size_t size, const char *m, size_t mlen) {
+    return mkey(buf, size, m, mlen, "signals:next");
+}
+
 size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "state");
 }
@@ -1731,11 +1739,13 @@ void td_store_put_begin(const td_store_t *st,
     td_rbatch_begin(b);
     td_rbatch_str(b, "FCALL");
     td_rbatch_str(b, td_store_fn(st, "put"));
-    td_rbatch_str(b, "4");
+    td_rbatch_str(b, "5");
     td_rbatch_arg(b, key, td_key_state(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, key, td_key_score(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, key,
+                  td_key_signals_next(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, buf, td_mstate_version_bytes(expected, buf));
     td_mstate_pack(e, buf);
     td_rbatch_arg(b, buf, sizeof(buf));
@@ -1751,7 +1761,21 @@ void td_store_put_src(td_rbatch_t *b,
     td_rbatch_i64(b, next);
 }
 
-void td_store_put_signals(td_rbatch_t *b, const td_sigstate_t *s) {
+static int restore_cb(void *opaque,
+                      const redisReply *r,
+                      char *errstr,
+                      size_t errstr_size) {
+    (void)opaque;
+    if (r->type != REDIS_REPLY_ERROR) return TD_OK;
+    snprintf(errstr, errstr_size, "RESTORE of a signals hash: %s", r->str);
+    return TD_ERR;
+}
+
+void td_store_put_signals(td_rbatch_t *b,
+                          const char *m,
+                          size_t mlen,
+                          const td_sigstate_t *s) {
+    char key[TD_MERCHANT_ID_MAX + 32];
     /* Every field at its longest, plus the payload's framing. */
     uint8_t buf[(TD_SIG__CNT + 1) * 2 * (TD_RDUMP_STR_MAX + 4) +
                 TD_RDUMP_OVERHEAD + 8];
@@ -1774,5 +1798,12 @@ void td_store_put_signals(td_rbatch_t *b, const td_sigstate_t *s) {
         td_log(TD_LOG_WARNING, "signals hash does not fit a DUMP payload");
         abort();
     }
+    /* Expires if no td_put renames it (a crash in between, or STALE). */
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "RESTORE");
+    td_rbatch_arg(b, key, td_key_signals_next(key, sizeof(key), m, mlen));
+    td_rbatch_str(b, "60000");
     td_rbatch_arg(b, p, len);
+    td_rbatch_str(b, "REPLACE");
+    td_rbatch_end(b, restore_cb, NULL);
 }

@@ -192,16 +192,19 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
  * says TD_MSTATE_FIELDS (the state is missing or of another catalog, and
  * a readable hash exists), the caller loads again with fields 1: the
  * td_load function, which adds the readable base values. Cluster: always
- * the function. td_store_put_begin()
- * queues the write of entry e (already merged, with its new version)
- * guarded by `expected`, the version it was merged from; then
- * td_store_put_src() nsrc times (a delta of source src covering offsets
- * lo..next-1), td_store_put_signals() (the readable hash, whole:
- * `as_of_ms` and every present signal with 10 significant digits, as one
- * DUMP payload that td_put RESTOREs over the old hash), then, if the put
- * carries a score to publish, the score hash's field/value pairs (td_put
- * reserves the next version, HINCRBY, and writes them), td_rbatch_end().
- * The reply is {"STALE"}, {"OK"}, or {"OK", version} with a score.
+ * the function.
+ *
+ * A merchant's write is two commands: td_store_put_signals() queues the
+ * readable hash, whole (`as_of_ms` and every present signal with 10
+ * significant digits), RESTOREd as trust:{m}:signals:next with a 60 s
+ * expiry; then td_store_put_begin() queues the td_put of entry e (already
+ * merged, with its new version) guarded by `expected`, the version it was
+ * merged from, td_store_put_src() nsrc times (a delta of source src
+ * covering offsets lo..next-1), then, if the put carries a score to
+ * publish, the score hash's field/value pairs (td_put reserves the next
+ * version, HINCRBY, and writes them), td_rbatch_end(). td_put renames
+ * signals:next into place only when its guards pass. The reply is
+ * {"STALE"}, {"OK"}, or {"OK", version} with a score.
  */
 void td_store_load(const td_store_t *st,
                    td_rbatch_t *b,
@@ -217,10 +220,14 @@ void td_store_put_src(td_rbatch_t *b,
                       const char *src,
                       int64_t lo,
                       int64_t next);
-void td_store_put_signals(td_rbatch_t *b, const td_sigstate_t *s);
+void td_store_put_signals(td_rbatch_t *b,
+                          const char *m,
+                          size_t mlen,
+                          const td_sigstate_t *s);
 
 /* Key builders: write the key into buf, return its length. */
 size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen);
+size_t td_key_signals_next(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen);

@@ -703,12 +703,12 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
     td_mstate_from_sigstate(e, &st);
     e->version = expected + 1;
     ax->pub = consider_score(w, e, &st, 0);
+    td_store_put_signals(w->batch, e->id, e->idlen, &st);
     td_store_put_begin(w->store, w->batch, e, expected, nsrc);
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
         const src_t *s = &w->srcs[d->src];
         if (!d->skip) td_store_put_src(w->batch, s->id, d->lo, s->fpoint);
     }
-    td_store_put_signals(w->batch, &st);
     if (ax->pub >= 0)
         score_fields(w->batch, &w->pubs[ax->pub].rec, td_now_ms());
     td_rbatch_end(w->batch, put_cb, ax);

@@ -207,6 +207,7 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     char errstr[512];
     reply_t out = {0};
     double after;
+    redisReply *before, *r;
     (void)state;
 
     random_delta(&d, TD_EV_ORDER, 4);
@@ -215,15 +216,17 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     /* Another writer moves the state on... */
     assert_string_equal(apply("cas", "orders/9", 0, 10, &d).flags, "1");
     /* ...so a merge from the version read before is refused whole. */
+    before = redisCommand(rc, "DUMP trust:{cas}:signals");
+    assert_int_equal(before->type, REDIS_REPLY_STRING);
     td_mstate_to_sigstate(e, &old);
     s = old;
     td_sigstate_merge(&s, &d);
     td_mstate_from_sigstate(e, &s);
     e->version++;
     td_rbatch_reset(batch);
+    td_store_put_signals(batch, e->id, e->idlen, &s);
     td_store_put_begin(st, batch, e, e->version - 1, 1);
     td_store_put_src(batch, "orders/0", 10, 20);
-    td_store_put_signals(batch, &s);
     td_rbatch_end(batch, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_int_equal(out.type, REDIS_REPLY_ARRAY);
@@ -231,6 +234,23 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     assert_int_equal(load_state(c, "cas")->version, 2); /* untouched */
     td_h_hget_double(rc, "trust:{cas}:wm", "orders/0", &after);
     assert_true(after == 10);
+    /* The readable hash too: the refused one waits to expire. */
+    r = redisCommand(rc, "DUMP trust:{cas}:signals");
+    assert_true(r->type == REDIS_REPLY_STRING && r->len == before->len &&
+                !memcmp(r->str, before->str, r->len));
+    freeReplyObject(r);
+    freeReplyObject(before);
+    r = redisCommand(rc, "PTTL trust:{cas}:signals:next");
+    assert_true(r->type == REDIS_REPLY_INTEGER && r->integer > 0);
+    freeReplyObject(r);
+    /* A put that succeeds renames it into place, without an expiry. */
+    assert_string_equal(apply("cas", "orders/0", 10, 20, &d).flags, "1");
+    r = redisCommand(rc, "EXISTS trust:{cas}:signals:next");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    r = redisCommand(rc, "PTTL trust:{cas}:signals");
+    assert_int_equal(r->integer, -1);
+    freeReplyObject(r);
     td_mscache_destroy(c);
 }
 
@@ -260,9 +280,9 @@ static long long put_with_score(td_mscache_t *c, int64_t lo, int score) {
     td_mstate_from_sigstate(e, &s);
     e->version++;
     td_rbatch_reset(batch);
+    td_store_put_signals(batch, e->id, e->idlen, &s);
     td_store_put_begin(st, batch, e, e->version - 1, 1);
     td_store_put_src(batch, "orders/0", lo, lo + 10);
-    td_store_put_signals(batch, &s);
     if (score >= 0) {
         td_rbatch_str(batch, "score");
         td_rbatch_i64(batch, score);
