@@ -193,8 +193,7 @@ static const char lib_fixed[] =
      * next) x nsrc, then the score hash's field/value pairs when the put
      * carries a score to publish. */
     "local function td_put(keys, args)\n"
-    "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] or\n"
-    "    redis.call('EXISTS', keys[5]) == 0 then\n"
+    "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then\n"
     "    return {'STALE'}\n"
     "  end\n"
     "  local nsrc = tonumber(args[3])\n"
@@ -208,10 +207,13 @@ static const char lib_fixed[] =
     "    wm[#wm + 1] = args[p]\n"
     "    wm[#wm + 1] = args[p + 2]\n"
     "  end\n"
+    /* The first write: fails (no signals:next) before any other. */
+    "  if redis.pcall('RENAME', keys[5], keys[3]).err then\n"
+    "    return {'STALE'}\n"
+    "  end\n"
+    "  redis.call('PERSIST', keys[3])\n"
     "  redis.call('SET', keys[1], args[2])\n"
     "  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end\n"
-    "  redis.call('RENAME', keys[5], keys[3])\n"
-    "  redis.call('PERSIST', keys[3])\n"
     "  if args[4 + 3 * nsrc] then\n"
     "    local v = redis.call('HINCRBY', keys[4], 'version', 1)\n"
     "    redis.call('HSET', keys[4], unpack(args, 4 + 3 * nsrc))\n"

@@ -19,9 +19,9 @@
  *   3. scores: a merchant's score that moved enough since its last
  *      publication got its version in the merchant's td_put (td_score
  *      reserves one when a retried flush finds nothing left to write);
- *      ZADD places it in trust:scores, the TrustScore is produced, dead
- *      letters and scores flushed to Kafka, then td_published marks what
- *      was delivered (and the cached state remembers it).
+ *      the TrustScore is produced, dead letters and scores flushed to
+ *      Kafka, then ZADD places each in trust:scores and td_published
+ *      marks it delivered (and the cached state remembers it).
  *
  * So for every merchant m and source s, the events of s applied to m are
  * exactly those below wm[m][s], and wm[m][s] is always the committed point
@@ -780,32 +780,22 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
 }
 
-/* Step 3 for one score: its version reserved with td_score when no put
- * carried it (a retried flush found the merchant written already), and
- * its place in trust:scores. */
+/* Step 3 for a score no put carried (a retried flush found the merchant
+ * written already): td_score reserves its version. */
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_t *b = w->batch;
     td_score_rec_t *rec = &pub->rec;
     char key[KEY_MAX];
-    size_t mlen = strlen(rec->merchant_id);
-
-    if (pub->reserve) {
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "FCALL");
-        td_rbatch_str(b, td_store_fn(w->store, "score"));
-        td_rbatch_str(b, "1");
-        td_rbatch_arg(b, key,
-                      td_key_score(key, sizeof(key), rec->merchant_id, mlen));
-        score_fields(b, rec, now);
-        td_rbatch_end(b, score_cb, pub);
-    }
 
     td_rbatch_begin(b);
-    td_rbatch_str(b, "ZADD");
-    td_rbatch_str(b, TD_KEY_SCORES);
-    td_rbatch_dbl(b, rec->score);
-    td_rbatch_arg(b, rec->merchant_id, mlen);
-    td_rbatch_end(b, ok_cb, (void *)"ZADD " TD_KEY_SCORES);
+    td_rbatch_str(b, "FCALL");
+    td_rbatch_str(b, td_store_fn(w->store, "score"));
+    td_rbatch_str(b, "1");
+    td_rbatch_arg(b, key,
+                  td_key_score(key, sizeof(key), rec->merchant_id,
+                               strlen(rec->merchant_id)));
+    score_fields(b, rec, now);
+    td_rbatch_end(b, score_cb, pub);
 }
 
 /* A delivered score marked in Redis: the cached state remembers it as the
@@ -829,10 +819,19 @@ static int published_cb(void *opaque,
     return TD_OK;
 }
 
+/* Step 3 for a delivered score: its place in trust:scores, and the
+ * publication marked in the score hash. */
 static void queue_published(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_t *b = w->batch;
     char key[KEY_MAX];
     const td_score_rec_t *rec = &pub->rec;
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "ZADD");
+    td_rbatch_str(b, TD_KEY_SCORES);
+    td_rbatch_dbl(b, rec->score);
+    td_rbatch_str(b, rec->merchant_id);
+    td_rbatch_end(b, ok_cb, (void *)"ZADD " TD_KEY_SCORES);
 
     pub->pub_ms = now;
     td_rbatch_begin(b);
@@ -960,7 +959,7 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     now = td_now_ms();
     td_rbatch_reset(b);
     for (size_t i = 0; i < w->npubs; i++)
-        queue_score(w, &w->pubs[i], now);
+        if (w->pubs[i].reserve) queue_score(w, &w->pubs[i], now);
     if (td_rbatch_cnt(b) &&
         td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
         return TD_ERR;
