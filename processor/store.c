@@ -704,6 +704,14 @@ static int is_missing_function(const redisReply *r) {
            (strstr(r->str, "Function not found") || strstr(r->str, "NOSCRIPT"));
 }
 
+/* One Redis: the connection failed; errstr says how. */
+static int conn_failed(td_store_t *st, char *errstr, size_t errstr_size) {
+    snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
+             st->c->errstr[0] ? st->c->errstr : "connection lost");
+    drop(st);
+    return TD_ERR;
+}
+
 /* One Redis: appends commands [b->sent, to) and writes them out, without
  * reading replies (Redis buffers its replies, so it never waits for us). */
 static int send_cmds(td_store_t *st,
@@ -723,18 +731,14 @@ static int send_cmds(td_store_t *st,
         }
         if (redisAppendCommandArgv(st->c, (int)c->argc, b->argv, b->argvlen) !=
             REDIS_OK)
-            goto fail;
+            return conn_failed(st, errstr, errstr_size);
     }
     b->sent = to;
     while (!done) {
-        if (redisBufferWrite(st->c, &done) != REDIS_OK) goto fail;
+        if (redisBufferWrite(st->c, &done) != REDIS_OK)
+            return conn_failed(st, errstr, errstr_size);
     }
     return TD_OK;
-fail:
-    snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
-             st->c->errstr[0] ? st->c->errstr : "connection lost");
-    drop(st);
-    return TD_ERR;
 }
 
 /* One Redis: reads the replies of commands [b->done, to) and runs their
@@ -749,12 +753,8 @@ static int recv_replies(td_store_t *st,
         redisReply *r = NULL;
         struct rcmd *c = &b->cmds[b->done];
         int rc = TD_OK;
-        if (redisGetReply(st->c, (void **)&r) != REDIS_OK || !r) {
-            snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
-                     st->c->errstr[0] ? st->c->errstr : "connection lost");
-            drop(st);
-            return TD_ERR;
-        }
+        if (redisGetReply(st->c, (void **)&r) != REDIS_OK || !r)
+            return conn_failed(st, errstr, errstr_size);
         st->stats.commands++;
         if (is_missing_function(r)) {
             snprintf(errstr, errstr_size,

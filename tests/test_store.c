@@ -200,10 +200,24 @@ static void test_stored_state_is_the_exact_c_merge(void **state) {
     td_mscache_destroy(c);
 }
 
+/* Merges d into entry e and queues its put from "orders/0" at
+ * lo..lo+10, as a flush does, into the reset batch; the caller ends it. */
+static void
+queue_merged_put(td_mstate_t *e, const td_sigdelta_t *d, int64_t lo) {
+    td_sigstate_t s;
+    td_mstate_to_sigstate(e, &s);
+    td_sigstate_merge(&s, d);
+    td_mstate_from_sigstate(e, &s);
+    e->version++;
+    td_rbatch_reset(batch);
+    td_store_put_signals(batch, e->id, e->idlen, &s);
+    td_store_put_begin(st, batch, e, e->version - 1, 1);
+    td_store_put_src(batch, "orders/0", lo, lo + 10);
+}
+
 static void test_put_from_an_old_version_is_refused(void **state) {
     td_mscache_t *c = td_mscache_new();
     td_sigdelta_t d;
-    td_sigstate_t old, s;
     char errstr[512];
     reply_t out = {0};
     double after;
@@ -218,15 +232,7 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     /* ...so a merge from the version read before is refused whole. */
     before = redisCommand(rc, "DUMP trust:{cas}:signals");
     assert_int_equal(before->type, REDIS_REPLY_STRING);
-    td_mstate_to_sigstate(e, &old);
-    s = old;
-    td_sigstate_merge(&s, &d);
-    td_mstate_from_sigstate(e, &s);
-    e->version++;
-    td_rbatch_reset(batch);
-    td_store_put_signals(batch, e->id, e->idlen, &s);
-    td_store_put_begin(st, batch, e, e->version - 1, 1);
-    td_store_put_src(batch, "orders/0", 10, 20);
+    queue_merged_put(e, &d, 10);
     td_rbatch_end(batch, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_int_equal(out.type, REDIS_REPLY_ARRAY);
@@ -270,19 +276,11 @@ grab_put(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
 static long long put_with_score(td_mscache_t *c, int64_t lo, int score) {
     td_mstate_t *e = load_state(c, "scored");
     td_sigdelta_t d;
-    td_sigstate_t s;
     char errstr[512];
     long long version = -2;
 
     random_delta(&d, TD_EV_ORDER, 2);
-    td_mstate_to_sigstate(e, &s);
-    td_sigstate_merge(&s, &d);
-    td_mstate_from_sigstate(e, &s);
-    e->version++;
-    td_rbatch_reset(batch);
-    td_store_put_signals(batch, e->id, e->idlen, &s);
-    td_store_put_begin(st, batch, e, e->version - 1, 1);
-    td_store_put_src(batch, "orders/0", lo, lo + 10);
+    queue_merged_put(e, &d, lo);
     if (score >= 0) {
         td_rbatch_str(batch, "score");
         td_rbatch_i64(batch, score);
@@ -331,6 +329,13 @@ echo_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
+static void queue_echo(int i, echo_t *e) {
+    td_rbatch_begin(batch);
+    td_rbatch_str(batch, "ECHO");
+    td_rbatch_i64(batch, i);
+    td_rbatch_end(batch, echo_cb, e);
+}
+
 /* A batch sent while it is built: replies come back in order, the early
  * ones before the batch is complete; a failing callback fails the batch
  * and leaves the connection usable. */
@@ -342,10 +347,7 @@ static void test_batch_sent_while_built(void **state) {
 
     td_rbatch_reset(batch);
     for (int i = 0; i < 10000; i++) {
-        td_rbatch_begin(batch);
-        td_rbatch_str(batch, "ECHO");
-        td_rbatch_i64(batch, i);
-        td_rbatch_end(batch, echo_cb, &e);
+        queue_echo(i, &e);
         assert_int_equal(
             td_store_exec_part(st, batch, 0, errstr, sizeof(errstr)), TD_OK);
     }
@@ -359,10 +361,7 @@ static void test_batch_sent_while_built(void **state) {
     e.fail = 3000;
     td_rbatch_reset(batch);
     for (int i = 0; i < 10000; i++) {
-        td_rbatch_begin(batch);
-        td_rbatch_str(batch, "ECHO");
-        td_rbatch_i64(batch, i);
-        td_rbatch_end(batch, echo_cb, &e);
+        queue_echo(i, &e);
         if (td_store_exec_part(st, batch, 0, errstr, sizeof(errstr)) != TD_OK)
             break;
     }
