@@ -14,7 +14,7 @@
 #      td-loadgen: EVENTS events over MERCHANTS Zipf-distributed merchants,
 #      the generator's mix of orders, reviews and refunds, lz4.
 #   2. Baseline: td-consume (a consumer configured like trustd's that reads
-#      every message and does nothing else) reads the whole backlog, three
+#      every message and does nothing else) reads the whole backlog, five
 #      times, each in its own group; the median run counts (the machine may
 #      be shared). Rate = messages / (last message - first message), so the
 #      group join is left out; CPU from bash's `time`.
@@ -344,12 +344,13 @@ log "backlog: $total messages ($mix), hottest partition $max_part"
 
 # ---- 2. consume-only baseline ----
 
-# Three runs, each in its own group, on this shared machine: the median
-# run (by rate) is the baseline, the others are shown beside it.
+# Five runs, each in its own group, on this shared machine (single runs
+# vary by up to 2x): the median run (by rate) is the baseline, the others
+# are shown beside it.
 TIMEFORMAT='%3U %3S'
 : >"$dir/consume.runs"
-for run in 1 2 3; do
-    log "baseline: td-consume, run $run of 3"
+for run in 1 2 3 4 5; do
+    log "baseline: td-consume, run $run of 5"
     { time "$B/td-consume" --brokers "$brokers" --group "bench-baseline-$run" \
         --expect "$total" >"$dir/consume.out" 2>>"$dir/consume.log"; } \
         2>"$dir/consume.time" ||
@@ -360,7 +361,7 @@ for run in 1 2 3; do
     echo "$(kv "$line" eps) $(awk '{ print $1 + $2 }' "$dir/consume.time") $line" \
         >>"$dir/consume.runs"
 done
-read -r base_eps base_cpu base_line < <(sort -n "$dir/consume.runs" | sed -n 2p)
+read -r base_eps base_cpu base_line < <(sort -n "$dir/consume.runs" | sed -n 3p)
 base_all=$(sort -n "$dir/consume.runs" | awk '{ printf "%s%s", (NR > 1 ? ", " : ""), $1 }')
 
 # ---- 3. trustd ----
@@ -690,7 +691,7 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo
     echo "Details:"
     echo
-    echo "- baseline (median of 3 runs; rates $base_all events/s): $base_line, CPU $(fmt '%.2f' "$base_cpu") s"
+    echo "- baseline (median of 5 runs; rates $base_all events/s): $base_line, CPU $(fmt '%.2f' "$base_cpu") s"
     echo "- trustd: $(grp "$total") events in $trustd_secs s (first consumed event to last offset stored), CPU $trustd_cpu s;" \
         "$(grp "$flushes") flushes, $(fmt '%.0f' "$(calc "$total / ($flushes > 0 ? $flushes : 1)")") events and" \
         "$(fmt '%.0f' "$(calc "1000 * ${flush_sum:-0} / ($flushes > 0 ? $flushes : 1)")") ms per flush on average" \
