@@ -233,6 +233,47 @@ static void test_rdump_sizes_equal_redis(void **state) {
     check_pairs("big", 300, kv);
 }
 
+static uint64_t rng = 0x9E3779B97F4A7C15ULL;
+static uint64_t next_rand(void) {
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* Random hashes of random sizes: integers of every width and sign, and
+ * strings of every length up to the limit, equal Redis' own. */
+static void test_rdump_random_hashes_equal_redis(void **state) {
+    static char bufs[128][TD_RDUMP_STR_MAX + 1];
+    const char *kv[128];
+    (void)state;
+
+    for (int round = 0; round < 200; round++) {
+        int npairs = 1 + (int)(next_rand() % 64);
+        for (int i = 0; i < 2 * npairs; i++) {
+            char *b = bufs[i];
+            uint64_t r = next_rand();
+            if (i % 2 == 0) {
+                snprintf(b, sizeof(bufs[i]), "f%d_%llx", i,
+                         (unsigned long long)(r & 0xffff));
+            } else if (r % 3 == 0) {
+                int64_t v = (int64_t)next_rand() >> (next_rand() % 64);
+                snprintf(b, sizeof(bufs[i]), "%lld", (long long)v);
+            } else if (r % 3 == 1) {
+                snprintf(b, sizeof(bufs[i]), "%.10g",
+                         (double)(int64_t)next_rand() / (double)(1 + r % 1000));
+            } else {
+                size_t len = (size_t)(next_rand() % (TD_RDUMP_STR_MAX + 1));
+                for (size_t k = 0; k < len; k++)
+                    b[k] = (char)('a' + next_rand() % 26);
+                b[len] = 0;
+            }
+            kv[i] = b;
+        }
+        check_pairs("random", npairs, kv);
+    }
+}
+
 static void test_rdump_refuses_what_does_not_fit(void **state) {
     uint8_t buf[256];
     char longv[TD_RDUMP_STR_MAX + 2];
@@ -259,6 +300,7 @@ int main(void) {
         cmocka_unit_test(test_rdump_smallest_hash_by_hand),
         cmocka_unit_test(test_rdump_every_encoding_equals_redis),
         cmocka_unit_test(test_rdump_sizes_equal_redis),
+        cmocka_unit_test(test_rdump_random_hashes_equal_redis),
         cmocka_unit_test(test_rdump_refuses_what_does_not_fit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
