@@ -1,12 +1,11 @@
 /*
  * rdump.h - Redis DUMP payloads of small hashes, built by trustd so that
- * one RESTORE ... REPLACE writes a merchant's readable signals hash.
+ * one RESTORE writes a merchant's readable signals hash (as signals:next,
+ * which td_put renames into place; store.h).
  *
  * Why: HSET of ~50 fields into a ~90-field listpack hash scans the
- * listpack once per field, and a Lua function pays for every argument
- * twice (into Lua, back out to the command). A DUMP payload of the whole
- * hash is one argument, and RESTORE of a listpack hash is a checksum and a
- * copy. The hash Redis ends up with is the one HSET of the same fields in
+ * listpack once per field. A DUMP payload of the whole hash is one
+ * argument, and RESTORE of a listpack hash is a checksum and a copy. The hash Redis ends up with is the one HSET of the same fields in
  * the same order would build, byte for byte (tests/test_rdump.c checks it
  * against DUMP of such a hash): compact listpack encoding, integers stored
  * as Redis stores them.

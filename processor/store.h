@@ -6,6 +6,9 @@
  * Key layout (every per-merchant key carries the {merchant_id} hash tag, so a
  * merchant's keys share one Redis Cluster slot):
  *   trust:{<m>}:signals   hash  signal values + as_of_ms
+ *   trust:{<m>}:signals:next  hash  the next signals hash, RESTOREd just
+ *                               before a td_put that renames it into place
+ *   trust:{<m>}:state     string  exact merge state (mstate.h)
  *   trust:{<m>}:wm        hash  source ("<topic>/<partition>") -> next offset
  *                               applied for this merchant from that source
  *   trust:{<m>}:score     hash  score, tier, confidence, sub-scores, reasons,
