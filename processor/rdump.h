@@ -5,10 +5,11 @@
  *
  * Why: HSET of ~50 fields into a ~90-field listpack hash scans the
  * listpack once per field. A DUMP payload of the whole hash is one
- * argument, and RESTORE of a listpack hash is a checksum and a copy. The hash Redis ends up with is the one HSET of the same fields in
- * the same order would build, byte for byte (tests/test_rdump.c checks it
- * against DUMP of such a hash): compact listpack encoding, integers stored
- * as Redis stores them.
+ * argument, and RESTORE of a listpack hash is a checksum and a copy. The
+ * hash Redis ends up with is the one HSET of the same fields in the same
+ * order would build, byte for byte (tests/test_rdump.c checks it against
+ * DUMP of such a hash): compact listpack encoding, integers stored as
+ * Redis stores them.
  *
  * Payload layout (Redis 7.0+, RDB version 10): type byte 16 (hash,
  * listpack), the listpack as an RDB string (length, bytes), the RDB
