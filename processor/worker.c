@@ -154,6 +154,7 @@ struct td_worker_s {
     _Atomic int fdone; /* flusher: finished, frc is its result */
     int frc;
     td_codec_t *fcodec;     /* the flusher's, for encoding scores */
+    int64_t fnow;           /* wall clock when step 2 of the flush began */
     td_log_ratelimit_t frl; /* the flusher's */
     int healthy;
     int ever_assigned; /* an ASSIGN rebalance callback ran */
@@ -526,7 +527,7 @@ static long consider_score(td_worker_t *w,
     snprintf(pub->rec.merchant_id, sizeof(pub->rec.merchant_id), "%.*s",
              (int)e->idlen, e->id);
     td_model_score(w->model, st, &pub->rec);
-    if (!want_publish(w, &pub->rec, &e->pub, td_now_ms())) return -1;
+    if (!want_publish(w, &pub->rec, &e->pub, w->fnow)) return -1;
     pub->e = e;
     pub->reserve = reserve;
     pub->dropped = 0;
@@ -709,8 +710,7 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
         const src_t *s = &w->srcs[d->src];
         if (!d->skip) td_store_put_src(w->batch, s->id, d->lo, s->fpoint);
     }
-    if (ax->pub >= 0)
-        score_fields(w->batch, &w->pubs[ax->pub].rec, td_now_ms());
+    if (ax->pub >= 0) score_fields(w->batch, &w->pubs[ax->pub].rec, w->fnow);
     td_rbatch_end(w->batch, put_cb, ax);
 }
 
@@ -780,22 +780,26 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
 }
 
+/* Begins "FCALL <fn> 1 trust:{m}:score" for rec's merchant. */
+static void
+begin_score_call(td_worker_t *w, const char *fn, const td_score_rec_t *rec) {
+    char key[KEY_MAX];
+
+    td_rbatch_begin(w->batch);
+    td_rbatch_str(w->batch, "FCALL");
+    td_rbatch_str(w->batch, td_store_fn(w->store, fn));
+    td_rbatch_str(w->batch, "1");
+    td_rbatch_arg(w->batch, key,
+                  td_key_score(key, sizeof(key), rec->merchant_id,
+                               strlen(rec->merchant_id)));
+}
+
 /* Step 3 for a score no put carried (a retried flush found the merchant
  * written already): td_score reserves its version. */
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
-    td_rbatch_t *b = w->batch;
-    td_score_rec_t *rec = &pub->rec;
-    char key[KEY_MAX];
-
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "FCALL");
-    td_rbatch_str(b, td_store_fn(w->store, "score"));
-    td_rbatch_str(b, "1");
-    td_rbatch_arg(b, key,
-                  td_key_score(key, sizeof(key), rec->merchant_id,
-                               strlen(rec->merchant_id)));
-    score_fields(b, rec, now);
-    td_rbatch_end(b, score_cb, pub);
+    begin_score_call(w, "score", &pub->rec);
+    score_fields(w->batch, &pub->rec, now);
+    td_rbatch_end(w->batch, score_cb, pub);
 }
 
 /* A delivered score marked in Redis: the cached state remembers it as the
@@ -823,7 +827,6 @@ static int published_cb(void *opaque,
  * publication marked in the score hash. */
 static void queue_published(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_t *b = w->batch;
-    char key[KEY_MAX];
     const td_score_rec_t *rec = &pub->rec;
 
     td_rbatch_begin(b);
@@ -834,13 +837,7 @@ static void queue_published(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_end(b, ok_cb, (void *)"ZADD " TD_KEY_SCORES);
 
     pub->pub_ms = now;
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "FCALL");
-    td_rbatch_str(b, td_store_fn(w->store, "published"));
-    td_rbatch_str(b, "1");
-    td_rbatch_arg(b, key,
-                  td_key_score(key, sizeof(key), rec->merchant_id,
-                               strlen(rec->merchant_id)));
+    begin_score_call(w, "published", rec);
     td_rbatch_i64(b, rec->version);
     td_rbatch_dbl(b, rec->score);
     td_rbatch_i64(b, rec->tier);
@@ -948,6 +945,7 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
 
     /* 2. merchants */
     w->npubs = 0;
+    w->fnow = td_now_ms();
     if (write_merchants(w, errstr, errstr_size) != TD_OK) {
         /* Entries may hold merges Redis never took: reload them all. */
         td_mscache_clear(w->states);

@@ -845,6 +845,14 @@ int td_h_ref_compare(const td_h_ref_t *r,
     return 0;
 }
 
+uint64_t td_h_xorshift(uint64_t *state) {
+    uint64_t x = *state;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *state = x;
+}
+
 /* ---- one flush's merchant write, by hand ---- */
 
 typedef struct {

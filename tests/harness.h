@@ -130,6 +130,10 @@ int td_h_merge(struct td_store_s *st,
                char *err,
                size_t err_size);
 
+/* The tests' pseudo-random numbers: xorshift64 over *state (non-zero),
+ * so a seed makes a run repeatable. */
+uint64_t td_h_xorshift(uint64_t *state);
+
 /* A minimal Avro binary writer for hand-made datums (what
  * td_codec_encode refuses to make); a full buffer fails the test. */
 typedef struct td_h_wbuf_s {

@@ -13,13 +13,11 @@
 #include <string.h>
 
 #include "numfmt.h"
+#include "harness.h"
 
 static uint64_t rng = 0x2545F4914F6CDD1DULL;
 static uint64_t next_rand(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return td_h_xorshift(&rng);
 }
 
 static void check_same(double x) {

@@ -235,10 +235,7 @@ static void test_rdump_sizes_equal_redis(void **state) {
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;
 static uint64_t next_rand(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return td_h_xorshift(&rng);
 }
 
 /* Random hashes of random sizes: integers of every width and sign, and

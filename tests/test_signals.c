@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "signals.h"
+#include "harness.h"
 
 #define DAY   86400000LL
 #define HOUR  3600000LL
@@ -652,10 +653,7 @@ static void test_extreme_timestamps_stay_defined(void **state) {
 
 static uint64_t rng = 88172645463325252ULL;
 static uint64_t next_rand(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return td_h_xorshift(&rng);
 }
 
 static int64_t rand_range(int64_t lo, int64_t hi) {

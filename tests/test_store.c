@@ -87,10 +87,7 @@ grab(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
 
 static uint64_t rng = 0x9E3779B97F4A7C15ULL;
 static uint64_t next_rand(void) {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    return td_h_xorshift(&rng);
 }
 
 static void random_delta(td_sigdelta_t *d, int kind, int events) {
