@@ -230,7 +230,7 @@ int td_mstate_read_load(td_mstate_t *e,
          r->element[0]->type != REDIS_REPLY_NIL) ||
         r->element[1]->type != REDIS_REPLY_ARRAY ||
         r->element[2]->type != REDIS_REPLY_ARRAY ||
-        r->element[2]->elements != 5)
+        r->element[2]->elements != 6)
         goto bad;
     blob = r->element[0];
     p = (const uint8_t *)blob->str;

@@ -39,9 +39,11 @@ _Static_assert(TD_SIG_BASE_CNT <= 64, "presence is a 64-bit mask");
  * published. */
 typedef struct td_mpub_s {
     double score;
-    int64_t ms; /* 0: never published */
+    int64_t ms;      /* 0: never published */
+    int64_t version; /* of the score hash; 0 unknown */
     int32_t tier;
-    int32_t model_ok; /* published by this build's model version */
+    uint8_t model_ok; /* published by this build's model version */
+    uint8_t unmarked; /* delivered, not yet marked in the score hash */
 } td_mpub_t;
 
 typedef struct td_mstate_s {
@@ -87,7 +89,8 @@ size_t td_mstate_version_bytes(uint64_t version, uint8_t *buf);
  * Reads a td_store_load() reply into e (version, values) and returns,
  * pointing into r, the stored watermarks (an array of field, value)
  * through *wm and the last publication (pub_score, pub_tier, pub_ms,
- * version, model_version; "" or nil when unset) through *meta. TD_ERR with
+ * version, model_version, pub_version; "" or nil when unset) through
+ * *meta. TD_ERR with
  * errstr for a malformed reply; TD_MSTATE_FIELDS when the state is missing
  * or of another catalog but a readable hash exists: load again with
  * fields.

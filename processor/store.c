@@ -176,11 +176,20 @@ static const char lib_fixed[] =
     "  local s = redis.call('GET', keys[1])\n"
     "  local w = redis.call('HGETALL', keys[2])\n"
     "  local m = redis.call('HMGET', keys[4], 'pub_score', 'pub_tier',\n"
-    "    'pub_ms', 'version', 'model_version')\n"
-    "  for i = 1, 5 do m[i] = m[i] or '' end\n"
+    "    'pub_ms', 'version', 'model_version', 'pub_version')\n"
+    "  for i = 1, 6 do m[i] = m[i] or '' end\n"
     "  if s and string.sub(s, 9, 16) == args[1] then return {s, w, m} end\n"
     "  return {s or '', w, m,\n"
     "    redis.call('HMGET', keys[3], 'as_of_ms', unpack(BN))}\n"
+    "end\n"
+    /* Marks version v of a score hash as delivered to Kafka; never moves
+     * backwards. */
+    "local function mark(k, v, score, tier, ms)\n"
+    "  local pv = tonumber(redis.call('HGET', k, 'pub_version') or '0')\n"
+    "  if tonumber(v) <= pv then return 0 end\n"
+    "  redis.call('HSET', k, 'pub_version', v, 'pub_score', score,\n"
+    "    'pub_tier', tier, 'pub_ms', ms)\n"
+    "  return 1\n"
     "end\n"
     /* A merged state: written only if the stored state is still the one
      * it was merged from (ARGV[1], its version bytes) and no watermark of
@@ -190,8 +199,11 @@ static const char lib_fixed[] =
      * KEYS[5] (signals:next, rdump.h) and is renamed into place: one
      * RESTORE instead of an HSET per field, and its 3 KB never pass
      * through Lua. ARGV: expected version, state, nsrc, (source, first,
-     * next) x nsrc, then the score hash's field/value pairs when the put
-     * carries a score to publish. */
+     * next) x nsrc; the merchant's last delivered publication not yet
+     * marked (version, score, tier, ms; or one "" when none): an earlier
+     * flush's publication rides with this put instead of a td_published
+     * call of its own; then the score hash's field/value pairs when the
+     * put carries a score to publish. */
     "local function td_put(keys, args)\n"
     "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then\n"
     "    return {'STALE'}\n"
@@ -214,9 +226,14 @@ static const char lib_fixed[] =
     "  redis.call('PERSIST', keys[3])\n"
     "  redis.call('SET', keys[1], args[2])\n"
     "  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end\n"
-    "  if args[4 + 3 * nsrc] then\n"
+    "  local p = 4 + 3 * nsrc\n"
+    "  if args[p] ~= '' then\n"
+    "    mark(keys[4], args[p], args[p + 1], args[p + 2], args[p + 3])\n"
+    "    p = p + 3\n"
+    "  end\n"
+    "  if args[p + 1] then\n"
     "    local v = redis.call('HINCRBY', keys[4], 'version', 1)\n"
-    "    redis.call('HSET', keys[4], unpack(args, 4 + 3 * nsrc))\n"
+    "    redis.call('HSET', keys[4], unpack(args, p + 1))\n"
     "    return {'OK', v}\n"
     "  end\n"
     "  return {'OK'}\n"
@@ -244,14 +261,9 @@ static const char lib_fixed[] =
     "  redis.call('HSET', keys[1], unpack(args))\n"
     "  return v\n"
     "end\n"
-    /* Marks a version as delivered to Kafka (never moves backwards). */
+    /* A delivered publication not carried by a put (mark() above). */
     "local function td_published(keys, args)\n"
-    "  local pv = tonumber(redis.call('HGET', keys[1], 'pub_version') or "
-    "'0')\n"
-    "  if tonumber(args[1]) <= pv then return 0 end\n"
-    "  redis.call('HSET', keys[1], 'pub_version', args[1], 'pub_score',\n"
-    "    args[2], 'pub_tier', args[3], 'pub_ms', args[4])\n"
-    "  return 1\n"
+    "  return mark(keys[1], args[1], args[2], args[3], args[4])\n"
     "end\n";
 
 static const char *fn_bases[TD_STORE_FNS] = {"load", "put", "part", "score",
@@ -1692,8 +1704,9 @@ void td_store_load(const td_store_t *st,
                    const char *m,
                    size_t mlen,
                    int fields) {
-    static const char *const meta[] = {"pub_score", "pub_tier", "pub_ms",
-                                       "version", "model_version"};
+    static const char *const meta[] = {"pub_score",     "pub_tier",
+                                       "pub_ms",        "version",
+                                       "model_version", "pub_version"};
     char key[TD_MERCHANT_ID_MAX + 32];
     uint8_t cat[8];
     uint64_t h = td_mstate_catalog();
@@ -1710,7 +1723,7 @@ void td_store_load(const td_store_t *st,
         load_cmd(b, "HGETALL", key, td_key_wm(key, sizeof(key), m, mlen), NULL,
                  0);
         load_cmd(b, "HMGET", key, td_key_score(key, sizeof(key), m, mlen), meta,
-                 5);
+                 6);
         load_cmd(b, "EXISTS", key, td_key_signals(key, sizeof(key), m, mlen),
                  NULL, 0);
         td_rbatch_begin(b);
@@ -1752,6 +1765,20 @@ void td_store_put_begin(const td_store_t *st,
     td_mstate_pack(e, buf);
     td_rbatch_arg(b, buf, sizeof(buf));
     td_rbatch_i64(b, nsrc);
+}
+
+void td_store_pub_args(td_rbatch_t *b, const td_mpub_t *pub) {
+    td_rbatch_i64(b, pub->version);
+    td_rbatch_dbl(b, pub->score);
+    td_rbatch_i64(b, pub->tier);
+    td_rbatch_i64(b, pub->ms);
+}
+
+void td_store_put_mark(td_rbatch_t *b, const td_mpub_t *pub) {
+    if (pub)
+        td_store_pub_args(b, pub);
+    else
+        td_rbatch_str(b, "");
 }
 
 void td_store_put_src(td_rbatch_t *b,

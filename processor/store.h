@@ -203,11 +203,16 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
  * expiry; then td_store_put_begin() queues the td_put of entry e (already
  * merged, with its new version) guarded by `expected`, the version it was
  * merged from, td_store_put_src() nsrc times (a delta of source src
- * covering offsets lo..next-1), then, if the put carries a score to
- * publish, the score hash's field/value pairs (td_put reserves the next
- * version, HINCRBY, and writes them), td_rbatch_end(). td_put renames
- * signals:next into place only when its guards pass. The reply is
- * {"STALE"}, {"OK"}, or {"OK", version} with a score.
+ * covering offsets lo..next-1), td_store_put_mark() once (the merchant's
+ * delivered publication to mark in its score hash, or NULL), then, if the
+ * put carries a score to publish, the score hash's field/value pairs
+ * (td_put reserves the next version, HINCRBY, and writes them),
+ * td_rbatch_end(). td_put renames signals:next into place only when its
+ * guards pass. The reply is {"STALE"}, {"OK"}, or {"OK", version} with a
+ * score.
+ *
+ * td_store_pub_args() appends a publication's mark arguments (version,
+ * score, tier, ms), as td_put and td_published take them.
  */
 void td_store_load(const td_store_t *st,
                    td_rbatch_t *b,
@@ -223,6 +228,8 @@ void td_store_put_src(td_rbatch_t *b,
                       const char *src,
                       int64_t lo,
                       int64_t next);
+void td_store_put_mark(td_rbatch_t *b, const td_mpub_t *pub);
+void td_store_pub_args(td_rbatch_t *b, const td_mpub_t *pub);
 void td_store_put_signals(td_rbatch_t *b,
                           const char *m,
                           size_t mlen,

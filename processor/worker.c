@@ -20,8 +20,12 @@
  *      publication got its version in the merchant's td_put (td_score
  *      reserves one when a retried flush finds nothing left to write);
  *      the TrustScore is produced, dead letters and scores flushed to
- *      Kafka, then ZADD places each in trust:scores and td_published
- *      marks it delivered (and the cached state remembers it).
+ *      Kafka, then ZADD places each in trust:scores and the cached state
+ *      remembers it as delivered. Its mark in the score hash (pub_version
+ *      and friends) rides with the merchant's next td_put, or, for the
+ *      merchants the next flush does not write, that flush's td_published
+ *      (sweep_marks): at most one function call per merchant and flush.
+ *      A crash before the mark can only cause an extra publication.
  *
  * So for every merchant m and source s, the events of s applied to m are
  * exactly those below wm[m][s], and wm[m][s] is always the committed point
@@ -94,8 +98,15 @@ typedef struct pub_s {
     td_mstate_t *e; /* the merchant's cached state: its pub once delivered */
     int reserve;    /* no put carried it: step 3 reserves its version */
     int dropped;    /* its put was refused: the merchant is merged again */
-    int64_t pub_ms; /* when it was marked published */
 } pub_t;
+
+/* A publication delivered by the previous flush, to be marked in its
+ * score hash: by the merchant's next put, or else by this flush's step 3
+ * (sweep_marks). By value: its cached state may be dropped meanwhile. */
+typedef struct mark_s {
+    td_mpub_t pub;
+    char id[TD_MERCHANT_ID_MAX + 1];
+} mark_t;
 
 /* One merchant of a flush's step 2. */
 typedef struct applyctx_s {
@@ -105,6 +116,7 @@ typedef struct applyctx_s {
     int todo;       /* not yet written */
     long pub;       /* the score its put carries (index in pubs); -1 none */
     int fields;     /* load it with its readable hash (td_store_load) */
+    int mark;       /* its put carries the entry's unmarked publication */
 } applyctx_t;
 
 struct td_worker_s {
@@ -138,6 +150,10 @@ struct td_worker_s {
     int64_t stop_deadline; /* monotonic ms; 0 until stopping */
     pub_t *pubs;
     size_t npubs, pubcap;
+    /* Delivered by the last flush, not yet marked (nmarks), and this
+     * flush's deliveries (nfresh): the flusher's, like pubs. */
+    mark_t *marks, *fresh;
+    size_t nmarks, nfresh, markcap;
     applyctx_t *actx;
     size_t actxcap;
     /* Scores in flight and failed: the flusher produces, dr_cb (on the
@@ -496,7 +512,7 @@ static int want_publish(const td_worker_t *w,
 }
 
 /* The last publication from a td_load reply (pub_score, pub_tier, pub_ms,
- * version, model_version; "" when unset). */
+ * version, model_version, pub_version; "" when unset). */
 static void
 read_pub(const td_worker_t *w, td_mstate_t *e, const redisReply *const *meta) {
     memset(&e->pub, 0, sizeof(e->pub));
@@ -506,6 +522,8 @@ read_pub(const td_worker_t *w, td_mstate_t *e, const redisReply *const *meta) {
     e->pub.ms = strtoll(meta[2]->str, NULL, 10);
     e->pub.model_ok = meta[4]->type == REDIS_REPLY_STRING &&
                       !strcmp(meta[4]->str, td_model_version(w->model));
+    if (meta[5]->type == REDIS_REPLY_STRING)
+        e->pub.version = strtoll(meta[5]->str, NULL, 10);
 }
 
 /* Scores the merchant's state st (its entry's, merged); returns the index
@@ -609,6 +627,7 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         if (r->element[1]->type != REDIS_REPLY_INTEGER) goto bad;
         pub->rec.version = r->element[1]->integer;
     }
+    if (ax->mark) ax->e->pub.unmarked = 0;
     ax->todo = 0;
     return TD_OK;
 bad:
@@ -710,6 +729,8 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
         const src_t *s = &w->srcs[d->src];
         if (!d->skip) td_store_put_src(w->batch, s->id, d->lo, s->fpoint);
     }
+    ax->mark = e->pub.unmarked;
+    td_store_put_mark(w->batch, ax->mark ? &e->pub : NULL);
     if (ax->pub >= 0) score_fields(w->batch, &w->pubs[ax->pub].rec, w->fnow);
     td_rbatch_end(w->batch, put_cb, ax);
 }
@@ -735,6 +756,7 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
         ax->todo = 1;
         ax->pub = -1;
         ax->fields = 0;
+        ax->mark = 0;
         for (td_mdelta_t *d = m->deltas; d; d = d->next)
             d->skip = 0; /* the guards in td_put check a cached entry */
         n++;
@@ -802,32 +824,13 @@ static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_end(w->batch, score_cb, pub);
 }
 
-/* A delivered score marked in Redis: the cached state remembers it as the
- * last publication (unless a newer one was marked already). */
-static int published_cb(void *opaque,
-                        const redisReply *r,
-                        char *errstr,
-                        size_t errstr_size) {
-    pub_t *pub = opaque;
-    if (r->type != REDIS_REPLY_INTEGER) {
-        snprintf(errstr, errstr_size, "published %s: %s", pub->rec.merchant_id,
-                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
-        return TD_ERR;
-    }
-    if (r->integer == 1) {
-        pub->e->pub.score = pub->rec.score;
-        pub->e->pub.tier = pub->rec.tier;
-        pub->e->pub.ms = pub->pub_ms;
-        pub->e->pub.model_ok = 1;
-    }
-    return TD_OK;
-}
-
-/* Step 3 for a delivered score: its place in trust:scores, and the
- * publication marked in the score hash. */
-static void queue_published(td_worker_t *w, pub_t *pub, int64_t now) {
+/* Step 3 for a delivered score: its place in trust:scores; the cached
+ * state remembers it as the last publication, and it is to be marked in
+ * the score hash by the merchant's next put or the next flush's sweep. */
+static void queue_zadd(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_t *b = w->batch;
     const td_score_rec_t *rec = &pub->rec;
+    mark_t *mk;
 
     td_rbatch_begin(b);
     td_rbatch_str(b, "ZADD");
@@ -836,13 +839,59 @@ static void queue_published(td_worker_t *w, pub_t *pub, int64_t now) {
     td_rbatch_str(b, rec->merchant_id);
     td_rbatch_end(b, ok_cb, (void *)"ZADD " TD_KEY_SCORES);
 
-    pub->pub_ms = now;
-    begin_score_call(w, "published", rec);
-    td_rbatch_i64(b, rec->version);
-    td_rbatch_dbl(b, rec->score);
-    td_rbatch_i64(b, rec->tier);
-    td_rbatch_i64(b, now);
-    td_rbatch_end(b, published_cb, (void *)pub);
+    pub->e->pub.score = rec->score;
+    pub->e->pub.tier = rec->tier;
+    pub->e->pub.ms = now;
+    pub->e->pub.version = rec->version;
+    pub->e->pub.model_ok = 1;
+    pub->e->pub.unmarked = 1;
+    mk = &w->fresh[w->nfresh++];
+    mk->pub = pub->e->pub;
+    memcpy(mk->id, rec->merchant_id, sizeof(mk->id));
+}
+
+/* Whether a publication of the last flush still needs td_published: not
+ * if the merchant's put carried it, or a newer one was delivered since. */
+static int mark_pending(td_worker_t *w, const mark_t *mk) {
+    const td_mstate_t *e = td_mscache_get(w->states, mk->id, strlen(mk->id));
+    if (!e) return 1; /* dropped: whether a put carried it is unknown */
+    if (e->pub.version != mk->pub.version)
+        return e->pub.version < mk->pub.version;
+    return e->pub.unmarked;
+}
+
+/* Step 3: td_published for the last flush's publications no put carried
+ * (cold merchants; all of them after a refused or failed put). */
+static void sweep_marks(td_worker_t *w) {
+    for (size_t i = 0; i < w->nmarks; i++) {
+        const mark_t *mk = &w->marks[i];
+        char key[KEY_MAX];
+        if (!mark_pending(w, mk)) continue;
+        td_rbatch_begin(w->batch);
+        td_rbatch_str(w->batch, "FCALL");
+        td_rbatch_str(w->batch, td_store_fn(w->store, "published"));
+        td_rbatch_str(w->batch, "1");
+        td_rbatch_arg(w->batch, key,
+                      td_key_score(key, sizeof(key), mk->id, strlen(mk->id)));
+        td_store_pub_args(w->batch, &mk->pub);
+        td_rbatch_end(w->batch, ok_cb, (void *)"td_published");
+    }
+}
+
+/* The sweep succeeded: the cached states know their marks are written;
+ * this flush's deliveries are the next flush's to mark. */
+static void marks_done(td_worker_t *w) {
+    mark_t *t;
+    for (size_t i = 0; i < w->nmarks; i++) {
+        const mark_t *mk = &w->marks[i];
+        td_mstate_t *e = td_mscache_get(w->states, mk->id, strlen(mk->id));
+        if (e && e->pub.version == mk->pub.version) e->pub.unmarked = 0;
+    }
+    t = w->marks;
+    w->marks = w->fresh;
+    w->fresh = t;
+    w->nmarks = w->nfresh;
+    w->nfresh = 0;
 }
 
 /* Produces the reserved scores and waits until Kafka acknowledged them
@@ -963,11 +1012,19 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
         return TD_ERR;
     if (deliver(w, errstr, errstr_size) != TD_OK) return TD_ERR;
     td_rbatch_reset(b);
+    if (w->npubs > w->markcap) {
+        w->markcap = w->npubs;
+        w->fresh = xrealloc(w->fresh, w->markcap * sizeof(*w->fresh));
+        w->marks = xrealloc(w->marks, w->markcap * sizeof(*w->marks));
+    }
+    w->nfresh = 0;
     for (size_t i = 0; i < w->npubs; i++)
-        queue_published(w, &w->pubs[i], now);
+        queue_zadd(w, &w->pubs[i], now);
+    sweep_marks(w); /* after: a newer delivery makes a mark moot */
     if (td_rbatch_cnt(b) &&
         td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
         return TD_ERR;
+    marks_done(w);
     return TD_OK;
 }
 
@@ -1145,7 +1202,10 @@ static int flush_start(td_worker_t *w) {
                 need = 1;
             }
         }
-        if (!need && td_dlq_inflight(w->dlq) == 0 && td_dlq_failed(w->dlq) == 0)
+        /* Publications of the last flush are marked by the next one at the
+         * latest, so idle workers flush once more. */
+        if (!need && w->nmarks == 0 && td_dlq_inflight(w->dlq) == 0 &&
+            td_dlq_failed(w->dlq) == 0)
             return TD_OK;
         take_flushable(w);
         w->events_since_flush = 0;
@@ -1551,6 +1611,8 @@ void td_worker_destroy(td_worker_t *w) {
     td_model_destroy(w->model);
     free(w->srcs);
     free(w->pubs);
+    free(w->marks);
+    free(w->fresh);
     free(w->actx);
     free(w);
 }

@@ -939,6 +939,7 @@ int td_h_merge(struct td_store_s *st,
     td_store_put_signals(b, hm.e->id, hm.e->idlen, &s);
     td_store_put_begin(st, b, hm.e, expected, 1);
     td_store_put_src(b, src, lo, nx);
+    td_store_put_mark(b, NULL);
     td_rbatch_end(b, h_put_cb, &hm);
     if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
     if (hm.stale) {

@@ -198,9 +198,12 @@ static void test_stored_state_is_the_exact_c_merge(void **state) {
 }
 
 /* Merges d into entry e and queues its put from "orders/0" at
- * lo..lo+10, as a flush does, into the reset batch; the caller ends it. */
-static void
-queue_merged_put(td_mstate_t *e, const td_sigdelta_t *d, int64_t lo) {
+ * lo..lo+10, carrying publication mark (or none), as a flush does, into
+ * the reset batch; the caller ends it. */
+static void queue_merged_put(td_mstate_t *e,
+                             const td_sigdelta_t *d,
+                             int64_t lo,
+                             const td_mpub_t *mark) {
     td_sigstate_t s;
     td_mstate_to_sigstate(e, &s);
     td_sigstate_merge(&s, d);
@@ -210,6 +213,7 @@ queue_merged_put(td_mstate_t *e, const td_sigdelta_t *d, int64_t lo) {
     td_store_put_signals(batch, e->id, e->idlen, &s);
     td_store_put_begin(st, batch, e, e->version - 1, 1);
     td_store_put_src(batch, "orders/0", lo, lo + 10);
+    td_store_put_mark(batch, mark);
 }
 
 static void test_put_from_an_old_version_is_refused(void **state) {
@@ -229,7 +233,7 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     /* ...so a merge from the version read before is refused whole. */
     before = redisCommand(rc, "DUMP trust:{cas}:signals");
     assert_int_equal(before->type, REDIS_REPLY_STRING);
-    queue_merged_put(e, &d, 10);
+    queue_merged_put(e, &d, 10, NULL);
     td_rbatch_end(batch, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_int_equal(out.type, REDIS_REPLY_ARRAY);
@@ -268,16 +272,21 @@ grab_put(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
-/* One put of a delta from "orders/0" at lo..lo+10, with the score fields
- * "score" <score> when score >= 0; returns what put replied. */
-static long long put_with_score(td_mscache_t *c, int64_t lo, int score) {
-    td_mstate_t *e = load_state(c, "scored");
+/* One put to merchant m of a delta from "orders/0" at lo..lo+10,
+ * carrying mark, with the score fields "score" <score> when score >= 0;
+ * returns what put replied. */
+static long long put_with_score(td_mscache_t *c,
+                                const char *m,
+                                int64_t lo,
+                                int score,
+                                const td_mpub_t *mark) {
+    td_mstate_t *e = load_state(c, m);
     td_sigdelta_t d;
     char errstr[512];
     long long version = -2;
 
     random_delta(&d, TD_EV_ORDER, 2);
-    queue_merged_put(e, &d, lo);
+    queue_merged_put(e, &d, lo, mark);
     if (score >= 0) {
         td_rbatch_str(batch, "score");
         td_rbatch_i64(batch, score);
@@ -297,15 +306,71 @@ static void test_put_carrying_a_score_reserves_its_version(void **state) {
     double v, score;
     (void)state;
 
-    assert_true(put_with_score(c, 0, 40) == 1);
-    assert_true(put_with_score(c, 10, -1) == -1);
+    assert_true(put_with_score(c, "scored", 0, 40, NULL) == 1);
+    assert_true(put_with_score(c, "scored", 10, -1, NULL) == -1);
     td_h_hget_double(rc, "trust:{scored}:score", "version", &v);
     td_h_hget_double(rc, "trust:{scored}:score", "score", &score);
     assert_true(v == 1 && score == 40);
-    assert_true(put_with_score(c, 20, 55) == 2);
+    assert_true(put_with_score(c, "scored", 20, 55, NULL) == 2);
     td_h_hget_double(rc, "trust:{scored}:score", "version", &v);
     td_h_hget_double(rc, "trust:{scored}:score", "score", &score);
     assert_true(v == 2 && score == 55);
+    td_mscache_destroy(c);
+}
+
+static int
+grab_int(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    (void)errstr;
+    (void)errstr_size;
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    *(long long *)opaque = r->integer;
+    return TD_OK;
+}
+
+/* The publication mark: pub_version and friends of the score hash. */
+static void assert_mark(const char *m, double version, double score) {
+    char key[64];
+    double v = NAN, s = NAN;
+    snprintf(key, sizeof(key), "trust:{%s}:score", m);
+    td_h_hget_double(rc, key, "pub_version", &v);
+    td_h_hget_double(rc, key, "pub_score", &s);
+    assert_true(v == version && s == score);
+}
+
+/* A delivered publication is marked by the merchant's next put, in the
+ * same step as the put's own new score, or by td_published; a mark never
+ * moves backwards. */
+static void test_publication_mark_rides_with_a_put(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    td_mpub_t mark = {.score = 40, .ms = 1000, .version = 1, .tier = 2};
+    char errstr[512], key[64];
+    long long marked = -1;
+    double v;
+    (void)state;
+
+    assert_true(put_with_score(c, "marked", 0, 40, NULL) == 1);
+    assert_true(put_with_score(c, "marked", 10, 55, &mark) == 2);
+    assert_mark("marked", 1, 40);
+    td_h_hget_double(rc, "trust:{marked}:score", "score", &v);
+    assert_true(v == 55);
+    /* An older mark, by put or by td_published, is ignored. */
+    mark.version = 0;
+    mark.score = 7;
+    assert_true(put_with_score(c, "marked", 20, -1, &mark) == -1);
+    assert_mark("marked", 1, 40);
+    td_rbatch_reset(batch);
+    td_rbatch_begin(batch);
+    td_rbatch_str(batch, "FCALL");
+    td_rbatch_str(batch, td_store_fn(st, "published"));
+    td_rbatch_str(batch, "1");
+    td_rbatch_arg(batch, key, td_key_score(key, sizeof(key), "marked", 6));
+    mark.version = 2;
+    mark.score = 55;
+    td_store_pub_args(batch, &mark);
+    td_rbatch_end(batch, grab_int, &marked);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    assert_true(marked == 1);
+    assert_mark("marked", 2, 55);
     td_mscache_destroy(c);
 }
 
@@ -592,6 +657,7 @@ int main(void) {
         cmocka_unit_test(test_stored_state_is_the_exact_c_merge),
         cmocka_unit_test(test_put_from_an_old_version_is_refused),
         cmocka_unit_test(test_put_carrying_a_score_reserves_its_version),
+        cmocka_unit_test(test_publication_mark_rides_with_a_put),
         cmocka_unit_test(test_batch_sent_while_built),
         cmocka_unit_test(test_state_missing_or_foreign_is_read_from_the_hash),
         cmocka_unit_test(test_state_cache_trims_to_its_cap),
