@@ -192,18 +192,21 @@ static const char lib_fixed[] =
     "  return 1\n"
     "end\n"
     /* A merged state: written only if the stored state is still the one
-     * it was merged from (ARGV[1], its version bytes) and no watermark of
-     * the applied sources is past the delta's start; then the state, the
-     * watermarks and the readable hash move together, and a new score
-     * gets its version. The readable hash was RESTOREd just before as
-     * KEYS[5] (signals:next, rdump.h) and is renamed into place: one
-     * RESTORE instead of an HSET per field, and its 3 KB never pass
-     * through Lua. ARGV: expected version, state, nsrc, (source, first,
-     * next) x nsrc; the merchant's last delivered publication not yet
-     * marked (version, score, tier, ms; or one "" when none): an earlier
-     * flush's publication rides with this put instead of a td_published
-     * call of its own; then the score hash's field/value pairs when the
-     * put carries a score to publish. */
+     * it was merged from (ARGV[1], its version bytes). Every put changes
+     * them and watermarks move only with a put, so the watermarks are
+     * still those trustd read or wrote with that state (worker.c checks
+     * deltas against them); with no stored state (ARGV[1] ""), no
+     * watermark of the applied sources may be past the delta's start.
+     * Then the state, the watermarks and the readable hash move together,
+     * and a new score gets its version. The readable hash was RESTOREd
+     * just before as KEYS[5] (signals:next, rdump.h) and is renamed into
+     * place: one RESTORE instead of an HSET per field, and its 3 KB never
+     * pass through Lua. ARGV: expected version, state, nsrc, (source,
+     * first, next) x nsrc; the merchant's last delivered publication not
+     * yet marked (version, score, tier, ms; or one "" when none): an
+     * earlier flush's publication rides with this put instead of a
+     * td_published call of its own; then the score hash's field/value
+     * pairs when the put carries a score to publish. */
     "local function td_put(keys, args)\n"
     "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then\n"
     "    return {'STALE'}\n"
@@ -212,9 +215,11 @@ static const char lib_fixed[] =
     "  local wm = {}\n"
     "  for i = 0, nsrc - 1 do\n"
     "    local p = 4 + 3 * i\n"
-    "    local w = redis.call('HGET', keys[2], args[p])\n"
-    "    if w and tonumber(w) > tonumber(args[p + 1]) then\n"
-    "      return {'STALE'}\n"
+    "    if args[1] == '' then\n"
+    "      local w = redis.call('HGET', keys[2], args[p])\n"
+    "      if w and tonumber(w) > tonumber(args[p + 1]) then\n"
+    "        return {'STALE'}\n"
+    "      end\n"
     "    end\n"
     "    wm[#wm + 1] = args[p]\n"
     "    wm[#wm + 1] = args[p + 2]\n"

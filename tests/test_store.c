@@ -571,6 +571,31 @@ static void test_straddling_delta_is_refused_before_any_write(void **state) {
     assert_true(before == after);
 }
 
+/* With no stored state to guard by (a merchant written before the packed
+ * state existed), td_put checks the watermarks itself. */
+static void test_put_without_state_checks_the_watermarks(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    td_sigdelta_t d;
+    char errstr[512];
+    reply_t out = {0};
+    redisReply *r;
+    (void)state;
+
+    random_delta(&d, TD_EV_ORDER, 3);
+    assert_string_equal(apply("nostate", "orders/0", 0, 100, &d).flags, "1");
+    r = redisCommand(rc, "DEL trust:{nostate}:state");
+    freeReplyObject(r);
+    td_mstate_t *e = td_mscache_add(c, "nostate", 7);
+    queue_merged_put(e, &d, 50, NULL); /* orders/0 at 50..60: applied */
+    td_rbatch_end(batch, grab, &out);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    assert_string_equal(out.flags, "STALE");
+    r = redisCommand(rc, "EXISTS trust:{nostate}:state");
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    td_mscache_destroy(c);
+}
+
 static redisReply *
 part(const char *op, const char *epoch, const char *c, const char *i) {
     char errstr[256];
@@ -663,6 +688,7 @@ int main(void) {
         cmocka_unit_test(test_state_cache_trims_to_its_cap),
         cmocka_unit_test(test_replayed_delta_is_a_noop),
         cmocka_unit_test(test_straddling_delta_is_refused_before_any_write),
+        cmocka_unit_test(test_put_without_state_checks_the_watermarks),
         cmocka_unit_test(test_partition_claim_fences_the_previous_owner),
         cmocka_unit_test(test_library_is_reloaded_after_redis_lost_it),
         cmocka_unit_test(test_unreachable_redis_is_an_error_not_a_crash),
