@@ -238,6 +238,9 @@ int td_mstate_read_load(td_mstate_t *e,
     *meta = r->element[2];
     e->version =
         blob->type == REDIS_REPLY_STRING && blob->len >= 8 ? get_u64(p) : 0;
+    e->sversion = (*meta)->element[3]->type == REDIS_REPLY_STRING
+                      ? strtoll((*meta)->element[3]->str, NULL, 10)
+                      : 0;
     if (blob->type == REDIS_REPLY_STRING && blob->len == TD_MSTATE_BLOB &&
         get_u64(p + 8) == td_mstate_catalog()) {
         e->as_of = (int64_t)get_u64(p + 16);

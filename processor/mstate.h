@@ -50,6 +50,7 @@ typedef struct td_mstate_s {
     struct td_mstate_s *hnext;
     td_mpub_t pub;
     uint64_t version; /* of the stored state this entry matches; 0 none */
+    int64_t sversion; /* of its score hash, as read or written; 0 none */
     int64_t as_of;    /* TD_NULL_TS before the first event */
     uint64_t present; /* bit i: base signal i has a value */
     uint32_t hash;
@@ -86,7 +87,8 @@ void td_mstate_pack(const td_mstate_t *e, uint8_t *buf);
 size_t td_mstate_version_bytes(uint64_t version, uint8_t *buf);
 
 /*
- * Reads a td_store_load() reply into e (version, values) and returns,
+ * Reads a td_store_load() reply into e (version, score hash version,
+ * values) and returns,
  * pointing into r, the stored watermarks (an array of field, value)
  * through *wm and the last publication (pub_score, pub_tier, pub_ms,
  * version, model_version, pub_version; "" or nil when unset) through

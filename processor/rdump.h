@@ -28,6 +28,7 @@
 
 #define TD_RDUMP_RDB_VERSION  10 /* Redis 7.0 */
 #define TD_RDUMP_TYPE_HASH_LP 16
+#define TD_RDUMP_TYPE_HASH    4 /* field/value strings */
 /* Reserved in front of the listpack for the type byte and its RDB length,
  * plus the trailer: what a buffer needs beyond the listpack itself. */
 #define TD_RDUMP_OVERHEAD (1 + 5 + 2 + 8)
@@ -41,7 +42,8 @@ typedef struct td_rdump_s {
     uint8_t *buf;
     size_t cap;
     size_t len;     /* bytes used, from buf[0] */
-    uint32_t count; /* listpack elements */
+    uint32_t count; /* listpack elements; strings of a pairs payload */
+    uint32_t want;  /* strings a pairs payload announced */
     int overflow;   /* an add did not fit: td_rdump_end() fails */
 } td_rdump_t;
 
@@ -58,6 +60,25 @@ void td_rdump_add(td_rdump_t *d,
 /* Finishes the payload; returns where it starts inside buf and its length
  * in *len, or NULL when it did not fit or a string was too long. */
 const uint8_t *td_rdump_end(td_rdump_t *d, size_t *len);
+
+/*
+ * A hash payload of RDB type 4, field/value strings of any length. Redis
+ * loads it as HSET of the same pairs would: a listpack while every string
+ * fits hash-max-listpack-value, else a hashtable. For hashes with long
+ * values (the score hash's reasons), where a listpack payload would keep
+ * a listpack Redis itself would not build. npairs is announced first;
+ * td_rdump_pairs_end() fails unless that many were added.
+ */
+void td_rdump_pairs_begin(td_rdump_t *d,
+                          uint8_t *buf,
+                          size_t cap,
+                          uint32_t npairs);
+void td_rdump_pairs_add(td_rdump_t *d,
+                        const char *field,
+                        size_t flen,
+                        const char *val,
+                        size_t vlen);
+const uint8_t *td_rdump_pairs_end(td_rdump_t *d, size_t *len);
 
 /* Redis' CRC-64 (Jones polynomial, reflected, as in Redis' crc64.c):
  * crc64(0, "123456789") == 0xe9c6d914c4b8d9ca. */

@@ -197,16 +197,20 @@ static const char lib_fixed[] =
      * still those trustd read or wrote with that state (worker.c checks
      * deltas against them); with no stored state (ARGV[1] ""), no
      * watermark of the applied sources may be past the delta's start.
-     * Then the state, the watermarks and the readable hash move together,
-     * and a new score gets its version. The readable hash was RESTOREd
-     * just before as KEYS[5] (signals:next, rdump.h) and is renamed into
-     * place: one RESTORE instead of an HSET per field, and its 3 KB never
-     * pass through Lua. ARGV: expected version, state, nsrc, (source,
-     * first, next) x nsrc; the merchant's last delivered publication not
-     * yet marked (version, score, tier, ms; or one "" when none): an
-     * earlier flush's publication rides with this put instead of a
-     * td_published call of its own; then the score hash's field/value
-     * pairs when the put carries a score to publish. */
+     * Then the state, the watermarks and the readable hash move together.
+     * The readable hash was RESTOREd just before as KEYS[5]
+     * (signals:next, rdump.h) and is renamed into place: one RESTORE
+     * instead of an HSET per field, and its 3 KB never pass through Lua.
+     * A new score likewise: the whole score hash, with its next version
+     * and the last delivered publication, was RESTOREd as KEYS[6]
+     * (score:next), and is renamed into place if the stored hash is still
+     * at the version it follows. ARGV: expected version, state, nsrc,
+     * (source, first, next) x nsrc; the merchant's last delivered
+     * publication not yet marked (version, score, tier, ms; or one ""):
+     * an earlier flush's publication rides with this put instead of a
+     * td_published call of its own; then, when the put carries a score,
+     * the score hash's expected version ("" for none). Every guard is
+     * checked before the first write. */
     "local function td_put(keys, args)\n"
     "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then\n"
     "    return {'STALE'}\n"
@@ -224,6 +228,13 @@ static const char lib_fixed[] =
     "    wm[#wm + 1] = args[p]\n"
     "    wm[#wm + 1] = args[p + 2]\n"
     "  end\n"
+    "  local p = 4 + 3 * nsrc\n"
+    "  local mk = args[p] ~= ''\n"
+    "  local sv = args[mk and p + 4 or p + 1]\n"
+    "  if sv and ((redis.call('HGET', keys[4], 'version') or '') ~= sv or\n"
+    "      redis.call('EXISTS', keys[6]) == 0) then\n"
+    "    return {'STALE'}\n"
+    "  end\n"
     /* The first write: fails (no signals:next) before any other. */
     "  if redis.pcall('RENAME', keys[5], keys[3]).err then\n"
     "    return {'STALE'}\n"
@@ -231,16 +242,14 @@ static const char lib_fixed[] =
     "  redis.call('PERSIST', keys[3])\n"
     "  redis.call('SET', keys[1], args[2])\n"
     "  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end\n"
-    "  local p = 4 + 3 * nsrc\n"
-    "  if args[p] ~= '' then\n"
+    "  if sv then\n"
+    "    redis.call('RENAME', keys[6], keys[4])\n"
+    "    redis.call('PERSIST', keys[4])\n"
+    "  end\n"
+    "  if mk then\n"
     "    mark(keys[4], args[p], args[p + 1], args[p + 2], args[p + 3])\n"
-    "    p = p + 3\n"
     "  end\n"
-    "  if args[p + 1] then\n"
-    "    local v = redis.call('HINCRBY', keys[4], 'version', 1)\n"
-    "    redis.call('HSET', keys[4], unpack(args, p + 1))\n"
-    "    return {'OK', v}\n"
-    "  end\n"
+    "  if sv then return {'OK', (tonumber(sv) or 0) + 1} end\n"
     "  return {'OK'}\n"
     "end\n"
     /* Partition records: claim bumps the owner epoch (fencing earlier
@@ -1671,6 +1680,10 @@ size_t td_key_signals_next(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "signals:next");
 }
 
+size_t td_key_score_next(char *buf, size_t size, const char *m, size_t mlen) {
+    return mkey(buf, size, m, mlen, "score:next");
+}
+
 size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "state");
 }
@@ -1759,13 +1772,14 @@ void td_store_put_begin(const td_store_t *st,
     td_rbatch_begin(b);
     td_rbatch_str(b, "FCALL");
     td_rbatch_str(b, td_store_fn(st, "put"));
-    td_rbatch_str(b, "5");
+    td_rbatch_str(b, "6");
     td_rbatch_arg(b, key, td_key_state(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, key, td_key_score(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, key,
                   td_key_signals_next(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, key, td_key_score_next(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, buf, td_mstate_version_bytes(expected, buf));
     td_mstate_pack(e, buf);
     td_rbatch_arg(b, buf, sizeof(buf));
@@ -1786,6 +1800,13 @@ void td_store_put_mark(td_rbatch_t *b, const td_mpub_t *pub) {
         td_rbatch_str(b, "");
 }
 
+void td_store_put_score_version(td_rbatch_t *b, int64_t version) {
+    if (version > 0)
+        td_rbatch_i64(b, version);
+    else
+        td_rbatch_str(b, "");
+}
+
 void td_store_put_src(td_rbatch_t *b,
                       const char *src,
                       int64_t lo,
@@ -1801,8 +1822,25 @@ static int restore_cb(void *opaque,
                       size_t errstr_size) {
     (void)opaque;
     if (r->type != REDIS_REPLY_ERROR) return TD_OK;
-    snprintf(errstr, errstr_size, "RESTORE of a signals hash: %s", r->str);
+    snprintf(errstr, errstr_size, "RESTORE of a merchant's next hash: %s",
+             r->str);
     return TD_ERR;
+}
+
+/* RESTOREs a payload as a :next key: it expires unless td_put renames it
+ * into place (a crash in between, or STALE). */
+static void queue_restore(td_rbatch_t *b,
+                          const char *key,
+                          size_t klen,
+                          const uint8_t *p,
+                          size_t len) {
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "RESTORE");
+    td_rbatch_arg(b, key, klen);
+    td_rbatch_str(b, "60000");
+    td_rbatch_arg(b, p, len);
+    td_rbatch_str(b, "REPLACE");
+    td_rbatch_end(b, restore_cb, NULL);
 }
 
 void td_store_put_signals(td_rbatch_t *b,
@@ -1832,12 +1870,31 @@ void td_store_put_signals(td_rbatch_t *b,
         td_log(TD_LOG_WARNING, "signals hash does not fit a DUMP payload");
         abort();
     }
-    /* Expires if no td_put renames it (a crash in between, or STALE). */
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "RESTORE");
-    td_rbatch_arg(b, key, td_key_signals_next(key, sizeof(key), m, mlen));
-    td_rbatch_str(b, "60000");
-    td_rbatch_arg(b, p, len);
-    td_rbatch_str(b, "REPLACE");
-    td_rbatch_end(b, restore_cb, NULL);
+    queue_restore(b, key, td_key_signals_next(key, sizeof(key), m, mlen), p,
+                  len);
+}
+
+void td_store_put_score(td_rbatch_t *b,
+                        const char *m,
+                        size_t mlen,
+                        int npairs,
+                        const char *const *fv,
+                        const size_t *fvlen) {
+    char key[TD_MERCHANT_ID_MAX + 32];
+    uint8_t buf[TD_STORE_SCORE_MAX];
+    td_rdump_t d;
+    const uint8_t *p;
+    size_t len;
+
+    td_rdump_pairs_begin(&d, buf, sizeof(buf), (uint32_t)npairs);
+    for (int i = 0; i < npairs; i++)
+        td_rdump_pairs_add(&d, fv[2 * i], fvlen[2 * i], fv[2 * i + 1],
+                           fvlen[2 * i + 1]);
+    p = td_rdump_pairs_end(&d, &len);
+    if (!p) {
+        /* The model's fields and reasons always fit. */
+        td_log(TD_LOG_WARNING, "score hash does not fit a DUMP payload");
+        abort();
+    }
+    queue_restore(b, key, td_key_score_next(key, sizeof(key), m, mlen), p, len);
 }

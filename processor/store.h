@@ -13,6 +13,8 @@
  *                               applied for this merchant from that source
  *   trust:{<m>}:score     hash  score, tier, confidence, sub-scores, reasons,
  *                               version, model_version, updated_ms, pub_*
+ *   trust:{<m>}:score:next  hash  the next score hash, RESTOREd just before
+ *                               a td_put that renames it into place
  *   trust:scores          zset  merchant_id by score (one key: in a cluster
  *                               it lives on one master)
  *   trust:part:{<topic>/<partition>}  hash  epoch, committed, intent
@@ -205,11 +207,13 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
  * merged from, td_store_put_src() nsrc times (a delta of source src
  * covering offsets lo..next-1), td_store_put_mark() once (the merchant's
  * delivered publication to mark in its score hash, or NULL), then, if the
- * put carries a score to publish, the score hash's field/value pairs
- * (td_put reserves the next version, HINCRBY, and writes them),
- * td_rbatch_end(). td_put renames signals:next into place only when its
- * guards pass. The reply is {"STALE"}, {"OK"}, or {"OK", version} with a
- * score.
+ * put carries a score to publish, td_store_put_score_version() with the
+ * version of the stored score hash it follows (0: none), td_rbatch_end().
+ * Such a put is preceded by td_store_put_score(): the whole new score
+ * hash (npairs field/value pairs, its version field the next one),
+ * RESTOREd as trust:{m}:score:next. td_put renames the :next keys into
+ * place only when its guards pass. The reply is {"STALE"}, {"OK"}, or
+ * {"OK", version} with a score.
  *
  * td_store_pub_args() appends a publication's mark arguments (version,
  * score, tier, ms), as td_put and td_published take them.
@@ -229,6 +233,15 @@ void td_store_put_src(td_rbatch_t *b,
                       int64_t lo,
                       int64_t next);
 void td_store_put_mark(td_rbatch_t *b, const td_mpub_t *pub);
+void td_store_put_score_version(td_rbatch_t *b, int64_t version);
+/* Bytes a score hash payload may take: the model's fields with reasons. */
+#define TD_STORE_SCORE_MAX 8192
+void td_store_put_score(td_rbatch_t *b,
+                        const char *m,
+                        size_t mlen,
+                        int npairs,
+                        const char *const *fv,
+                        const size_t *fvlen);
 void td_store_pub_args(td_rbatch_t *b, const td_mpub_t *pub);
 void td_store_put_signals(td_rbatch_t *b,
                           const char *m,
@@ -241,6 +254,7 @@ size_t td_key_signals_next(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen);
+size_t td_key_score_next(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part);
 #define TD_KEY_SCORES "trust:scores"
 

@@ -55,6 +55,7 @@
 #include <librdkafka/rdkafka.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,6 +109,19 @@ typedef struct mark_s {
     char id[TD_MERCHANT_ID_MAX + 1];
 } mark_t;
 
+/* A score hash as field/value strings (fv[2i], fv[2i + 1]), numbers
+ * formatted as td_rbatch_dbl() and td_rbatch_i64() format them: what a
+ * put RESTOREs whole and td_score writes (score_pairs). */
+#define SP_PAIRS (13 + TD_SCORE_MAX_DIMS)
+typedef struct spairs_s {
+    const char *fv[2 * SP_PAIRS];
+    size_t len[2 * SP_PAIRS];
+    int cnt; /* strings */
+    size_t used;
+    /* names and numbers (< 32 bytes each), reasons (< 1024) */
+    char arena[2 * SP_PAIRS * 32 + 1024];
+} spairs_t;
+
 /* One merchant of a flush's step 2. */
 typedef struct applyctx_s {
     td_worker_t *w;
@@ -150,6 +164,7 @@ struct td_worker_s {
     int64_t stop_deadline; /* monotonic ms; 0 until stopping */
     pub_t *pubs;
     size_t npubs, pubcap;
+    spairs_t sp; /* the flusher's scratch for one score hash */
     /* Delivered by the last flush, not yet marked (nmarks), and this
      * flush's deliveries (nfresh): the flusher's, like pubs. */
     mark_t *marks, *fresh;
@@ -626,6 +641,7 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     if (pub) {
         if (r->element[1]->type != REDIS_REPLY_INTEGER) goto bad;
         pub->rec.version = r->element[1]->integer;
+        ax->e->sversion = pub->rec.version;
     }
     if (ax->mark) ax->e->pub.unmarked = 0;
     ax->todo = 0;
@@ -644,6 +660,7 @@ score_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         return TD_ERR;
     }
     pub->rec.version = r->integer;
+    pub->e->sversion = r->integer;
     return TD_OK;
 }
 
@@ -671,31 +688,63 @@ static void reasons_json(const td_score_rec_t *rec, char *buf, size_t size) {
     if (len < size) snprintf(buf + len, size - len, "]");
 }
 
-/* The score hash's fields of rec: what td_put and td_score write after
- * reserving the version. */
-static void
-score_fields(td_rbatch_t *b, const td_score_rec_t *rec, int64_t now) {
+static void sp_str(spairs_t *sp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void sp_str(spairs_t *sp, const char *fmt, ...) {
+    size_t room = sizeof(sp->arena) - sp->used;
+    va_list ap;
+    int n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(sp->arena + sp->used, room, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= room) n = 0; /* cannot happen: sized below */
+    sp->fv[sp->cnt] = sp->arena + sp->used;
+    sp->len[sp->cnt++] = (size_t)n;
+    sp->used += (size_t)n + 1;
+}
+
+/* The score hash's fields of rec as of now; with e, the whole hash a put
+ * writes: also its next version and e's last delivered publication. */
+static void score_pairs(spairs_t *sp,
+                        const td_score_rec_t *rec,
+                        const td_mstate_t *e,
+                        int64_t now) {
     char reasons[1024];
 
-    td_rbatch_str(b, "score");
-    td_rbatch_dbl(b, rec->score);
-    td_rbatch_str(b, "tier");
-    td_rbatch_i64(b, rec->tier);
-    td_rbatch_str(b, "confidence");
-    td_rbatch_dbl(b, rec->confidence);
+    sp->cnt = 0;
+    sp->used = 0;
+    sp_str(sp, "score");
+    sp_str(sp, "%.17g", rec->score);
+    sp_str(sp, "tier");
+    sp_str(sp, "%d", rec->tier);
+    sp_str(sp, "confidence");
+    sp_str(sp, "%.17g", rec->confidence);
     for (int i = 0; i < rec->dim_cnt; i++) {
-        td_rbatch_fmt(b, "sub_%s", rec->dim_names[i]);
-        td_rbatch_dbl(b, rec->dims[i]);
+        sp_str(sp, "sub_%s", rec->dim_names[i]);
+        sp_str(sp, "%.17g", rec->dims[i]);
     }
     reasons_json(rec, reasons, sizeof(reasons));
-    td_rbatch_str(b, "reasons");
-    td_rbatch_str(b, reasons);
-    td_rbatch_str(b, "model_version");
-    td_rbatch_str(b, rec->model_version);
-    td_rbatch_str(b, "as_of_ms");
-    td_rbatch_i64(b, rec->as_of_ms);
-    td_rbatch_str(b, "updated_ms");
-    td_rbatch_i64(b, now);
+    sp_str(sp, "reasons");
+    sp_str(sp, "%s", reasons);
+    sp_str(sp, "model_version");
+    sp_str(sp, "%s", rec->model_version);
+    sp_str(sp, "as_of_ms");
+    sp_str(sp, "%lld", (long long)rec->as_of_ms);
+    sp_str(sp, "updated_ms");
+    sp_str(sp, "%lld", (long long)now);
+    if (!e) return;
+    sp_str(sp, "version");
+    sp_str(sp, "%lld", (long long)e->sversion + 1);
+    if (e->pub.version == 0) return;
+    sp_str(sp, "pub_version");
+    sp_str(sp, "%lld", (long long)e->pub.version);
+    sp_str(sp, "pub_score");
+    sp_str(sp, "%.17g", e->pub.score);
+    sp_str(sp, "pub_tier");
+    sp_str(sp, "%d", (int)e->pub.tier);
+    sp_str(sp, "pub_ms");
+    sp_str(sp, "%lld", (long long)e->pub.ms);
 }
 
 /* Merges the merchant's deltas into its cached state and queues the
@@ -724,14 +773,20 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
     e->version = expected + 1;
     ax->pub = consider_score(w, e, &st, 0);
     td_store_put_signals(w->batch, e->id, e->idlen, &st);
+    if (ax->pub >= 0) {
+        score_pairs(&w->sp, &w->pubs[ax->pub].rec, e, w->fnow);
+        td_store_put_score(w->batch, e->id, e->idlen, w->sp.cnt / 2, w->sp.fv,
+                           w->sp.len);
+    }
     td_store_put_begin(w->store, w->batch, e, expected, nsrc);
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
         const src_t *s = &w->srcs[d->src];
         if (!d->skip) td_store_put_src(w->batch, s->id, d->lo, s->fpoint);
     }
+    /* A score carries the publication mark in its hash. */
     ax->mark = e->pub.unmarked;
-    td_store_put_mark(w->batch, ax->mark ? &e->pub : NULL);
-    if (ax->pub >= 0) score_fields(w->batch, &w->pubs[ax->pub].rec, w->fnow);
+    td_store_put_mark(w->batch, ax->mark && ax->pub < 0 ? &e->pub : NULL);
+    if (ax->pub >= 0) td_store_put_score_version(w->batch, e->sversion);
     td_rbatch_end(w->batch, put_cb, ax);
 }
 
@@ -824,7 +879,9 @@ begin_score_call(td_worker_t *w, const char *fn, const td_score_rec_t *rec) {
  * written already): td_score reserves its version. */
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
     begin_score_call(w, "score", &pub->rec);
-    score_fields(w->batch, &pub->rec, now);
+    score_pairs(&w->sp, &pub->rec, NULL, now);
+    for (int i = 0; i < w->sp.cnt; i++)
+        td_rbatch_arg(w->batch, w->sp.fv[i], w->sp.len[i]);
     td_rbatch_end(w->batch, score_cb, pub);
 }
 

@@ -198,22 +198,42 @@ static void test_stored_state_is_the_exact_c_merge(void **state) {
 }
 
 /* Merges d into entry e and queues its put from "orders/0" at
- * lo..lo+10, carrying publication mark (or none), as a flush does, into
- * the reset batch; the caller ends it. */
+ * lo..lo+10, as a flush does, into the reset batch; the caller ends it.
+ * With score >= 0 the put carries a score hash (score, tier 2, the next
+ * version and publication mark when given); else it carries mark, if
+ * any, on its own. */
 static void queue_merged_put(td_mstate_t *e,
                              const td_sigdelta_t *d,
                              int64_t lo,
-                             const td_mpub_t *mark) {
+                             const td_mpub_t *mark,
+                             int score) {
+    char num[4][32];
+    const char *fv[] = {"score", num[0],      "tier", "2",           "version",
+                        num[1],  "pub_score", num[2], "pub_version", num[3]};
+    size_t fvlen[10];
     td_sigstate_t s;
+
     td_mstate_to_sigstate(e, &s);
     td_sigstate_merge(&s, d);
     td_mstate_from_sigstate(e, &s);
     e->version++;
     td_rbatch_reset(batch);
     td_store_put_signals(batch, e->id, e->idlen, &s);
+    if (score >= 0) {
+        snprintf(num[0], sizeof(num[0]), "%d", score);
+        snprintf(num[1], sizeof(num[1]), "%lld", (long long)e->sversion + 1);
+        if (mark) {
+            snprintf(num[2], sizeof(num[2]), "%.17g", mark->score);
+            snprintf(num[3], sizeof(num[3]), "%lld", (long long)mark->version);
+        }
+        for (int i = 0; i < 10; i++)
+            fvlen[i] = strlen(fv[i]);
+        td_store_put_score(batch, e->id, e->idlen, mark ? 5 : 3, fv, fvlen);
+    }
     td_store_put_begin(st, batch, e, e->version - 1, 1);
     td_store_put_src(batch, "orders/0", lo, lo + 10);
-    td_store_put_mark(batch, mark);
+    td_store_put_mark(batch, score < 0 ? mark : NULL);
+    if (score >= 0) td_store_put_score_version(batch, e->sversion);
 }
 
 static void test_put_from_an_old_version_is_refused(void **state) {
@@ -233,7 +253,7 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     /* ...so a merge from the version read before is refused whole. */
     before = redisCommand(rc, "DUMP trust:{cas}:signals");
     assert_int_equal(before->type, REDIS_REPLY_STRING);
-    queue_merged_put(e, &d, 10, NULL);
+    queue_merged_put(e, &d, 10, NULL, -1);
     td_rbatch_end(batch, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_int_equal(out.type, REDIS_REPLY_ARRAY);
@@ -286,13 +306,7 @@ static long long put_with_score(td_mscache_t *c,
     long long version = -2;
 
     random_delta(&d, TD_EV_ORDER, 2);
-    queue_merged_put(e, &d, lo, mark);
-    if (score >= 0) {
-        td_rbatch_str(batch, "score");
-        td_rbatch_i64(batch, score);
-        td_rbatch_str(batch, "tier");
-        td_rbatch_str(batch, "2");
-    }
+    queue_merged_put(e, &d, lo, mark, score);
     td_rbatch_end(batch, grab_put, &version);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     td_mscache_del(c, e);
@@ -325,6 +339,34 @@ grab_int(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     assert_int_equal(r->type, REDIS_REPLY_INTEGER);
     *(long long *)opaque = r->integer;
     return TD_OK;
+}
+
+/* A score put follows the score hash's version it read: after another
+ * writer moved it (td_score), the put is refused before any write. */
+static void test_score_put_behind_the_stored_score_is_refused(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    td_sigdelta_t d;
+    char errstr[512];
+    reply_t out = {0};
+    double v;
+    redisReply *r;
+    (void)state;
+
+    assert_true(put_with_score(c, "behind", 0, 40, NULL) == 1);
+    td_mstate_t *e = load_state(c, "behind");
+    assert_int_equal(e->sversion, 1);
+    r = redisCommand(rc, "HINCRBY trust:{behind}:score version 1");
+    freeReplyObject(r);
+    random_delta(&d, TD_EV_ORDER, 2);
+    queue_merged_put(e, &d, 10, NULL, 70);
+    td_rbatch_end(batch, grab, &out);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    assert_string_equal(out.flags, "STALE");
+    td_h_hget_double(rc, "trust:{behind}:score", "score", &v);
+    assert_true(v == 40);
+    td_h_hget_double(rc, "trust:{behind}:wm", "orders/0", &v);
+    assert_true(v == 10); /* the state did not move either */
+    td_mscache_destroy(c);
 }
 
 /* The publication mark: pub_version and friends of the score hash. */
@@ -586,7 +628,7 @@ static void test_put_without_state_checks_the_watermarks(void **state) {
     r = redisCommand(rc, "DEL trust:{nostate}:state");
     freeReplyObject(r);
     td_mstate_t *e = td_mscache_add(c, "nostate", 7);
-    queue_merged_put(e, &d, 50, NULL); /* orders/0 at 50..60: applied */
+    queue_merged_put(e, &d, 50, NULL, -1); /* orders/0 at 50..60: applied */
     td_rbatch_end(batch, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_string_equal(out.flags, "STALE");
@@ -683,6 +725,7 @@ int main(void) {
         cmocka_unit_test(test_put_from_an_old_version_is_refused),
         cmocka_unit_test(test_put_carrying_a_score_reserves_its_version),
         cmocka_unit_test(test_publication_mark_rides_with_a_put),
+        cmocka_unit_test(test_score_put_behind_the_stored_score_is_refused),
         cmocka_unit_test(test_batch_sent_while_built),
         cmocka_unit_test(test_state_missing_or_foreign_is_read_from_the_hash),
         cmocka_unit_test(test_state_cache_trims_to_its_cap),
