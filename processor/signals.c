@@ -561,7 +561,13 @@ static void ref_layout(FILE *fp) {
         "`confidence`, `sub_<dimension>`, `reasons` (JSON array), "
         "`version`, `model_version`, `as_of_ms`, `updated_ms`; "
         "`pub_version`, `pub_score`, `pub_tier`, `pub_ms` of the last "
-        "publication Kafka acknowledged |\n"
+        "publication Kafka acknowledged (marked by the merchant's next "
+        "update or the next flush: it can trail `version` for one flush). "
+        "A new score replaces the hash whole, like the signals hash "
+        "(`:score:next` renamed over it) |\n"
+        "| `trust:{<merchant_id>}:score:next` | hash | transient: the next "
+        "score hash, written just before an update and renamed into place "
+        "by it (expires after 60 s if the update is refused) |\n"
         "| `trust:scores` | sorted set | merchant_id by score |\n"
         "| `trust:part:{<topic>/<partition>}` | hash | `committed`, "
         "`intent`, `epoch`: where the partition resumes and who owns it |\n"
@@ -571,7 +577,8 @@ static void ref_layout(FILE *fp) {
         "sends the result, guarded by the state's version), so one "
         "`HGETALL` (or `HMGET`) of the signals hash sees all of one update "
         "or none of it. A score to publish is written to the score hash in "
-        "the same call; `pub_*` once Kafka acknowledged it.\n"
+        "the same call; `pub_*` after Kafka acknowledged it, with the "
+        "merchant's next update or by the next flush.\n"
         "\n");
 }
 

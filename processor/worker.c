@@ -861,24 +861,21 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
 }
 
-/* Begins "FCALL <fn> 1 trust:{m}:score" for rec's merchant. */
-static void
-begin_score_call(td_worker_t *w, const char *fn, const td_score_rec_t *rec) {
+/* Begins "FCALL <fn> 1 trust:{m}:score" for merchant m. */
+static void begin_score_call(td_worker_t *w, const char *fn, const char *m) {
     char key[KEY_MAX];
 
     td_rbatch_begin(w->batch);
     td_rbatch_str(w->batch, "FCALL");
     td_rbatch_str(w->batch, td_store_fn(w->store, fn));
     td_rbatch_str(w->batch, "1");
-    td_rbatch_arg(w->batch, key,
-                  td_key_score(key, sizeof(key), rec->merchant_id,
-                               strlen(rec->merchant_id)));
+    td_rbatch_arg(w->batch, key, td_key_score(key, sizeof(key), m, strlen(m)));
 }
 
 /* Step 3 for a score no put carried (a retried flush found the merchant
  * written already): td_score reserves its version. */
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
-    begin_score_call(w, "score", &pub->rec);
+    begin_score_call(w, "score", pub->rec.merchant_id);
     score_pairs(&w->sp, &pub->rec, NULL, now);
     for (int i = 0; i < w->sp.cnt; i++)
         td_rbatch_arg(w->batch, w->sp.fv[i], w->sp.len[i]);
@@ -926,14 +923,8 @@ static int mark_pending(td_worker_t *w, const mark_t *mk) {
 static void sweep_marks(td_worker_t *w) {
     for (size_t i = 0; i < w->nmarks; i++) {
         const mark_t *mk = &w->marks[i];
-        char key[KEY_MAX];
         if (!mark_pending(w, mk)) continue;
-        td_rbatch_begin(w->batch);
-        td_rbatch_str(w->batch, "FCALL");
-        td_rbatch_str(w->batch, td_store_fn(w->store, "published"));
-        td_rbatch_str(w->batch, "1");
-        td_rbatch_arg(w->batch, key,
-                      td_key_score(key, sizeof(key), mk->id, strlen(mk->id)));
+        begin_score_call(w, "published", mk->id);
         td_store_pub_args(w->batch, &mk->pub);
         td_rbatch_end(w->batch, ok_cb, (void *)"td_published");
     }
