@@ -290,6 +290,23 @@ static int score_published(void *arg) {
            0;
 }
 
+/* Every merchant's last delivered score is marked (pub_version equals
+ * version): by its next update, or by the flush an idle worker runs for
+ * the marks alone. */
+static int all_marked(void *arg) {
+    static const char *const keys[] = {"trust:{m-alpha}:score",
+                                       "trust:{m-beta}:score",
+                                       "trust:{m-gamma}:score"};
+    (void)arg;
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        double v, pv;
+        if (td_h_hget_double(rc, keys[i], "version", &v) != 0 ||
+            td_h_hget_double(rc, keys[i], "pub_version", &pv) != 0 || v != pv)
+            return 0;
+    }
+    return 1;
+}
+
 typedef struct seen_s {
     td_codec_t *codec;
     int alpha;
@@ -353,6 +370,12 @@ static void test_score_in_redis_and_on_topic(void **state) {
     assert_int_equal(seen.bad, 0);
     assert_true(seen.alpha >= 1);
     assert_true(seen.alpha_version >= 1);
+
+    assert_true(td_h_poll(all_marked, NULL, 30000));
+    assert_int_equal(
+        td_h_hget_double(rc, "trust:{m-alpha}:score", "pub_version", &version),
+        0);
+    assert_true(version == (double)seen.alpha_version);
 }
 
 /* A steady merchant: many events over many flushes, few publications, and
