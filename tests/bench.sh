@@ -36,6 +36,15 @@
 #      of produce -> visible in Redis (the poll interval bounds the error).
 #      The flushes trustd made meanwhile (count, events, duration) are shown
 #      beside it, since they explain it.
+#   5. The same backlog, a new group, against a 3-master Redis Cluster.
+#   6. Redis instructions: a second td-kafka with a small fixed load
+#      (REDIS_CG_EVENTS events over MERCHANTS / 20 merchants), drained by
+#      trustd into a redis-server under callgrind (counters zeroed once it
+#      is up, dumped when every offset is stored), in one flush (batch size
+#      = the load, a 5 s interval): Redis' instructions per merchant write
+#      (td_put calls, counted by their GETRANGE) and per event, stable from
+#      run to run where CPU seconds are not. The profile is kept as
+#      last-run/redis-callgrind.out (callgrind_annotate).
 #
 # The table goes to stdout and to BUILD_DIR/bench/results.md (smoke:
 # results-smoke.md); logs of the run are kept in BUILD_DIR/bench/last-run/.
@@ -53,6 +62,8 @@
 #   TD_BENCH_SAMPLE_EVENTS    callgrind sample size (20000; smoke 2000)
 #   TD_BENCH_SAMPLE_REPS      passes over the sample (5; smoke 1)
 #   TD_BENCH_REDIS_AOF        yes|no (yes)
+#   TD_BENCH_REDIS_CG_EVENTS  events of the callgrind stage (50000; smoke
+#                             2000; 0 skips it)
 #   TD_BENCH_POLL_S           seconds between polls of trustd's progress
 #                             (0.2; smoke 0.05)
 #   TD_BENCH_TRUSTD_ARGS      extra trustd flags, e.g. "--flush-max-events
@@ -71,9 +82,10 @@ B=${1:-build}
 SMOKE=${TD_BENCH_SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
     d_events=20000 d_merchants=2000 d_parts=8 d_lat=3 d_sample=2000
-    d_reps=1 d_timeout=40 d_poll=0.05 out_name=results-smoke.md
+    d_reps=1 d_timeout=40 d_poll=0.05 d_cg=2000 out_name=results-smoke.md
 else
     d_events=2000000 d_merchants=100000 d_parts=48 d_lat=20 d_sample=20000
+    d_cg=50000
     d_reps=5 d_timeout=3600 d_poll=0.2 out_name=results.md
 fi
 EVENTS=${TD_BENCH_EVENTS:-$d_events}
@@ -87,6 +99,7 @@ REPS=${TD_BENCH_SAMPLE_REPS:-$d_reps}
 AOF=${TD_BENCH_REDIS_AOF:-yes}
 TRUSTD_ARGS=${TD_BENCH_TRUSTD_ARGS:-}
 TIMEOUT_S=${TD_BENCH_TIMEOUT_S:-$d_timeout}
+CG_EVENTS=${TD_BENCH_REDIS_CG_EVENTS:-$d_cg}
 OUT=${TD_BENCH_OUT:-$B/bench}
 PROBE_RATE=20
 # The harness' own polling (redis-cli, bash) competes with trustd for the
@@ -95,7 +108,7 @@ PROBE_RATE=20
 POLL_S=${TD_BENCH_POLL_S:-$d_poll}
 
 dir=$(mktemp -d /tmp/trustd-bench.XXXXXX) || exit 1
-kafka_pid="" redis_pid="" trustd_pid="" bg_pid=""
+kafka_pid="" redis_pid="" trustd_pid="" bg_pid="" kafka2_pid="" cg_pid=""
 cluster_pids=()
 
 # Progress goes to the original stderr, also from traps that run while a
@@ -137,6 +150,8 @@ cleanup() {
     stop_pid "$trustd_pid"
     stop_pid "$redis_pid"
     stop_pid "$kafka_pid"
+    stop_pid "$cg_pid"
+    stop_pid "$kafka2_pid"
     for p in "${cluster_pids[@]}"; do stop_pid "$p"; done
     rm -rf "$dir"
 }
@@ -320,17 +335,21 @@ log "producing $EVENTS events to $brokers"
     2>"$dir/loadgen.log" || die "td-loadgen failed: $(tail -n 3 "$dir/loadgen.log")"
 mix=$(sed -n 's/^td-loadgen: \(orders=.*\)/\1/p' "$dir/loadgen.log")
 
-# Watermarks of every input partition: "topic partition low high".
-"$B/trustctl" --redis "127.0.0.1:$rport" --brokers "$brokers" --json offsets \
-    >"$dir/offsets.out" 2>"$dir/trustctl.log" || die "trustctl offsets failed"
-tr '{' '\n' <"$dir/offsets.out" | awk '
-    /"topic":/ {
-        match($0, /"topic":"[^"]*"/); t = substr($0, RSTART + 9, RLENGTH - 10)
-        match($0, /"partition":[0-9]+/); p = substr($0, RSTART + 12, RLENGTH - 12)
-        match($0, /"low_watermark":-?[0-9]+/); lo = substr($0, RSTART + 16, RLENGTH - 16)
-        match($0, /"high_watermark":-?[0-9]+/); hi = substr($0, RSTART + 17, RLENGTH - 17)
-        print t, p, lo, hi
-    }' >"$dir/wm.txt"
+# Watermarks of every input partition of the Kafka at $1 (with the Redis on
+# port $3): "topic partition low high" lines into the file $2.
+watermarks() {
+    "$B/trustctl" --redis "127.0.0.1:$3" --brokers "$1" --json offsets \
+        >"$dir/offsets.out" 2>"$dir/trustctl.log" || die "trustctl offsets failed"
+    tr '{' '\n' <"$dir/offsets.out" | awk '
+        /"topic":/ {
+            match($0, /"topic":"[^"]*"/); t = substr($0, RSTART + 9, RLENGTH - 10)
+            match($0, /"partition":[0-9]+/); p = substr($0, RSTART + 12, RLENGTH - 12)
+            match($0, /"low_watermark":-?[0-9]+/); lo = substr($0, RSTART + 16, RLENGTH - 16)
+            match($0, /"high_watermark":-?[0-9]+/); hi = substr($0, RSTART + 17, RLENGTH - 17)
+            print t, p, lo, hi
+        }' >"$2"
+}
+watermarks "$brokers" "$dir/wm.txt" "$rport"
 nparts=$(wc -l <"$dir/wm.txt")
 [ "$nparts" -eq $((PARTS * 3)) ] ||
     die "expected $((PARTS * 3)) input partitions, trustctl listed $nparts"
@@ -526,6 +545,18 @@ now
 t_end=$NOW
 load_end=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# Partitions in the watermark file $1 whose stored offset in trustd's
+# /metrics dump $2 has not reached the high watermark yet.
+partitions_left() {
+    awk 'NR == FNR { hw[$1 "/" $2] = $4; next }
+        /^trustd_stored_offset\{/ {
+            match($0, /topic="[^"]*"/); t = substr($0, RSTART + 7, RLENGTH - 8)
+            match($0, /partition="[^"]*"/); p = substr($0, RSTART + 11, RLENGTH - 12)
+            if ($2 + 0 >= hw[t "/" p]) done[t "/" p] = 1 }
+        END { n = 0; for (k in hw) if (hw[k] > 0 && !(k in done)) n++; print n }' \
+        "$1" "$2"
+}
+
 # ---- 5. the same backlog against a 3-master Redis Cluster ----
 # Six redis-servers (3 masters, 3 replicas: trustd WAITs for a replica in
 # cluster mode), a new consumer group, the same topics from the beginning.
@@ -615,13 +646,7 @@ if [ "${TD_BENCH_CLUSTER:-1}" = 1 ]; then
         if [ -z "$t_cfirst" ] && [ "$(metric "$dir/metrics-cluster.txt" trustd_events_consumed_total 2>/dev/null || echo 0)" -gt 0 ]; then
             t_cfirst=$NOW
         fi
-        left=$(awk 'NR == FNR { hw[$1 "/" $2] = $4; next }
-            /^trustd_stored_offset\{/ {
-                match($0, /topic="[^"]*"/); t = substr($0, RSTART + 7, RLENGTH - 8)
-                match($0, /partition="[^"]*"/); p = substr($0, RSTART + 11, RLENGTH - 12)
-                if ($2 + 0 >= hw[t "/" p]) done[t "/" p] = 1 }
-            END { n = 0; for (k in hw) if (hw[k] > 0 && !(k in done)) n++; print n }' \
-            "$dir/wm.txt" "$dir/metrics-cluster.txt")
+        left=$(partitions_left "$dir/wm.txt" "$dir/metrics-cluster.txt")
         if [ "$left" = 0 ]; then
             t_cdone=$NOW
             break
@@ -637,6 +662,87 @@ if [ "${TD_BENCH_CLUSTER:-1}" = 1 ]; then
     trustd_pid=""
     for p in "${cluster_pids[@]}"; do stop_pid "$p"; done
     cluster_pids=()
+    now
+    t_end=$NOW
+fi
+
+# ---- 6. Redis instructions per merchant write ----
+# CPU seconds on this shared machine vary by a quarter from run to run;
+# instruction counts do not. A second embedded Kafka holds a small fixed
+# load (CG_EVENTS events over a twentieth of the merchants, the same
+# generator and seed), and one trustd drains it into a fresh redis-server
+# running under callgrind, its counters zeroed once it is up: Redis'
+# instructions per merchant write (td_put calls) and per event, comparable
+# between commits.
+cg_ins=n/a cg_puts=n/a cg_write=n/a cg_event=n/a
+if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
+    command -v callgrind_control >/dev/null; then
+    log "Redis under callgrind: $CG_EVENTS events"
+    "$B/td-kafka" --partitions 4 <&- >"$dir/kafka-cg.out" \
+        2>"$dir/kafka-cg.log" &
+    kafka2_pid=$!
+    for ((i = 0; i < 200; i++)); do
+        [ -s "$dir/kafka-cg.out" ] && break
+        sleep 0.05
+    done
+    brokers2=$(head -n 1 "$dir/kafka-cg.out")
+    [ -n "$brokers2" ] || die "the second td-kafka printed no address"
+    "$B/td-loadgen" --brokers "$brokers2" --events "$CG_EVENTS" \
+        --merchants $((MERCHANTS / 20 > 0 ? MERCHANTS / 20 : 1)) \
+        --zipf-s "$ZIPF" --seed "$SEED" 2>"$dir/loadgen-cg.log" ||
+        die "td-loadgen (callgrind load) failed"
+    cgport=$(free_port) || die "no free TCP port"
+    mkdir -p "$dir/redis-cg"
+    valgrind --tool=callgrind --callgrind-out-file="$dir/redis-cg.%p" \
+        redis-server --bind 127.0.0.1 --port "$cgport" --save '' \
+        --appendonly "$AOF" --appendfsync everysec --dir "$dir/redis-cg" \
+        --logfile "$dir/redis-cg.log" >"$dir/valgrind-cg.log" 2>&1 &
+    cg_pid=$!
+    for ((i = 0; i < 600; i++)); do
+        redis-cli -p "$cgport" ping >/dev/null 2>&1 && break
+        kill -0 "$cg_pid" 2>/dev/null || die "redis-server under callgrind exited"
+        sleep 0.05
+    done
+    watermarks "$brokers2" "$dir/wm-cg.txt" "$cgport"
+    callgrind_control -z "$cg_pid" >/dev/null 2>&1 ||
+        die "callgrind_control could not zero Redis' counters"
+    hport=$(free_port) || die "no free TCP port"
+    # One flush of the whole load (it is there before trustd starts), then
+    # the one that stores the offsets: the same writes on every run.
+    "$B/trustd" --brokers "$brokers2" --redis "127.0.0.1:$cgport" \
+        --group bench-cg --http-port "$hport" --flush-max-events $((CG_EVENTS / 4)) \
+        --flush-interval-ms 5000 --model-file schemas/model.conf \
+        >"$dir/trustd-cg.log" 2>&1 &
+    trustd_pid=$!
+    now
+    t_cgstart=$NOW
+    while :; do
+        now
+        [ $((NOW - t_cgstart)) -lt $((TIMEOUT_S * 1000)) ] ||
+            die "trustd (callgrind) did not catch up within $TIMEOUT_S s"
+        kill -0 "$trustd_pid" 2>/dev/null ||
+            die "trustd (callgrind) exited: $(tail -n 5 "$dir/trustd-cg.log")"
+        http_get "$hport" /metrics >"$dir/metrics-cg.txt" 2>/dev/null
+        [ "$(partitions_left "$dir/wm-cg.txt" "$dir/metrics-cg.txt")" = 0 ] && break
+        sleep 0.5
+    done
+    callgrind_control -d "$cg_pid" >/dev/null 2>&1 ||
+        die "callgrind_control could not dump Redis' counters"
+    cg_puts=$(redis-cli -p "$cgport" info commandstats | tr -d '\r' |
+        sed -n 's/^cmdstat_getrange:calls=\([0-9]*\),.*/\1/p')
+    stop_pid "$trustd_pid"
+    trustd_pid=""
+    stop_pid "$cg_pid"
+    cg_pid=""
+    stop_pid "$kafka2_pid"
+    kafka2_pid=""
+    # Kept in last-run/ for callgrind_annotate.
+    cat "$dir"/redis-cg.*.1 >"$dir/redis-callgrind.out" 2>/dev/null
+    cg_ins=$(sed -n 's/^summary: //p' "$dir/redis-callgrind.out" | head -n 1)
+    [ -n "$cg_ins" ] && [ "${cg_puts:-0}" -gt 0 ] ||
+        die "no callgrind summary or no td_put calls from Redis"
+    cg_write=$(calc "$cg_ins / $cg_puts")
+    cg_event=$(calc "$cg_ins / $CG_EVENTS")
     now
     t_end=$NOW
 fi
@@ -683,6 +789,7 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo "| FCALLs per event | $(fmt '%.3f' "$(per_ev "${fcalls:-0}")") | |"
     echo "| Redis round trips per event | $(fmt '%.5f' "$(per_ev "$roundtrips")") ($(grp "$roundtrips") pipelines) | |"
     echo "| Redis CPU / trustd CPU | $(fmt '%.1f' "$redis_cpu_s") s / $(fmt '%.1f' "$trustd_cpu") s = $(fmt '%.0f' "$redis_pct") % | ≤ 25 %: $(verdict "$redis_pct" '<=' 25) |"
+    echo "| Redis instructions per merchant write (callgrind, $(grp "$CG_EVENTS") events, $(grp "$cg_puts") writes) | $(grp "$cg_write") ($(grp "$cg_event") per event) | |"
     echo "| CPU per event: td-consume / trustd / Redis | $(fmt '%.2f' "$(calc "1e6 * $base_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $trustd_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $redis_cpu_s / $total")") µs | |"
     echo "| event-to-Redis latency p50 / p99 at $(grp "$lat_rate") events/s | $(fmt '%.0f' "$lat_p50") / $(fmt '%.0f' "$lat_p99") ms | |"
     echo "| trustd peak RSS (VmHWM) | $(fmt '%.0f' "$(calc "$trustd_hwm / 1024")") MiB (after the latency run $(fmt '%.0f' "$(calc "$trustd_hwm2 / 1024")") MiB) | |"
