@@ -192,12 +192,11 @@ static const char lib_fixed[] =
     "  return 1\n"
     "end\n"
     /* A merged state: written only if the stored state is still the one
-     * it was merged from (ARGV[1], its version bytes). Every put changes
-     * them and watermarks move only with a put, so the watermarks are
-     * still those trustd read or wrote with that state (worker.c checks
-     * deltas against them); with no stored state (ARGV[1] ""), no
-     * watermark of the applied sources may be past the delta's start.
-     * Then the state, the watermarks and the readable hash move together.
+     * it was merged from (ARGV[1], its version bytes) and no watermark of
+     * the applied sources is past the delta's start. The version alone
+     * would not do: a cached state carries watermarks an earlier owner
+     * wrote for sources this worker replays later (worker.c). Then the
+     * state, the watermarks and the readable hash move together.
      * The readable hash was RESTOREd just before as KEYS[5]
      * (signals:next, rdump.h) and is renamed into place: one RESTORE
      * instead of an HSET per field, and its 3 KB never pass through Lua.
@@ -219,11 +218,9 @@ static const char lib_fixed[] =
     "  local wm = {}\n"
     "  for i = 0, nsrc - 1 do\n"
     "    local p = 4 + 3 * i\n"
-    "    if args[1] == '' then\n"
-    "      local w = redis.call('HGET', keys[2], args[p])\n"
-    "      if w and tonumber(w) > tonumber(args[p + 1]) then\n"
-    "        return {'STALE'}\n"
-    "      end\n"
+    "    local w = redis.call('HGET', keys[2], args[p])\n"
+    "    if w and tonumber(w) > tonumber(args[p + 1]) then\n"
+    "      return {'STALE'}\n"
     "    end\n"
     "    wm[#wm + 1] = args[p]\n"
     "    wm[#wm + 1] = args[p + 2]\n"

@@ -812,10 +812,9 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
         ax->pub = -1;
         ax->fields = 0;
         ax->mark = 0;
-        /* A cached entry was loaded (load_cb checked its watermarks) or
-         * written by this worker, with watermarks no later than its
-         * sources' flush points, where this flush's deltas start; td_put's
-         * version guard says whether Redis still holds it. */
+        /* A cached entry's watermarks are checked by td_put: besides its
+         * own, it carries those an earlier owner wrote for sources this
+         * worker may be replaying now (a dead flush's intent). */
         for (td_mdelta_t *d = m->deltas; d; d = d->next)
             d->skip = 0;
         n++;

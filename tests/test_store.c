@@ -613,8 +613,8 @@ static void test_straddling_delta_is_refused_before_any_write(void **state) {
     assert_true(before == after);
 }
 
-/* With no stored state to guard by (a merchant written before the packed
- * state existed), td_put checks the watermarks itself. */
+/* td_put checks the watermarks itself, also with no stored state to
+ * guard by (a merchant written before the packed state existed). */
 static void test_put_without_state_checks_the_watermarks(void **state) {
     td_mscache_t *c = td_mscache_new();
     td_sigdelta_t d;
@@ -635,6 +635,30 @@ static void test_put_without_state_checks_the_watermarks(void **state) {
     r = redisCommand(rc, "EXISTS trust:{nostate}:state");
     assert_int_equal(r->integer, 0);
     freeReplyObject(r);
+    td_mscache_destroy(c);
+}
+
+/* A state read once and kept (cached) carries watermarks another worker
+ * wrote: a later replay of that source below them is refused although
+ * the state's version still matches (the replay after a dead flush). */
+static void
+test_cached_state_replaying_below_a_watermark_is_refused(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    td_sigdelta_t d;
+    char errstr[512];
+    reply_t out = {0};
+    double wm;
+    (void)state;
+
+    random_delta(&d, TD_EV_ORDER, 3);
+    assert_string_equal(apply("cached", "orders/0", 0, 100, &d).flags, "1");
+    td_mstate_t *e = load_state(c, "cached");
+    queue_merged_put(e, &d, 50, NULL, -1); /* orders/0 at 50..60 */
+    td_rbatch_end(batch, grab, &out);
+    assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
+    assert_string_equal(out.flags, "STALE");
+    td_h_hget_double(rc, "trust:{cached}:wm", "orders/0", &wm);
+    assert_true(wm == 100);
     td_mscache_destroy(c);
 }
 
@@ -732,6 +756,8 @@ int main(void) {
         cmocka_unit_test(test_replayed_delta_is_a_noop),
         cmocka_unit_test(test_straddling_delta_is_refused_before_any_write),
         cmocka_unit_test(test_put_without_state_checks_the_watermarks),
+        cmocka_unit_test(
+            test_cached_state_replaying_below_a_watermark_is_refused),
         cmocka_unit_test(test_partition_claim_fences_the_previous_owner),
         cmocka_unit_test(test_library_is_reloaded_after_redis_lost_it),
         cmocka_unit_test(test_unreachable_redis_is_an_error_not_a_crash),
