@@ -127,7 +127,7 @@ static size_t lp_encode(uint8_t *p, const char *s, size_t len) {
             p[1 + i] = (uint8_t)(u >> (8 * i));
         return 1 + n;
     }
-    /* TD_RDUMP_STR_MAX (64) bytes need the 12-bit form; nothing longer. */
+    /* 64 bytes and up (to TD_RDUMP_LONG_MAX) take the 12-bit form. */
     if (len < 64) {
         p[0] = (uint8_t)(0x80 | len);
         memcpy(p + 1, s, len);
@@ -157,7 +157,7 @@ static void lp_add(td_rdump_t *d, const char *s, size_t len) {
     size_t n;
 
     if (d->overflow) return;
-    if (len > TD_RDUMP_STR_MAX || d->len + room + 1 + 10 > d->cap) {
+    if (len > d->str_max || d->len + room + 1 + 10 > d->cap) {
         d->overflow = 1;
         return;
     }
@@ -170,9 +170,15 @@ static void lp_add(td_rdump_t *d, const char *s, size_t len) {
 void td_rdump_begin(td_rdump_t *d, uint8_t *buf, size_t cap) {
     d->buf = buf;
     d->cap = cap;
+    d->str_max = TD_RDUMP_STR_MAX;
     d->len = PREFIX + LP_HDR;
     d->count = 0;
     d->overflow = cap < TD_RDUMP_OVERHEAD + LP_HDR + 1;
+}
+
+void td_rdump_begin_long(td_rdump_t *d, uint8_t *buf, size_t cap) {
+    td_rdump_begin(d, buf, cap);
+    d->str_max = TD_RDUMP_LONG_MAX;
 }
 
 void td_rdump_add(td_rdump_t *d,
@@ -236,45 +242,4 @@ const uint8_t *td_rdump_end(td_rdump_t *d, size_t *len) {
     rdb_len_put(d->buf + start + 1, lplen);
     d->buf[start] = TD_RDUMP_TYPE_HASH_LP;
     return finish(d, start, len);
-}
-
-void td_rdump_pairs_begin(td_rdump_t *d,
-                          uint8_t *buf,
-                          size_t cap,
-                          uint32_t npairs) {
-    d->buf = buf;
-    d->cap = cap;
-    d->count = 0;
-    d->want = 2 * npairs;
-    d->overflow = cap < 1 + 5 + 10;
-    if (d->overflow) return;
-    buf[0] = TD_RDUMP_TYPE_HASH;
-    rdb_len_put(buf + 1, npairs);
-    d->len = 1 + rdb_len_size(npairs);
-}
-
-static void rdb_str(td_rdump_t *d, const char *s, size_t len) {
-    if (d->overflow || d->len + 5 + len + 10 > d->cap) {
-        d->overflow = 1;
-        return;
-    }
-    rdb_len_put(d->buf + d->len, len);
-    d->len += rdb_len_size(len);
-    memcpy(d->buf + d->len, s, len);
-    d->len += len;
-    d->count++;
-}
-
-void td_rdump_pairs_add(td_rdump_t *d,
-                        const char *field,
-                        size_t flen,
-                        const char *val,
-                        size_t vlen) {
-    rdb_str(d, field, flen);
-    rdb_str(d, val, vlen);
-}
-
-const uint8_t *td_rdump_pairs_end(td_rdump_t *d, size_t *len) {
-    if (d->overflow || d->count != d->want) return NULL;
-    return finish(d, 0, len);
 }

@@ -1883,11 +1883,11 @@ void td_store_put_score(td_rbatch_t *b,
     const uint8_t *p;
     size_t len;
 
-    td_rdump_pairs_begin(&d, buf, sizeof(buf), (uint32_t)npairs);
+    td_rdump_begin_long(&d, buf, sizeof(buf));
     for (int i = 0; i < npairs; i++)
-        td_rdump_pairs_add(&d, fv[2 * i], fvlen[2 * i], fv[2 * i + 1],
-                           fvlen[2 * i + 1]);
-    p = td_rdump_pairs_end(&d, &len);
+        td_rdump_add(&d, fv[2 * i], fvlen[2 * i], fv[2 * i + 1],
+                     fvlen[2 * i + 1]);
+    p = td_rdump_end(&d, &len);
     if (!p) {
         /* The model's fields and reasons always fit. */
         td_log(TD_LOG_WARNING, "score hash does not fit a DUMP payload");

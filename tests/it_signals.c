@@ -869,6 +869,14 @@ static void test_trustd_signals_match_definitions(void **state) {
             n += !strcmp(e2e.ev[k].merchant_id.ptr, e2e_profiles[i].id);
         snprintf(what, sizeof(what), "(%d events, trustd)", n);
         print_memory(e2e_profiles[i].id, what);
+        /* Written whole, the score hash stays a listpack although its
+         * reasons exceed hash-max-listpack-value (rdump.h). */
+        char key[128], enc[32];
+        td_key_score(key, sizeof(key), e2e_profiles[i].id,
+                     strlen(e2e_profiles[i].id));
+        encoding(key, enc, sizeof(enc));
+        assert_string_equal(enc, "listpack");
+        assert_true(memory_usage(key) > 0 && memory_usage(key) < 1024);
     }
     td_h_signal(&trustd, SIGTERM);
     assert_int_not_equal(td_h_wait(&trustd, 10000), -1);

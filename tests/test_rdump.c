@@ -52,13 +52,14 @@ static void expect_status(redisReply *r) {
     freeReplyObject(r);
 }
 
-/* RESTOREs pairs (f0, v0, f1, v1, ...) as `key` through rdump (a listpack
- * payload, or with plain 1 an RDB type 4 one), HSETs them into `key`:ref,
- * and compares the two hashes and, when Redis keeps the reference as a
- * listpack, the two DUMPs. */
+/* RESTOREs pairs (f0, v0, f1, v1, ...) as `key` through rdump (with
+ * long 1, strings past hash-max-listpack-value), HSETs them into `key`:ref
+ * (with long 1 under a raised hash-max-listpack-value, so that Redis
+ * builds a listpack too), and compares the two hashes and, when Redis
+ * keeps the reference as a listpack, the two DUMPs. */
 static void
-check_pairs_as(const char *key, int npairs, const char **kv, int plain) {
-    static uint8_t buf[2 * 1024 * 1024];
+check_pairs_as(const char *key, int npairs, const char **kv, int long_ok) {
+    static uint8_t buf[256 * 1024];
     const char *argv[1024];
     size_t lens[1024];
     char ref[128];
@@ -68,15 +69,14 @@ check_pairs_as(const char *key, int npairs, const char **kv, int plain) {
     redisReply *r, *mine, *theirs;
 
     assert_true(2 + 2 * npairs <= 1024);
-    if (plain)
-        td_rdump_pairs_begin(&d, buf, sizeof(buf), (uint32_t)npairs);
+    if (long_ok)
+        td_rdump_begin_long(&d, buf, sizeof(buf));
     else
         td_rdump_begin(&d, buf, sizeof(buf));
     for (int i = 0; i < npairs; i++)
-        (plain ? td_rdump_pairs_add
-               : td_rdump_add)(&d, kv[2 * i], strlen(kv[2 * i]), kv[2 * i + 1],
-                               strlen(kv[2 * i + 1]));
-    p = plain ? td_rdump_pairs_end(&d, &plen) : td_rdump_end(&d, &plen);
+        td_rdump_add(&d, kv[2 * i], strlen(kv[2 * i]), kv[2 * i + 1],
+                     strlen(kv[2 * i + 1]));
+    p = td_rdump_end(&d, &plen);
     assert_non_null(p);
 
     argv[0] = "RESTORE", lens[0] = 7;
@@ -88,6 +88,9 @@ check_pairs_as(const char *key, int npairs, const char **kv, int plain) {
 
     snprintf(ref, sizeof(ref), "%s:ref", key);
     freeReplyObject(redisCommand(rc, "DEL %s", ref));
+    if (long_ok)
+        expect_status(redisCommand(rc, "CONFIG SET hash-max-listpack-value %d",
+                                   TD_RDUMP_LONG_MAX));
     argv[0] = "HSET", lens[0] = 4;
     argv[1] = ref, lens[1] = strlen(ref);
     for (int i = 0; i < 2 * npairs; i++)
@@ -95,41 +98,32 @@ check_pairs_as(const char *key, int npairs, const char **kv, int plain) {
     r = cmdv(2 + 2 * npairs, argv, lens);
     assert_int_equal(r->type, REDIS_REPLY_INTEGER);
     freeReplyObject(r);
+    if (long_ok)
+        expect_status(
+            redisCommand(rc, "CONFIG SET hash-max-listpack-value 64"));
+
+    /* Same contents, in the same order. */
+    mine = redisCommand(rc, "HGETALL %s", key);
+    theirs = redisCommand(rc, "HGETALL %s", ref);
+    assert_int_equal(mine->elements, 2 * (size_t)npairs);
+    assert_int_equal(theirs->elements, mine->elements);
+    for (size_t i = 0; i < mine->elements; i++)
+        assert_string_equal(mine->element[i]->str, theirs->element[i]->str);
+    freeReplyObject(mine);
+    freeReplyObject(theirs);
 
     mine = redisCommand(rc, "OBJECT ENCODING %s", key);
     theirs = redisCommand(rc, "OBJECT ENCODING %s", ref);
     assert_string_equal(mine->str, theirs->str);
-    if (strcmp(theirs->str, "listpack")) {
-        /* A hashtable: same contents (iteration order is the table's). */
+    if (!strcmp(theirs->str, "listpack")) {
         freeReplyObject(mine);
-        freeReplyObject(theirs);
-        for (int i = 0; i < npairs; i++) {
-            r = redisCommand(rc, "HGET %s %s", key, kv[2 * i]);
-            assert_int_equal(r->type, REDIS_REPLY_STRING);
-            assert_string_equal(r->str, kv[2 * i + 1]);
-            freeReplyObject(r);
-        }
-        r = redisCommand(rc, "HLEN %s", key);
-        assert_int_equal(r->integer, npairs);
-        freeReplyObject(r);
-        return;
-    }
-    freeReplyObject(mine);
-    freeReplyObject(theirs);
-    /* A listpack: the same bytes, so the same contents in the same order
-     * (of a plain payload, Redis built both). */
-    mine = redisCommand(rc, "DUMP %s", plain ? key : ref);
-    assert_int_equal(mine->type, REDIS_REPLY_STRING);
-    if (plain) {
-        theirs = redisCommand(rc, "DUMP %s", ref);
-        assert_int_equal(mine->len, theirs->len);
-        assert_memory_equal(mine->str, theirs->str, mine->len);
-        freeReplyObject(theirs);
-    } else {
+        mine = redisCommand(rc, "DUMP %s", ref);
+        assert_int_equal(mine->type, REDIS_REPLY_STRING);
         assert_int_equal(mine->len, plen);
         assert_memory_equal(mine->str, p, plen);
     }
     freeReplyObject(mine);
+    freeReplyObject(theirs);
 }
 
 static void check_pairs(const char *key, int npairs, const char **kv) {
@@ -293,20 +287,23 @@ static void test_rdump_random_hashes_equal_redis(void **state) {
     }
 }
 
-/* Plain (RDB type 4) payloads: strings of any length, including past
- * hash-max-listpack-value (Redis then builds a hashtable, as HSET does)
- * and past both shorter RDB length forms. */
-static void test_rdump_pairs_equal_hset(void **state) {
-    static char bufs[64][20000];
+/* Long strings (td_rdump_begin_long): every length up to
+ * TD_RDUMP_LONG_MAX, both backlen sizes; the listpack equals the one Redis
+ * builds when hash-max-listpack-value allows such strings, and Redis keeps
+ * it a listpack under the default limit. */
+static void test_rdump_long_strings_equal_redis(void **state) {
+    static char bufs[64][TD_RDUMP_LONG_MAX + 1];
     const char *kv[64];
-    static const size_t lens[] = {0, 1, 63, 64, 65, 300, 16383, 16384, 19999};
+    static const size_t lens[] = {0,   1,   63,  64,   65,   126,
+                                  127, 128, 300, 1000, 4094, TD_RDUMP_LONG_MAX};
+    redisReply *r;
     (void)state;
 
     for (int round = 0; round < 100; round++) {
         int npairs = 1 + (int)(next_rand() % 32);
         for (int i = 0; i < 2 * npairs; i++) {
             size_t len =
-                next_rand() % 4 ? next_rand() % 80 : lens[next_rand() % 9];
+                next_rand() % 4 ? next_rand() % 80 : lens[next_rand() % 12];
             char *b = bufs[i];
             if (i % 2 == 0) {
                 snprintf(b, 16, "f%d_", i);
@@ -317,6 +314,7 @@ static void test_rdump_pairs_equal_hset(void **state) {
                 snprintf(
                     b, sizeof(bufs[i]), "%lld",
                     (long long)((int64_t)next_rand() >> (next_rand() % 64)));
+                kv[i] = b;
                 continue;
             } else {
                 for (size_t k = 0; k < len; k++)
@@ -325,10 +323,11 @@ static void test_rdump_pairs_equal_hset(void **state) {
             b[len] = 0;
             kv[i] = b;
         }
-        for (int i = 0; i < 2 * npairs; i++)
-            kv[i] = bufs[i];
-        check_pairs_as("plain", npairs, kv, 1);
+        check_pairs_as("long", npairs, kv, 1);
     }
+    r = redisCommand(rc, "OBJECT ENCODING long");
+    assert_string_equal(r->str, "listpack");
+    freeReplyObject(r);
 }
 
 static void test_rdump_refuses_what_does_not_fit(void **state) {
@@ -358,7 +357,7 @@ int main(void) {
         cmocka_unit_test(test_rdump_every_encoding_equals_redis),
         cmocka_unit_test(test_rdump_sizes_equal_redis),
         cmocka_unit_test(test_rdump_random_hashes_equal_redis),
-        cmocka_unit_test(test_rdump_pairs_equal_hset),
+        cmocka_unit_test(test_rdump_long_strings_equal_redis),
         cmocka_unit_test(test_rdump_refuses_what_does_not_fit),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
