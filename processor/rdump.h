@@ -57,7 +57,7 @@ void td_rdump_begin(td_rdump_t *d, uint8_t *buf, size_t cap);
  * hash to a hashtable), but one Redis keeps and serves as any listpack (it
  * converts only on a write of a long value, and on load only by entry
  * count). For a hash always written whole: the score hash, whose reasons
- * exceed 64 bytes, at a third of the hashtable's memory and a fraction of
+ * exceed 64 bytes, at about half the hashtable's memory and a fraction of
  * its RESTORE cost. */
 void td_rdump_begin_long(td_rdump_t *d, uint8_t *buf, size_t cap);
 /* Adds one field and its value (each at most TD_RDUMP_STR_MAX bytes, or
