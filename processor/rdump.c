@@ -195,27 +195,33 @@ static void put_le(uint8_t *p, uint64_t v, int n) {
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-/* RDB length, big endian: 6-bit, 14-bit or 0x80 + 32-bit. */
-static size_t rdb_len_size(size_t len) {
-    return len < 64 ? 1 : len < 16384 ? 2 : 5;
-}
-
-static void rdb_len_put(uint8_t *p, size_t len) {
-    if (len < 64) {
-        p[0] = (uint8_t)len;
-    } else if (len < 16384) {
-        p[0] = (uint8_t)(0x40 | (len >> 8));
-        p[1] = (uint8_t)len;
-    } else {
-        p[0] = 0x80;
-        for (int i = 0; i < 4; i++)
-            p[1 + i] = (uint8_t)(len >> (8 * (3 - i)));
-    }
-}
-
-/* Appends the RDB version and the CRC of buf[start..]; the payload. */
-static const uint8_t *finish(td_rdump_t *d, size_t start, size_t *len) {
+const uint8_t *td_rdump_end(td_rdump_t *d, size_t *len) {
+    uint8_t *lp = d->buf + PREFIX;
+    size_t lplen, start;
     uint64_t crc;
+
+    if (d->overflow) return NULL;
+    d->buf[d->len++] = LP_EOF;
+    lplen = d->len - PREFIX;
+    put_le(lp, lplen, 4);
+    put_le(lp + 4, d->count < LP_COUNT_UNKNOWN ? d->count : LP_COUNT_UNKNOWN,
+           2);
+
+    /* RDB string length, big endian: 6-bit, 14-bit or 0x80 + 32-bit. */
+    if (lplen < 64) {
+        start = PREFIX - 2;
+        d->buf[start + 1] = (uint8_t)lplen;
+    } else if (lplen < 16384) {
+        start = PREFIX - 3;
+        d->buf[start + 1] = (uint8_t)(0x40 | (lplen >> 8));
+        d->buf[start + 2] = (uint8_t)lplen;
+    } else {
+        start = 0;
+        d->buf[1] = 0x80;
+        for (int i = 0; i < 4; i++)
+            d->buf[2 + i] = (uint8_t)(lplen >> (8 * (3 - i)));
+    }
+    d->buf[start] = TD_RDUMP_TYPE_HASH_LP;
 
     put_le(d->buf + d->len, TD_RDUMP_RDB_VERSION, 2);
     d->len += 2;
@@ -224,22 +230,4 @@ static const uint8_t *finish(td_rdump_t *d, size_t start, size_t *len) {
     d->len += 8;
     *len = d->len - start;
     return d->buf + start;
-}
-
-const uint8_t *td_rdump_end(td_rdump_t *d, size_t *len) {
-    uint8_t *lp = d->buf + PREFIX;
-    size_t lplen, start;
-
-    if (d->overflow) return NULL;
-    d->buf[d->len++] = LP_EOF;
-    lplen = d->len - PREFIX;
-    put_le(lp, lplen, 4);
-    put_le(lp + 4, d->count < LP_COUNT_UNKNOWN ? d->count : LP_COUNT_UNKNOWN,
-           2);
-    /* The RDB string's length right before the listpack, the type before
-     * it: the payload starts wherever that puts the type byte. */
-    start = PREFIX - 1 - rdb_len_size(lplen);
-    rdb_len_put(d->buf + start + 1, lplen);
-    d->buf[start] = TD_RDUMP_TYPE_HASH_LP;
-    return finish(d, start, len);
 }

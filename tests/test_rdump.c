@@ -325,6 +325,12 @@ static void test_rdump_long_strings_equal_redis(void **state) {
         }
         check_pairs_as("long", npairs, kv, 1);
     }
+    /* One value past the default limit: still a listpack. */
+    memset(bufs[1], 'r', 300);
+    bufs[1][300] = 0;
+    kv[0] = "reasons";
+    kv[1] = bufs[1];
+    check_pairs_as("long", 1, kv, 1);
     r = redisCommand(rc, "OBJECT ENCODING long");
     assert_string_equal(r->str, "listpack");
     freeReplyObject(r);
