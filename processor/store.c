@@ -191,6 +191,13 @@ static const char lib_fixed[] =
     "    'pub_tier', tier, 'pub_ms', ms)\n"
     "  return 1\n"
     "end\n"
+    /* A refused put drops the :next hashes it brought (a crash between
+     * their RESTORE and the put leaves them until the merchant's next
+     * update replaces them). */
+    "local function refuse(keys)\n"
+    "  redis.call('DEL', keys[5], keys[6])\n"
+    "  return {'STALE'}\n"
+    "end\n"
     /* A merged state: written only if the stored state is still the one
      * it was merged from (ARGV[1], its version bytes) and no watermark of
      * the applied sources is past the delta's start. The version alone
@@ -209,40 +216,42 @@ static const char lib_fixed[] =
      * an earlier flush's publication rides with this put instead of a
      * td_published call of its own; then, when the put carries a score,
      * the score hash's expected version ("" for none). Every guard is
-     * checked before the first write. */
+     * checked before the first write, with as few calls as it takes:
+     * each redis.call costs Redis about as much as the command itself. */
     "local function td_put(keys, args)\n"
     "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then\n"
-    "    return {'STALE'}\n"
+    "    return refuse(keys)\n"
     "  end\n"
     "  local nsrc = tonumber(args[3])\n"
-    "  local wm = {}\n"
-    "  for i = 0, nsrc - 1 do\n"
-    "    local p = 4 + 3 * i\n"
-    "    local w = redis.call('HGET', keys[2], args[p])\n"
-    "    if w and tonumber(w) > tonumber(args[p + 1]) then\n"
-    "      return {'STALE'}\n"
+    "  local src, wm = {}, {}\n"
+    "  for i = 1, nsrc do\n"
+    "    local p = 1 + 3 * i\n"
+    "    src[i] = args[p]\n"
+    "    wm[2 * i - 1] = args[p]\n"
+    "    wm[2 * i] = args[p + 2]\n"
+    "  end\n"
+    "  if nsrc > 0 then\n"
+    "    local at = redis.call('HMGET', keys[2], unpack(src))\n"
+    "    for i = 1, nsrc do\n"
+    "      if at[i] and tonumber(at[i]) > tonumber(args[2 + 3 * i]) then\n"
+    "        return refuse(keys)\n"
+    "      end\n"
     "    end\n"
-    "    wm[#wm + 1] = args[p]\n"
-    "    wm[#wm + 1] = args[p + 2]\n"
     "  end\n"
     "  local p = 4 + 3 * nsrc\n"
     "  local mk = args[p] ~= ''\n"
     "  local sv = args[mk and p + 4 or p + 1]\n"
     "  if sv and ((redis.call('HGET', keys[4], 'version') or '') ~= sv or\n"
     "      redis.call('EXISTS', keys[6]) == 0) then\n"
-    "    return {'STALE'}\n"
+    "    return refuse(keys)\n"
     "  end\n"
     /* The first write: fails (no signals:next) before any other. */
     "  if redis.pcall('RENAME', keys[5], keys[3]).err then\n"
-    "    return {'STALE'}\n"
+    "    return refuse(keys)\n"
     "  end\n"
-    "  redis.call('PERSIST', keys[3])\n"
     "  redis.call('SET', keys[1], args[2])\n"
     "  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end\n"
-    "  if sv then\n"
-    "    redis.call('RENAME', keys[6], keys[4])\n"
-    "    redis.call('PERSIST', keys[4])\n"
-    "  end\n"
+    "  if sv then redis.call('RENAME', keys[6], keys[4]) end\n"
     "  if mk then\n"
     "    mark(keys[4], args[p], args[p + 1], args[p + 2], args[p + 3])\n"
     "  end\n"
@@ -1824,8 +1833,8 @@ static int restore_cb(void *opaque,
     return TD_ERR;
 }
 
-/* RESTOREs a payload as a :next key: it expires unless td_put renames it
- * into place (a crash in between, or STALE). */
+/* RESTOREs a payload as a :next key, without an expiry: td_put renames
+ * it into place or, refusing, deletes it; no PERSIST per put. */
 static void queue_restore(td_rbatch_t *b,
                           const char *key,
                           size_t klen,
@@ -1834,7 +1843,7 @@ static void queue_restore(td_rbatch_t *b,
     td_rbatch_begin(b);
     td_rbatch_str(b, "RESTORE");
     td_rbatch_arg(b, key, klen);
-    td_rbatch_str(b, "60000");
+    td_rbatch_str(b, "0");
     td_rbatch_arg(b, p, len);
     td_rbatch_str(b, "REPLACE");
     td_rbatch_end(b, restore_cb, NULL);

@@ -201,8 +201,9 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
  *
  * A merchant's write is two commands: td_store_put_signals() queues the
  * readable hash, whole (`as_of_ms` and every present signal with 10
- * significant digits), RESTOREd as trust:{m}:signals:next with a 60 s
- * expiry; then td_store_put_begin() queues the td_put of entry e (already
+ * significant digits), RESTOREd as trust:{m}:signals:next (no expiry:
+ * the put renames it, or deletes it when refused); then
+ * td_store_put_begin() queues the td_put of entry e (already
  * merged, with its new version) guarded by `expected`, the version it was
  * merged from, td_store_put_src() nsrc times (a delta of source src
  * covering offsets lo..next-1), td_store_put_mark() once (the merchant's

@@ -261,16 +261,16 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     assert_int_equal(load_state(c, "cas")->version, 2); /* untouched */
     td_h_hget_double(rc, "trust:{cas}:wm", "orders/0", &after);
     assert_true(after == 10);
-    /* The readable hash too: the refused one waits to expire. */
+    /* The readable hash too; the refused one is dropped. */
     r = redisCommand(rc, "DUMP trust:{cas}:signals");
     assert_true(r->type == REDIS_REPLY_STRING && r->len == before->len &&
                 !memcmp(r->str, before->str, r->len));
     freeReplyObject(r);
     freeReplyObject(before);
-    r = redisCommand(rc, "PTTL trust:{cas}:signals:next");
-    assert_true(r->type == REDIS_REPLY_INTEGER && r->integer > 0);
+    r = redisCommand(rc, "EXISTS trust:{cas}:signals:next");
+    assert_int_equal(r->integer, 0);
     freeReplyObject(r);
-    /* A put that succeeds renames it into place, without an expiry. */
+    /* A put that succeeds renames its own into place, without an expiry. */
     assert_string_equal(apply("cas", "orders/0", 10, 20, &d).flags, "1");
     r = redisCommand(rc, "EXISTS trust:{cas}:signals:next");
     assert_int_equal(r->integer, 0);
@@ -366,6 +366,9 @@ static void test_score_put_behind_the_stored_score_is_refused(void **state) {
     assert_true(v == 40);
     td_h_hget_double(rc, "trust:{behind}:wm", "orders/0", &v);
     assert_true(v == 10); /* the state did not move either */
+    r = redisCommand(rc, "EXISTS trust:{behind}:score:next");
+    assert_int_equal(r->integer, 0); /* dropped with the refusal */
+    freeReplyObject(r);
     td_mscache_destroy(c);
 }
 
@@ -662,6 +665,48 @@ test_cached_state_replaying_below_a_watermark_is_refused(void **state) {
     td_mscache_destroy(c);
 }
 
+/* A put from several sources checks the watermark of each (the second
+ * one's past its delta refuses the whole put, and drops the :next hash it
+ * brought); the next put moves both. */
+static void test_put_checks_every_source_watermark(void **state) {
+    td_mscache_t *c = td_mscache_new();
+    td_sigdelta_t d;
+    td_sigstate_t s;
+    char errstr[512];
+    double a, b;
+    redisReply *r;
+    (void)state;
+
+    random_delta(&d, TD_EV_REVIEW, 3);
+    assert_string_equal(apply("multi", "orders/0", 0, 100, &d).flags, "1");
+    assert_string_equal(apply("multi", "reviews/0", 0, 100, &d).flags, "1");
+    for (int64_t lo = 50; lo <= 100; lo += 50) {
+        reply_t out = {0};
+        td_mstate_t *e = load_state(c, "multi");
+        td_mstate_to_sigstate(e, &s);
+        td_sigstate_merge(&s, &d);
+        td_mstate_from_sigstate(e, &s);
+        e->version++;
+        td_rbatch_reset(batch);
+        td_store_put_signals(batch, e->id, e->idlen, &s);
+        td_store_put_begin(st, batch, e, e->version - 1, 2);
+        td_store_put_src(batch, "orders/0", 100, 110);
+        td_store_put_src(batch, "reviews/0", lo, lo + 10);
+        td_store_put_mark(batch, NULL);
+        td_rbatch_end(batch, grab, &out);
+        assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)),
+                         TD_OK);
+        assert_string_equal(out.flags, lo == 50 ? "STALE" : "OK");
+        td_h_hget_double(rc, "trust:{multi}:wm", "orders/0", &a);
+        td_h_hget_double(rc, "trust:{multi}:wm", "reviews/0", &b);
+        assert_true(a == (lo == 50 ? 100 : 110) && b == a);
+        r = redisCommand(rc, "EXISTS trust:{multi}:signals:next");
+        assert_int_equal(r->integer, 0);
+        freeReplyObject(r);
+    }
+    td_mscache_destroy(c);
+}
+
 static redisReply *
 part(const char *op, const char *epoch, const char *c, const char *i) {
     char errstr[256];
@@ -758,6 +803,7 @@ int main(void) {
         cmocka_unit_test(test_put_without_state_checks_the_watermarks),
         cmocka_unit_test(
             test_cached_state_replaying_below_a_watermark_is_refused),
+        cmocka_unit_test(test_put_checks_every_source_watermark),
         cmocka_unit_test(test_partition_claim_fences_the_previous_owner),
         cmocka_unit_test(test_library_is_reloaded_after_redis_lost_it),
         cmocka_unit_test(test_unreachable_redis_is_an_error_not_a_crash),
