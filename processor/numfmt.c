@@ -1,5 +1,5 @@
 /*
- * numfmt.c - fast "%.10g" (see numfmt.h).
+ * numfmt.c - fast "%.10g", "%.17g" and "%lld" (see numfmt.h).
  */
 #include <math.h>
 #include <stdint.h>
@@ -8,43 +8,76 @@
 
 #include "numfmt.h"
 
-/* 10^0 .. 10^13: exact in a double. */
-static const double pow10_tab[] = {1e0, 1e1, 1e2, 1e3,  1e4,  1e5,  1e6,
-                                   1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13};
+/* 10^0 .. 10^22: exact in a double. */
+static const double pow10_tab[] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
 static size_t slow(char *buf, double x) {
     int n = snprintf(buf, TD_FMT_G10_MAX, "%.10g", x);
     return n < 0 ? 0 : (size_t)n;
 }
 
-size_t td_fmt_g10(char *buf, double x) {
-    char digits[10];
-    double ax = fabs(x);
-    uint64_t m;
-    int e, nd, i;
+/* ax * 10^(9-e) rounded to an integer: ax's 10 significant digits when
+ * 10^e <= ax < 10^(e+1), which *trunc (the product truncated) tells. One
+ * rounding (exact power, correctly rounded multiply or divide) for
+ * -13 <= e <= 31, two for -35 <= e < -13. */
+static uint64_t digits10(double ax, int e, uint64_t *trunc) {
+    int k = 9 - e;
+    double y;
+    if (k < 0)
+        y = ax / pow10_tab[-k];
+    else if (k <= 22)
+        y = ax * pow10_tab[k];
+    else
+        y = ax * pow10_tab[22] * pow10_tab[k - 22];
+    *trunc = (uint64_t)y;
+    return (uint64_t)llround(y);
+}
+
+static size_t slow17(char *buf, double x) {
+    int n = snprintf(buf, TD_FMT_G17_MAX, "%.17g", x);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* "0" or "-0" */
+static size_t zero(char *buf, double x) {
+    size_t len = 0;
+    if (signbit(x)) buf[len++] = '-';
+    buf[len++] = '0';
+    buf[len] = '\0';
+    return len;
+}
+
+/* Writes %g's text for the P significant digits m (10^(P-1) <= m < 10^P)
+ * and decimal exponent e: fixed notation for -4 <= e < P, else d.ddde+XX;
+ * trailing zeros dropped. */
+static size_t put_g(char *buf, int neg, uint64_t m, int P, int e) {
+    char digits[20];
+    int nd, i;
     size_t len = 0;
 
-    if (x == 0) return slow(buf, x); /* "0" or "-0" */
-    /* %.10g switches to exponent form outside 1e-4 <= |x| < 1e10. */
-    if (!(ax >= 1e-4 && ax < 1e10)) return slow(buf, x);
-    for (e = 9; e > -4 && ax < pow10_tab[e + 4] / 1e4; e--)
-        ;
-    /* 10^e <= ax < 10^(e+1): 10 significant digits are ax * 10^(9-e). */
-    m = (uint64_t)llround(ax * pow10_tab[9 - e]);
-    if (m >= 10000000000ULL) { /* rounded up to the next power of ten */
-        m /= 10;
-        if (++e > 9) return slow(buf, x);
-    }
-    if (m < 1000000000ULL) return slow(buf, x); /* cannot happen */
-    for (i = 9; i >= 0; i--) {
+    for (i = P - 1; i >= 0; i--) {
         digits[i] = (char)('0' + m % 10);
         m /= 10;
     }
-    /* Trailing zeros go, as %g drops them. */
-    for (nd = 10; nd > 1 && digits[nd - 1] == '0'; nd--)
+    for (nd = P; nd > 1 && digits[nd - 1] == '0'; nd--)
         ;
-    if (x < 0) buf[len++] = '-';
-    if (e >= 0) {
+    if (neg) buf[len++] = '-';
+    if (e < -4 || e >= P) {
+        buf[len++] = digits[0];
+        if (nd > 1) {
+            buf[len++] = '.';
+            for (i = 1; i < nd; i++)
+                buf[len++] = digits[i];
+        }
+        buf[len++] = 'e';
+        buf[len++] = e < 0 ? '-' : '+';
+        if (e < 0) e = -e;
+        if (e >= 100) buf[len++] = (char)('0' + e / 100);
+        buf[len++] = (char)('0' + e / 10 % 10);
+        buf[len++] = (char)('0' + e % 10);
+    } else if (e >= 0) {
         for (i = 0; i <= e; i++)
             buf[len++] = i < nd ? digits[i] : '0';
         if (nd > e + 1) {
@@ -60,6 +93,105 @@ size_t td_fmt_g10(char *buf, double x) {
         for (i = 0; i < nd; i++)
             buf[len++] = digits[i];
     }
+    buf[len] = '\0';
+    return len;
+}
+
+size_t td_fmt_g10(char *buf, double x) {
+    double ax = fabs(x);
+    uint64_t m, t;
+    int e;
+
+    if (x == 0) return zero(buf, x);
+    /* NaN, infinities, and magnitudes whose scaling could lose more. */
+    if (!(ax >= 1e-34 && ax < 1e31)) return slow(buf, x);
+    /* The decimal exponent; log10 may be one off near powers of ten. */
+    e = (int)floor(log10(ax));
+    m = digits10(ax, e, &t);
+    if (t < 1000000000ULL) m = digits10(ax, --e, &t);
+    if (t >= 10000000000ULL) m = digits10(ax, ++e, &t);
+    if (t < 1000000000ULL || t >= 10000000000ULL) return slow(buf, x);
+    if (m == 10000000000ULL) { /* rounded up to the next power of ten */
+        m /= 10;
+        e++;
+    }
+    return put_g(buf, x < 0, m, 10, e);
+}
+
+/* The exact value of the finite double ax (> 0) is M * 2^E; its 17
+ * significant digits for decimal exponent e are M * 10^(16-e) / 2^-E,
+ * rounded half to even as glibc does: exact in 128-bit integers when
+ * 10^(16-e) <= 10^22. Sets *trunc to the quotient before rounding (it
+ * tells whether e is right); returns the rounded one, or 0 out of range. */
+static uint64_t digits17(double ax, int e, uint64_t *trunc) {
+    int E;
+    double fr = frexp(ax, &E); /* ax = fr * 2^E, 0.5 <= fr < 1 */
+    uint64_t M = (uint64_t)ldexp(fr, 53);
+    int s = 53 - E; /* ax = M / 2^s */
+    int k = 16 - e;
+    unsigned __int128 n, q, r, half;
+
+    if (k < 0 || k > 22 || s < 1 || s > 120) return 0;
+    n = (unsigned __int128)M * (uint64_t)pow10_tab[k > 19 ? 19 : k];
+    for (int i = 19; i < k; i++)
+        n *= 10;
+    q = n >> s;
+    *trunc = (uint64_t)q;
+    r = n & (((unsigned __int128)1 << s) - 1);
+    half = (unsigned __int128)1 << (s - 1);
+    if (r > half || (r == half && (q & 1))) q++;
+    return (uint64_t)q;
+}
+
+size_t td_fmt_g17(char *buf, double x) {
+    double ax = fabs(x);
+    uint64_t m = 0, t = 0;
+    int e;
+
+    if (x == 0) return zero(buf, x);
+    /* Integers below 2^53 print whole ("%.17g" shows all their digits). */
+    if (ax < 9007199254740992.0 && ax == floor(ax)) {
+        size_t len = 0;
+        if (x < 0) buf[len++] = '-';
+        return len + td_fmt_i64(buf + len, (int64_t)ax);
+    }
+    if (!(ax >= 1e-6 && ax < 9007199254740992.0)) return slow17(buf, x);
+    /* e is right when the truncated digits are 17: 10^e <= ax < 10^(e+1).
+     * log10 may be one off near powers of ten. */
+    e = (int)floor(log10(ax));
+    for (int tries = 0; tries < 3; tries++) {
+        m = digits17(ax, e, &t);
+        if (m == 0) return slow17(buf, x);
+        if (t < 10000000000000000ULL)
+            e--;
+        else if (t >= 100000000000000000ULL)
+            e++;
+        else
+            break;
+    }
+    if (t < 10000000000000000ULL || t >= 100000000000000000ULL)
+        return slow17(buf, x);
+    if (m == 100000000000000000ULL) { /* rounded up to a power of ten */
+        m /= 10;
+        e++;
+    }
+    if (m < 10000000000000000ULL || m >= 100000000000000000ULL)
+        return slow17(buf, x);
+    return put_g(buf, x < 0, m, 17, e);
+}
+
+size_t td_fmt_i64(char *buf, int64_t v) {
+    char tmp[20];
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len = 0;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) buf[len++] = '-';
+    while (n)
+        buf[len++] = tmp[--n];
     buf[len] = '\0';
     return len;
 }

@@ -159,6 +159,8 @@ struct td_rbatch_s {
     const char **argv; /* scratch for one command */
     size_t *argvlen;
     size_t argv_cap, argvlen_cap;
+    char *resp; /* scratch: commands in the Redis protocol (resp_cmds) */
+    size_t resp_cap;
 };
 
 static int cl_connect(td_store_t *st, char *errstr, size_t errstr_size);
@@ -648,6 +650,7 @@ void td_rbatch_destroy(td_rbatch_t *b) {
     free(b->cmds);
     free(b->argv);
     free(b->argvlen);
+    free(b->resp);
     free(b);
 }
 
@@ -698,15 +701,13 @@ void td_rbatch_str(td_rbatch_t *b, const char *s) {
 }
 
 void td_rbatch_i64(td_rbatch_t *b, int64_t v) {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof(tmp), "%lld", (long long)v);
-    td_rbatch_arg(b, tmp, (size_t)n);
+    char tmp[TD_FMT_I64_MAX];
+    td_rbatch_arg(b, tmp, td_fmt_i64(tmp, v));
 }
 
 void td_rbatch_dbl(td_rbatch_t *b, double v) {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof(tmp), "%.17g", v);
-    td_rbatch_arg(b, tmp, (size_t)n);
+    char tmp[TD_FMT_G17_MAX];
+    td_rbatch_arg(b, tmp, td_fmt_g17(tmp, v));
 }
 
 void td_rbatch_fmt(td_rbatch_t *b, const char *fmt, ...) {
@@ -744,6 +745,47 @@ static int conn_failed(td_store_t *st, char *errstr, size_t errstr_size) {
     return TD_ERR;
 }
 
+/* Writes "<c><n>\r\n" at p; returns the end. */
+static char *resp_len(char *p, char c, size_t n) {
+    *p++ = c;
+    p += td_fmt_i64(p, (int64_t)n);
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+/* Appends commands [from, to) of b to c in the Redis protocol, as
+ * redisAppendCommandArgv would, in one piece: hiredis formats each
+ * argument's header with sdscatfmt, which cost trustd more than building
+ * the commands. */
+static int resp_cmds(td_rbatch_t *b, size_t from, size_t to, redisContext *c) {
+    size_t need = 0;
+    char *p;
+
+    if (from == to) return REDIS_OK;
+    for (size_t i = from; i < to; i++) {
+        const struct rcmd *cmd = &b->cmds[i];
+        need += 2 * TD_FMT_I64_MAX;
+        for (size_t j = 0; j < cmd->argc; j++)
+            need += b->args[cmd->first + j].len + 2 * TD_FMT_I64_MAX;
+    }
+    grow((void **)&b->resp, &b->resp_cap, need, 1);
+    p = b->resp;
+    for (size_t i = from; i < to; i++) {
+        const struct rcmd *cmd = &b->cmds[i];
+        p = resp_len(p, '*', cmd->argc);
+        for (size_t j = 0; j < cmd->argc; j++) {
+            const struct rarg *a = &b->args[cmd->first + j];
+            p = resp_len(p, '$', a->len);
+            memcpy(p, b->buf + a->off, a->len);
+            p += a->len;
+            *p++ = '\r';
+            *p++ = '\n';
+        }
+    }
+    return redisAppendFormattedCommand(c, b->resp, (size_t)(p - b->resp));
+}
+
 /* One Redis: appends commands [b->sent, to) and writes them out, without
  * reading replies (Redis buffers its replies, so it never waits for us). */
 static int send_cmds(td_store_t *st,
@@ -753,18 +795,8 @@ static int send_cmds(td_store_t *st,
                      size_t errstr_size) {
     int done = 0;
 
-    for (size_t i = b->sent; i < to; i++) {
-        struct rcmd *c = &b->cmds[i];
-        grow((void **)&b->argv, &b->argv_cap, c->argc, sizeof(char *));
-        grow((void **)&b->argvlen, &b->argvlen_cap, c->argc, sizeof(size_t));
-        for (size_t j = 0; j < c->argc; j++) {
-            b->argv[j] = b->buf + b->args[c->first + j].off;
-            b->argvlen[j] = b->args[c->first + j].len;
-        }
-        if (redisAppendCommandArgv(st->c, (int)c->argc, b->argv, b->argvlen) !=
-            REDIS_OK)
-            return conn_failed(st, errstr, errstr_size);
-    }
+    if (resp_cmds(b, b->sent, to, st->c) != REDIS_OK)
+        return conn_failed(st, errstr, errstr_size);
     b->sent = to;
     while (!done) {
         if (redisBufferWrite(st->c, &done) != REDIS_OK)
@@ -940,20 +972,10 @@ static int sn_collect(td_store_t *st,
                       redisReply **out,
                       char *errstr,
                       size_t errstr_size) {
-    for (size_t i = start; i < end; i++) {
-        struct rcmd *c = &b->cmds[i];
-        grow((void **)&b->argv, &b->argv_cap, c->argc, sizeof(char *));
-        grow((void **)&b->argvlen, &b->argvlen_cap, c->argc, sizeof(size_t));
-        for (size_t j = 0; j < c->argc; j++) {
-            b->argv[j] = b->buf + b->args[c->first + j].off;
-            b->argvlen[j] = b->args[c->first + j].len;
-        }
-        if (redisAppendCommandArgv(st->c, (int)c->argc, b->argv, b->argvlen) !=
-            REDIS_OK) {
-            snprintf(errstr, errstr_size, "redis: %s", st->c->errstr);
-            drop(st);
-            return TD_ERR;
-        }
+    if (resp_cmds(b, start, end, st->c) != REDIS_OK) {
+        snprintf(errstr, errstr_size, "redis: %s", st->c->errstr);
+        drop(st);
+        return TD_ERR;
     }
     for (size_t i = start; i < end; i++) {
         if (redisGetReply(st->c, (void **)&out[i - start]) != REDIS_OK ||
@@ -1283,13 +1305,15 @@ static int cl_route(td_store_t *st,
 /* Appends command idx to c (a cluster SCAN with its node's own cursor). */
 static int
 cl_append(td_rbatch_t *b, size_t idx, const cstate_t *cs, redisContext *c) {
-    int argc = cmd_argv(b, idx);
-    if (cs->scan_ord >= 0) {
-        const char *dash = memchr(b->argv[1], '-', b->argvlen[1]);
-        if (dash) {
-            b->argvlen[1] -= (size_t)(dash + 1 - b->argv[1]);
-            b->argv[1] = dash + 1;
-        }
+    int argc;
+    const char *dash;
+
+    if (cs->scan_ord < 0) return resp_cmds(b, idx, idx + 1, c);
+    argc = cmd_argv(b, idx);
+    dash = memchr(b->argv[1], '-', b->argvlen[1]);
+    if (dash) {
+        b->argvlen[1] -= (size_t)(dash + 1 - b->argv[1]);
+        b->argv[1] = dash + 1;
     }
     return redisAppendCommandArgv(c, argc, b->argv, b->argvlen);
 }
@@ -1674,7 +1698,19 @@ cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr, size_t errstr_size) {
 
 static size_t
 mkey(char *buf, size_t size, const char *m, size_t mlen, const char *suffix) {
-    int n = snprintf(buf, size, "trust:{%.*s}:%s", (int)mlen, m, suffix);
+    size_t slen = strlen(suffix);
+    int n;
+
+    /* memcpy: a flush formats ~10 keys per merchant. */
+    if (sizeof("trust:{") - 1 + mlen + 2 + slen < size) {
+        char *p = buf;
+        memcpy(p, "trust:{", 7);
+        memcpy(p += 7, m, mlen);
+        memcpy(p += mlen, "}:", 2);
+        memcpy(p += 2, suffix, slen + 1);
+        return 7 + mlen + 2 + slen;
+    }
+    n = snprintf(buf, size, "trust:{%.*s}:%s", (int)mlen, m, suffix);
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
@@ -1863,7 +1899,7 @@ void td_store_put_signals(td_rbatch_t *b,
     size_t len;
 
     td_rdump_begin(&d, buf, sizeof(buf));
-    len = (size_t)snprintf(num, sizeof(num), "%lld", (long long)s->as_of);
+    len = td_fmt_i64(num, s->as_of);
     td_rdump_add(&d, "as_of_ms", 8, num, len);
     for (int i = 0; i < TD_SIG__CNT; i++) {
         if (!s->present[i]) continue;

@@ -68,6 +68,7 @@
 #include "mcache.h"
 #include "model.h"
 #include "mstate.h"
+#include "numfmt.h"
 #include "store.h"
 #include "worker.h"
 
@@ -118,7 +119,8 @@ typedef struct spairs_s {
     size_t len[2 * SP_PAIRS];
     int cnt; /* strings */
     size_t used;
-    /* names and numbers (< 32 bytes each), reasons (< 1024) */
+    /* numbers (< 32 bytes each), sub_<dimension> names (< 4 +
+     * TD_MODEL_NAME_MAX), reasons (< 1024); other names are literals */
     char arena[2 * SP_PAIRS * 32 + 1024];
 } spairs_t;
 
@@ -688,20 +690,34 @@ static void reasons_json(const td_score_rec_t *rec, char *buf, size_t size) {
     if (len < size) snprintf(buf + len, size - len, "]");
 }
 
-static void sp_str(spairs_t *sp, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void sp_str(spairs_t *sp, const char *fmt, ...) {
-    size_t room = sizeof(sp->arena) - sp->used;
-    va_list ap;
-    int n;
+/* Adds a string to sp: referenced, not copied (it outlives the put). */
+static void sp_ref(spairs_t *sp, const char *s, size_t len) {
+    sp->fv[sp->cnt] = s;
+    sp->len[sp->cnt++] = len;
+}
 
-    va_start(ap, fmt);
-    n = vsnprintf(sp->arena + sp->used, room, fmt, ap);
-    va_end(ap);
-    if (n < 0 || (size_t)n >= room) n = 0; /* cannot happen: sized below */
-    sp->fv[sp->cnt] = sp->arena + sp->used;
-    sp->len[sp->cnt++] = (size_t)n;
-    sp->used += (size_t)n + 1;
+#define SP_LIT(sp, s) sp_ref((sp), (s), sizeof(s) - 1)
+
+/* Adds len bytes at the arena's end, written there by the caller. */
+static void sp_commit(spairs_t *sp, size_t len) {
+    sp_ref(sp, sp->arena + sp->used, len);
+    sp->used += len + 1;
+}
+
+static void sp_i64(spairs_t *sp, int64_t v) {
+    sp_commit(sp, td_fmt_i64(sp->arena + sp->used, v));
+}
+
+/* 17 digits: the exact double, as the record on the topic has it. */
+static void sp_dbl(spairs_t *sp, double v) {
+    sp_commit(sp, td_fmt_g17(sp->arena + sp->used, v));
+}
+
+static void sp_sub(spairs_t *sp, const char *dim) {
+    size_t n = strlen(dim); /* < TD_MODEL_NAME_MAX */
+    memcpy(sp->arena + sp->used, "sub_", 4);
+    memcpy(sp->arena + sp->used + 4, dim, n);
+    sp_commit(sp, n + 4);
 }
 
 /* The score hash's fields of rec as of now; with e, the whole hash a put
@@ -710,41 +726,39 @@ static void score_pairs(spairs_t *sp,
                         const td_score_rec_t *rec,
                         const td_mstate_t *e,
                         int64_t now) {
-    char reasons[1024];
-
     sp->cnt = 0;
     sp->used = 0;
-    sp_str(sp, "score");
-    sp_str(sp, "%.17g", rec->score);
-    sp_str(sp, "tier");
-    sp_str(sp, "%d", rec->tier);
-    sp_str(sp, "confidence");
-    sp_str(sp, "%.17g", rec->confidence);
+    SP_LIT(sp, "score");
+    sp_dbl(sp, rec->score);
+    SP_LIT(sp, "tier");
+    sp_i64(sp, rec->tier);
+    SP_LIT(sp, "confidence");
+    sp_dbl(sp, rec->confidence);
     for (int i = 0; i < rec->dim_cnt; i++) {
-        sp_str(sp, "sub_%s", rec->dim_names[i]);
-        sp_str(sp, "%.17g", rec->dims[i]);
+        sp_sub(sp, rec->dim_names[i]);
+        sp_dbl(sp, rec->dims[i]);
     }
-    reasons_json(rec, reasons, sizeof(reasons));
-    sp_str(sp, "reasons");
-    sp_str(sp, "%s", reasons);
-    sp_str(sp, "model_version");
-    sp_str(sp, "%s", rec->model_version);
-    sp_str(sp, "as_of_ms");
-    sp_str(sp, "%lld", (long long)rec->as_of_ms);
-    sp_str(sp, "updated_ms");
-    sp_str(sp, "%lld", (long long)now);
+    reasons_json(rec, sp->arena + sp->used, 1024);
+    SP_LIT(sp, "reasons");
+    sp_commit(sp, strlen(sp->arena + sp->used));
+    SP_LIT(sp, "model_version");
+    sp_ref(sp, rec->model_version, strlen(rec->model_version));
+    SP_LIT(sp, "as_of_ms");
+    sp_i64(sp, rec->as_of_ms);
+    SP_LIT(sp, "updated_ms");
+    sp_i64(sp, now);
     if (!e) return;
-    sp_str(sp, "version");
-    sp_str(sp, "%lld", (long long)e->sversion + 1);
+    SP_LIT(sp, "version");
+    sp_i64(sp, e->sversion + 1);
     if (e->pub.version == 0) return;
-    sp_str(sp, "pub_version");
-    sp_str(sp, "%lld", (long long)e->pub.version);
-    sp_str(sp, "pub_score");
-    sp_str(sp, "%.17g", e->pub.score);
-    sp_str(sp, "pub_tier");
-    sp_str(sp, "%d", (int)e->pub.tier);
-    sp_str(sp, "pub_ms");
-    sp_str(sp, "%lld", (long long)e->pub.ms);
+    SP_LIT(sp, "pub_version");
+    sp_i64(sp, e->pub.version);
+    SP_LIT(sp, "pub_score");
+    sp_dbl(sp, e->pub.score);
+    SP_LIT(sp, "pub_tier");
+    sp_i64(sp, e->pub.tier);
+    SP_LIT(sp, "pub_ms");
+    sp_i64(sp, e->pub.ms);
 }
 
 /* Merges the merchant's deltas into its cached state and queues the
