@@ -37,14 +37,17 @@
 #      The flushes trustd made meanwhile (count, events, duration) are shown
 #      beside it, since they explain it.
 #   5. The same backlog, a new group, against a 3-master Redis Cluster.
-#   6. Redis instructions: a second td-kafka with a small fixed load
+#   6. Instructions: a second td-kafka with a small fixed load
 #      (REDIS_CG_EVENTS events over MERCHANTS / 20 merchants), drained by
-#      trustd into a redis-server under callgrind (counters zeroed once it
-#      is up, dumped when every offset is stored), in one flush (batch size
-#      = the load, a 5 s interval): Redis' instructions per merchant write
-#      (td_put calls, counted by their GETRANGE) and per event, stable from
-#      run to run where CPU seconds are not. The profile is kept as
-#      last-run/redis-callgrind.out (callgrind_annotate).
+#      trustd under callgrind into a redis-server under callgrind (Redis'
+#      counters zeroed once it is up; both dumped when every offset is
+#      stored), in one flush (batch size = the lag): Redis' instructions
+#      per merchant write (td_put calls, counted by their GETRANGE) and per
+#      event, trustd's per event (the whole process: librdkafka, decode,
+#      flushes; its start-up included), and their ratio, stable from run to
+#      run where CPU seconds are not. The profiles are kept as
+#      last-run/redis-callgrind.out and last-run/trustd-callgrind.out
+#      (callgrind_annotate).
 #
 # The table goes to stdout and to BUILD_DIR/bench/results.md (smoke:
 # results-smoke.md); logs of the run are kept in BUILD_DIR/bench/last-run/.
@@ -674,7 +677,8 @@ fi
 # running under callgrind, its counters zeroed once it is up: Redis'
 # instructions per merchant write (td_put calls) and per event, comparable
 # between commits.
-cg_ins=n/a cg_puts=n/a cg_write=n/a cg_event=n/a
+cg_ins=n/a cg_puts=n/a cg_write=n/a cg_event=n/a cg_tins=n/a cg_tevent=n/a
+cg_pct=n/a
 if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     command -v callgrind_control >/dev/null; then
     log "Redis under callgrind: $CG_EVENTS events"
@@ -707,9 +711,11 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     callgrind_control -z "$cg_pid" >/dev/null 2>&1 ||
         die "callgrind_control could not zero Redis' counters"
     hport=$(free_port) || die "no free TCP port"
-    # One flush of the whole load (it is there before trustd starts), then
-    # the one that stores the offsets: the same writes on every run.
-    "$B/trustd" --brokers "$brokers2" --redis "127.0.0.1:$cgport" \
+    # One flush of the whole load (it is there before trustd starts: the
+    # batch follows the lag), then the one that stores the offsets: the
+    # same writes on every run. trustd runs under callgrind too.
+    valgrind --tool=callgrind --callgrind-out-file="$dir/trustd-cg.%p" \
+        "$B/trustd" --brokers "$brokers2" --redis "127.0.0.1:$cgport" \
         --group bench-cg --http-port "$hport" --flush-max-events $((CG_EVENTS / 4)) \
         --flush-interval-ms 5000 --model-file schemas/model.conf \
         >"$dir/trustd-cg.log" 2>&1 &
@@ -728,6 +734,8 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     done
     callgrind_control -d "$cg_pid" >/dev/null 2>&1 ||
         die "callgrind_control could not dump Redis' counters"
+    callgrind_control -d "$trustd_pid" >/dev/null 2>&1 ||
+        die "callgrind_control could not dump trustd's counters"
     cg_puts=$(redis-cli -p "$cgport" info commandstats | tr -d '\r' |
         sed -n 's/^cmdstat_getrange:calls=\([0-9]*\),.*/\1/p')
     stop_pid "$trustd_pid"
@@ -738,11 +746,15 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     kafka2_pid=""
     # Kept in last-run/ for callgrind_annotate.
     cat "$dir"/redis-cg.*.1 >"$dir/redis-callgrind.out" 2>/dev/null
+    cat "$dir"/trustd-cg.*.1 >"$dir/trustd-callgrind.out" 2>/dev/null
     cg_ins=$(sed -n 's/^summary: //p' "$dir/redis-callgrind.out" | head -n 1)
-    [ -n "$cg_ins" ] && [ "${cg_puts:-0}" -gt 0 ] ||
+    cg_tins=$(sed -n 's/^summary: //p' "$dir/trustd-callgrind.out" | head -n 1)
+    [ -n "$cg_ins" ] && [ -n "$cg_tins" ] && [ "${cg_puts:-0}" -gt 0 ] ||
         die "no callgrind summary or no td_put calls from Redis"
     cg_write=$(calc "$cg_ins / $cg_puts")
     cg_event=$(calc "$cg_ins / $CG_EVENTS")
+    cg_tevent=$(calc "$cg_tins / $CG_EVENTS")
+    cg_pct=$(calc "100 * $cg_ins / $cg_tins")
     now
     t_end=$NOW
 fi
@@ -790,6 +802,8 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo "| Redis round trips per event | $(fmt '%.5f' "$(per_ev "$roundtrips")") ($(grp "$roundtrips") pipelines) | |"
     echo "| Redis CPU / trustd CPU | $(fmt '%.1f' "$redis_cpu_s") s / $(fmt '%.1f' "$trustd_cpu") s = $(fmt '%.0f' "$redis_pct") % | ≤ 25 %: $(verdict "$redis_pct" '<=' 25) |"
     echo "| Redis instructions per merchant write (callgrind, $(grp "$CG_EVENTS") events, $(grp "$cg_puts") writes) | $(grp "$cg_write") ($(grp "$cg_event") per event) | |"
+    echo "| trustd instructions per event (callgrind, same load, whole process) | $(grp "$cg_tevent") | |"
+    echo "| Redis instructions / trustd instructions (same load) | $(fmt '%.0f' "$cg_pct") % | |"
     echo "| CPU per event: td-consume / trustd / Redis | $(fmt '%.2f' "$(calc "1e6 * $base_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $trustd_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $redis_cpu_s / $total")") µs | |"
     echo "| event-to-Redis latency p50 / p99 at $(grp "$lat_rate") events/s | $(fmt '%.0f' "$lat_p50") / $(fmt '%.0f' "$lat_p99") ms | |"
     echo "| trustd peak RSS (VmHWM) | $(fmt '%.0f' "$(calc "$trustd_hwm / 1024")") MiB (after the latency run $(fmt '%.0f' "$(calc "$trustd_hwm2 / 1024")") MiB) | |"
