@@ -34,6 +34,14 @@ static inline int64_t td_mono_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Monotonic clock in microseconds: for timings summed over many short
+ * intervals. */
+static inline int64_t td_mono_us(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* FNV-1a of a merchant id: short keys, good enough spread, cheap. */
 static inline uint32_t td_hash_id(const char *id, size_t len) {
     uint32_t h = 2166136261u;

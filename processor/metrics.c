@@ -12,6 +12,14 @@ static const double flush_bounds[TD_HIST_BUCKETS] = {
 
 #define LD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
+/* Labels of trustd_flush_step_seconds_total, by td_fstep_t. */
+static const char *const fstep_names[TD_FSTEP__CNT] = {
+    [TD_FSTEP_RECORDS] = "records",
+    [TD_FSTEP_MERCHANTS] = "merchants",
+    [TD_FSTEP_DELIVER] = "deliver",
+    [TD_FSTEP_INDEX] = "index",
+};
+
 void td_metrics_init(td_metrics_t *m, const char *const topics[TD_EV__CNT]) {
     memset(m, 0, sizeof(*m));
     for (int k = 0; k < TD_EV__CNT; k++) {
@@ -32,7 +40,7 @@ void td_hist_observe(td_hist_t *h, double v) {
         i++;
     atomic_fetch_add_explicit(&h->buckets[i], 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)(v * 1e6),
+    atomic_fetch_add_explicit(&h->sum_micro, (uint64_t)(v * 1e6 + 0.5),
                               memory_order_relaxed);
 }
 
@@ -193,6 +201,17 @@ void td_metrics_write(const td_metrics_t *m,
                  "state; reloaded and merged again.");
     fprintf(fp, "trustd_state_reloads_total %llu\n",
             (unsigned long long)LD(m->state_reloads));
+    counter_head(fp, "trustd_flush_step_seconds_total", "counter",
+                 "Time spent in each step of a flush (attempts that failed "
+                 "included).");
+    for (k = 0; k < TD_FSTEP__CNT; k++)
+        fprintf(fp, "trustd_flush_step_seconds_total{step=\"%s\"} %.6f\n",
+                fstep_names[k], (double)LD(m->flush_step_us[k]) / 1e6);
+    counter_head(fp, "trustd_merchant_writes_total", "counter",
+                 "Merchant states written to Redis (td_put calls that "
+                 "applied).");
+    fprintf(fp, "trustd_merchant_writes_total %llu\n",
+            (unsigned long long)LD(m->merchant_writes));
     counter_head(fp, "trustd_flushes_total", "counter", "Flushes completed.");
     fprintf(fp, "trustd_flushes_total %llu\n",
             (unsigned long long)LD(m->flushes));

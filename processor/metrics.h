@@ -25,6 +25,16 @@ typedef struct td_hist_s {
     _Atomic uint64_t sum_micro; /* sum of observations * 1e6 */
 } td_hist_t;
 
+/* The steps of a flush (worker.c), timed for
+ * trustd_flush_step_seconds_total: where a slow flush spends its time. */
+typedef enum {
+    TD_FSTEP_RECORDS,   /* 1. partition records (intents) */
+    TD_FSTEP_MERCHANTS, /* 2. loads and merchant writes */
+    TD_FSTEP_DELIVER,   /* 3. scores produced and acknowledged by Kafka */
+    TD_FSTEP_INDEX,     /* 3. score versions, trust:scores, marks */
+    TD_FSTEP__CNT
+} td_fstep_t;
+
 typedef struct td_metrics_s {
     const char *topics[TD_EV__CNT]; /* topic names (borrowed from conf) */
     _Atomic uint64_t consumed[TD_EV__CNT];
@@ -47,6 +57,8 @@ typedef struct td_metrics_s {
     _Atomic uint64_t state_reloads; /* td_put refused as STALE */
     _Atomic uint64_t flushes;
     _Atomic uint64_t flush_failures;
+    _Atomic uint64_t flush_step_us[TD_FSTEP__CNT];
+    _Atomic uint64_t merchant_writes; /* td_put calls that wrote */
     _Atomic int redis_ok;             /* last Redis call succeeded */
     _Atomic int64_t last_progress_ms; /* monotonic ms of last applied flush */
     _Atomic int64_t started_ms;

@@ -194,8 +194,8 @@ static const char lib_fixed[] =
     "  return 1\n"
     "end\n"
     /* A refused put drops the :next hashes it brought (a crash between
-     * their RESTORE and the put leaves them until the merchant's next
-     * update replaces them). */
+     * their RESTORE and the put leaves signals:next until the merchant's
+     * next update, score:next until its next score, replaces them). */
     "local function refuse(keys)\n"
     "  redis.call('DEL', keys[5], keys[6])\n"
     "  return {'STALE'}\n"

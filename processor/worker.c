@@ -182,7 +182,7 @@ struct td_worker_s {
     pthread_t fthread;
     int fbusy;         /* main thread: a flusher was started, not joined */
     int fjoin;         /* fthread runs it (else it ran inline) */
-    int64_t fstart_ms; /* when it started (monotonic) */
+    int64_t fstart_us; /* when it started (monotonic) */
     uint64_t fevents;  /* events it writes */
     _Atomic int fdone; /* flusher: finished, frc is its result */
     int frc;
@@ -647,6 +647,7 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     }
     if (ax->mark) ax->e->pub.unmarked = 0;
     ax->todo = 0;
+    atomic_fetch_add(&w->metrics.merchant_writes, 1);
     return TD_OK;
 bad:
     snprintf(errstr, errstr_size, "merchant %s: bad put reply", ax->m->id);
@@ -1022,9 +1023,23 @@ static void drop_refused_scores(td_worker_t *w) {
     w->npubs = n;
 }
 
+/* Sends the flush's batch, if it holds any command. */
+static int exec_any(td_worker_t *w, char *errstr, size_t errstr_size) {
+    if (!td_rbatch_cnt(w->batch)) return TD_OK;
+    return td_store_exec(w->store, w->batch, errstr, errstr_size);
+}
+
+/* Adds the time since *t to step s and moves *t to now. */
+static void step_done(td_worker_t *w, td_fstep_t s, int64_t *t) {
+    int64_t now = td_mono_us();
+    atomic_fetch_add(&w->metrics.flush_step_us[s], (uint64_t)(now - *t));
+    *t = now;
+}
+
 static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     td_rbatch_t *b = w->batch;
-    int64_t now;
+    int64_t now, t = td_mono_us();
+    int rc;
 
     /* 1. partition records */
     td_rbatch_reset(b);
@@ -1044,9 +1059,9 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
         td_rbatch_i64(b, s->in_flush ? s->fpoint : s->flushed);
         td_rbatch_end(b, part_cb, s);
     }
-    if (td_rbatch_cnt(b) &&
-        td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    rc = exec_any(w, errstr, errstr_size);
+    step_done(w, TD_FSTEP_RECORDS, &t);
+    if (rc != TD_OK) return TD_ERR;
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
         if (s->fenced) {
@@ -1060,7 +1075,9 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     /* 2. merchants */
     w->npubs = 0;
     w->fnow = td_now_ms();
-    if (write_merchants(w, errstr, errstr_size) != TD_OK) {
+    rc = write_merchants(w, errstr, errstr_size);
+    step_done(w, TD_FSTEP_MERCHANTS, &t);
+    if (rc != TD_OK) {
         /* Entries may hold merges Redis never took: reload them all. */
         td_mscache_clear(w->states);
         return TD_ERR;
@@ -1072,10 +1089,12 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     td_rbatch_reset(b);
     for (size_t i = 0; i < w->npubs; i++)
         if (w->pubs[i].reserve) queue_score(w, &w->pubs[i], now);
-    if (td_rbatch_cnt(b) &&
-        td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
-    if (deliver(w, errstr, errstr_size) != TD_OK) return TD_ERR;
+    rc = exec_any(w, errstr, errstr_size);
+    step_done(w, TD_FSTEP_INDEX, &t);
+    if (rc != TD_OK) return TD_ERR;
+    rc = deliver(w, errstr, errstr_size);
+    step_done(w, TD_FSTEP_DELIVER, &t);
+    if (rc != TD_OK) return TD_ERR;
     td_rbatch_reset(b);
     if (w->npubs > w->markcap) {
         w->markcap = w->npubs;
@@ -1086,9 +1105,9 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     for (size_t i = 0; i < w->npubs; i++)
         queue_zadd(w, &w->pubs[i], now);
     sweep_marks(w); /* after: a newer delivery makes a mark moot */
-    if (td_rbatch_cnt(b) &&
-        td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
+    rc = exec_any(w, errstr, errstr_size);
+    step_done(w, TD_FSTEP_INDEX, &t);
+    if (rc != TD_OK) return TD_ERR;
     marks_done(w);
     return TD_OK;
 }
@@ -1195,7 +1214,7 @@ static int confirm_dead_letters(td_worker_t *w) {
  * sources' offsets. TD_ERR if it was given up (its cache stays in flight
  * for the next flush to retry). */
 static int flush_end(td_worker_t *w) {
-    int64_t t0 = w->fstart_ms;
+    int64_t t0 = w->fstart_us;
 
     if (!w->fbusy) return TD_OK;
     while (!atomic_load(&w->fdone))
@@ -1237,7 +1256,7 @@ static int flush_end(td_worker_t *w) {
     atomic_store(&w->metrics.states_cached,
                  (int64_t)td_mscache_count(w->states));
 
-    double secs = (double)(td_mono_ms() - t0) / 1000.0;
+    double secs = (double)(td_mono_us() - t0) / 1e6;
     td_hist_observe(&w->metrics.flush_seconds, secs);
     if (w->fevents > 0) /* not the follow-up that only stores offsets */
         td_hist_observe(&w->metrics.batch_events, (double)w->fevents);
@@ -1278,7 +1297,7 @@ static int flush_start(td_worker_t *w) {
                      (int64_t)td_mcache_merchants(w->active));
     } /* else a flush given up earlier (shutdown): retry it as it was */
     w->fevents = events;
-    w->fstart_ms = td_mono_ms();
+    w->fstart_us = td_mono_us();
     atomic_store(&w->fdone, 0);
     w->fbusy = 1;
     w->fjoin = pthread_create(&w->fthread, NULL, flush_work, w) == 0;

@@ -501,6 +501,11 @@ flushes=$(metric "$dir/metrics.txt" trustd_flushes_total)
 flush_sum=$(awk '$1 == "trustd_flush_duration_seconds_sum" { print $2 }' \
     "$dir/metrics.txt")
 scores=$(metric "$dir/metrics.txt" trustd_scores_published_total)
+writes=$(metric "$dir/metrics.txt" trustd_merchant_writes_total)
+# Seconds per flush step ("records 0.01 s, merchants 9.2 s, ...").
+steps=$(awk '/^trustd_flush_step_seconds_total\{/ {
+        match($1, /step="[^"]*"/); st = substr($1, RSTART + 6, RLENGTH - 7)
+        printf "%s%s %.2f s", n++ ? ", " : "", st, $2 }' "$dir/metrics.txt")
 
 # ---- 4. latency at half the measured maximum ----
 
@@ -817,7 +822,8 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
         "$(grp "$flushes") flushes, $(fmt '%.0f' "$(calc "$total / ($flushes > 0 ? $flushes : 1)")") events and" \
         "$(fmt '%.0f' "$(calc "1000 * ${flush_sum:-0} / ($flushes > 0 ? $flushes : 1)")") ms per flush on average" \
         "($(fmt '%.0f' "$(calc "100 * ${flush_sum:-0} / $trustd_secs")") % of the run spent flushing);" \
-        "$(grp "$scores") scores published"
+        "$(grp "$scores") scores published; $(grp "$writes") merchant writes" \
+        "($(fmt '%.1f' "$(calc "$total / ($writes > 0 ? $writes : 1)")") events per write); flush steps: $steps"
     echo "- Redis: $(grp "$cmds_total") commands, FCALL $(fmt '%.1f' "$(calc "${fcall_usec:-0} / (${fcalls:-1} > 0 ? ${fcalls:-1} : 1)")") µs per call;" \
         "forked children (AOF rewrite) $(fmt '%.1f' "$redis_child_s") s CPU, not counted above"
     echo "- latency: $probe_line (background: $bg_line);" \

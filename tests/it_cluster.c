@@ -353,6 +353,18 @@ hset_batch(td_store_t *st, const char *key, char *errstr, size_t errstr_size) {
     return rc;
 }
 
+typedef struct hset_try_s {
+    td_store_t *st;
+    const char *key;
+    char errstr[512];
+} hset_try_t;
+
+/* td_h_poll predicate: the write went through (WAIT included). */
+static int hset_ok(void *arg) {
+    hset_try_t *t = arg;
+    return hset_batch(t->st, t->key, t->errstr, sizeof(t->errstr)) == TD_OK;
+}
+
 static void test_store_write_is_not_done_without_a_replica(void **state) {
     /* 400 ms command timeout: WAIT gives up after 200 ms. */
     td_store_t *st = store_new(cl.seeds, 1, 0, 400);
@@ -371,8 +383,10 @@ static void test_store_write_is_not_done_without_a_replica(void **state) {
     assert_false(td_store_healthy(st));
     assert_int_equal(td_h_cluster_restart(&cl, rep), 0);
     assert_true(td_h_poll(td_h_cluster_ready, &cl, 30000));
-    if (hset_batch(st, key, errstr, sizeof(errstr)) != TD_OK)
-        fail_msg("replica back: %s", errstr);
+    /* The cluster is up before the restarted replica has synced: WAIT
+     * succeeds once it has. */
+    hset_try_t t = {.st = st, .key = key};
+    if (!td_h_poll(hset_ok, &t, 30000)) fail_msg("replica back: %s", t.errstr);
     assert_true(td_store_healthy(st));
     td_store_destroy(st);
 }

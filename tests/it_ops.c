@@ -301,6 +301,28 @@ static void test_counters_follow_the_events(void **state) {
                               "001\"}")));
     assert_true(metric("trustd_flush_duration_seconds_bucket{le=\"+Inf\"}") ==
                 metric("trustd_flush_duration_seconds_count"));
+    /* Where the flushes' time went (one scrape, so no flush ends between
+     * the numbers): every step reported, together within their duration;
+     * both merchants written. */
+    static const char *const steps[] = {"records", "merchants", "deliver",
+                                        "index"};
+    double in_steps = 0;
+    http_t h;
+    http_get("/metrics", &h);
+    assert_int_equal(h.status, 200);
+    for (size_t i = 0; i < TD_ARRAY_LEN(steps); i++) {
+        snprintf(series, sizeof(series),
+                 "trustd_flush_step_seconds_total{step=\"%s\"}", steps[i]);
+        assert_false(isnan(sample(h.body, series)));
+        in_steps += sample(h.body, series);
+    }
+    assert_true(
+        sample(h.body, "trustd_flush_step_seconds_total{step=\"merchants\"}") >
+        0);
+    assert_true(in_steps <=
+                sample(h.body, "trustd_flush_duration_seconds_sum") + 1e-6);
+    assert_true(sample(h.body, "trustd_merchant_writes_total") >= 2);
+    free(h.body);
 }
 
 static void test_readyz_503_while_redis_is_down(void **state) {
