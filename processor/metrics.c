@@ -212,6 +212,10 @@ void td_metrics_write(const td_metrics_t *m,
                  "applied).");
     fprintf(fp, "trustd_merchant_writes_total %llu\n",
             (unsigned long long)LD(m->merchant_writes));
+    counter_head(fp, "trustd_consumption_paused", "gauge",
+                 "1 while max_merchants are in memory and a flush still runs "
+                 "(a slow or absent Redis): partitions paused, polls go on.");
+    fprintf(fp, "trustd_consumption_paused %d\n", LD(m->paused));
     counter_head(fp, "trustd_flushes_total", "counter", "Flushes completed.");
     fprintf(fp, "trustd_flushes_total %llu\n",
             (unsigned long long)LD(m->flushes));

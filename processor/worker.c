@@ -181,6 +181,7 @@ struct td_worker_s {
      * the main thread consumes into the active one (see flush_start). */
     pthread_t fthread;
     int fbusy;         /* main thread: a flusher was started, not joined */
+    int held;          /* main thread: assigned partitions paused (hold) */
     int fjoin;         /* fthread runs it (else it ran inline) */
     int64_t fstart_us; /* when it started (monotonic) */
     uint64_t fevents;  /* events it writes */
@@ -412,6 +413,8 @@ static void on_assign(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
     } else {
         rd_kafka_assign(w->consumer, parts);
     }
+    /* A partition paused by hold() before a revoke may come back paused. */
+    if (!w->held) rd_kafka_resume_partitions(w->consumer, parts);
 }
 
 static void unassign_src(td_worker_t *w, src_t *s, int drop) {
@@ -1112,14 +1115,20 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
-/* Moves the deltas of sources that are not held for replay alignment from
- * the active cache to the (empty) in-flight one. */
-static void take_flushable(td_worker_t *w) {
+/* Sources held for replay alignment (replaying up to their horizon) that
+ * have unflushed deltas. */
+static int sources_held(const td_worker_t *w) {
     int held = 0;
     for (int i = 0; i < w->nsrc; i++)
         held += w->srcs[i].assigned == 1 && w->srcs[i].horizon >= 0 &&
                 w->srcs[i].pending > 0;
-    if (!held) {
+    return held;
+}
+
+/* Moves the deltas of sources that are not held for replay alignment from
+ * the active cache to the (empty) in-flight one. */
+static void take_flushable(td_worker_t *w) {
+    if (!sources_held(w)) {
         td_mcache_t *t = w->inflight;
         w->inflight = w->active;
         w->active = t;
@@ -1450,6 +1459,37 @@ static void size_batches(td_worker_t *w) {
                                          : w->conf->flush_max_events_behind);
 }
 
+/* Pauses (on) or resumes every assigned partition. Paused while the
+ * active cache is full and a flush runs, the main thread keeps polling:
+ * the group membership needs a poll within max.poll.interval.ms, however
+ * long the flush retries an absent Redis. librdkafka drops what it had
+ * prefetched and resumes at the next offset not yet consumed. */
+static void hold(td_worker_t *w, int on) {
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    rd_kafka_resp_err_t err;
+
+    if (w->held == on) return;
+    err = rd_kafka_assignment(w->consumer, &parts);
+    if (!err)
+        err = on ? rd_kafka_pause_partitions(w->consumer, parts)
+                 : rd_kafka_resume_partitions(w->consumer, parts);
+    if (parts) rd_kafka_topic_partition_list_destroy(parts);
+    if (err) {
+        td_log(TD_LOG_WARNING, "%s partitions: %s", on ? "pausing" : "resuming",
+               rd_kafka_err2str(err));
+        return;
+    }
+    w->held = on;
+    atomic_store(&w->metrics.paused, on);
+    if (on)
+        td_log(TD_LOG_WARNING,
+               "max_merchants (%d) in memory while a flush is still running: "
+               "consumption paused until it ends",
+               w->conf->max_merchants);
+    else
+        td_log(TD_LOG_NOTICE, "consumption resumed");
+}
+
 /* Draining a backlog, the consumer found nothing to read: if the lag is
  * gone too, the batch has nothing more to coalesce. */
 static int drained(td_worker_t *w) {
@@ -1497,11 +1537,18 @@ int td_worker_run(td_worker_t *w) {
                                            ? w->conf->flush_interval_behind_ms
                                            : w->conf->flush_interval_ms)) {
             /* Due while the last one still runs: keep consuming into the
-             * active cache, unless it is full. */
+             * active cache until it is full, then hold until the flush
+             * ends. Not while sources replaying to their horizon fill it
+             * (only more of their events make it flushable): wait for the
+             * flush, then flush again and read on. */
             if (w->fbusy && td_mcache_merchants(w->active) >=
                                 (size_t)w->conf->max_merchants) {
-                if (flush_end(w) != TD_OK) rc = 1;
-                size_batches(w);
+                if (!sources_held(w)) {
+                    hold(w, 1);
+                } else {
+                    if (flush_end(w) != TD_OK) rc = 1;
+                    size_batches(w);
+                }
             }
             if (!w->fbusy) {
                 update_watermarks(w);
@@ -1509,6 +1556,11 @@ int td_worker_run(td_worker_t *w) {
                 w->last_flush_ms = now;
             }
         }
+        if (w->held &&
+            (!w->fbusy ||
+             td_mcache_merchants(w->active) < (size_t)w->conf->max_merchants ||
+             sources_held(w)))
+            hold(w, 0);
         if (!w->fbusy && now - w->last_flush_ms < w->conf->flush_interval_ms &&
             now - w->last_ping_ms >= 1000 && w->events_since_flush == 0)
             ping(w, now);

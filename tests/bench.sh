@@ -40,12 +40,15 @@
 #   6. Instructions: a second td-kafka with a small fixed load
 #      (REDIS_CG_EVENTS events over MERCHANTS / 20 merchants), drained by
 #      trustd under callgrind into a redis-server under callgrind (Redis'
-#      counters zeroed once it is up; both dumped when every offset is
-#      stored), in one flush (batch size = the lag): Redis' instructions
-#      per merchant write (td_put calls, counted by their GETRANGE) and per
-#      event, trustd's per event (the whole process: librdkafka, decode,
-#      flushes; its start-up included), and their ratio, stable from run to
-#      run where CPU seconds are not. The profiles are kept as
+#      counters zeroed once it is up) in four flushes of a quarter of the
+#      load each, triggered by count alone, then stopped with SIGTERM (its
+#      shutdown flushes store the offsets and mark the publications; its
+#      profile is written as it exits; Redis' is dumped once every offset
+#      is stored): Redis' instructions per merchant write (td_put calls,
+#      counted by their GETRANGE) and per event, trustd's per event (the
+#      whole process: librdkafka, decode, flushes; start-up and shutdown
+#      included), and their ratio, stable from run to run where CPU
+#      seconds are not. The profiles are kept as
 #      last-run/redis-callgrind.out and last-run/trustd-callgrind.out
 #      (callgrind_annotate).
 #
@@ -716,13 +719,15 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     callgrind_control -z "$cg_pid" >/dev/null 2>&1 ||
         die "callgrind_control could not zero Redis' counters"
     hport=$(free_port) || die "no free TCP port"
-    # One flush of the whole load (it is there before trustd starts: the
-    # batch follows the lag), then the one that stores the offsets: the
-    # same writes on every run. trustd runs under callgrind too.
+    # Four flushes of a quarter of the load each, by count alone (the
+    # interval is the longest allowed: trustd under callgrind is slow, and
+    # a timed flush would cut the batches differently on every run), then
+    # SIGTERM: the shutdown's flushes store the offsets and mark the
+    # publications, and callgrind writes trustd's profile as it exits.
     valgrind --tool=callgrind --callgrind-out-file="$dir/trustd-cg.%p" \
         "$B/trustd" --brokers "$brokers2" --redis "127.0.0.1:$cgport" \
         --group bench-cg --http-port "$hport" --flush-max-events $((CG_EVENTS / 4)) \
-        --flush-interval-ms 5000 --model-file schemas/model.conf \
+        --flush-interval-ms 600000 --model-file schemas/model.conf \
         >"$dir/trustd-cg.log" 2>&1 &
     trustd_pid=$!
     now
@@ -730,28 +735,37 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     while :; do
         now
         [ $((NOW - t_cgstart)) -lt $((TIMEOUT_S * 1000)) ] ||
-            die "trustd (callgrind) did not catch up within $TIMEOUT_S s"
+            die "trustd (callgrind) did not flush the load within $TIMEOUT_S s"
         kill -0 "$trustd_pid" 2>/dev/null ||
             die "trustd (callgrind) exited: $(tail -n 5 "$dir/trustd-cg.log")"
         http_get "$hport" /metrics >"$dir/metrics-cg.txt" 2>/dev/null
-        [ "$(partitions_left "$dir/wm-cg.txt" "$dir/metrics-cg.txt")" = 0 ] && break
+        [ "$(metric "$dir/metrics-cg.txt" trustd_flushes_total)" -ge 4 ] && break
         sleep 0.5
     done
+    kill -TERM "$trustd_pid" 2>/dev/null
+    for ((i = 0; i < TIMEOUT_S * 10; i++)); do
+        kill -0 "$trustd_pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    wait "$trustd_pid" 2>/dev/null ||
+        die "trustd (callgrind) did not stop cleanly: $(tail -n 5 "$dir/trustd-cg.log")"
+    trustd_pid=""
+    "$B/trustctl" --redis "127.0.0.1:$cgport" --brokers "$brokers2" --json \
+        offsets >"$dir/offsets-cg.out" 2>>"$dir/trustctl.log" ||
+        die "trustctl offsets (callgrind stage) failed"
+    ! grep -q '"lag":[1-9]' "$dir/offsets-cg.out" ||
+        die "trustd (callgrind) stopped before storing every offset"
     callgrind_control -d "$cg_pid" >/dev/null 2>&1 ||
         die "callgrind_control could not dump Redis' counters"
-    callgrind_control -d "$trustd_pid" >/dev/null 2>&1 ||
-        die "callgrind_control could not dump trustd's counters"
     cg_puts=$(redis-cli -p "$cgport" info commandstats | tr -d '\r' |
         sed -n 's/^cmdstat_getrange:calls=\([0-9]*\),.*/\1/p')
-    stop_pid "$trustd_pid"
-    trustd_pid=""
     stop_pid "$cg_pid"
     cg_pid=""
     stop_pid "$kafka2_pid"
     kafka2_pid=""
     # Kept in last-run/ for callgrind_annotate.
     cat "$dir"/redis-cg.*.1 >"$dir/redis-callgrind.out" 2>/dev/null
-    cat "$dir"/trustd-cg.*.1 >"$dir/trustd-callgrind.out" 2>/dev/null
+    cat "$dir"/trustd-cg.[0-9]* >"$dir/trustd-callgrind.out" 2>/dev/null
     cg_ins=$(sed -n 's/^summary: //p' "$dir/redis-callgrind.out" | head -n 1)
     cg_tins=$(sed -n 's/^summary: //p' "$dir/trustd-callgrind.out" | head -n 1)
     [ -n "$cg_ins" ] && [ -n "$cg_tins" ] && [ "${cg_puts:-0}" -gt 0 ] ||

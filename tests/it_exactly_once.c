@@ -284,11 +284,26 @@ static void test_one_merchant_on_two_partitions_two_workers(void **state) {
     free(w);
 }
 
-static int log_has_flush_failures(void *arg) {
-    const td_h_proc_t *p = arg;
-    char cmd[700];
-    snprintf(cmd, sizeof(cmd), "grep -q 'flush failed' '%s'", p->log);
+typedef struct grep_s {
+    const td_h_proc_t *p;
+    const char *re; /* basic regular expression, no single quote */
+} grep_t;
+
+/* td_h_poll predicate: the worker's log has a line matching g->re. */
+static int log_matches(void *arg) {
+    const grep_t *g = arg;
+    char cmd[900];
+    snprintf(cmd, sizeof(cmd), "grep -q -- '%s' '%s'", g->re, g->p->log);
     return system(cmd) == 0;
+}
+
+static int log_has_flush_failures(void *arg) {
+    grep_t g = {arg, "flush failed"};
+    return log_matches(&g);
+}
+
+static int time_passed(void *arg) {
+    return td_mono_ms() >= *(const int64_t *)arg;
 }
 
 /* Redis stopped mid-stream and restarted with its AOF. */
@@ -313,6 +328,52 @@ static void test_redis_outage_mid_stream_ends_exact(void **state) {
     w->rc = td_h_redis_connect(&w->redis);
     produce(w, 2000, -1);
     assert_exact(w, &p, 1);
+    td_h_stop_graceful(&p, 15000);
+    world_stop(w);
+    free(w);
+}
+
+/* Redis away longer than max.poll.interval.ms while max_merchants fill:
+ * trustd pauses its partitions and keeps polling, so it stays in the group
+ * (nothing revoked or lost), and ends exact once Redis is back. */
+static void test_long_redis_outage_keeps_the_group(void **state) {
+    static const char *const args[] = {
+        "--flush-max-events",        "300", "--max-merchants", "50", "-X",
+        "max.poll.interval.ms=7000", NULL};
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p;
+    int64_t until;
+    (void)state;
+
+    world_start(w, NULL, 300);
+    produce(w, 2000, -1);
+    assert_int_equal(td_h_trustd_start(&p, "trustd-hold", &w->kafka, &w->redis,
+                                       "g-hold", args),
+                     0);
+    progress_t pr = {w, 1000};
+    assert_true(td_h_poll(reached, &pr, 60000));
+    td_h_redis_stop(&w->redis);
+    redisFree(w->rc);
+    produce(w, 3000, -1); /* ~300 merchants: more than max_merchants */
+    grep_t paused = {&p, "consumption paused"};
+    if (!td_h_poll(log_matches, &paused, 30000)) {
+        td_h_dump_log(&p);
+        fail_msg("trustd did not pause with max_merchants in memory");
+    }
+    /* The outage itself: it has to outlast max.poll.interval.ms. */
+    until = td_mono_ms() + 9000;
+    td_h_poll(time_passed, &until, 20000);
+    assert_int_equal(td_h_redis_restart(&w->redis), 0);
+    w->rc = td_h_redis_connect(&w->redis);
+    produce(w, 1000, -1);
+    assert_exact(w, &p, 1);
+    grep_t resumed = {&p, "consumption resumed"};
+    grep_t left = {&p, "revoked \\|unflushed events dropped\\|poll interval"};
+    assert_true(log_matches(&resumed));
+    if (log_matches(&left)) {
+        td_h_dump_log(&p);
+        fail_msg("trustd left the group during the outage");
+    }
     td_h_stop_graceful(&p, 15000);
     world_stop(w);
     free(w);
@@ -358,6 +419,7 @@ int main(void) {
         cmocka_unit_test(test_scaling_1_3_2_workers_ends_exact),
         cmocka_unit_test(test_one_merchant_on_two_partitions_two_workers),
         cmocka_unit_test(test_redis_outage_mid_stream_ends_exact),
+        cmocka_unit_test(test_long_redis_outage_keeps_the_group),
         cmocka_unit_test(test_kafka_faults_ride_through),
     };
     seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)td_now_ms();
