@@ -40,8 +40,8 @@
 #   6. Instructions: a second td-kafka with a small fixed load
 #      (REDIS_CG_EVENTS events over MERCHANTS / 20 merchants), drained by
 #      trustd under callgrind into a redis-server under callgrind (Redis'
-#      counters zeroed once it is up) in four flushes of a quarter of the
-#      load each, triggered by count alone, then stopped with SIGTERM (its
+#      counters zeroed once it is up) in one flush of the whole load, due
+#      by count once its last event is read, then stopped with SIGTERM (its
 #      shutdown flushes store the offsets and mark the publications; its
 #      profile is written as it exits; Redis' is dumped once every offset
 #      is stored): Redis' instructions per merchant write (td_put calls,
@@ -719,14 +719,15 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     callgrind_control -z "$cg_pid" >/dev/null 2>&1 ||
         die "callgrind_control could not zero Redis' counters"
     hport=$(free_port) || die "no free TCP port"
-    # Four flushes of a quarter of the load each, by count alone (the
-    # interval is the longest allowed: trustd under callgrind is slow, and
-    # a timed flush would cut the batches differently on every run), then
-    # SIGTERM: the shutdown's flushes store the offsets and mark the
-    # publications, and callgrind writes trustd's profile as it exits.
+    # One flush of the whole load, due by count once its last event is read
+    # (the interval is the longest allowed: trustd under callgrind is slow,
+    # and a timed flush, or events read while a flush runs, would cut the
+    # batches differently on every run), then SIGTERM: the shutdown's
+    # flushes store the offsets and mark the publications, and callgrind
+    # writes trustd's profile as it exits.
     valgrind --tool=callgrind --callgrind-out-file="$dir/trustd-cg.%p" \
         "$B/trustd" --brokers "$brokers2" --redis "127.0.0.1:$cgport" \
-        --group bench-cg --http-port "$hport" --flush-max-events $((CG_EVENTS / 4)) \
+        --group bench-cg --http-port "$hport" --flush-max-events "$CG_EVENTS" \
         --flush-interval-ms 600000 --model-file schemas/model.conf \
         >"$dir/trustd-cg.log" 2>&1 &
     trustd_pid=$!
@@ -739,7 +740,7 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
         kill -0 "$trustd_pid" 2>/dev/null ||
             die "trustd (callgrind) exited: $(tail -n 5 "$dir/trustd-cg.log")"
         http_get "$hport" /metrics >"$dir/metrics-cg.txt" 2>/dev/null
-        [ "$(metric "$dir/metrics-cg.txt" trustd_flushes_total)" -ge 4 ] && break
+        [ "$(metric "$dir/metrics-cg.txt" trustd_flushes_total)" -ge 1 ] && break
         sleep 0.5
     done
     kill -TERM "$trustd_pid" 2>/dev/null

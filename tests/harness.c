@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -103,6 +104,9 @@ int td_h_spawn(td_h_proc_t *p, const char *tag, char *const argv[]) {
     p->pid = fork();
     if (p->pid < 0) return -1;
     if (p->pid == 0) {
+        /* Dies with the test: a failed assertion skips the test's own
+         * cleanup, and its processes must not outlive the test binary. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, 1);
