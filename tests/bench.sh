@@ -677,14 +677,14 @@ if [ "${TD_BENCH_CLUSTER:-1}" = 1 ]; then
     t_end=$NOW
 fi
 
-# ---- 6. Redis instructions per merchant write ----
+# ---- 6. instructions: Redis per merchant write, trustd per event ----
 # CPU seconds on this shared machine vary by a quarter from run to run;
 # instruction counts do not. A second embedded Kafka holds a small fixed
 # load (CG_EVENTS events over a twentieth of the merchants, the same
-# generator and seed), and one trustd drains it into a fresh redis-server
-# running under callgrind, its counters zeroed once it is up: Redis'
-# instructions per merchant write (td_put calls) and per event, comparable
-# between commits.
+# generator and seed), and one trustd under callgrind drains it into a
+# fresh redis-server under callgrind, whose counters are zeroed once it is
+# up: Redis' instructions per merchant write (td_put calls) and per event,
+# trustd's per event, comparable between commits.
 cg_ins=n/a cg_puts=n/a cg_write=n/a cg_event=n/a cg_tins=n/a cg_tevent=n/a
 cg_pct=n/a
 if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
@@ -715,7 +715,6 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
         kill -0 "$cg_pid" 2>/dev/null || die "redis-server under callgrind exited"
         sleep 0.05
     done
-    watermarks "$brokers2" "$dir/wm-cg.txt" "$cgport"
     callgrind_control -z "$cg_pid" >/dev/null 2>&1 ||
         die "callgrind_control could not zero Redis' counters"
     hport=$(free_port) || die "no free TCP port"
