@@ -208,6 +208,16 @@ http_get() {
     ) 2>/dev/null | tr -d '\r' | sed '1,/^$/d'
 }
 
+# One turn of a wait loop for a trustd ($1, its log $2) whose wait started
+# at $3 (ms): sets NOW; dies when the wait outlasted TIMEOUT_S or trustd
+# exited. $4 names the stage in the message.
+trustd_alive() {
+    now
+    [ $((NOW - $3)) -lt $((TIMEOUT_S * 1000)) ] ||
+        die "trustd$4 did not get through within $TIMEOUT_S s"
+    kill -0 "$1" 2>/dev/null || die "trustd$4 exited: $(tail -n 5 "$2")"
+}
+
 # Sum of a Prometheus metric (all label sets) in the file $1.
 metric() {
     awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 }
@@ -445,11 +455,7 @@ log "trustd (pid $trustd_pid, /metrics on 127.0.0.1:$hport) against" \
 
 t_first="" t_done="" t_log=$t_start
 while :; do
-    now
-    [ $((NOW - t_start)) -lt $((TIMEOUT_S * 1000)) ] ||
-        die "trustd did not catch up within $TIMEOUT_S s"
-    kill -0 "$trustd_pid" 2>/dev/null ||
-        die "trustd exited: $(tail -n 5 "$dir/trustd.log")"
+    trustd_alive "$trustd_pid" "$dir/trustd.log" "$t_start" ""
     if [ -z "$t_first" ]; then
         http_get "$hport" /metrics >"$dir/metrics.txt"
         if [ "$(metric "$dir/metrics.txt" trustd_events_consumed_total)" -gt 0 ]; then
@@ -648,11 +654,8 @@ if [ "${TD_BENCH_CLUSTER:-1}" = 1 ]; then
     now
     t_cstart=$NOW t_cfirst=""
     while :; do
-        now
-        [ $((NOW - t_cstart)) -lt $((TIMEOUT_S * 1000)) ] ||
-            die "trustd (cluster) did not catch up within $TIMEOUT_S s"
-        kill -0 "$trustd_pid" 2>/dev/null ||
-            die "trustd (cluster) exited: $(tail -n 5 "$dir/trustd-cluster.log")"
+        trustd_alive "$trustd_pid" "$dir/trustd-cluster.log" "$t_cstart" \
+            " (cluster)"
         http_get "$hport" /metrics >"$dir/metrics-cluster.txt" 2>/dev/null
         if [ -z "$t_cfirst" ] && [ "$(metric "$dir/metrics-cluster.txt" trustd_events_consumed_total 2>/dev/null || echo 0)" -gt 0 ]; then
             t_cfirst=$NOW
@@ -733,11 +736,8 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     now
     t_cgstart=$NOW
     while :; do
-        now
-        [ $((NOW - t_cgstart)) -lt $((TIMEOUT_S * 1000)) ] ||
-            die "trustd (callgrind) did not flush the load within $TIMEOUT_S s"
-        kill -0 "$trustd_pid" 2>/dev/null ||
-            die "trustd (callgrind) exited: $(tail -n 5 "$dir/trustd-cg.log")"
+        trustd_alive "$trustd_pid" "$dir/trustd-cg.log" "$t_cgstart" \
+            " (callgrind)"
         http_get "$hport" /metrics >"$dir/metrics-cg.txt" 2>/dev/null
         [ "$(metric "$dir/metrics-cg.txt" trustd_flushes_total)" -ge 1 ] && break
         sleep 0.5
@@ -747,6 +747,8 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
         kill -0 "$trustd_pid" 2>/dev/null || break
         sleep 0.1
     done
+    ! kill -0 "$trustd_pid" 2>/dev/null ||
+        die "trustd (callgrind) did not stop within $TIMEOUT_S s"
     wait "$trustd_pid" 2>/dev/null ||
         die "trustd (callgrind) did not stop cleanly: $(tail -n 5 "$dir/trustd-cg.log")"
     trustd_pid=""
