@@ -75,7 +75,14 @@
 #define KEY_MAX   (TD_MERCHANT_ID_MAX + 32)
 #define SCORE_MAX 4096
 
-enum { RL_DECODE = 0, RL_FLUSH = TD_DLQ__CNT, RL_KAFKA, RL_DLQ };
+enum {
+    RL_DECODE = 0,
+    RL_FLUSH = TD_DLQ__CNT,
+    RL_KAFKA,
+    RL_DLQ,
+    RL_HOLD, /* a Redis-bound worker may pause and resume every flush */
+    RL_RESUME
+};
 
 typedef struct src_s {
     td_event_kind_t kind;
@@ -808,6 +815,12 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
     td_rbatch_end(w->batch, put_cb, ax);
 }
 
+/* Sends the flush's batch, if it holds any command. */
+static int exec_any(td_worker_t *w, char *errstr, size_t errstr_size) {
+    if (!td_rbatch_cnt(w->batch)) return TD_OK;
+    return td_store_exec(w->store, w->batch, errstr, errstr_size);
+}
+
 /* Step 2: every merchant of the flush written once, merged from its cached
  * state; entries another writer moved (STALE) are reloaded and merged
  * again, a few rounds at most. */
@@ -848,9 +861,7 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
                 td_store_load(w->store, b, ax->m->id, ax->m->idlen, ax->fields);
                 td_rbatch_end(b, load_cb, ax);
             }
-            if (td_rbatch_cnt(b) &&
-                td_store_exec(w->store, b, errstr, errstr_size) != TD_OK)
-                return TD_ERR;
+            if (exec_any(w, errstr, errstr_size) != TD_OK) return TD_ERR;
         }
         /* Sent while being built: Redis writes the first merchants while
          * the next are merged and encoded. */
@@ -1024,12 +1035,6 @@ static void drop_refused_scores(td_worker_t *w) {
         n++;
     }
     w->npubs = n;
-}
-
-/* Sends the flush's batch, if it holds any command. */
-static int exec_any(td_worker_t *w, char *errstr, size_t errstr_size) {
-    if (!td_rbatch_cnt(w->batch)) return TD_OK;
-    return td_store_exec(w->store, w->batch, errstr, errstr_size);
 }
 
 /* Adds the time since *t to step s and moves *t to now. */
@@ -1482,12 +1487,12 @@ static void hold(td_worker_t *w, int on) {
     w->held = on;
     atomic_store(&w->metrics.paused, on);
     if (on)
-        td_log(TD_LOG_WARNING,
-               "max_merchants (%d) in memory while a flush is still running: "
-               "consumption paused until it ends",
-               w->conf->max_merchants);
+        td_log_rl(&w->rl, RL_HOLD, TD_LOG_WARNING,
+                  "max_merchants (%d) in memory while a flush is still "
+                  "running: consumption paused until it ends",
+                  w->conf->max_merchants);
     else
-        td_log(TD_LOG_NOTICE, "consumption resumed");
+        td_log_rl(&w->rl, RL_RESUME, TD_LOG_NOTICE, "consumption resumed");
 }
 
 /* Draining a backlog, the consumer found nothing to read: if the lag is
