@@ -241,7 +241,13 @@ static void test_healthz_ok_and_readyz_ok_once_assigned(void **state) {
     if (!wait_status("/readyz", 200, 30000)) {
         fail_with_log("/readyz never answered 200");
     }
-    /* 3 input topics x 2 partitions, one worker */
+    /* 3 input topics x 2 partitions, one worker. Ready means some
+     * partitions are assigned: the cooperative assignor may hand out a
+     * topic whose metadata arrived late in a later increment, so wait for
+     * all six. */
+    if (!td_h_poll(metric_reached, "trustd_assigned_partitions 6", 30000)) {
+        fail_with_log("not all 6 partitions were assigned");
+    }
     assert_true(metric("trustd_assigned_partitions") == 6);
     assert_true(metric("trustd_ready") == 1);
     assert_int_equal(http_status("/nope"), 404);
