@@ -71,6 +71,17 @@ int td_metrics_ready(const td_metrics_t *m,
         snprintf(why, why_size, "no partitions assigned");
         return 0;
     }
+    if (LD(m->replaying)) {
+        uint64_t lost = LD(m->replay_lost);
+        if (lost)
+            snprintf(why, why_size,
+                     "replaying after redis went back in time (%llu offsets "
+                     "beyond kafka's retention lost)",
+                     (unsigned long long)lost);
+        else
+            snprintf(why, why_size, "replaying after redis went back in time");
+        return 0;
+    }
     if (stall_ms > 0 && td_metrics_lag(m) > 0 &&
         now_mono_ms - progress > stall_ms) {
         snprintf(why, why_size, "stalled: lag but no flush for %lld ms",
@@ -201,6 +212,20 @@ void td_metrics_write(const td_metrics_t *m,
                  "state; reloaded and merged again.");
     fprintf(fp, "trustd_state_reloads_total %llu\n",
             (unsigned long long)LD(m->state_reloads));
+    counter_head(fp, "trustd_store_rollbacks_total", "counter",
+                 "Times Redis was found behind what this worker wrote "
+                 "(restarted empty or from an older copy, FLUSHALL): every "
+                 "assigned partition replayed from its stored offsets.");
+    fprintf(fp, "trustd_store_rollbacks_total %llu\n",
+            (unsigned long long)LD(m->store_rollbacks));
+    counter_head(fp, "trustd_replaying", "gauge",
+                 "1 while replaying what Redis lost (/readyz says 503).");
+    fprintf(fp, "trustd_replaying %d\n", LD(m->replaying));
+    counter_head(fp, "trustd_replay_lost_offsets_total", "counter",
+                 "Offsets a replay after a rollback needed that Kafka no "
+                 "longer retained: events lost for good.");
+    fprintf(fp, "trustd_replay_lost_offsets_total %llu\n",
+            (unsigned long long)LD(m->replay_lost));
     counter_head(fp, "trustd_flush_step_seconds_total", "counter",
                  "Time spent in each step of a flush (attempts that failed "
                  "included).");

@@ -55,6 +55,12 @@ typedef struct td_metrics_s {
     _Atomic int64_t merchants_cached;
     _Atomic int64_t states_cached;  /* exact merchant states in memory */
     _Atomic uint64_t state_reloads; /* td_put refused as STALE */
+    /* Redis found behind what this worker wrote (worker.c rollback()),
+     * replaying since, and offsets the replays needed that Kafka no
+     * longer retained. */
+    _Atomic uint64_t store_rollbacks;
+    _Atomic int replaying;
+    _Atomic uint64_t replay_lost;
     _Atomic uint64_t flushes;
     _Atomic uint64_t flush_failures;
     _Atomic uint64_t flush_step_us[TD_FSTEP__CNT];
@@ -72,8 +78,9 @@ void td_hist_observe(td_hist_t *h, double v);
 int64_t td_metrics_lag(const td_metrics_t *m);
 
 /*
- * Readiness: assigned at least one partition, Redis reachable, and not
- * stalled (some lag but no flush completed for stall_ms). Returns 1 if
+ * Readiness: assigned at least one partition, Redis reachable, not
+ * replaying what Redis lost, and not stalled (some lag but no flush
+ * completed for stall_ms). Returns 1 if
  * ready, else 0 with why filled.
  */
 int td_metrics_ready(const td_metrics_t *m,

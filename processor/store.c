@@ -260,19 +260,42 @@ static const char lib_fixed[] =
     "  if sv then return {'OK', (tonumber(sv) or 0) + 1} end\n"
     "  return {'OK'}\n"
     "end\n"
-    /* Partition records: claim bumps the owner epoch (fencing earlier
-     * owners) and returns the stored offsets; set writes them only for the
-     * current epoch. */
+    /* Partition records. claim bumps the owner epoch (fencing earlier
+     * owners) past ARGV[2]-1, the floor the claimer asks for (a record
+     * that went back in time may hold an epoch it already used), and
+     * returns the stored offsets. set writes committed and intent for the
+     * owner's epoch only, and tells a newer owner (TDFENCED) from a store
+     * that lost writes (TDLOST): the record is gone, its epoch older than
+     * the owner's, or its offsets behind ARGV[5..6], the last ones the
+     * owner saw stored. */
     "local function td_part(keys, args)\n"
     "  if args[1] == 'claim' then\n"
-    "    local e = redis.call('HINCRBY', keys[1], 'epoch', 1)\n"
+    "    local e = tonumber(redis.call('HGET', keys[1], 'epoch') or '0')\n"
+    "    local floor = tonumber(args[2] or '1') - 1\n"
+    "    if floor > e then e = floor end\n"
+    "    e = e + 1\n"
+    "    redis.call('HSET', keys[1], 'epoch', string.format('%d', e))\n"
     "    local r = redis.call('HMGET', keys[1], 'committed', 'intent')\n"
-    "    return {tostring(e), r[1] or '', r[2] or ''}\n"
+    "    return {string.format('%d', e), r[1] or '', r[2] or ''}\n"
     "  end\n"
-    "  local e = redis.call('HGET', keys[1], 'epoch')\n"
-    "  if e ~= args[2] then\n"
+    "  local r = redis.call('HMGET', keys[1], 'epoch', 'committed', 'intent')\n"
+    "  if not r[1] then\n"
+    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is missing')\n"
+    "  end\n"
+    "  local e, mine = tonumber(r[1]), tonumber(args[2])\n"
+    "  if e > mine then\n"
     "    return redis.error_reply('TDFENCED ' .. keys[1] .. ' is owned by '\n"
-    "      .. 'epoch ' .. tostring(e) .. ', not ' .. args[2])\n"
+    "      .. 'epoch ' .. r[1] .. ', not ' .. args[2])\n"
+    "  end\n"
+    "  if e < mine then\n"
+    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is at epoch '\n"
+    "      .. r[1] .. ', behind ' .. args[2])\n"
+    "  end\n"
+    "  if args[5] and (tonumber(r[2] or '-1') < tonumber(args[5]) or\n"
+    "      tonumber(r[3] or '-1') < tonumber(args[6])) then\n"
+    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is at committed '\n"
+    "      .. (r[2] or 'none') .. ' intent ' .. (r[3] or 'none')\n"
+    "      .. ', behind ' .. args[5] .. '/' .. args[6])\n"
     "  end\n"
     "  redis.call('HSET', keys[1], 'committed', args[3], 'intent', args[4])\n"
     "  return 'OK'\n"

@@ -26,6 +26,8 @@
  *      merchants the next flush does not write, that flush's td_published
  *      (sweep_marks): at most one function call per merchant and flush.
  *      A crash before the mark can only cause an extra publication.
+ *      In the same pipeline td_part records the flush complete
+ *      (committed = intent = F).
  *
  * So for every merchant m and source s, the events of s applied to m are
  * exactly those below wm[m][s], and wm[m][s] is always the committed point
@@ -36,6 +38,12 @@
  * `intent`: merchants the dead flush reached skip it (wm == intent),
  * the others apply it. Merges commute, so two workers writing one merchant
  * from two sources (after partitions were added) never lose an update.
+ *
+ * Every td_part write carries the record's offsets as this worker last saw
+ * them stored; Redis found behind them, or a record gone or at an older
+ * epoch, or a merchant state older than one this worker wrote, means Redis
+ * lost acknowledged writes (restarted empty or from an older copy,
+ * FLUSHALL), not that another owner took over: rollback() replays.
  *
  * Steps 1-3 run on a flusher thread while the main thread consumes into
  * the active cache (flush_start / flush_end: who touches what is written
@@ -85,6 +93,7 @@ enum {
 };
 
 typedef struct src_s {
+    td_worker_t *w;
     td_event_kind_t kind;
     int32_t partition;
     char id[192];  /* "<topic>/<partition>": watermark field name */
@@ -97,8 +106,13 @@ typedef struct src_s {
     int64_t horizon; /* intent of a dead flush to align to; -1 none */
     int64_t fpoint;  /* flush point of the in-flight flush */
     int in_flush;
-    int fenced;       /* the flusher found it claimed by another worker */
-    uint64_t pending; /* events folded since the last flush */
+    int fenced; /* the flusher found it claimed by another worker */
+    /* The record's committed and intent as this worker last wrote or read
+     * them (-1 none): the store may never be behind them (td_part). */
+    int64_t ack_c, ack_i;
+    int64_t pend_c, pend_i; /* the write in flight */
+    int64_t replay_to;      /* rolled back: replaying up to here; -1 none */
+    uint64_t pending;       /* events folded since the last flush */
 } src_t;
 
 /* A score to publish in this flush. */
@@ -140,6 +154,7 @@ typedef struct applyctx_s {
     long pub;       /* the score its put carries (index in pubs); -1 none */
     int fields;     /* load it with its readable hash (td_store_load) */
     int mark;       /* its put carries the entry's unmarked publication */
+    uint64_t seen;  /* state version it was refused at: never less now */
 } applyctx_t;
 
 struct td_worker_s {
@@ -199,6 +214,10 @@ struct td_worker_s {
     td_log_ratelimit_t frl; /* the flusher's */
     int healthy;
     int ever_assigned; /* an ASSIGN rebalance callback ran */
+    /* The flusher found Redis behind what this worker wrote (see
+     * rollback()); why, for the log. */
+    int frollback;
+    char frollback_why[384];
     td_log_ratelimit_t rl;
     td_metrics_t metrics;
     char scorebuf[SCORE_MAX];
@@ -206,6 +225,7 @@ struct td_worker_s {
 
 static int flush(td_worker_t *w);
 static int flush_end(td_worker_t *w);
+static void replay_progress(td_worker_t *w);
 
 static void *xrealloc(void *p, size_t n) {
     void *np = realloc(p, n);
@@ -279,11 +299,13 @@ static src_t *src_get(td_worker_t *w, int kind, int32_t partition) {
     w->hot_idx = -1;
     s = &w->srcs[w->nsrc++];
     memset(s, 0, sizeof(*s));
+    s->w = w;
     s->kind = (td_event_kind_t)kind;
     s->partition = partition;
     snprintf(s->id, sizeof(s->id), "%s/%d", w->topics[kind], (int)partition);
     td_key_part(s->key, sizeof(s->key), w->topics[kind], partition);
     s->next = s->flushed = s->stored = s->horizon = -1;
+    s->ack_c = s->ack_i = s->replay_to = -1;
     return s;
 }
 
@@ -334,16 +356,18 @@ static int parse_i64(const redisReply *r, int64_t *out) {
     return 1;
 }
 
-/* Claims a partition record: bumps its epoch and reads its offsets. Retries
- * while Redis is unreachable. TD_OK, or TD_ERR when giving up. */
+/* Claims a partition record: bumps its epoch past any this worker held
+ * (a record that went back in time may hold an older one) and reads its
+ * offsets. Retries while Redis is unreachable. TD_OK, or TD_ERR when
+ * giving up. */
 static int claim(td_worker_t *w, src_t *s) {
     char errstr[512];
     int backoff = 50;
 
     while (!give_up(w)) {
-        redisReply *r = td_store_cmd(w->store, errstr, sizeof(errstr),
-                                     "FCALL %s 1 %s claim",
-                                     td_store_fn(w->store, "part"), s->key);
+        redisReply *r = td_store_cmd(
+            w->store, errstr, sizeof(errstr), "FCALL %s 1 %s claim %lld",
+            td_store_fn(w->store, "part"), s->key, (long long)s->epoch + 1);
         if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
             parse_i64(r->element[0], &s->epoch);
             parse_i64(r->element[1], &s->stored);
@@ -353,6 +377,8 @@ static int claim(td_worker_t *w, src_t *s) {
             s->flushed = s->stored;
             s->next = s->stored;
             s->horizon = intent > s->stored ? intent : -1;
+            s->ack_c = s->stored;
+            s->ack_i = intent;
             set_healthy(w, 1);
             return TD_OK;
         }
@@ -434,6 +460,7 @@ static void unassign_src(td_worker_t *w, src_t *s, int drop) {
     s->in_flush = 0;
     s->pending = 0;
     s->horizon = -1;
+    s->replay_to = -1;
     src_metrics(w, s);
 }
 
@@ -481,6 +508,7 @@ static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
     } else {
         rd_kafka_assign(w->consumer, NULL);
     }
+    if (atomic_load(&w->metrics.replaying)) replay_progress(w);
 }
 
 static void rebalance_cb(rd_kafka_t *rk,
@@ -510,6 +538,21 @@ static void rebalance_cb(rd_kafka_t *rk,
 
 /* ---- flush ---- */
 
+/* The flusher found Redis behind what this worker wrote or read: the
+ * flush stops and flush_end() replays (rollback()). */
+static void rolled_back(td_worker_t *w, const char *why) {
+    if (!w->frollback)
+        snprintf(w->frollback_why, sizeof(w->frollback_why), "%s", why);
+    w->frollback = 1;
+}
+
+/* After a step: 1 (errstr filled) when it found Redis behind. */
+static int rollback_found(td_worker_t *w, char *errstr, size_t errstr_size) {
+    if (!w->frollback) return 0;
+    snprintf(errstr, errstr_size, "%s", w->frollback_why);
+    return 1;
+}
+
 static int
 part_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     src_t *s = opaque;
@@ -519,10 +562,38 @@ part_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
             s->fenced = 1;
             return TD_OK;
         }
+        if (!strncmp(r->str, "TDLOST", 6)) {
+            /* Not an owner's doing: Redis lost acknowledged writes. */
+            rolled_back(s->w, r->str);
+            return TD_OK;
+        }
         snprintf(errstr, errstr_size, "%s: %s", s->id, r->str);
         return TD_ERR;
     }
+    s->ack_c = s->pend_c;
+    s->ack_i = s->pend_i;
     return TD_OK;
+}
+
+/* Queues td_part's write of s's record (committed c, intent i), checked
+ * against the epoch and against what this worker last wrote (part_cb). */
+static void queue_part(td_worker_t *w, src_t *s, int64_t c, int64_t i) {
+    td_rbatch_t *b = w->batch;
+
+    s->pend_c = c;
+    s->pend_i = i;
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "FCALL");
+    td_rbatch_str(b, td_store_fn(w->store, "part"));
+    td_rbatch_str(b, "1");
+    td_rbatch_str(b, s->key);
+    td_rbatch_str(b, "set");
+    td_rbatch_i64(b, s->epoch);
+    td_rbatch_i64(b, c);
+    td_rbatch_i64(b, i);
+    td_rbatch_i64(b, s->ack_c);
+    td_rbatch_i64(b, s->ack_i);
+    td_rbatch_end(b, part_cb, s);
 }
 
 static int want_publish(const td_worker_t *w,
@@ -596,6 +667,16 @@ load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         ax->fields = 1; /* read again, with the readable hash */
         return TD_OK;
     }
+    if (e->version < ax->seen) {
+        /* Versions only grow: Redis lost a write it acknowledged. */
+        snprintf(errstr, errstr_size,
+                 "merchant %s: state version %llu is behind %llu, which "
+                 "this worker wrote or read",
+                 ax->m->id, (unsigned long long)e->version,
+                 (unsigned long long)ax->seen);
+        rolled_back(w, errstr);
+        return TD_ERR;
+    }
     ax->e = e;
     read_pub(w, e, (const redisReply *const *)meta->element);
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
@@ -642,6 +723,7 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         r->element[0]->type != REDIS_REPLY_STRING)
         goto bad;
     if (!strcmp(r->element[0]->str, "STALE")) {
+        ax->seen = ax->e->version - 1; /* what the put was merged from */
         td_mscache_del(w->states, ax->e);
         ax->e = NULL;
         if (pub) pub->dropped = 1;
@@ -843,6 +925,7 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
         ax->pub = -1;
         ax->fields = 0;
         ax->mark = 0;
+        ax->seen = 0;
         /* A cached entry's watermarks are checked by td_put: besides its
          * own, it carries those an earlier owner wrote for sources this
          * worker may be replaying now (a dead flush's intent). */
@@ -1056,20 +1139,11 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
         if (s->assigned != 1 || s->fenced ||
             (!s->in_flush && s->flushed <= s->stored))
             continue;
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "FCALL");
-        td_rbatch_str(b, td_store_fn(w->store, "part"));
-        td_rbatch_str(b, "1");
-        td_rbatch_str(b, s->key);
-        td_rbatch_str(b, "set");
-        td_rbatch_i64(b, s->epoch);
-        td_rbatch_i64(b, s->flushed);
-        td_rbatch_i64(b, s->in_flush ? s->fpoint : s->flushed);
-        td_rbatch_end(b, part_cb, s);
+        queue_part(w, s, s->flushed, s->in_flush ? s->fpoint : s->flushed);
     }
     rc = exec_any(w, errstr, errstr_size);
     step_done(w, TD_FSTEP_RECORDS, &t);
-    if (rc != TD_OK) return TD_ERR;
+    if (rc != TD_OK || rollback_found(w, errstr, errstr_size)) return TD_ERR;
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
         if (s->fenced) {
@@ -1113,9 +1187,22 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     for (size_t i = 0; i < w->npubs; i++)
         queue_zadd(w, &w->pubs[i], now);
     sweep_marks(w); /* after: a newer delivery makes a mark moot */
+    /* The flush is complete: its records say so (committed = intent), so
+     * a store that loses anything from here back is found behind them by
+     * the next flush's step 1, and a new owner replays nothing. */
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->assigned == 1 && s->in_flush && !s->fenced)
+            queue_part(w, s, s->fpoint, s->fpoint);
+    }
     rc = exec_any(w, errstr, errstr_size);
     step_done(w, TD_FSTEP_INDEX, &t);
-    if (rc != TD_OK) return TD_ERR;
+    if (rc != TD_OK || rollback_found(w, errstr, errstr_size)) return TD_ERR;
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->assigned == 1 && s->in_flush && s->ack_c == s->fpoint)
+            s->stored = s->fpoint;
+    }
     marks_done(w);
     return TD_OK;
 }
@@ -1172,6 +1259,10 @@ static void *flush_work(void *arg) {
     while (flush_attempt(w, errstr, sizeof(errstr)) != TD_OK) {
         sync_store_stats(w);
         td_mscache_clear(w->states); /* may hold merges Redis never took */
+        if (w->frollback) {
+            w->frc = TD_ERR; /* flush_end() replays instead */
+            break;
+        }
         atomic_fetch_add(&w->metrics.flush_failures, 1);
         set_healthy(w, 0);
         td_log_rl(&w->frl, RL_FLUSH, TD_LOG_WARNING,
@@ -1223,6 +1314,124 @@ static int confirm_dead_letters(td_worker_t *w) {
     }
 }
 
+/* Clears replay_to of sources that read up to it; the gauge says whether
+ * any still replays after a rollback. */
+static void replay_progress(td_worker_t *w) {
+    int left = 0;
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->replay_to < 0) continue;
+        if (s->assigned == 1 && s->next < s->replay_to) {
+            left++;
+            continue;
+        }
+        s->replay_to = -1;
+    }
+    if (!left && atomic_load(&w->metrics.replaying)) {
+        td_log(TD_LOG_NOTICE, "replay after the store rollback complete");
+        atomic_store(&w->metrics.replaying, 0);
+    }
+}
+
+/* The oldest offset Kafka still holds of s, or -1 if it cannot say: the
+ * one the last fetch reported, else asked (a round trip). */
+static int64_t low_watermark(td_worker_t *w, const src_t *s) {
+    int64_t lo = -1, hi = -1;
+    if (rd_kafka_get_watermark_offsets(w->consumer, w->topics[s->kind],
+                                       s->partition, &lo,
+                                       &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        lo >= 0)
+        return lo;
+    if (rd_kafka_query_watermark_offsets(w->consumer, w->topics[s->kind],
+                                         s->partition, &lo, &hi,
+                                         2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return lo;
+}
+
+/*
+ * Redis went back in time: a partition record or a merchant state was
+ * found behind what this worker wrote or read (Redis restarted empty or
+ * from an older copy, a failover to a lagging replica, FLUSHALL). Nothing
+ * derived from the lost writes may be written on top of them: the
+ * unflushed deltas (their events are read again), the cached states and
+ * the pending publication marks are dropped, and every assigned partition
+ * is claimed anew and read again from its record's `committed`, or from
+ * the oldest retained offset if the record is gone. What Redis kept is
+ * consistent (a snapshot or an AOF is a prefix of the writes), so the
+ * watermarks of the merchants that survived skip what they hold, and the
+ * replay ends exact. If Kafka no longer holds part of the range, that part
+ * is lost: said in the log, trustd_replay_lost_offsets_total and /readyz.
+ */
+static void rollback(td_worker_t *w) {
+    rd_kafka_topic_partition_list_t *seek =
+        rd_kafka_topic_partition_list_new(w->nsrc > 0 ? w->nsrc : 1);
+    rd_kafka_error_t *error;
+
+    w->frollback = 0;
+    atomic_fetch_add(&w->metrics.store_rollbacks, 1);
+    atomic_store(&w->metrics.replaying, 1);
+    td_log(TD_LOG_WARNING,
+           "error: redis went back in time (%s): dropping unflushed events "
+           "and cached states, replaying every assigned partition from its "
+           "stored offsets",
+           w->frollback_why);
+    td_mcache_clear(w->active);
+    td_mcache_clear(w->inflight);
+    td_mscache_clear(w->states);
+    w->nmarks = w->nfresh = 0;
+    w->events_since_flush = 0;
+    w->hot_idx = -1;
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        int64_t reached = s->next, lo;
+        if (s->assigned != 1) continue;
+        s->in_flush = 0;
+        s->pending = 0;
+        if (claim(w, s) != TD_OK) continue; /* stopping */
+        s->replay_to = reached > s->next ? reached : -1;
+        lo = low_watermark(w, s);
+        if (lo > 0 && s->stored < lo) {
+            int64_t lost = lo - (s->stored > 0 ? s->stored : 0);
+            atomic_fetch_add(&w->metrics.replay_lost, (uint64_t)lost);
+            td_log(TD_LOG_WARNING,
+                   "error: %s: offsets %lld..%lld are needed to rebuild "
+                   "what redis lost but kafka no longer retains them; "
+                   "rebuilding from %lld",
+                   s->id, (long long)(s->stored > 0 ? s->stored : 0),
+                   (long long)lo - 1, (long long)lo);
+        }
+        if (s->stored >= 0)
+            td_log(TD_LOG_NOTICE, "%s: replaying from %lld (epoch %lld)", s->id,
+                   (long long)s->stored, (long long)s->epoch);
+        else
+            td_log(TD_LOG_NOTICE,
+                   "%s: record lost: replaying from the oldest retained "
+                   "offset (epoch %lld)",
+                   s->id, (long long)s->epoch);
+        rd_kafka_topic_partition_list_add(seek, w->topics[s->kind],
+                                          s->partition)
+            ->offset = s->stored >= 0 ? s->stored : RD_KAFKA_OFFSET_BEGINNING;
+        src_metrics(w, s);
+    }
+    if (seek->cnt > 0) {
+        error = rd_kafka_seek_partitions(w->consumer, seek, 10000);
+        if (error) {
+            td_log(TD_LOG_WARNING, "seeking back after the rollback: %s",
+                   rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+        for (int i = 0; i < seek->cnt; i++) {
+            if (seek->elems[i].err)
+                td_log(TD_LOG_WARNING, "seeking %s/%d back: %s",
+                       seek->elems[i].topic, (int)seek->elems[i].partition,
+                       rd_kafka_err2str(seek->elems[i].err));
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(seek);
+    replay_progress(w);
+}
+
 /* Waits for the running flush, if any (serving the producer's delivery
  * reports meanwhile), and completes it: the flush points become the
  * sources' offsets. TD_ERR if it was given up (its cache stays in flight
@@ -1245,6 +1454,11 @@ static int flush_end(td_worker_t *w) {
                s->id);
         s->fenced = 0;
         unassign_src(w, s, 1);
+    }
+    if (w->frollback) {
+        /* Abandoned on purpose: its events are read again. */
+        rollback(w);
+        return TD_OK;
     }
     if (w->frc != TD_OK || confirm_dead_letters(w) != TD_OK) return TD_ERR;
 
@@ -1276,6 +1490,7 @@ static int flush_end(td_worker_t *w) {
         td_hist_observe(&w->metrics.batch_events, (double)w->fevents);
     atomic_fetch_add(&w->metrics.flushes, 1);
     atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
+    if (atomic_load(&w->metrics.replaying)) replay_progress(w);
     return TD_OK;
 }
 

@@ -411,6 +411,170 @@ static void test_kafka_faults_ride_through(void **state) {
     free(w);
 }
 
+/* How a scenario sends Redis back in time. */
+typedef enum back_e {
+    BACK_EMPTY,    /* killed, its disk lost, restarted empty */
+    BACK_SNAPSHOT, /* killed, restarted from an older RDB copy */
+    BACK_FLUSHALL  /* an operator's FLUSHALL while trustd runs */
+} back_t;
+
+static int sh(const char *fmt, const char *a, const char *b) {
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), fmt, a, b);
+    return system(cmd);
+}
+
+/* Mid-stream, with nworkers workers, Redis loses what it acknowledged
+ * (how); the workers detect it, say so, replay from Kafka and end exact. */
+static void back_in_time_ends_exact(back_t how, int nworkers) {
+    static const char *const no_aof[] = {"--appendonly", "no", NULL};
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p[2];
+    char group[32];
+    long long at;
+
+    snprintf(group, sizeof(group), "g-back-%d-%d", (int)how, nworkers);
+    world_start(w, NULL, 300);
+    produce(w, 3000, -1);
+    for (int i = 0; i < nworkers; i++)
+        assert_int_equal(td_h_trustd_start(&p[i], "trustd-back", &w->kafka,
+                                           &w->redis, group, fast_flush),
+                         0);
+    progress_t pr = {w, 1500};
+    assert_true(td_h_poll(reached, &pr, 60000));
+    if (how == BACK_SNAPSHOT) {
+        /* A consistent copy now, then more acknowledged writes after it. */
+        redisReply *r = redisCommand(w->rc, "SAVE");
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        assert_int_equal(
+            sh("cp '%s/dump.rdb' '%s/older.rdb'", w->redis.dir, w->redis.dir),
+            0);
+        at = committed_sum(w->rc);
+        produce(w, 2000, -1);
+        pr.target = at + 1500;
+        assert_true(td_h_poll(reached, &pr, 60000));
+    }
+    if (how == BACK_FLUSHALL) {
+        redisReply *r = redisCommand(w->rc, "FLUSHALL");
+        assert_non_null(r);
+        freeReplyObject(r);
+    } else {
+        td_h_redis_kill(&w->redis);
+        redisFree(w->rc);
+        assert_int_equal(sh("rm -rf '%s/appendonlydir' '%s/dump.rdb'",
+                            w->redis.dir, w->redis.dir),
+                         0);
+        if (how == BACK_SNAPSHOT) {
+            assert_int_equal(sh("mv '%s/older.rdb' '%s/dump.rdb'", w->redis.dir,
+                                w->redis.dir),
+                             0);
+            assert_int_equal(td_h_redis_restart_with(&w->redis, no_aof), 0);
+        } else {
+            assert_int_equal(td_h_redis_restart(&w->redis), 0);
+        }
+        w->rc = td_h_redis_connect(&w->redis);
+        assert_non_null(w->rc);
+    }
+    produce(w, 2000, -1);
+    assert_exact(w, p, nworkers);
+    /* Loud: an error line naming it (every worker wrote since). */
+    for (int i = 0; i < nworkers; i++) {
+        grep_t said = {&p[i], "went back in time"};
+        if (!log_matches(&said)) {
+            td_h_dump_log(&p[i]);
+            fail_msg("worker %d did not report the rollback", i);
+        }
+    }
+    for (int i = 0; i < nworkers; i++)
+        td_h_stop_graceful(&p[i], 15000);
+    world_stop(w);
+    free(w);
+}
+
+static void test_redis_restarted_empty_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_EMPTY, 1);
+}
+
+static void test_redis_restarted_empty_two_workers_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_EMPTY, 2);
+}
+
+static void test_redis_restored_older_snapshot_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_SNAPSHOT, 1);
+}
+
+static void
+test_redis_restored_older_snapshot_two_workers_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_SNAPSHOT, 2);
+}
+
+static void test_flushall_mid_stream_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_FLUSHALL, 1);
+}
+
+static void test_flushall_mid_stream_two_workers_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_FLUSHALL, 2);
+}
+
+/* A rollback whose range Kafka no longer holds: the documented behaviour
+ * is to say so and rebuild from what is retained. The embedded Kafka keeps
+ * ~5 MB per partition, so 6 MB of (dead-lettered) junk on orders/0 ages
+ * out the first orders; Redis then loses everything (FLUSHALL). */
+static void
+test_rollback_beyond_retention_rebuilds_what_is_retained(void **state) {
+    static const char *const kargs[] = {"--topic",   "orders=1", "--topic",
+                                        "reviews=1", "--topic",  "refunds=1",
+                                        NULL};
+    static char junk[100 * 1024];
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p;
+    long long at;
+    (void)state;
+
+    world_start(w, kargs, 100);
+    /* First events: their orders will age out of Kafka, the reviews and
+     * refunds stay; only what stays is in the reference. */
+    for (int i = 0; i < 1000; i++) {
+        td_event_t ev;
+        td_loadgen_next(w->gen, &ev);
+        assert_int_equal(td_h_produce(w->prod, &ev, -1), 0);
+        if (ev.kind != TD_EV_ORDER) td_h_ref_add(w->ref, &ev);
+        w->produced++;
+    }
+    assert_int_equal(td_h_producer_flush(w->prod), 0);
+    assert_int_equal(td_h_trustd_start(&p, "trustd-retention", &w->kafka,
+                                       &w->redis, "g-retention", fast_flush),
+                     0);
+    progress_t pr = {w, 900};
+    assert_true(td_h_poll(reached, &pr, 60000));
+    /* Random: the producer compresses (lz4). */
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (char)rnd();
+    at = committed_sum(w->rc);
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(td_h_produce_raw(w->prod, "orders", 0, "junk", 4, junk,
+                                          sizeof(junk)),
+                         0);
+    assert_int_equal(td_h_producer_flush(w->prod), 0);
+    pr.target = at + 60;
+    assert_true(td_h_poll(reached, &pr, 60000));
+    redisReply *r = redisCommand(w->rc, "FLUSHALL");
+    assert_non_null(r);
+    freeReplyObject(r);
+    produce(w, 1000, -1);
+    assert_exact(w, &p, 1);
+    grep_t said = {&p, "kafka no longer retains them"};
+    if (!log_matches(&said)) {
+        td_h_dump_log(&p);
+        fail_msg("the lost range was not reported");
+    }
+    td_h_stop_graceful(&p, 15000);
+    world_stop(w);
+    free(w);
+}
+
 int main(void) {
     const char *s = getenv("TD_SEED");
     const struct CMUnitTest tests[] = {
@@ -421,6 +585,15 @@ int main(void) {
         cmocka_unit_test(test_redis_outage_mid_stream_ends_exact),
         cmocka_unit_test(test_long_redis_outage_keeps_the_group),
         cmocka_unit_test(test_kafka_faults_ride_through),
+        cmocka_unit_test(test_redis_restarted_empty_ends_exact),
+        cmocka_unit_test(test_redis_restarted_empty_two_workers_ends_exact),
+        cmocka_unit_test(test_redis_restored_older_snapshot_ends_exact),
+        cmocka_unit_test(
+            test_redis_restored_older_snapshot_two_workers_ends_exact),
+        cmocka_unit_test(test_flushall_mid_stream_ends_exact),
+        cmocka_unit_test(test_flushall_mid_stream_two_workers_ends_exact),
+        cmocka_unit_test(
+            test_rollback_beyond_retention_rebuilds_what_is_retained),
     };
     seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)td_now_ms();
     if (!seed) seed = 1;

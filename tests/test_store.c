@@ -744,6 +744,70 @@ static void test_partition_claim_fences_the_previous_owner(void **state) {
     freeReplyObject(r);
 }
 
+/* td_part set with the last offsets its owner saw stored. */
+static redisReply *part_acked(const char *epoch,
+                              const char *c,
+                              const char *i,
+                              const char *ack_c,
+                              const char *ack_i) {
+    char errstr[256];
+    return td_store_cmd(
+        st, errstr, sizeof(errstr), "FCALL %s 1 %s set %s %s %s %s %s",
+        td_store_fn(st, "part"), "trust:part:{t/2}", epoch, c, i, ack_c, ack_i);
+}
+
+static void assert_error(redisReply *r, const char *prefix) {
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_true(!strncmp(r->str, prefix, strlen(prefix)));
+    freeReplyObject(r);
+}
+
+static void assert_ok(redisReply *r) {
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "OK");
+    freeReplyObject(r);
+}
+
+/* A record behind what its owner saw stored is TDLOST, not TDFENCED: the
+ * store went back in time (issue 18). */
+static void test_partition_record_behind_its_owner_is_lost(void **state) {
+    char errstr[256];
+    redisReply *r;
+    (void)state;
+
+    /* missing altogether (Redis restarted empty, FLUSHALL) */
+    assert_error(part_acked("3", "10", "20", "-1", "-1"), "TDLOST");
+    r = td_store_cmd(st, errstr, sizeof(errstr), "FCALL %s 1 %s claim 3",
+                     td_store_fn(st, "part"), "trust:part:{t/2}");
+    /* the claimer's floor: epoch 3, not 1 */
+    assert_string_equal(r->element[0]->str, "3");
+    freeReplyObject(r);
+    assert_ok(part_acked("3", "10", "20", "-1", "-1"));
+    /* a retry of the same write, and the flush's completion */
+    assert_ok(part_acked("3", "10", "20", "10", "20"));
+    assert_ok(part_acked("3", "20", "20", "10", "20"));
+    /* the store lost the completion: behind what the owner saw */
+    r = redisCommand(rc, "HSET trust:part:{t/2} committed 10");
+    freeReplyObject(r);
+    assert_error(part_acked("3", "20", "30", "20", "20"), "TDLOST");
+    /* an older epoch than the owner's is a loss too... */
+    r = redisCommand(rc, "HSET trust:part:{t/2} epoch 2 committed 20");
+    freeReplyObject(r);
+    assert_error(part_acked("3", "20", "30", "20", "20"), "TDLOST");
+    /* ...a newer one a new owner */
+    r = redisCommand(rc, "HSET trust:part:{t/2} epoch 4");
+    freeReplyObject(r);
+    assert_error(part_acked("3", "20", "30", "20", "20"), "TDFENCED");
+    /* a claim below the stored epoch just bumps it */
+    r = td_store_cmd(st, errstr, sizeof(errstr), "FCALL %s 1 %s claim 1",
+                     td_store_fn(st, "part"), "trust:part:{t/2}");
+    assert_string_equal(r->element[0]->str, "5");
+    assert_string_equal(r->element[1]->str, "20");
+    freeReplyObject(r);
+}
+
 static void test_library_is_reloaded_after_redis_lost_it(void **state) {
     td_sigdelta_t d;
     char errstr[256];
@@ -805,6 +869,7 @@ int main(void) {
             test_cached_state_replaying_below_a_watermark_is_refused),
         cmocka_unit_test(test_put_checks_every_source_watermark),
         cmocka_unit_test(test_partition_claim_fences_the_previous_owner),
+        cmocka_unit_test(test_partition_record_behind_its_owner_is_lost),
         cmocka_unit_test(test_library_is_reloaded_after_redis_lost_it),
         cmocka_unit_test(test_unreachable_redis_is_an_error_not_a_crash),
     };
