@@ -77,6 +77,7 @@
 #include "model.h"
 #include "mstate.h"
 #include "numfmt.h"
+#include "proto.h"
 #include "store.h"
 #include "worker.h"
 
@@ -195,6 +196,8 @@ struct td_worker_s {
     size_t nmarks, nfresh, markcap;
     applyctx_t *actx;
     size_t actxcap;
+    td_proto_src_t *psrc; /* the flusher's scratch: one put's sources */
+    size_t psrccap;
     /* Scores in flight and failed: the flusher produces, dr_cb (on the
      * main thread, which alone polls the producer) acknowledges. */
     _Atomic int64_t scores_inflight;
@@ -346,47 +349,32 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
 
 /* ---- assignment ---- */
 
-static int parse_i64(const redisReply *r, int64_t *out) {
-    char *end;
-    if (r->type != REDIS_REPLY_STRING || r->len == 0) {
-        *out = -1;
-        return 0;
-    }
-    *out = strtoll(r->str, &end, 10);
-    return 1;
+static int
+claim_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    return td_proto_claim_parse(r, opaque, errstr, errstr_size);
 }
 
 /* Claims a partition record: bumps its epoch past any this worker held
  * (a record that went back in time may hold an older one) and reads its
  * offsets. Retries while Redis is unreachable. TD_OK, or TD_ERR when
- * giving up. */
+ * giving up. Main thread, with no flush running (it uses the batch). */
 static int claim(td_worker_t *w, src_t *s) {
     char errstr[512];
     int backoff = 50;
+    td_proto_claimed_t c;
 
     while (!give_up(w)) {
-        redisReply *r = td_store_cmd(
-            w->store, errstr, sizeof(errstr), "FCALL %s 1 %s claim %lld",
-            td_store_fn(w->store, "part"), s->key, (long long)s->epoch + 1);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-            parse_i64(r->element[0], &s->epoch);
-            parse_i64(r->element[1], &s->stored);
-            int64_t intent;
-            parse_i64(r->element[2], &intent);
-            freeReplyObject(r);
-            s->flushed = s->stored;
-            s->next = s->stored;
-            s->horizon = intent > s->stored ? intent : -1;
-            s->ack_c = s->stored;
-            s->ack_i = intent;
+        td_rbatch_reset(w->batch);
+        td_proto_claim(w->store, w->batch, s->key, s->epoch + 1, claim_cb, &c);
+        if (td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) ==
+            TD_OK) {
+            s->epoch = c.epoch;
+            s->stored = s->flushed = s->next = c.committed;
+            s->horizon = c.intent > c.committed ? c.intent : -1;
+            s->ack_c = c.committed;
+            s->ack_i = c.intent;
             set_healthy(w, 1);
             return TD_OK;
-        }
-        if (r) {
-            snprintf(errstr, sizeof(errstr), "unexpected reply type %d%s%s",
-                     r->type, r->type == REDIS_REPLY_ERROR ? ": " : "",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "");
-            freeReplyObject(r);
         }
         set_healthy(w, 0);
         td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
@@ -483,9 +471,9 @@ static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
                    lost ? "lost" : "revoked mid-replay", s->id);
         }
     }
-    /* Twice: the first writes the events, the second the partition
-     * records saying so (committed = the flush point), so the next owner
-     * starts there instead of replaying the last flush. */
+    /* The first writes the events and records them complete, so the
+     * next owner starts there; the second marks the first's publications
+     * (or retries the complete record, if that write failed). */
     if (!lost && (flush(w) != TD_OK || flush(w) != TD_OK))
         td_log(TD_LOG_WARNING, "flush before revoke failed: the next owner "
                                "replays from the stored offsets");
@@ -556,19 +544,22 @@ static int rollback_found(td_worker_t *w, char *errstr, size_t errstr_size) {
 static int
 part_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     src_t *s = opaque;
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (!strncmp(r->str, "TDFENCED", 8)) {
-            /* Another worker claimed it: this flush must not touch it. */
-            s->fenced = 1;
-            return TD_OK;
-        }
-        if (!strncmp(r->str, "TDLOST", 6)) {
-            /* Not an owner's doing: Redis lost acknowledged writes. */
-            rolled_back(s->w, r->str);
-            return TD_OK;
-        }
-        snprintf(errstr, errstr_size, "%s: %s", s->id, r->str);
+    td_proto_part_t rc;
+    char why[256];
+
+    if (td_proto_part_parse(r, &rc, why, sizeof(why)) != TD_OK) {
+        snprintf(errstr, errstr_size, "%s: %s", s->id, why);
         return TD_ERR;
+    }
+    if (rc == TD_PROTO_PART_FENCED) {
+        /* Another worker claimed it: this flush must not touch it. */
+        s->fenced = 1;
+        return TD_OK;
+    }
+    if (rc == TD_PROTO_PART_LOST) {
+        /* Not an owner's doing: Redis lost acknowledged writes. */
+        rolled_back(s->w, why);
+        return TD_OK;
     }
     s->ack_c = s->pend_c;
     s->ack_i = s->pend_i;
@@ -582,18 +573,8 @@ static void queue_part(td_worker_t *w, src_t *s, int64_t c, int64_t i) {
 
     s->pend_c = c;
     s->pend_i = i;
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "FCALL");
-    td_rbatch_str(b, td_store_fn(w->store, "part"));
-    td_rbatch_str(b, "1");
-    td_rbatch_str(b, s->key);
-    td_rbatch_str(b, "set");
-    td_rbatch_i64(b, s->epoch);
-    td_rbatch_i64(b, c);
-    td_rbatch_i64(b, i);
-    td_rbatch_i64(b, s->ack_c);
-    td_rbatch_i64(b, s->ack_i);
-    td_rbatch_end(b, part_cb, s);
+    td_proto_part_set(w->store, b, s->key, s->epoch, c, i, s->ack_c, s->ack_i,
+                      part_cb, s);
 }
 
 static int want_publish(const td_worker_t *w,
@@ -607,21 +588,6 @@ static int want_publish(const td_worker_t *w,
     if (!last->model_ok) return 1;
     return w->conf->publish_max_interval_ms > 0 &&
            now - last->ms >= w->conf->publish_max_interval_ms;
-}
-
-/* The last publication from a td_load reply (pub_score, pub_tier, pub_ms,
- * version, model_version, pub_version; "" when unset). */
-static void
-read_pub(const td_worker_t *w, td_mstate_t *e, const redisReply *const *meta) {
-    memset(&e->pub, 0, sizeof(e->pub));
-    if (meta[2]->type != REDIS_REPLY_STRING || meta[2]->len == 0) return;
-    e->pub.score = strtod(meta[0]->str, NULL);
-    e->pub.tier = (int32_t)strtol(meta[1]->str, NULL, 10);
-    e->pub.ms = strtoll(meta[2]->str, NULL, 10);
-    e->pub.model_ok = meta[4]->type == REDIS_REPLY_STRING &&
-                      !strcmp(meta[4]->str, td_model_version(w->model));
-    if (meta[5]->type == REDIS_REPLY_STRING)
-        e->pub.version = strtoll(meta[5]->str, NULL, 10);
 }
 
 /* Scores the merchant's state st (its entry's, merged); returns the index
@@ -656,14 +622,15 @@ static int
 load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     applyctx_t *ax = opaque;
     td_worker_t *w = ax->w;
-    const redisReply *wm = NULL, *meta = NULL;
+    td_proto_loaded_t l;
     td_mstate_t *e = td_mscache_add(w->states, ax->m->id, ax->m->idlen);
     int apply = 0;
-    int rc = td_mstate_read_load(e, r, &wm, &meta, errstr, errstr_size);
+    int rc = td_proto_load_parse(e, r, td_model_version(w->model), &l, errstr,
+                                 errstr_size);
 
     if (rc != TD_OK) {
         td_mscache_del(w->states, e);
-        if (rc != TD_MSTATE_FIELDS) return TD_ERR;
+        if (rc != TD_PROTO_FIELDS) return TD_ERR;
         ax->fields = 1; /* read again, with the readable hash */
         return TD_OK;
     }
@@ -678,10 +645,9 @@ load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         return TD_ERR;
     }
     ax->e = e;
-    read_pub(w, e, (const redisReply *const *)meta->element);
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
         const src_t *s = &w->srcs[d->src];
-        int64_t at = td_mstate_wm(wm, s->id);
+        int64_t at = td_proto_wm(&l, s->id);
         d->skip = at >= s->fpoint;
         if (!d->skip && at > d->lo) {
             /* Cannot happen while the protocol holds: say so loudly, keep
@@ -714,15 +680,14 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     applyctx_t *ax = opaque;
     td_worker_t *w = ax->w;
     pub_t *pub = ax->pub >= 0 ? &w->pubs[ax->pub] : NULL;
+    td_proto_put_reply_t pr;
+    char why[256];
 
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, r->str);
+    if (td_proto_put_parse(r, pub != NULL, &pr, why, sizeof(why)) != TD_OK) {
+        snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, why);
         return TD_ERR;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        r->element[0]->type != REDIS_REPLY_STRING)
-        goto bad;
-    if (!strcmp(r->element[0]->str, "STALE")) {
+    if (pr.stale) {
         ax->seen = ax->e->version - 1; /* what the put was merged from */
         td_mscache_del(w->states, ax->e);
         ax->e = NULL;
@@ -730,20 +695,14 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         atomic_fetch_add(&w->metrics.state_reloads, 1);
         return TD_OK;
     }
-    if (strcmp(r->element[0]->str, "OK") || r->elements != (pub ? 2u : 1u))
-        goto bad;
     if (pub) {
-        if (r->element[1]->type != REDIS_REPLY_INTEGER) goto bad;
-        pub->rec.version = r->element[1]->integer;
-        ax->e->sversion = pub->rec.version;
+        pub->rec.version = pr.version;
+        ax->e->sversion = pr.version;
     }
     if (ax->mark) ax->e->pub.unmarked = 0;
     ax->todo = 0;
     atomic_fetch_add(&w->metrics.merchant_writes, 1);
     return TD_OK;
-bad:
-    snprintf(errstr, errstr_size, "merchant %s: bad put reply", ax->m->id);
-    return TD_ERR;
 }
 
 static int
@@ -862,6 +821,7 @@ static void score_pairs(spairs_t *sp,
 static void queue_put(td_worker_t *w, applyctx_t *ax) {
     td_mstate_t *e = ax->e;
     td_sigstate_t st;
+    td_proto_put_t req;
     uint64_t expected = e->version;
     int nsrc = 0;
 
@@ -879,22 +839,34 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
     td_mstate_from_sigstate(e, &st);
     e->version = expected + 1;
     ax->pub = consider_score(w, e, &st, 0);
-    td_store_put_signals(w->batch, e->id, e->idlen, &st);
-    if (ax->pub >= 0) {
-        score_pairs(&w->sp, &w->pubs[ax->pub].rec, e, w->fnow);
-        td_store_put_score(w->batch, e->id, e->idlen, w->sp.cnt / 2, w->sp.fv,
-                           w->sp.len);
+    if ((size_t)nsrc > w->psrccap) {
+        w->psrccap = (size_t)nsrc;
+        w->psrc = xrealloc(w->psrc, w->psrccap * sizeof(*w->psrc));
     }
-    td_store_put_begin(w->store, w->batch, e, expected, nsrc);
+    memset(&req, 0, sizeof(req));
+    req.e = e;
+    req.expected = expected;
+    req.signals = &st;
+    req.srcs = w->psrc;
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
-        const src_t *s = &w->srcs[d->src];
-        if (!d->skip) td_store_put_src(w->batch, s->id, d->lo, s->fpoint);
+        td_proto_src_t *ps = &w->psrc[req.nsrc];
+        if (d->skip) continue;
+        ps->id = w->srcs[d->src].id;
+        ps->lo = d->lo;
+        ps->next = w->srcs[d->src].fpoint;
+        req.nsrc++;
     }
     /* A score carries the publication mark in its hash. */
     ax->mark = e->pub.unmarked;
-    td_store_put_mark(w->batch, ax->mark && ax->pub < 0 ? &e->pub : NULL);
-    if (ax->pub >= 0) td_store_put_score_version(w->batch, e->sversion);
-    td_rbatch_end(w->batch, put_cb, ax);
+    if (ax->mark && ax->pub < 0) req.mark = &e->pub;
+    if (ax->pub >= 0) {
+        score_pairs(&w->sp, &w->pubs[ax->pub].rec, e, w->fnow);
+        req.npairs = w->sp.cnt / 2;
+        req.fv = w->sp.fv;
+        req.fvlen = w->sp.len;
+        req.score_version = e->sversion;
+    }
+    td_proto_put(w->store, w->batch, &req, put_cb, ax);
 }
 
 /* Sends the flush's batch, if it holds any command. */
@@ -941,8 +913,8 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
             for (size_t i = 0; i < n; i++) {
                 applyctx_t *ax = &w->actx[i];
                 if (!ax->todo || ax->e || (pass && !ax->fields)) continue;
-                td_store_load(w->store, b, ax->m->id, ax->m->idlen, ax->fields);
-                td_rbatch_end(b, load_cb, ax);
+                td_proto_load(w->store, b, ax->m->id, ax->m->idlen, ax->fields,
+                              load_cb, ax);
             }
             if (exec_any(w, errstr, errstr_size) != TD_OK) return TD_ERR;
         }
@@ -972,25 +944,12 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
 }
 
-/* Begins "FCALL <fn> 1 trust:{m}:score" for merchant m. */
-static void begin_score_call(td_worker_t *w, const char *fn, const char *m) {
-    char key[KEY_MAX];
-
-    td_rbatch_begin(w->batch);
-    td_rbatch_str(w->batch, "FCALL");
-    td_rbatch_str(w->batch, td_store_fn(w->store, fn));
-    td_rbatch_str(w->batch, "1");
-    td_rbatch_arg(w->batch, key, td_key_score(key, sizeof(key), m, strlen(m)));
-}
-
 /* Step 3 for a score no put carried (a retried flush found the merchant
  * written already): td_score reserves its version. */
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
-    begin_score_call(w, "score", pub->rec.merchant_id);
     score_pairs(&w->sp, &pub->rec, NULL, now);
-    for (int i = 0; i < w->sp.cnt; i++)
-        td_rbatch_arg(w->batch, w->sp.fv[i], w->sp.len[i]);
-    td_rbatch_end(w->batch, score_cb, pub);
+    td_proto_score(w->store, w->batch, pub->rec.merchant_id, w->sp.cnt / 2,
+                   w->sp.fv, w->sp.len, score_cb, pub);
 }
 
 /* Step 3 for a delivered score: its place in trust:scores; the cached
@@ -1035,9 +994,8 @@ static void sweep_marks(td_worker_t *w) {
     for (size_t i = 0; i < w->nmarks; i++) {
         const mark_t *mk = &w->marks[i];
         if (!mark_pending(w, mk)) continue;
-        begin_score_call(w, "published", mk->id);
-        td_store_pub_args(w->batch, &mk->pub);
-        td_rbatch_end(w->batch, ok_cb, (void *)"td_published");
+        td_proto_published(w->store, w->batch, mk->id, &mk->pub, ok_cb,
+                           (void *)"td_published");
     }
 }
 
@@ -1187,22 +1145,9 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     for (size_t i = 0; i < w->npubs; i++)
         queue_zadd(w, &w->pubs[i], now);
     sweep_marks(w); /* after: a newer delivery makes a mark moot */
-    /* The flush is complete: its records say so (committed = intent), so
-     * a store that loses anything from here back is found behind them by
-     * the next flush's step 1, and a new owner replays nothing. */
-    for (int i = 0; i < w->nsrc; i++) {
-        src_t *s = &w->srcs[i];
-        if (s->assigned == 1 && s->in_flush && !s->fenced)
-            queue_part(w, s, s->fpoint, s->fpoint);
-    }
     rc = exec_any(w, errstr, errstr_size);
     step_done(w, TD_FSTEP_INDEX, &t);
-    if (rc != TD_OK || rollback_found(w, errstr, errstr_size)) return TD_ERR;
-    for (int i = 0; i < w->nsrc; i++) {
-        src_t *s = &w->srcs[i];
-        if (s->assigned == 1 && s->in_flush && s->ack_c == s->fpoint)
-            s->stored = s->fpoint;
-    }
+    if (rc != TD_OK) return TD_ERR;
     marks_done(w);
     return TD_OK;
 }
@@ -1432,6 +1377,43 @@ static void rollback(td_worker_t *w) {
     replay_progress(w);
 }
 
+/* Gives up the sources a flush found claimed by another worker. */
+static void drop_fenced(td_worker_t *w) {
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (!s->fenced) continue;
+        td_log(TD_LOG_WARNING,
+               "%s was claimed by another worker: its "
+               "unflushed events are left to it",
+               s->id);
+        s->fenced = 0;
+        unassign_src(w, s, 1);
+    }
+}
+
+/*
+ * A completed flush's records say so (committed = intent = its point, as
+ * queued by flush_end): a store that loses anything written before this
+ * is found behind them by the next flush's step 1, and a new owner
+ * replays nothing. Written after the dead letters were confirmed, on the
+ * main thread with no flush running. One attempt: if it fails, the next
+ * flush's step 1 records the same offsets.
+ */
+static void record_complete(td_worker_t *w) {
+    char errstr[512];
+
+    if (td_rbatch_cnt(w->batch) &&
+        td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) != TD_OK)
+        td_log(TD_LOG_VERBOSE, "recording the flush complete: %s", errstr);
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->assigned == 1 && s->ack_c == s->flushed) s->stored = s->flushed;
+        src_metrics(w, s);
+    }
+    drop_fenced(w);
+    if (w->frollback) rollback(w);
+}
+
 /* Waits for the running flush, if any (serving the producer's delivery
  * reports meanwhile), and completes it: the flush points become the
  * sources' offsets. TD_ERR if it was given up (its cache stays in flight
@@ -1445,16 +1427,9 @@ static int flush_end(td_worker_t *w) {
     if (w->fjoin) pthread_join(w->fthread, NULL);
     w->fbusy = 0;
     for (int i = 0; i < w->nsrc; i++) {
-        src_t *s = &w->srcs[i];
-        if (s->assigned == 1) src_metrics(w, s);
-        if (!s->fenced) continue;
-        td_log(TD_LOG_WARNING,
-               "%s was claimed by another worker: its "
-               "unflushed events are left to it",
-               s->id);
-        s->fenced = 0;
-        unassign_src(w, s, 1);
+        if (w->srcs[i].assigned == 1) src_metrics(w, &w->srcs[i]);
     }
+    drop_fenced(w);
     if (w->frollback) {
         /* Abandoned on purpose: its events are read again. */
         rollback(w);
@@ -1462,23 +1437,25 @@ static int flush_end(td_worker_t *w) {
     }
     if (w->frc != TD_OK || confirm_dead_letters(w) != TD_OK) return TD_ERR;
 
-    /* Every step succeeded: the flush points are the new stored offsets
-     * (written to Redis with the next flush's partition records), and a
-     * hint for Kafka-side lag tooling. */
+    /* Every step succeeded and the dead letters are in Kafka: the flush
+     * points are the new stored offsets, recorded complete (committed =
+     * intent) right away, and a hint for Kafka-side lag tooling. */
     rd_kafka_topic_partition_list_t *offs =
         rd_kafka_topic_partition_list_new(w->nsrc > 0 ? w->nsrc : 1);
+    td_rbatch_reset(w->batch);
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
         if (!s->in_flush) continue;
         s->flushed = s->fpoint;
         s->in_flush = 0;
+        if (s->assigned == 1) queue_part(w, s, s->flushed, s->flushed);
         rd_kafka_topic_partition_list_add(offs, w->topics[s->kind],
                                           s->partition)
             ->offset = s->flushed;
-        src_metrics(w, s);
     }
     if (offs->cnt > 0) rd_kafka_commit(w->consumer, offs, 1);
     rd_kafka_topic_partition_list_destroy(offs);
+    record_complete(w);
     td_mcache_clear(w->inflight);
     td_mscache_trim(w->states, (size_t)w->conf->max_merchants, w->gen);
     atomic_store(&w->metrics.states_cached,
@@ -1793,8 +1770,8 @@ int td_worker_run(td_worker_t *w) {
     td_log(TD_LOG_NOTICE, "stopping: flushing and leaving the group");
     give_up(w); /* starts the shutdown deadline */
     if (flush(w) != TD_OK) rc = 1;
-    /* Revokes the assignment through rebalance_cb (a no-op flush, then the
-     * final partition records) and leaves the group. */
+    /* Revokes the assignment through rebalance_cb (nothing left to write
+     * but publication marks) and leaves the group. */
     rd_kafka_consumer_close(w->consumer);
     if (flush(w) != TD_OK) rc = 1;
     rd_kafka_flush(w->producer, 2000);
@@ -1970,6 +1947,7 @@ void td_worker_destroy(td_worker_t *w) {
     free(w->marks);
     free(w->fresh);
     free(w->actx);
+    free(w->psrc);
     free(w);
 }
 

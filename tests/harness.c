@@ -29,6 +29,7 @@
 #include "codec.h"
 #include "common.h"
 #include "harness.h"
+#include "proto.h"
 #include "store.h"
 
 static char tmpdir[256];
@@ -872,14 +873,14 @@ typedef struct {
 static int
 h_load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     h_merge_t *hm = opaque;
-    const redisReply *wm = NULL, *meta = NULL;
-    int rc = td_mstate_read_load(hm->e, r, &wm, &meta, errstr, errstr_size);
-    if (rc == TD_MSTATE_FIELDS) {
+    td_proto_loaded_t l;
+    int rc = td_proto_load_parse(hm->e, r, "", &l, errstr, errstr_size);
+    if (rc == TD_PROTO_FIELDS) {
         hm->fields = 1;
         return TD_OK;
     }
     if (rc != TD_OK) return TD_ERR;
-    hm->wm = td_mstate_wm(wm, hm->src);
+    hm->wm = td_proto_wm(&l, hm->src);
     hm->verdict = hm->wm >= hm->nx ? 0 : hm->wm > hm->lo ? -1 : 1;
     return TD_OK;
 }
@@ -887,12 +888,10 @@ h_load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
 static int
 h_put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     h_merge_t *hm = opaque;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-        snprintf(errstr, errstr_size, "put: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+    td_proto_put_reply_t pr;
+    if (td_proto_put_parse(r, 0, &pr, errstr, errstr_size) != TD_OK)
         return TD_ERR;
-    }
-    hm->stale = !strcmp(r->element[0]->str, "STALE");
+    hm->stale = pr.stale;
     return TD_OK;
 }
 
@@ -915,13 +914,11 @@ int td_h_merge(struct td_store_s *st,
     hm.src = src;
     hm.lo = lo;
     hm.nx = nx;
-    td_store_load(st, b, m, strlen(m), 0);
-    td_rbatch_end(b, h_load_cb, &hm);
+    td_proto_load(st, b, m, strlen(m), 0, h_load_cb, &hm);
     if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
     if (hm.fields) {
         td_rbatch_reset(b);
-        td_store_load(st, b, m, strlen(m), 1);
-        td_rbatch_end(b, h_load_cb, &hm);
+        td_proto_load(st, b, m, strlen(m), 1, h_load_cb, &hm);
         if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
     }
     if (hm.verdict <= 0) {
@@ -940,11 +937,10 @@ int td_h_merge(struct td_store_s *st,
     td_mstate_from_sigstate(hm.e, &s);
     hm.e->version = expected + 1;
     td_rbatch_reset(b);
-    td_store_put_signals(b, hm.e->id, hm.e->idlen, &s);
-    td_store_put_begin(st, b, hm.e, expected, 1);
-    td_store_put_src(b, src, lo, nx);
-    td_store_put_mark(b, NULL);
-    td_rbatch_end(b, h_put_cb, &hm);
+    td_proto_src_t ps = {src, lo, nx};
+    td_proto_put_t req = {
+        .e = hm.e, .expected = expected, .signals = &s, .srcs = &ps, .nsrc = 1};
+    td_proto_put(st, b, &req, h_put_cb, &hm);
     if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
     if (hm.stale) {
         snprintf(err, err_size, "STALE");

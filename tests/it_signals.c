@@ -29,6 +29,7 @@
 
 #include "harness.h"
 #include "signals.h"
+#include "proto.h"
 #include "store.h"
 
 #define HOUR   3600000LL
