@@ -31,6 +31,11 @@ LIB_SRC  = $(filter-out $(MAIN_SRC),$(wildcard processor/*.c))
 LIB_OBJ  = $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
            $(BUILD)/obj/schemas_gen.o
 BINS     = $(patsubst %,$(BUILD)/%,$(MAINS))
+# The Redis module (processor/module/, loaded with --loadmodule).
+MODULE     = $(BUILD)/trustd_module.so
+MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c
+MOD_OBJ    = $(patsubst %.c,$(BUILD)/obj/mod/%.o,$(notdir $(MOD_SRC)))
+MOD_CFLAGS = $(CSTD) $(OPT) $(WARN) -fPIC -fvisibility=hidden -Iprocessor
 
 UNIT_SRC = $(wildcard tests/test_*.c)
 IT_SRC   = $(wildcard tests/it_*.c)
@@ -46,7 +51,7 @@ TEST_LIB = $(BUILD)/obj/harness.o
 all: deps
 	@$(MAKE) --no-print-directory bins
 
-bins: $(BINS)
+bins: $(BINS) $(MODULE)
 
 # Install what is missing, non-interactively; `apt-get update` only when a
 # package cannot be found in the current lists.
@@ -86,6 +91,24 @@ $(BUILD)/$(1): processor/$(subst -,_,$(1)).c $(BUILD)/libtd.a
 	@echo "  LINK    $$@"; $$(CC) $$(CFLAGS) -o $$@ $$< $(BUILD)/libtd.a $$(LDFLAGS) $$(LDLIBS)
 endef
 $(foreach m,$(MAINS),$(eval $(call main_rule,$(m))))
+
+# The Redis module: its own objects, position independent, and no
+# sanitizer (redis-server could not load one); only RedisModule_OnLoad is
+# exported.
+$(BUILD)/obj/mod:
+	@mkdir -p $@
+
+$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h | $(BUILD)/obj/mod
+	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/mod/rdump.o: processor/rdump.c processor/rdump.h | $(BUILD)/obj/mod
+	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
+
+$(MODULE): $(MOD_OBJ)
+	@echo "  LINK    $@"; $(CC) -shared -o $@ $^ -lpthread
+
+# test_module loads the module into its redis-server.
+$(BUILD)/tests/test_module: $(MODULE)
 
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libtd.a $(TEST_LIB) | $(BUILD)/tests
 	@echo "  LINK    $@"; $(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_LIB) \
