@@ -44,6 +44,7 @@ IT_BIN   = $(patsubst tests/%.c,$(BUILD)/tests/%,$(IT_SRC))
 TEST_LIB = $(BUILD)/obj/harness.o
 
 .PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
+        bench-module \
         clang-build \
         soak lint format clean docs
 .DEFAULT_GOAL := all
@@ -148,6 +149,10 @@ demo: all
 
 bench: all
 	@sh tests/bench.sh $(BUILD)
+
+# Redis instructions per merchant put and load, module vs Lua (callgrind).
+bench-module: all
+	@sh tests/bench_module.sh $(BUILD)
 
 bench-smoke: all
 	@TD_BENCH_SMOKE=1 sh tests/bench.sh $(BUILD)
