@@ -190,22 +190,6 @@ static int restore(RedisModuleCtx *ctx,
 
 /* ---- TD.LOAD ---- */
 
-typedef struct scan_s {
-    RedisModuleCtx *ctx;
-    long n;
-} scan_t;
-
-static void load_wm_cb(RedisModuleKey *k,
-                       RedisModuleString *f,
-                       RedisModuleString *v,
-                       void *priv) {
-    scan_t *s = priv;
-    (void)k;
-    rm.ReplyWithString(s->ctx, f);
-    rm.ReplyWithString(s->ctx, v);
-    s->n += 2;
-}
-
 /* The 4 replies of store.c's MULTI GET, HGETALL, HMGET, EXISTS, EXEC (a
  * key of another type is that element's WRONGTYPE error, as in EXEC). */
 static int load_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
@@ -226,21 +210,15 @@ static int load_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     }
     rm.CloseKey(k);
 
-    k = rm.OpenKey(ctx, argv[2], REDISMODULE_READ);
-    if (!k) {
-        rm.ReplyWithArray(ctx, 0);
-    } else if (rm.KeyType(k) != REDISMODULE_KEYTYPE_HASH) {
-        rm.ReplyWithError(ctx, REDISMODULE_ERRORMSG_WRONGTYPE);
+    /* HGETALL itself: a hash turned hashtable is read in its dict order,
+     * which no key API call gives. */
+    RedisModuleCallReply *r = rm.Call(ctx, "HGETALL", "s0", argv[2]);
+    if (r) {
+        rm.ReplyWithCallReply(ctx, r);
+        rm.FreeCallReply(r);
     } else {
-        scan_t s = {ctx, 0};
-        RedisModuleScanCursor *c = rm.ScanCursorCreate();
-        rm.ReplyWithArray(ctx, REDISMODULE_POSTPONED_LEN);
-        while (rm.ScanKey(k, c, load_wm_cb, &s))
-            ;
-        rm.ReplySetArrayLength(ctx, s.n);
-        rm.ScanCursorDestroy(c);
+        rm.ReplyWithError(ctx, "ERR HGETALL of the watermarks failed");
     }
-    rm.CloseKey(k);
 
     k = rm.OpenKey(ctx, argv[4], REDISMODULE_READ);
     if (k && rm.KeyType(k) != REDISMODULE_KEYTYPE_HASH) {

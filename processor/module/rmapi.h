@@ -33,9 +33,6 @@
 /* RedisModule_HashGet()/HashSet() flags */
 #define REDISMODULE_HASH_NONE 0
 
-/* RedisModule_ReplyWithArray() with the length set at the end */
-#define REDISMODULE_POSTPONED_LEN -1
-
 #define REDISMODULE_ERRORMSG_WRONGTYPE                                         \
     "WRONGTYPE Operation against a key holding the wrong kind of value"
 
@@ -43,15 +40,10 @@ typedef struct RedisModuleCtx RedisModuleCtx;
 typedef struct RedisModuleKey RedisModuleKey;
 typedef struct RedisModuleString RedisModuleString;
 typedef struct RedisModuleCallReply RedisModuleCallReply;
-typedef struct RedisModuleScanCursor RedisModuleScanCursor;
 
 typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx,
                                   RedisModuleString **argv,
                                   int argc);
-typedef void (*RedisModuleScanKeyCB)(RedisModuleKey *key,
-                                     RedisModuleString *field,
-                                     RedisModuleString *value,
-                                     void *privdata);
 
 /* The lookup function, the first field of the context OnLoad gets. */
 typedef int (*td_rm_getapi_t)(const char *name, void *fnptr);
@@ -71,8 +63,8 @@ typedef int (*td_rm_getapi_t)(const char *name, void *fnptr);
     X(int, ReplyWithString, (RedisModuleCtx *ctx, RedisModuleString *str))     \
     X(int, ReplyWithLongLong, (RedisModuleCtx *ctx, long long ll))             \
     X(int, ReplyWithArray, (RedisModuleCtx *ctx, long len))                    \
-    X(void, ReplySetArrayLength, (RedisModuleCtx *ctx, long len))              \
     X(int, ReplyWithNull, (RedisModuleCtx *ctx))                               \
+    X(int, ReplyWithCallReply, (RedisModuleCtx *ctx, RedisModuleCallReply *reply)) \
     X(RedisModuleKey *, OpenKey, (RedisModuleCtx *ctx, RedisModuleString *name, int mode)) \
     X(void, CloseKey, (RedisModuleKey *key))                                   \
     X(int, KeyType, (RedisModuleKey *key))                                     \
@@ -80,9 +72,6 @@ typedef int (*td_rm_getapi_t)(const char *name, void *fnptr);
     X(int, StringSet, (RedisModuleKey *key, RedisModuleString *str))           \
     X(int, HashGet, (RedisModuleKey *key, int flags, ...))                     \
     X(int, HashSet, (RedisModuleKey *key, int flags, ...))                     \
-    X(RedisModuleScanCursor *, ScanCursorCreate, (void))                       \
-    X(void, ScanCursorDestroy, (RedisModuleScanCursor *cursor))                \
-    X(int, ScanKey, (RedisModuleKey *key, RedisModuleScanCursor *cursor, RedisModuleScanKeyCB fn, void *privdata)) \
     X(const char *, StringPtrLen, (const RedisModuleString *str, size_t *len)) \
     X(RedisModuleString *, CreateString, (RedisModuleCtx *ctx, const char *ptr, size_t len)) \
     X(RedisModuleString *, CreateStringFromLongLong, (RedisModuleCtx *ctx, long long ll)) \
