@@ -153,6 +153,21 @@ static void drain(redisContext *c) {
     }
 }
 
+/* The Lua path's RESTORE of a payload as a :next key. */
+static void restore_next(redisContext *c,
+                         args_t *a,
+                         size_t (*fn)(char *, size_t, const char *, size_t),
+                         const char *m,
+                         const uint8_t *p,
+                         size_t len) {
+    adds(a, "RESTORE");
+    key(a, fn, m);
+    adds(a, "0");
+    add(a, p, len);
+    adds(a, "REPLACE");
+    send(c, a);
+}
+
 static void put(redisContext *c, args_t *a, int mi, int r) {
     static uint8_t sig[16384], score[TD_STORE_SCORE_MAX];
     static uint8_t blob[TD_MSTATE_BLOB];
@@ -165,20 +180,8 @@ static void put(redisContext *c, args_t *a, int mi, int r) {
     snprintf(m, sizeof(m), "%s%d", lua ? "l" : "n", mi);
     if (with_score) clen = score_payload(score, sizeof(score), mi, sv + 1);
     if (lua) {
-        adds(a, "RESTORE");
-        key(a, td_key_signals_next, m);
-        adds(a, "0");
-        add(a, sig, slen);
-        adds(a, "REPLACE");
-        send(c, a);
-        if (with_score) {
-            adds(a, "RESTORE");
-            key(a, td_key_score_next, m);
-            adds(a, "0");
-            add(a, score, clen);
-            adds(a, "REPLACE");
-            send(c, a);
-        }
+        restore_next(c, a, td_key_signals_next, m, sig, slen);
+        if (with_score) restore_next(c, a, td_key_score_next, m, score, clen);
         adds(a, "FCALL");
         adds(a, put_fn);
         adds(a, "6");

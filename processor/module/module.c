@@ -20,12 +20,12 @@
  * written with the key API, which goes through the same hashTypeSet() as
  * HSET; the two payloads are RESTOREd through RedisModule_Call, the only
  * command called. Every argument, every guard and the score payload's
- * footer are checked before the first write, the RESTORE of the signals
- * payload (which checks its footer before writing), so a refused or bad
- * command writes nothing. A command that wrote replicates itself, verbatim: one
- * compact command per write in the AOF and to replicas, which run it again.
+ * footer are checked before the first write, which is the RESTORE of the
+ * signals payload (RESTORE checks its footer before writing), so a refused
+ * or bad command writes nothing. A command that wrote replicates itself,
+ * verbatim: one compact command per write in the AOF and to replicas,
+ * which run it again.
  */
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -463,7 +463,7 @@ part_claim(RedisModuleCtx *ctx, RedisModuleKey *k, const td_part_args_t *a) {
         rm.CloseKey(k);
         return rm.ReplyWithError(ctx, "ERR hash value is not an integer");
     }
-    if (a->min_epoch - 1 > e) e = a->min_epoch - 1;
+    if (a->min_epoch > 0 && a->min_epoch - 1 > e) e = a->min_epoch - 1;
     if (e == INT64_MAX) {
         rm.CloseKey(k);
         return rm.ReplyWithError(ctx,
@@ -645,7 +645,7 @@ static const struct {
     const char *flags;
     int first, last;
 } commands[] = {
-    {"td.load",      load_cmd,      "readonly fast",  1, 4},
+    {"td.load",      load_cmd,      "readonly",       1, 4},
     {"td.put",       put_cmd,       "write deny-oom", 1, 4},
     {"td.part",      part_cmd,      "write deny-oom", 1, 1},
     {"td.score",     score_cmd,     "write deny-oom", 1, 1},
