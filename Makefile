@@ -31,6 +31,11 @@ LIB_SRC  = $(filter-out $(MAIN_SRC),$(wildcard processor/*.c))
 LIB_OBJ  = $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
            $(BUILD)/obj/schemas_gen.o
 BINS     = $(patsubst %,$(BUILD)/%,$(MAINS))
+# The Redis module (processor/module/, loaded with --loadmodule).
+MODULE     = $(BUILD)/trustd_module.so
+MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c
+MOD_OBJ    = $(patsubst %.c,$(BUILD)/obj/mod/%.o,$(notdir $(MOD_SRC)))
+MOD_CFLAGS = $(CSTD) $(OPT) $(WARN) -fPIC -fvisibility=hidden -Iprocessor
 
 UNIT_SRC = $(wildcard tests/test_*.c)
 IT_SRC   = $(wildcard tests/it_*.c)
@@ -39,6 +44,7 @@ IT_BIN   = $(patsubst tests/%.c,$(BUILD)/tests/%,$(IT_SRC))
 TEST_LIB = $(BUILD)/obj/harness.o
 
 .PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
+        bench-module \
         clang-build \
         soak lint format clean docs
 .DEFAULT_GOAL := all
@@ -46,7 +52,7 @@ TEST_LIB = $(BUILD)/obj/harness.o
 all: deps
 	@$(MAKE) --no-print-directory bins
 
-bins: $(BINS)
+bins: $(BINS) $(MODULE)
 
 # Install what is missing, non-interactively; `apt-get update` only when a
 # package cannot be found in the current lists.
@@ -87,6 +93,24 @@ $(BUILD)/$(1): processor/$(subst -,_,$(1)).c $(BUILD)/libtd.a
 endef
 $(foreach m,$(MAINS),$(eval $(call main_rule,$(m))))
 
+# The Redis module: its own objects, position independent, and no
+# sanitizer (redis-server could not load one); only RedisModule_OnLoad is
+# exported.
+$(BUILD)/obj/mod:
+	@mkdir -p $@
+
+$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h | $(BUILD)/obj/mod
+	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/mod/rdump.o: processor/rdump.c processor/rdump.h | $(BUILD)/obj/mod
+	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
+
+$(MODULE): $(MOD_OBJ)
+	@echo "  LINK    $@"; $(CC) -shared -o $@ $^ -lpthread
+
+# test_module loads the module into its redis-server.
+$(BUILD)/tests/test_module: $(MODULE)
+
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libtd.a $(TEST_LIB) | $(BUILD)/tests
 	@echo "  LINK    $@"; $(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_LIB) \
 	    $(BUILD)/libtd.a $(LDFLAGS) $(LDLIBS) -lcmocka
@@ -125,6 +149,10 @@ demo: all
 
 bench: all
 	@sh tests/bench.sh $(BUILD)
+
+# Redis instructions per merchant put and load, module vs Lua (callgrind).
+bench-module: all
+	@sh tests/bench_module.sh $(BUILD)
 
 bench-smoke: all
 	@TD_BENCH_SMOKE=1 sh tests/bench.sh $(BUILD)
