@@ -26,6 +26,7 @@
 #include "numfmt.h"
 #include "rdump.h"
 #include "signals.h"
+#include "proto.h"
 #include "store.h"
 
 #define BATCH 128
@@ -169,7 +170,7 @@ static void restore_next(redisContext *c,
 }
 
 static void put(redisContext *c, args_t *a, int mi, int r) {
-    static uint8_t sig[16384], score[TD_STORE_SCORE_MAX];
+    static uint8_t sig[16384], score[TD_PROTO_SCORE_MAX];
     static uint8_t blob[TD_MSTATE_BLOB];
     uint8_t exp[8];
     char m[32];

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include "codec.h"
@@ -179,6 +180,27 @@ static int redis_ping(void *arg) {
     return ok;
 }
 
+const char *td_h_module(void) {
+    static char path[PATH_MAX + 32];
+    char exe[PATH_MAX], *slash;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    for (int i = 0; i < 2; i++) { /* <build>/tests/<binary> */
+        slash = strrchr(exe, '/');
+        if (!slash) return NULL;
+        *slash = '\0';
+    }
+    snprintf(path, sizeof(path), "%s/trustd_module.so", exe);
+    return access(path, R_OK) == 0 ? path : NULL;
+}
+
+int td_h_lua_path(void) {
+    const char *p = getenv("TD_REDIS_PATH");
+    return p && !strcmp(p, "lua");
+}
+
 static int redis_spawn(td_h_redis_t *r, const char *const *extra) {
     char port[16];
     char *argv[64];
@@ -201,6 +223,13 @@ static int redis_spawn(td_h_redis_t *r, const char *const *extra) {
     /* Deep checks of every RESTORE payload: trustd builds its own. */
     argv[n++] = "--sanitize-dump-payload";
     argv[n++] = "yes";
+    int own = 0; /* the caller loads the module itself */
+    for (int i = 0; extra && extra[i]; i++)
+        own |= !strcmp(extra[i], "--loadmodule");
+    if (!own && !td_h_lua_path() && td_h_module()) {
+        argv[n++] = "--loadmodule";
+        argv[n++] = (char *)td_h_module();
+    }
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;

@@ -43,7 +43,15 @@ const char *td_h_bin(const char *name);
 /* A free TCP port on 127.0.0.1. */
 int td_h_free_port(void);
 
-/* Starts redis-server with AOF (appendfsync always) in its own dir and
+/* The trustd Redis module built next to the tests (<build>/
+ * trustd_module.so), or NULL. */
+const char *td_h_module(void);
+/* 1 when TD_REDIS_PATH=lua: test Redis servers run without the module,
+ * so trustd uses its Lua function library (the managed-Redis path). */
+int td_h_lua_path(void);
+
+/* Starts redis-server with AOF (appendfsync always) in its own dir, with
+ * the trustd module unless td_h_lua_path() or extra loads it itself, and
  * waits until it answers PING. extra may be NULL. Returns 0 on success. */
 int td_h_redis_start(td_h_redis_t *r, const char *const *extra);
 /* Restarts it on the same port and dir (AOF is replayed). */

@@ -23,6 +23,7 @@
 #include "numfmt.h"
 #include "rdump.h"
 #include "signals.h"
+#include "proto.h"
 #include "store.h"
 
 static td_h_redis_t redis;
@@ -299,7 +300,7 @@ typedef struct pcase_s {
     int64_t wm_at[4];
     int has_score;
     int64_t score_v, pub_v;
-    uint8_t score_p[TD_STORE_SCORE_MAX];
+    uint8_t score_p[TD_PROTO_SCORE_MAX];
     size_t score_len;
     int has_signals;
     uint8_t sig_p[8192];
@@ -317,7 +318,7 @@ typedef struct pcase_s {
     size_t new_sig_len;
     int with_score;
     char sv[24];
-    uint8_t new_score[TD_STORE_SCORE_MAX];
+    uint8_t new_score[TD_PROTO_SCORE_MAX];
     size_t new_score_len;
 } pcase_t;
 
