@@ -1609,6 +1609,9 @@ kconf_new(td_worker_t *w, int consumer, char *errstr, size_t errstr_size) {
         {"auto.offset.reset", "earliest"},
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"enable.partition.eof", "false"},
+        /* Partitions added to an input topic are assigned and read within
+         * seconds, not after librdkafka's default 5 minutes. */
+        {"topic.metadata.refresh.interval.ms", "10000"},
     };
     static const char *producer_props[][2] = {
         {"enable.idempotence", "true"},

@@ -265,18 +265,37 @@ int td_h_hget_double(redisContext *c,
 
 /* ---- embedded kafka ---- */
 
+int td_h_kafka_apache(void) {
+    const char *e = getenv("TD_KAFKA");
+    return e && !strcmp(e, "apache");
+}
+
+void td_h_kafka_mock_only(const td_h_kafka_t *k, const char *why) {
+    if (!k->real) return;
+    print_message("[  MOCK ONLY ] %s: not on a real broker\n", why);
+    skip();
+}
+
 int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     int in[2], out[2];
-    char *argv[32];
+    char *argv[40];
     int n = 0;
-    char log[512];
+    char dir[300];
     static int seq;
 
     memset(k, 0, sizeof(*k));
     if (pipe(in) || pipe(out)) return -1;
-    snprintf(log, sizeof(log), "%s/td-kafka.%d.log", td_h_tmpdir(), seq++);
+    snprintf(k->log, sizeof(k->log), "%s/td-kafka.%d.log", td_h_tmpdir(), seq);
+    snprintf(dir, sizeof(dir), "%s/kafka%d", td_h_tmpdir(), seq++);
     argv[n++] = (char *)td_h_bin("td-kafka");
-    for (int i = 0; args && args[i] && n < 30; i++)
+    if (td_h_kafka_apache()) {
+        /* The same topics on a real broker: td-kafka runs it. */
+        k->real = 1;
+        argv[n++] = "--apache";
+        argv[n++] = "--dir";
+        argv[n++] = dir;
+    }
+    for (int i = 0; args && args[i] && n < 38; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
     fflush(stdout);
@@ -284,7 +303,9 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     k->pid = fork();
     if (k->pid < 0) return -1;
     if (k->pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int fd = open(k->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        /* Dies with the test, and its brokers with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(in[0], 0);
         dup2(out[1], 1);
         if (fd >= 0) dup2(fd, 2);
@@ -297,20 +318,36 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     close(out[1]);
     k->in_fd = in[1];
     k->out = fdopen(out[0], "r");
-    if (!k->out || !fgets(k->bootstrap, sizeof(k->bootstrap), k->out))
+    if (k->out && fgets(k->bootstrap, sizeof(k->bootstrap), k->out))
+        k->bootstrap[strcspn(k->bootstrap, "\r\n")] = '\0';
+    if (!k->bootstrap[0]) {
+        /* Why, e.g. the jars were not fetched, is in its log. */
+        td_h_proc_t p = {.pid = k->pid};
+        snprintf(p.log, sizeof(p.log), "%s", k->log);
+        td_h_dump_log(&p);
         return -1;
-    k->bootstrap[strcspn(k->bootstrap, "\r\n")] = '\0';
-    return k->bootstrap[0] ? 0 : -1;
+    }
+    return 0;
 }
 
-int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd) {
+int td_h_kafka_query(td_h_kafka_t *k, const char *cmd, char *out, size_t size) {
     char line[512];
     size_t len = strlen(cmd);
     if (write(k->in_fd, cmd, len) != (ssize_t)len ||
-        write(k->in_fd, "\n", 1) != 1)
+        write(k->in_fd, "\n", 1) != 1 || !fgets(line, sizeof(line), k->out))
         return -1;
-    if (!fgets(line, sizeof(line), k->out)) return -1;
-    return strncmp(line, "ok", 2) == 0 ? 0 : -1;
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strncmp(line, "ok", 2) != 0) {
+        fprintf(stderr, "td-kafka %s: %s\n", cmd, line);
+        return -1;
+    }
+    snprintf(out, size, "%s", line[2] == ' ' ? line + 3 : "");
+    return 0;
+}
+
+int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd) {
+    char answer[128];
+    return td_h_kafka_query(k, cmd, answer, sizeof(answer));
 }
 
 void td_h_kafka_stop(td_h_kafka_t *k) {

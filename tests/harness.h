@@ -34,6 +34,8 @@ typedef struct td_h_kafka_s {
     int in_fd; /* commands to td-kafka */
     FILE *out; /* its stdout */
     char bootstrap[256];
+    int real;      /* a real Apache Kafka (td-kafka --apache) */
+    char log[512]; /* td-kafka's stderr; the brokers' logs are beside it */
 } td_h_kafka_t;
 
 /* A temp dir for the test run ("/tmp/td-test.XXXXXX"), created once. */
@@ -52,11 +54,26 @@ void td_h_redis_stop(td_h_redis_t *r);
 void td_h_redis_kill(td_h_redis_t *r); /* SIGKILL, no shutdown save */
 redisContext *td_h_redis_connect(const td_h_redis_t *r);
 
-/* Starts td-kafka with extra args (NULL-terminated, may be NULL) and reads
- * its bootstrap address. */
+/*
+ * Starts td-kafka with extra args (NULL-terminated, may be NULL) and reads
+ * its bootstrap address: "a Kafka with these topics". It is the embedded
+ * mock, or with TD_KAFKA=apache in the environment a real Apache Kafka
+ * (KRaft, from build/kafka/lib) with the same topics, --brokers-count 1 or
+ * 3 nodes, in the test's temp dir. On failure td-kafka's log is printed
+ * (e.g. the jars were never fetched).
+ */
 int td_h_kafka_start(td_h_kafka_t *k, const char *const *args);
-/* Sends one fault-injection command; returns 0 if td-kafka answered ok. */
+/* 1 when TD_KAFKA=apache. */
+int td_h_kafka_apache(void);
+/* Sends one command (mock: fault injection; real: kill/stop/start NODE,
+ * grow TOPIC N, leader TOPIC P); returns 0 if td-kafka answered ok. */
 int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd);
+/* The same, with what follows "ok " copied to out. */
+int td_h_kafka_query(td_h_kafka_t *k, const char *cmd, char *out, size_t size);
+/* Skips the calling test, saying so, on a real broker: for tests of the
+ * mock's fault injection (request errors, rtt), which a real broker has
+ * no equivalent of; it_kafka covers real faults. */
+void td_h_kafka_mock_only(const td_h_kafka_t *k, const char *why);
 void td_h_kafka_stop(td_h_kafka_t *k);
 
 /* Spawns a program with args (argv[0] is the path), output to a log file
