@@ -1,8 +1,10 @@
 # Trust Index - build, test, demo and benchmark.
 #
 #   make demo    build, start embedded Kafka + redis-server + load + trustd
-#   make test    unit + integration tests, the same under ASan/UBSan, a
-#                60 s fuzz run of the decoders, the bench smoke, deploy lint
+#   make test    unit + integration tests, the consumer-group suites again
+#                on a real Apache Kafka, the same under ASan/UBSan (mock
+#                only), a 60 s fuzz run of the decoders, the bench smoke,
+#                deploy lint
 #
 # Every target depends on `deps`, which installs missing Debian packages.
 
@@ -24,6 +26,9 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
            redis-tools clang libclang-rt-14-dev valgrind yamllint \
            clang-format
 
+# A JRE and Maven: the real Apache Kafka of `make test-kafka` and the demo.
+DEB_PKGS += openjdk-17-jre-headless maven
+
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume
 MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c),$(m)))
 MAIN_SRC = $(patsubst %,processor/%.c,$(subst -,_,$(PROGRAMS)))
@@ -39,7 +44,7 @@ IT_BIN   = $(patsubst tests/%.c,$(BUILD)/tests/%,$(IT_SRC))
 TEST_LIB = $(BUILD)/obj/harness.o
 
 .PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
-        clang-build \
+        clang-build kafka-jars test-kafka \
         soak lint format clean docs
 .DEFAULT_GOAL := all
 
@@ -97,11 +102,36 @@ unit: deps
 
 integration: deps
 	@$(MAKE) --no-print-directory bins $(IT_BIN)
-	@TD_BIN=$(BUILD) sh tests/run_tests.sh $(IT_BIN)
+	@TD_BIN=$(BUILD) sh tests/run_tests.sh $(filter-out %/it_kafka,$(IT_BIN))
+
+# Apache Kafka and its runtime dependencies from Maven Central
+# (tests/kafka/pom.xml) into build/kafka/lib, once: ~/.m2 caches them and a
+# changed pom fetches again. Whatever BUILD is, they live in build/.
+KAFKA_JARS = build/kafka/lib
+$(KAFKA_JARS)/.fetched: tests/kafka/pom.xml
+	@echo "  MVN     $(KAFKA_JARS)"; rm -rf $(KAFKA_JARS); \
+	mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies \
+	    -Dstyle.color=never -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_JARS) || \
+	{ echo "kafka-jars: could not fetch Apache Kafka from Maven Central;" \
+	    "the real-Kafka suites cannot run" >&2; exit 1; }
+	@touch $@
+
+kafka-jars: deps
+	@$(MAKE) --no-print-directory $(KAFKA_JARS)/.fetched
+
+# The consumer-group suites again on a real Apache Kafka (TD_KAFKA=apache:
+# td-kafka --apache), then it_kafka, which only runs on one; one suite, so
+# one broker or cluster, at a time; not under ASan.
+KAFKA_IT = it_pipeline it_exactly_once it_dlq it_ops it_kafka
+test-kafka: kafka-jars
+	@$(MAKE) --no-print-directory bins $(patsubst %,$(BUILD)/tests/%,$(KAFKA_IT))
+	@TD_KAFKA=apache TD_BIN=$(BUILD) sh tests/run_tests.sh \
+	    $(patsubst %,$(BUILD)/tests/%,$(KAFKA_IT))
 
 # The whole test suite: the README's test command and what CI runs.
 test: deps
 	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory test-kafka
 	@$(MAKE) --no-print-directory clang-build
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)

@@ -250,11 +250,13 @@ tk_cmd_clear(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
-/* --config TOPIC:KEY=VALUE arguments (--apache), and the default one:
- * trust-scores is compacted, as in production. */
-static const char *tk_configs[TK_MAX_TOPICS + 1] = {
-    "trust-scores:cleanup.policy=compact"};
-static int tk_config_cnt = 1;
+/* --config TOPIC:KEY=VALUE arguments (--apache; the mock has no topic
+ * configs), after the defaults of deploy/compose/common.yml: trust-scores
+ * compacted, trust-dlq taking a dead letter of a 1 MB input message. */
+static const char *tk_configs[2 * TK_MAX_TOPICS] = {
+    "trust-scores:cleanup.policy=compact",
+    "trust-dlq:max.message.bytes=2097152"};
+static int tk_config_cnt = 2;
 
 static int tk_topic_create(tk_ctx_t *ctx,
                            const char *name,
@@ -262,7 +264,7 @@ static int tk_topic_create(tk_ctx_t *ctx,
                            char *errstr,
                            size_t errstr_size) {
     if (ctx->real) {
-        const char *cfg[TK_MAX_TOPICS + 1];
+        const char *cfg[2 * TK_MAX_TOPICS + 1];
         size_t len = strlen(name);
         int n = 0;
         for (int i = 0; i < tk_config_cnt; i++) {
@@ -608,7 +610,7 @@ int main(int argc, char **argv) {
             snprintf(dir, sizeof(dir), "%s", argv[++i]);
         } else if (!strcmp(a, "--config") && v) {
             if (!strchr(v, ':') || !strchr(v, '=') ||
-                tk_config_cnt == TK_MAX_TOPICS) {
+                tk_config_cnt == 2 * TK_MAX_TOPICS) {
                 fprintf(stderr, "td-kafka: --config wants TOPIC:KEY=VALUE, "
                                 "not \"%s\"\n", v);
                 return 2;
