@@ -22,6 +22,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -160,6 +161,66 @@ void td_h_dump_log(const td_h_proc_t *p) {
     fprintf(stderr, "---- last lines of %s ----\n", p->log);
     snprintf(cmd, sizeof(cmd), "tail -n 40 '%s' >&2", p->log);
     if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
+}
+
+/* ---- HTTP and Prometheus ---- */
+
+#define HTTP_BODY_MAX (1 << 20)
+
+int td_h_http_get(int port, const char *path, char **body) {
+    struct sockaddr_in sin;
+    struct timeval tv = {5, 0};
+    char req[256], *buf = malloc(HTTP_BODY_MAX + 1), *sep;
+    size_t len = 0;
+    ssize_t n;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+
+    *body = NULL;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (fd < 0 || !buf ||
+        connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+        goto out;
+    n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                 path);
+    if (write(fd, req, (size_t)n) != n) goto out;
+    while (len < HTTP_BODY_MAX &&
+           (n = read(fd, buf + len, HTTP_BODY_MAX - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+        status = -1;
+        goto out;
+    }
+    sep = strstr(buf, "\r\n\r\n");
+    *body = strdup(sep ? sep + 4 : "");
+out:
+    if (fd >= 0) close(fd);
+    free(buf);
+    return status;
+}
+
+double td_h_sample(const char *body, const char *series) {
+    size_t len = strlen(series);
+    for (const char *p = body; p && *p; p = strchr(p, '\n')) {
+        if (*p == '\n') p++;
+        if (!strncmp(p, series, len) && p[len] == ' ')
+            return strtod(p + len + 1, NULL);
+    }
+    return NAN;
+}
+
+double td_h_metric(int port, const char *series) {
+    char *body;
+    double v = td_h_http_get(port, "/metrics", &body) == 200
+                   ? td_h_sample(body, series)
+                   : NAN;
+    free(body);
+    return v;
 }
 
 /* ---- redis ---- */

@@ -126,6 +126,17 @@ void td_h_event(td_event_t *ev, td_event_kind_t kind, const char *m, int64_t t);
 int td_h_producer_flush(td_h_producer_t *p);
 void td_h_producer_destroy(td_h_producer_t *p);
 
+/* GET path from 127.0.0.1:port over HTTP/1.0: the status (-1: no
+ * answer); *body gets the body (malloc'd, NULL without an answer). */
+int td_h_http_get(int port, const char *path, char **body);
+/* Value of one sample in a Prometheus text exposition: series is the name
+ * with its labels exactly as trustd writes them, e.g.
+ * trustd_events_consumed_total{topic="orders"}. NAN if absent. */
+double td_h_sample(const char *body, const char *series);
+/* Scrapes http://127.0.0.1:port/metrics once: td_h_sample() of it, NAN if
+ * the scrape failed. */
+double td_h_metric(int port, const char *series);
+
 /* Polls cond(arg) every 50 ms until it returns non-zero or timeout_ms
  * passes; returns the last result. */
 int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms);
