@@ -419,6 +419,7 @@ static const tk_cmd_t td_kafka_real_cmds[] = {
     {"kill",   1, tk_cmd_kill,   "kill NODE (SIGKILL)"},
     {"stop",   1, tk_cmd_stop,   "stop NODE (SIGTERM, clean shutdown)"},
     {"start",  1, tk_cmd_start,  "start NODE (after kill or stop)"},
+    {"create", 2, tk_cmd_create, "create TOPIC PARTITIONS"},
     {"grow",   2, tk_cmd_grow,   "grow TOPIC PARTITIONS (CreatePartitions)"},
     {"leader", 2, tk_cmd_real_leader, "leader TOPIC PARTITION"},
     {"help",   0, tk_cmd_help,   "help"},

@@ -947,6 +947,35 @@ int td_h_ref_compare(const td_h_ref_t *r,
     return 0;
 }
 
+int td_h_ref_equal(const td_h_ref_t *r,
+                   redisContext *rc,
+                   char *why,
+                   size_t why_size) {
+    int bad = 0;
+    for (int i = 0; i < r->cnt && !bad; i++) {
+        redisReply *h =
+            redisCommand(rc, "HGETALL trust:{%s}:signals", r->m[i].id);
+        bad = td_h_ref_compare(r, i, h, why, why_size);
+        if (h) freeReplyObject(h);
+    }
+    return !bad;
+}
+
+long long td_h_committed_sum(redisContext *rc) {
+    long long sum = 0;
+    redisReply *keys = redisCommand(rc, "KEYS trust:part:*");
+    if (!keys) return -1;
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *r =
+            redisCommand(rc, "HGET %s committed", keys->element[i]->str);
+        if (r && r->type == REDIS_REPLY_STRING && atoll(r->str) > 0)
+            sum += atoll(r->str);
+        if (r) freeReplyObject(r);
+    }
+    freeReplyObject(keys);
+    return sum;
+}
+
 uint64_t td_h_xorshift(uint64_t *state) {
     uint64_t x = *state;
     x ^= x << 13;

@@ -158,6 +158,10 @@ int td_h_merge(struct td_store_s *st,
                char *err,
                size_t err_size);
 
+/* Sum of the `committed` offsets of every partition record
+ * (trust:part:*): how far trustd got, over all partitions. */
+long long td_h_committed_sum(redisContext *rc);
+
 /* The tests' pseudo-random numbers: xorshift64 over *state (non-zero),
  * so a seed makes a run repeatable. */
 uint64_t td_h_xorshift(uint64_t *state);
@@ -246,5 +250,11 @@ int td_h_ref_compare(const td_h_ref_t *r,
                      const redisReply *h,
                      char *why,
                      size_t why_size);
+/* 1 when every merchant of the reference equals its signals hash in
+ * Redis; else 0 with the first difference in why. */
+int td_h_ref_equal(const td_h_ref_t *r,
+                   redisContext *rc,
+                   char *why,
+                   size_t why_size);
 
 #endif

@@ -90,22 +90,6 @@ static void produce(world_t *w, int n, int32_t part) {
     assert_int_equal(td_h_producer_flush(w->prod), 0);
 }
 
-/* Sum of the `committed` offsets of every partition record. */
-static long long committed_sum(redisContext *rc) {
-    long long sum = 0;
-    redisReply *keys = redisCommand(rc, "KEYS trust:part:*");
-    if (!keys) return -1;
-    for (size_t i = 0; i < keys->elements; i++) {
-        redisReply *r =
-            redisCommand(rc, "HGET %s committed", keys->element[i]->str);
-        if (r && r->type == REDIS_REPLY_STRING && atoll(r->str) > 0)
-            sum += atoll(r->str);
-        if (r) freeReplyObject(r);
-    }
-    freeReplyObject(keys);
-    return sum;
-}
-
 typedef struct progress_s {
     world_t *w;
     long long target;
@@ -113,21 +97,14 @@ typedef struct progress_s {
 
 static int reached(void *arg) {
     progress_t *p = arg;
-    return committed_sum(p->w->rc) >= p->target;
+    return td_h_committed_sum(p->w->rc) >= p->target;
 }
 
 static char last_diff[512];
 
 static int all_equal(void *arg) {
     world_t *w = arg;
-    int bad = 0;
-    for (int i = 0; i < td_h_ref_count(w->ref) && !bad; i++) {
-        redisReply *h = redisCommand(w->rc, "HGETALL trust:{%s}:signals",
-                                     td_h_ref_id(w->ref, i));
-        bad = td_h_ref_compare(w->ref, i, h, last_diff, sizeof(last_diff));
-        if (h) freeReplyObject(h);
-    }
-    return !bad;
+    return td_h_ref_equal(w->ref, w->rc, last_diff, sizeof(last_diff));
 }
 
 /* Waits until Redis equals the reference; fails with the first difference
