@@ -1,6 +1,7 @@
 # Trust Index - build, test, demo and benchmark.
 #
 #   make demo    build, start embedded Kafka + redis-server + load + trustd
+#                (KAFKA=apache: a real Apache Kafka broker instead)
 #   make test    unit + integration tests, the consumer-group suites again
 #                on a real Apache Kafka, the same under ASan/UBSan (mock
 #                only), a 60 s fuzz run of the decoders, the bench smoke,
@@ -150,10 +151,14 @@ clang-build: deps
 	@$(MAKE) --no-print-directory BUILD=build-clang CC=clang bins \
 	    $(patsubst $(BUILD)/%,build-clang/%,$(UNIT_BIN) $(IT_BIN))
 
+# KAFKA=apache: the same demo on a real Apache Kafka broker.
+KAFKA ?= mock
 demo: all
-	@sh deploy/demo.sh $(BUILD)
+	@if [ "$(KAFKA)" = apache ]; then \
+	    $(MAKE) --no-print-directory kafka-jars || exit 1; fi
+	@KAFKA=$(KAFKA) sh deploy/demo.sh $(BUILD)
 
-bench: all
+bench: all kafka-jars
 	@sh tests/bench.sh $(BUILD)
 
 bench-smoke: all
