@@ -179,45 +179,44 @@ static int write_props(td_kreal_t *k, kr_node_t *nd) {
         off += (size_t)snprintf(voters + off, sizeof(voters) - off,
                                 "%s%d@127.0.0.1:%d", i ? "," : "",
                                 k->node[i].id, k->node[i].cport);
-    snprintf(
-        text, sizeof(text),
-        "process.roles=broker,controller\n"
-        "node.id=%d\n"
-        "controller.quorum.voters=%s\n"
-        "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
-        "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,"
-        "CONTROLLER:PLAINTEXT\n"
-        "controller.listener.names=CONTROLLER\n"
-        "inter.broker.listener.name=PLAINTEXT\n"
-        "log.dirs=%s/data%d\n"
-        /* Production-like: topics are created, never implied. */
-        "auto.create.topics.enable=false\n"
-        "default.replication.factor=%d\n"
-        "min.insync.replicas=%d\n"
-        "offsets.topic.replication.factor=%d\n"
-        "offsets.topic.num.partitions=4\n"
-        "transaction.state.log.replication.factor=%d\n"
-        "transaction.state.log.min.isr=%d\n"
-        "transaction.state.log.num.partitions=4\n"
-        "share.coordinator.state.topic.replication.factor=%d\n"
-        "share.coordinator.state.topic.min.isr=%d\n"
-        "group.initial.rebalance.delay.ms=0\n"
-        /* A dead node leaves the ISR within seconds, not 30 s. */
-        "broker.session.timeout.ms=6000\n"
-        "replica.lag.time.max.ms=10000\n"
-        /* 2 cores: few threads, a small cleaner buffer, a cleaner that
-         * looks for work every second. */
-        "num.network.threads=2\n"
-        "num.io.threads=2\n"
-        "background.threads=2\n"
-        "num.replica.fetchers=1\n"
-        "num.recovery.threads.per.data.dir=1\n"
-        "log.cleaner.threads=1\n"
-        "log.cleaner.dedupe.buffer.size=8388608\n"
-        "log.cleaner.backoff.ms=1000\n",
-        nd->id, voters, nd->port, nd->cport, nd->port, k->dir, nd->id, rf, isr,
-        rf, rf, isr, rf, isr);
+    snprintf(text, sizeof(text),
+             "process.roles=broker,controller\n"
+             "node.id=%d\n"
+             "controller.quorum.voters=%s\n"
+             "listeners=PLAINTEXT://127.0.0.1:%d,CONTROLLER://127.0.0.1:%d\n"
+             "advertised.listeners=PLAINTEXT://127.0.0.1:%d\n"
+             "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,"
+             "CONTROLLER:PLAINTEXT\n"
+             "controller.listener.names=CONTROLLER\n"
+             "inter.broker.listener.name=PLAINTEXT\n"
+             "log.dirs=%s/data%d\n"
+             /* Production-like: topics are created, never implied. */
+             "auto.create.topics.enable=false\n"
+             "default.replication.factor=%d\n"
+             "min.insync.replicas=%d\n"
+             "offsets.topic.replication.factor=%d\n"
+             "offsets.topic.num.partitions=4\n"
+             "transaction.state.log.replication.factor=%d\n"
+             "transaction.state.log.min.isr=%d\n"
+             "transaction.state.log.num.partitions=4\n"
+             "share.coordinator.state.topic.replication.factor=%d\n"
+             "share.coordinator.state.topic.min.isr=%d\n"
+             "group.initial.rebalance.delay.ms=0\n"
+             /* A dead node leaves the ISR within seconds, not 30 s. */
+             "broker.session.timeout.ms=6000\n"
+             "replica.lag.time.max.ms=10000\n"
+             /* 2 cores: few threads, a small cleaner buffer, a cleaner that
+              * looks for work every second. */
+             "num.network.threads=2\n"
+             "num.io.threads=2\n"
+             "background.threads=2\n"
+             "num.replica.fetchers=1\n"
+             "num.recovery.threads.per.data.dir=1\n"
+             "log.cleaner.threads=1\n"
+             "log.cleaner.dedupe.buffer.size=8388608\n"
+             "log.cleaner.backoff.ms=1000\n",
+             nd->id, voters, nd->port, nd->cport, nd->port, k->dir, nd->id, rf,
+             isr, rf, rf, isr, rf, isr);
     return write_file(nd->props, text);
 }
 
@@ -236,8 +235,8 @@ static int node_spawn(td_kreal_t *k, kr_node_t *nd) {
                     "kafka.Kafka",
                     nd->props,
                     NULL};
-    snprintf(log4j, sizeof(log4j), "-Dlog4j2.configurationFile=%s/log4j2.properties",
-             k->dir);
+    snprintf(log4j, sizeof(log4j),
+             "-Dlog4j2.configurationFile=%s/log4j2.properties", k->dir);
     nd->pid = spawn(argv, nd->log);
     return nd->pid > 0 ? TD_OK : TD_ERR;
 }
@@ -251,18 +250,27 @@ static int format_all(td_kreal_t *k, char *errstr, size_t errstr_size) {
     cluster_id(id);
     snprintf(log, sizeof(log), "%s/format.log", k->dir);
     for (int i = 0; i < k->n; i++) {
-        char *argv[] = {"java", "-Xmx256m", "-XX:+UseSerialGC",
-                        "-XX:TieredStopAtLevel=1", "-cp", k->cp,
-                        "kafka.tools.StorageTool", "format", "-t", id, "-c",
-                        k->node[i].props, NULL};
+        char *argv[] = {"java",
+                        "-Xmx256m",
+                        "-XX:+UseSerialGC",
+                        "-XX:TieredStopAtLevel=1",
+                        "-cp",
+                        k->cp,
+                        "kafka.tools.StorageTool",
+                        "format",
+                        "-t",
+                        id,
+                        "-c",
+                        k->node[i].props,
+                        NULL};
         pids[i] = spawn(argv, log);
     }
     for (int i = 0; i < k->n; i++) {
         int st = pids[i] > 0 ? wait_exit(pids[i], 120000) : -1;
         if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             if (st == -1 && pids[i] > 0) kill(pids[i], SIGKILL);
-            snprintf(errstr, errstr_size,
-                     "formatting node %d failed (see %s)", i + 1, log);
+            snprintf(errstr, errstr_size, "formatting node %d failed (see %s)",
+                     i + 1, log);
             rc = TD_ERR;
         }
     }
@@ -273,7 +281,8 @@ static int format_all(td_kreal_t *k, char *errstr, size_t errstr_size) {
 
 static const rd_kafka_metadata_t *metadata(td_kreal_t *k, const char *topic) {
     const rd_kafka_metadata_t *md = NULL;
-    rd_kafka_topic_t *rkt = topic ? rd_kafka_topic_new(k->rk, topic, NULL) : NULL;
+    rd_kafka_topic_t *rkt =
+        topic ? rd_kafka_topic_new(k->rk, topic, NULL) : NULL;
     rd_kafka_resp_err_t err =
         rd_kafka_metadata(k->rk, topic ? 0 : 1, rkt, &md, 3000);
     if (rkt) rd_kafka_topic_destroy(rkt);
@@ -311,11 +320,8 @@ static int topic_ready(td_kreal_t *k, const char *topic, int partitions) {
 }
 
 /* Waits for node id (0: all) to be listed; errstr says which node died. */
-static int wait_listed(td_kreal_t *k,
-                       int id,
-                       int timeout_ms,
-                       char *errstr,
-                       size_t errstr_size) {
+static int wait_listed(
+    td_kreal_t *k, int id, int timeout_ms, char *errstr, size_t errstr_size) {
     int64_t deadline = td_mono_ms() + timeout_ms;
     while (!listed(k, id)) {
         int st, dead = td_kreal_reap(k, &st);
@@ -343,9 +349,10 @@ static int wait_topic(td_kreal_t *k,
     int64_t deadline = td_mono_ms() + KR_ADMIN_TIMEOUT_MS;
     while (!topic_ready(k, topic, partitions)) {
         if (td_mono_ms() >= deadline) {
-            snprintf(errstr, errstr_size,
-                     "topic %s: %d partitions with leaders not seen within %d ms",
-                     topic, partitions, KR_ADMIN_TIMEOUT_MS);
+            snprintf(
+                errstr, errstr_size,
+                "topic %s: %d partitions with leaders not seen within %d ms",
+                topic, partitions, KR_ADMIN_TIMEOUT_MS);
             return TD_ERR;
         }
         nap_ms(100);
@@ -450,11 +457,12 @@ const char *td_kreal_version(const td_kreal_t *k) {
 
 /* Runs one admin request already sent on q; 0 when the one topic result
  * carries no error. */
-static int admin_result(rd_kafka_queue_t *q,
-                        const rd_kafka_topic_result_t **(*topics)(
-                            const rd_kafka_event_t *, size_t *),
-                        char *errstr,
-                        size_t errstr_size) {
+static int
+admin_result(rd_kafka_queue_t *q,
+             const rd_kafka_topic_result_t **(*topics)(const rd_kafka_event_t *,
+                                                       size_t *),
+             char *errstr,
+             size_t errstr_size) {
     rd_kafka_event_t *ev = rd_kafka_queue_poll(q, KR_ADMIN_TIMEOUT_MS + 5000);
     const rd_kafka_topic_result_t **res;
     size_t cnt = 0;
@@ -481,8 +489,9 @@ static int admin_result(rd_kafka_queue_t *q,
 
 static const rd_kafka_topic_result_t **
 create_topics_result(const rd_kafka_event_t *ev, size_t *cnt) {
-    return (const rd_kafka_topic_result_t **)rd_kafka_CreateTopics_result_topics(
-        rd_kafka_event_CreateTopics_result((rd_kafka_event_t *)ev), cnt);
+    return (const rd_kafka_topic_result_t **)
+        rd_kafka_CreateTopics_result_topics(
+            rd_kafka_event_CreateTopics_result((rd_kafka_event_t *)ev), cnt);
 }
 
 static const rd_kafka_topic_result_t **
@@ -513,8 +522,10 @@ int td_kreal_topic_create(td_kreal_t *k,
         char kv[256], *eq;
         snprintf(kv, sizeof(kv), "%s", configs[i]);
         if (!(eq = strchr(kv, '='))) {
-            snprintf(errstr, errstr_size, "topic %s: config \"%s\" is not "
-                     "key=value", name, configs[i]);
+            snprintf(errstr, errstr_size,
+                     "topic %s: config \"%s\" is not "
+                     "key=value",
+                     name, configs[i]);
             rd_kafka_NewTopic_destroy(nt);
             return TD_ERR;
         }
@@ -572,10 +583,8 @@ int td_kreal_leader(td_kreal_t *k, const char *topic, int32_t partition) {
     return leader;
 }
 
-static kr_node_t *node_of(td_kreal_t *k,
-                          int id,
-                          char *errstr,
-                          size_t errstr_size) {
+static kr_node_t *
+node_of(td_kreal_t *k, int id, char *errstr, size_t errstr_size) {
     if (id < 1 || id > k->n) {
         snprintf(errstr, errstr_size, "node must be 1..%d, not %d", k->n, id);
         return NULL;

@@ -12,8 +12,7 @@ enum { KW_DOWN, KW_TOPIC, KW_OTHER };
 #define KW_METADATA_TIMEOUT_MS 2000
 
 static void count(td_kwatch_t *kw, td_kev_t e) {
-    atomic_fetch_add_explicit(&kw->m->kafka_events[e], 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&kw->m->kafka_events[e], 1, memory_order_relaxed);
 }
 
 void td_kwatch_init(td_kwatch_t *kw,

@@ -268,8 +268,7 @@ static int tk_topic_create(tk_ctx_t *ctx,
         size_t len = strlen(name);
         int n = 0;
         for (int i = 0; i < tk_config_cnt; i++) {
-            if (!strncmp(tk_configs[i], name, len) &&
-                tk_configs[i][len] == ':')
+            if (!strncmp(tk_configs[i], name, len) && tk_configs[i][len] == ':')
                 cfg[n++] = tk_configs[i] + len + 1;
         }
         cfg[n] = NULL;
@@ -333,11 +332,8 @@ static int tk_cmd_coordinator(tk_ctx_t *ctx,
 
 /* ---- --apache: commands on real brokers ---- */
 
-static int tk_parse_node(tk_ctx_t *ctx,
-                         const char *s,
-                         int *out,
-                         char *errstr,
-                         size_t errstr_size) {
+static int tk_parse_node(
+    tk_ctx_t *ctx, const char *s, int *out, char *errstr, size_t errstr_size) {
     long v;
     if (tk_parse_int(s, 1, ctx->broker_cnt, &v) != TD_OK) {
         snprintf(errstr, errstr_size, "node must be 1..%d, not \"%s\"",
@@ -612,8 +608,10 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--config") && v) {
             if (!strchr(v, ':') || !strchr(v, '=') ||
                 tk_config_cnt == 2 * TK_MAX_TOPICS) {
-                fprintf(stderr, "td-kafka: --config wants TOPIC:KEY=VALUE, "
-                                "not \"%s\"\n", v);
+                fprintf(stderr,
+                        "td-kafka: --config wants TOPIC:KEY=VALUE, "
+                        "not \"%s\"\n",
+                        v);
                 return 2;
             }
             tk_configs[tk_config_cnt++] = argv[++i];
@@ -655,9 +653,9 @@ int main(int argc, char **argv) {
         }
         ctx.broker_cnt = (int)broker_cnt;
         ctx.cmds = td_kafka_real_cmds;
-        ctx.real = td_kreal_start(jars && *jars ? jars : "build/kafka/lib",
-                                  dir, ctx.broker_cnt, 180000, errstr,
-                                  sizeof(errstr));
+        ctx.real =
+            td_kreal_start(jars && *jars ? jars : "build/kafka/lib", dir,
+                           ctx.broker_cnt, 180000, errstr, sizeof(errstr));
         if (!ctx.real) {
             fprintf(stderr, "td-kafka: Apache Kafka: %s\n", errstr);
             goto err;
@@ -671,8 +669,9 @@ int main(int argc, char **argv) {
         }
         printf("%s\n", td_kreal_bootstrap(ctx.real));
         fflush(stdout);
-        fprintf(stderr, "td-kafka: Apache Kafka %s, %d node(s), data and "
-                        "logs in %s\n",
+        fprintf(stderr,
+                "td-kafka: Apache Kafka %s, %d node(s), data and "
+                "logs in %s\n",
                 td_kreal_version(ctx.real), ctx.broker_cnt, dir);
         goto serve;
     }

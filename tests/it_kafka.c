@@ -111,8 +111,8 @@ static void worker_start(world_t *w, const char *const *extra) {
     for (int k = 0; extra && extra[k] && n < 22; k++)
         args[n++] = extra[k];
     args[n] = NULL;
-    assert_int_equal(td_h_trustd_start(&w->w[i], "trustd", &w->kafka,
-                                       &w->redis, "g-kafka", args),
+    assert_int_equal(td_h_trustd_start(&w->w[i], "trustd", &w->kafka, &w->redis,
+                                       "g-kafka", args),
                      0);
 }
 
@@ -228,8 +228,8 @@ typedef struct newparts_s {
 static int new_partitions_read(void *arg) {
     newparts_t *np = arg;
     for (int p = 4; p < 8; p++) {
-        redisReply *r = redisCommand(np->w->rc, "HGET trust:part:{%s/%d} committed",
-                                     np->topic, p);
+        redisReply *r = redisCommand(
+            np->w->rc, "HGET trust:part:{%s/%d} committed", np->topic, p);
         int ok = r && r->type == REDIS_REPLY_STRING && atoll(r->str) > 0;
         if (r) freeReplyObject(r);
         if (!ok) return 0;
@@ -264,8 +264,8 @@ static void test_partitions_added_mid_stream_two_workers(void **state) {
     td_h_producer_destroy(w->prod);
     w->prod = td_h_producer_new(w->kafka.bootstrap);
     produce(w, 3000, to_new_partitions);
-    if (!td_h_poll(new_partitions_read, &np, REFRESH_MS + REBALANCE_SLACK_MS +
-                                                 30000)) {
+    if (!td_h_poll(new_partitions_read, &np,
+                   REFRESH_MS + REBALANCE_SLACK_MS + 30000)) {
         td_h_dump_log(&w->w[0]);
         td_h_dump_log(&w->w[1]);
         fail_msg("orders partitions 4..7 not read");
@@ -310,9 +310,9 @@ static scan_t scan(world_t *w, const char *topic) {
 
 static void produce_garbage(world_t *w, int n) {
     for (int i = 0; i < n; i++)
-        assert_int_equal(td_h_produce_raw(w->prod, "orders", -1, "m-bad", 5,
-                                          "not avro", 8),
-                         0);
+        assert_int_equal(
+            td_h_produce_raw(w->prod, "orders", -1, "m-bad", 5, "not avro", 8),
+            0);
     assert_int_equal(td_h_producer_flush(w->prod), 0);
 }
 
@@ -387,8 +387,12 @@ typedef struct ctl_score_s {
 
 /* Runs `trustctl scores` and parses its lines into out (at most max). */
 static int trustctl_scores(world_t *w, ctl_score_t *out, int max) {
-    char *argv[] = {(char *)td_h_bin("trustctl"), "--brokers",
-                    w->kafka.bootstrap, "--redis", w->redis.addr, "scores",
+    char *argv[] = {(char *)td_h_bin("trustctl"),
+                    "--brokers",
+                    w->kafka.bootstrap,
+                    "--redis",
+                    w->redis.addr,
+                    "scores",
                     NULL};
     char line[512];
     td_h_proc_t p;
@@ -405,8 +409,8 @@ static int trustctl_scores(world_t *w, ctl_score_t *out, int max) {
     while (n < max && fgets(line, sizeof(line), fp)) {
         int tier;
         double conf;
-        if (sscanf(line, "%31s %lf %d %lf %lld", out[n].m, &out[n].score,
-                   &tier, &conf, &out[n].version) == 5 &&
+        if (sscanf(line, "%31s %lf %d %lf %lld", out[n].m, &out[n].score, &tier,
+                   &conf, &out[n].version) == 5 &&
             out[n].m[0] == 'm')
             n++;
     }
@@ -416,10 +420,17 @@ static int trustctl_scores(world_t *w, ctl_score_t *out, int max) {
 
 static void test_trust_scores_compacted_keeps_every_last_record(void **state) {
     static const char *const kargs[] = {
-        "--partitions", "2", "--topic", "trust-scores=2", "--config",
-        "trust-scores:segment.ms=500", "--config",
-        "trust-scores:min.cleanable.dirty.ratio=0.01", "--config",
-        "trust-scores:delete.retention.ms=100", NULL};
+        "--partitions",
+        "2",
+        "--topic",
+        "trust-scores=2",
+        "--config",
+        "trust-scores:segment.ms=500",
+        "--config",
+        "trust-scores:min.cleanable.dirty.ratio=0.01",
+        "--config",
+        "trust-scores:delete.retention.ms=100",
+        NULL};
     /* Every flush republishes every merchant it touched: many records per
      * key for the cleaner to remove. */
     static const char *const every[] = {"--publish-min-step", "0", NULL};
@@ -451,8 +462,9 @@ static void test_trust_scores_compacted_keeps_every_last_record(void **state) {
                   after.records, after.span, n);
     assert_int_equal(n, td_h_ref_count(w->ref));
     for (int i = 0; i < n; i++) {
-        redisReply *r = redisCommand(w->rc, "HMGET trust:{%s}:score "
-                                            "pub_score pub_version",
+        redisReply *r = redisCommand(w->rc,
+                                     "HMGET trust:{%s}:score "
+                                     "pub_score pub_version",
                                      got[i].m);
         assert_non_null(r);
         assert_int_equal(r->type, REDIS_REPLY_ARRAY);
@@ -461,8 +473,8 @@ static void test_trust_scores_compacted_keeps_every_last_record(void **state) {
             fabs(strtod(r->element[0]->str, NULL) - got[i].score) > 0.006)
             fail_msg("%s: trust-scores says %.2f version %lld, Redis %s "
                      "version %s",
-                     got[i].m, got[i].score, got[i].version,
-                     r->element[0]->str, r->element[1]->str);
+                     got[i].m, got[i].score, got[i].version, r->element[0]->str,
+                     r->element[1]->str);
         freeReplyObject(r);
     }
     assert_exact(w);
@@ -496,10 +508,8 @@ static int missing_topic_gauge(void *arg) {
 }
 
 /* Produces n generated events; refunds go to refunds (skipped if NULL). */
-static void produce_refunds_to(world_t *w,
-                               td_codec_t *codec,
-                               int n,
-                               const char *refunds) {
+static void
+produce_refunds_to(world_t *w, td_codec_t *codec, int n, const char *refunds) {
     char errstr[256], buf[4096];
     size_t len;
 
@@ -509,8 +519,8 @@ static void produce_refunds_to(world_t *w,
         if (ev.kind != TD_EV_REFUND) {
             assert_int_equal(td_h_produce(w->prod, &ev, -1), 0);
         } else if (refunds) {
-            assert_int_equal(td_codec_encode(codec, &ev, buf, sizeof(buf),
-                                             &len, errstr, sizeof(errstr)),
+            assert_int_equal(td_codec_encode(codec, &ev, buf, sizeof(buf), &len,
+                                             errstr, sizeof(errstr)),
                              TD_OK);
             assert_int_equal(td_h_produce_raw(w->prod, refunds, -1,
                                               ev.merchant_id.ptr,

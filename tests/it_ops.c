@@ -30,7 +30,7 @@
 #include "common.h"
 #include "harness.h"
 
-#define HOUR     3600000LL
+#define HOUR 3600000LL
 
 static td_h_redis_t redis;
 static td_h_kafka_t kafka;
@@ -270,10 +270,11 @@ static void test_counters_follow_the_events(void **state) {
         in_steps += td_h_sample(h.body, series);
     }
     assert_true(
-        td_h_sample(h.body, "trustd_flush_step_seconds_total{step=\"merchants\"}") >
-        0);
+        td_h_sample(h.body,
+                    "trustd_flush_step_seconds_total{step=\"merchants\"}") > 0);
     assert_true(in_steps <=
-                td_h_sample(h.body, "trustd_flush_duration_seconds_sum") + 1e-6);
+                td_h_sample(h.body, "trustd_flush_duration_seconds_sum") +
+                    1e-6);
     assert_true(td_h_sample(h.body, "trustd_merchant_writes_total") >= 2);
     free(h.body);
 }
