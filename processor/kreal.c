@@ -26,6 +26,7 @@
 
 #include "common.h"
 #include "kreal.h"
+#include "proc.h"
 
 #define KR_ADMIN_TIMEOUT_MS 30000
 #define KR_NODE_UP_MS       90000
@@ -131,43 +132,6 @@ static int write_file(const char *path, const char *text) {
     return fclose(fp) == 0 && ok ? TD_OK : TD_ERR;
 }
 
-/* fork + exec argv with stdout and stderr appended to log; the child dies
- * with this process. */
-static pid_t spawn(char *const argv[], const char *log) {
-    pid_t pid;
-
-    fflush(stdout);
-    fflush(stderr);
-    if ((pid = fork()) != 0) return pid;
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-    if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
-    }
-    fd = open("/dev/null", O_RDONLY);
-    if (fd >= 0) {
-        dup2(fd, 0);
-        close(fd);
-    }
-    execvp(argv[0], argv);
-    fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-    _exit(127);
-}
-
-/* waitpid with a deadline: the status, or -1 on timeout. */
-static int wait_exit(pid_t pid, int timeout_ms) {
-    int64_t deadline = td_mono_ms() + timeout_ms;
-    int status;
-    for (;;) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid) return status;
-        if (r < 0 || td_mono_ms() >= deadline) return -1;
-        nap_ms(50);
-    }
-}
-
 /* ---- nodes ---- */
 
 static int write_props(td_kreal_t *k, kr_node_t *nd) {
@@ -237,7 +201,7 @@ static int node_spawn(td_kreal_t *k, kr_node_t *nd) {
                     NULL};
     snprintf(log4j, sizeof(log4j),
              "-Dlog4j2.configurationFile=%s/log4j2.properties", k->dir);
-    nd->pid = spawn(argv, nd->log);
+    nd->pid = td_proc_spawn(argv, nd->log);
     return nd->pid > 0 ? TD_OK : TD_ERR;
 }
 
@@ -263,10 +227,10 @@ static int format_all(td_kreal_t *k, char *errstr, size_t errstr_size) {
                         "-c",
                         k->node[i].props,
                         NULL};
-        pids[i] = spawn(argv, log);
+        pids[i] = td_proc_spawn(argv, log);
     }
     for (int i = 0; i < k->n; i++) {
-        int st = pids[i] > 0 ? wait_exit(pids[i], 120000) : -1;
+        int st = pids[i] > 0 ? td_proc_wait(pids[i], 120000) : -1;
         if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             if (st == -1 && pids[i] > 0) kill(pids[i], SIGKILL);
             snprintf(errstr, errstr_size, "formatting node %d failed (see %s)",
@@ -597,7 +561,7 @@ int td_kreal_kill(td_kreal_t *k, int id, char *errstr, size_t errstr_size) {
     if (!nd) return TD_ERR;
     if (nd->pid > 0) {
         kill(nd->pid, SIGKILL);
-        wait_exit(nd->pid, 10000);
+        td_proc_wait(nd->pid, 10000);
         nd->pid = 0;
     }
     return TD_OK;
@@ -608,9 +572,9 @@ int td_kreal_stop(td_kreal_t *k, int id, char *errstr, size_t errstr_size) {
     if (!nd) return TD_ERR;
     if (nd->pid > 0) {
         kill(nd->pid, SIGTERM);
-        if (wait_exit(nd->pid, 30000) == -1) {
+        if (td_proc_wait(nd->pid, 30000) == -1) {
             kill(nd->pid, SIGKILL);
-            wait_exit(nd->pid, 10000);
+            td_proc_wait(nd->pid, 10000);
             nd->pid = 0;
             snprintf(errstr, errstr_size,
                      "node %d did not stop within 30 s (killed)", id);
@@ -655,7 +619,7 @@ void td_kreal_destroy(td_kreal_t *k) {
         if (k->node[i].pid > 0) kill(k->node[i].pid, SIGKILL);
     }
     for (int i = 0; i < k->n; i++) {
-        if (k->node[i].pid > 0) wait_exit(k->node[i].pid, 10000);
+        if (k->node[i].pid > 0) td_proc_wait(k->node[i].pid, 10000);
     }
     if (k->rk) rd_kafka_destroy(k->rk);
     free(k);

@@ -344,25 +344,26 @@ static int tk_parse_node(
     return TD_OK;
 }
 
+/* kill, stop or start NODE: the command's name picks the call. */
 static int
-tk_cmd_kill(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
+tk_cmd_node(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
+    static const struct {
+        const char *name;
+        int (*fn)(td_kreal_t *k, int id, char *errstr, size_t errstr_size);
+    } ops[] = {
+        {"kill", td_kreal_kill},
+        {"stop", td_kreal_stop},
+        {"start", td_kreal_restart},
+    };
     int id;
-    if (tk_parse_node(ctx, argv[1], &id, errstr, errstr_size)) return TD_ERR;
-    return td_kreal_kill(ctx->real, id, errstr, errstr_size);
-}
 
-static int
-tk_cmd_stop(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
-    int id;
     if (tk_parse_node(ctx, argv[1], &id, errstr, errstr_size)) return TD_ERR;
-    return td_kreal_stop(ctx->real, id, errstr, errstr_size);
-}
-
-static int
-tk_cmd_start(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
-    int id;
-    if (tk_parse_node(ctx, argv[1], &id, errstr, errstr_size)) return TD_ERR;
-    return td_kreal_restart(ctx->real, id, errstr, errstr_size);
+    for (size_t i = 0; i < TD_ARRAY_LEN(ops); i++) {
+        if (!strcasecmp(ops[i].name, argv[0]))
+            return ops[i].fn(ctx->real, id, errstr, errstr_size);
+    }
+    snprintf(errstr, errstr_size, "unknown command \"%s\"", argv[0]);
+    return TD_ERR;
 }
 
 static int
@@ -412,9 +413,9 @@ static const tk_cmd_t td_kafka_cmds[] = {
 /* With --apache: node ids are 1..N; "leader" answers "ok <node id>" (-1
  * without a leader). */
 static const tk_cmd_t td_kafka_real_cmds[] = {
-    {"kill",   1, tk_cmd_kill,   "kill NODE (SIGKILL)"},
-    {"stop",   1, tk_cmd_stop,   "stop NODE (SIGTERM, clean shutdown)"},
-    {"start",  1, tk_cmd_start,  "start NODE (after kill or stop)"},
+    {"kill",   1, tk_cmd_node,   "kill NODE (SIGKILL)"},
+    {"stop",   1, tk_cmd_node,   "stop NODE (SIGTERM, clean shutdown)"},
+    {"start",  1, tk_cmd_node,  "start NODE (after kill or stop)"},
     {"create", 2, tk_cmd_create, "create TOPIC PARTITIONS"},
     {"grow",   2, tk_cmd_grow,   "grow TOPIC PARTITIONS (CreatePartitions)"},
     {"leader", 2, tk_cmd_real_leader, "leader TOPIC PARTITION"},

@@ -235,6 +235,21 @@ trustd_alive() {
     kill -0 "$1" 2>/dev/null || die "trustd$4 exited: $(tail -n 5 "$2")"
 }
 
+# Waits at most $3 s for the bootstrap address that td-kafka (pid $1,
+# output in $dir/$2.out and .log) prints first; sets KADDR. Dies if it
+# exits or prints nothing.
+kafka_address() {
+    local i
+    for ((i = 0; i < $3 * 20; i++)); do
+        [ -s "$dir/$2.out" ] && break
+        kill -0 "$1" 2>/dev/null ||
+            die "td-kafka exited: $(tail -n 3 "$dir/$2.log")"
+        sleep 0.05
+    done
+    KADDR=$(head -n 1 "$dir/$2.out")
+    [ -n "$KADDR" ] || die "td-kafka printed no bootstrap address"
+}
+
 # Sum of a Prometheus metric (all label sets) in the file $1.
 metric() {
     awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $2 }
@@ -328,13 +343,8 @@ fi
 "$B/td-kafka" --partitions "$PARTS" <&- >"$dir/kafka.out" \
     2>"$dir/kafka.log" &
 kafka_pid=$!
-for ((i = 0; i < 200; i++)); do
-    [ -s "$dir/kafka.out" ] && break
-    kill -0 "$kafka_pid" 2>/dev/null || die "td-kafka exited"
-    sleep 0.05
-done
-brokers=$(head -n 1 "$dir/kafka.out")
-[ -n "$brokers" ] || die "td-kafka printed no bootstrap address"
+kafka_address "$kafka_pid" kafka 10
+brokers=$KADDR
 
 # A fresh redis-server on a free loopback port: retried if another process
 # takes the port first; ours only when INFO names our pid.
@@ -713,12 +723,8 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     "$B/td-kafka" --partitions 4 <&- >"$dir/kafka-cg.out" \
         2>"$dir/kafka-cg.log" &
     kafka2_pid=$!
-    for ((i = 0; i < 200; i++)); do
-        [ -s "$dir/kafka-cg.out" ] && break
-        sleep 0.05
-    done
-    brokers2=$(head -n 1 "$dir/kafka-cg.out")
-    [ -n "$brokers2" ] || die "the second td-kafka printed no address"
+    kafka_address "$kafka2_pid" kafka-cg 10
+    brokers2=$KADDR
     "$B/td-loadgen" --brokers "$brokers2" --events "$CG_EVENTS" \
         --merchants $((MERCHANTS / 20 > 0 ? MERCHANTS / 20 : 1)) \
         --zipf-s "$ZIPF" --seed "$SEED" 2>"$dir/loadgen-cg.log" ||
@@ -804,14 +810,8 @@ if [ "$APACHE" = 1 ]; then
     "$B/td-kafka" --apache --dir "$dir/apache" --partitions "$AK_PARTS" \
         </dev/null >"$dir/kafka-ak.out" 2>"$dir/kafka-ak.log" &
     kafka3_pid=$!
-    for ((i = 0; i < 1800; i++)); do
-        [ -s "$dir/kafka-ak.out" ] && break
-        kill -0 "$kafka3_pid" 2>/dev/null ||
-            die "td-kafka --apache exited: $(tail -n 3 "$dir/kafka-ak.log")"
-        sleep 0.1
-    done
-    ak_brokers=$(head -n 1 "$dir/kafka-ak.out")
-    [ -n "$ak_brokers" ] || die "td-kafka --apache printed no address"
+    kafka_address "$kafka3_pid" kafka-ak 180
+    ak_brokers=$KADDR
     ak_version=$(sed -n 's/^td-kafka: Apache Kafka \([^,]*\),.*/\1/p' \
         "$dir/kafka-ak.log")
     "$B/td-loadgen" --brokers "$ak_brokers" --events "$AK_EVENTS" \

@@ -28,6 +28,8 @@
 #include <unistd.h>
 
 #include "codec.h"
+#include "loadgen.h"
+#include "proc.h"
 #include "common.h"
 #include "harness.h"
 #include "store.h"
@@ -97,49 +99,18 @@ int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms) {
 
 int td_h_spawn(td_h_proc_t *p, const char *tag, char *const argv[]) {
     static int seq;
-    int fd;
 
     snprintf(p->log, sizeof(p->log), "%s/%s.%d.log", td_h_tmpdir(), tag, seq++);
-    fflush(stdout);
-    fflush(stderr);
-    p->pid = fork();
-    if (p->pid < 0) return -1;
-    if (p->pid == 0) {
-        /* Dies with the test: a failed assertion skips the test's own
-         * cleanup, and its processes must not outlive the test binary. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    return 0;
+    /* Dies with the test: a failed assertion skips the test's own cleanup,
+     * and its processes must not outlive the test binary. */
+    p->pid = td_proc_spawn(argv, p->log);
+    return p->pid < 0 ? -1 : 0;
 }
 
 int td_h_wait(td_h_proc_t *p, int timeout_ms) {
-    int64_t deadline = mono_ms() + timeout_ms;
-    int status;
-
-    if (p->pid <= 0) return -1;
-    for (;;) {
-        pid_t r = waitpid(p->pid, &status, WNOHANG);
-        if (r == p->pid) {
-            p->pid = 0;
-            return status;
-        }
-        if (r < 0 || mono_ms() >= deadline) return -1;
-        short_nap();
-    }
+    int status = td_proc_wait(p->pid, timeout_ms);
+    if (status != -1) p->pid = 0;
+    return status;
 }
 
 void td_h_signal(td_h_proc_t *p, int sig) {
@@ -974,6 +945,36 @@ long long td_h_committed_sum(redisContext *rc) {
     }
     freeReplyObject(keys);
     return sum;
+}
+
+typedef struct h_committed_s {
+    redisContext *rc;
+    long long target;
+} h_committed_t;
+
+static int h_committed(void *arg) {
+    h_committed_t *c = arg;
+    return td_h_committed_sum(c->rc) >= c->target;
+}
+
+int td_h_committed_reached(redisContext *rc, long long target, int timeout_ms) {
+    h_committed_t c = {rc, target};
+    return td_h_poll(h_committed, &c, timeout_ms);
+}
+
+int td_h_produce_gen(td_h_producer_t *p,
+                     struct td_loadgen_s *gen,
+                     td_h_ref_t *ref,
+                     int n,
+                     int32_t (*part)(const td_event_t *ev, void *arg),
+                     void *arg) {
+    for (int i = 0; i < n; i++) {
+        td_event_t ev;
+        td_loadgen_next(gen, &ev);
+        if (td_h_produce(p, &ev, part ? part(&ev, arg) : -1) != 0) return -1;
+        td_h_ref_add(ref, &ev);
+    }
+    return td_h_producer_flush(p);
 }
 
 uint64_t td_h_xorshift(uint64_t *state) {

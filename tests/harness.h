@@ -162,6 +162,10 @@ int td_h_merge(struct td_store_s *st,
  * (trust:part:*): how far trustd got, over all partitions. */
 long long td_h_committed_sum(redisContext *rc);
 
+/* Polls until td_h_committed_sum() reaches target or timeout_ms passes;
+ * returns 1 if it did. */
+int td_h_committed_reached(redisContext *rc, long long target, int timeout_ms);
+
 /* The tests' pseudo-random numbers: xorshift64 over *state (non-zero),
  * so a seed makes a run repeatable. */
 uint64_t td_h_xorshift(uint64_t *state);
@@ -250,6 +254,17 @@ int td_h_ref_compare(const td_h_ref_t *r,
                      const redisReply *h,
                      char *why,
                      size_t why_size);
+/* Produces n events of the load generator gen, each to partition
+ * part(ev, arg) (-1 or part NULL: by key), folds each into ref, then
+ * flushes. 0 on success. */
+struct td_loadgen_s;
+int td_h_produce_gen(td_h_producer_t *p,
+                     struct td_loadgen_s *gen,
+                     td_h_ref_t *ref,
+                     int n,
+                     int32_t (*part)(const td_event_t *ev, void *arg),
+                     void *arg);
+
 /* 1 when every merchant of the reference equals its signals hash in
  * Redis; else 0 with the first difference in why. */
 int td_h_ref_equal(const td_h_ref_t *r,

@@ -78,26 +78,17 @@ static void world_stop(world_t *w) {
     td_h_redis_stop(&w->redis);
 }
 
-/* Produces n generated events (partition chosen by key, or `part`). */
-static void produce(world_t *w, int n, int32_t part) {
-    for (int i = 0; i < n; i++) {
-        td_event_t ev;
-        td_loadgen_next(w->gen, &ev);
-        assert_int_equal(td_h_produce(w->prod, &ev, part), 0);
-        td_h_ref_add(w->ref, &ev);
-        w->produced++;
-    }
-    assert_int_equal(td_h_producer_flush(w->prod), 0);
+/* Returns the partition given as arg: -1 lets the partitioner choose. */
+static int32_t fixed_part(const td_event_t *ev, void *arg) {
+    (void)ev;
+    return *(const int32_t *)arg;
 }
 
-typedef struct progress_s {
-    world_t *w;
-    long long target;
-} progress_t;
-
-static int reached(void *arg) {
-    progress_t *p = arg;
-    return td_h_committed_sum(p->w->rc) >= p->target;
+/* Produces n generated events (partition chosen by key, or `part`). */
+static void produce(world_t *w, int n, int32_t part) {
+    assert_int_equal(
+        td_h_produce_gen(w->prod, w->gen, w->ref, n, fixed_part, &part), 0);
+    w->produced += n;
 }
 
 static char last_diff[512];
@@ -137,9 +128,10 @@ static void test_kill9_at_random_points_ends_exact(void **state) {
                      0);
     for (int k = 0; k < kills; k++) {
         /* Kill once a random share of what was produced is committed. */
-        progress_t pr = {w, (long long)((double)w->produced *
-                                        (0.1 + (double)(rnd() % 80) / 100))};
-        td_h_poll(reached, &pr, 60000);
+        td_h_committed_reached(w->rc,
+                               (long long)((double)w->produced *
+                                           (0.1 + (double)(rnd() % 80) / 100)),
+                               60000);
         if (k % 2 == 0) produce(w, chunk / 2, -1); /* more data while it runs */
         td_h_signal(&p, SIGKILL);
         td_h_wait(&p, 10000);
@@ -150,8 +142,7 @@ static void test_kill9_at_random_points_ends_exact(void **state) {
     produce(w, chunk, -1);
     /* A last kill with nothing produced afterwards: the replay of an
      * interrupted flush must complete without new traffic. */
-    progress_t last = {w, (long long)w->produced - chunk / 2};
-    td_h_poll(reached, &last, 60000);
+    td_h_committed_reached(w->rc, (long long)w->produced - chunk / 2, 60000);
     td_h_signal(&p, SIGKILL);
     td_h_wait(&p, 10000);
     assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka, &w->redis,
@@ -176,8 +167,7 @@ static void test_second_sigterm_exits_at_once_without_damage(void **state) {
     assert_int_equal(td_h_trustd_start(&p, "trustd-term", &w->kafka, &w->redis,
                                        "g-term", fast_flush),
                      0);
-    progress_t pr = {w, 500};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 500, 60000));
     produce(w, 2000, -1);
     td_h_signal(&p, SIGTERM);
     td_h_signal(&p, SIGTERM);
@@ -205,8 +195,7 @@ static void test_scaling_1_3_2_workers_ends_exact(void **state) {
     assert_int_equal(td_h_trustd_start(&p[0], "trustd-scale", &w->kafka,
                                        &w->redis, "g-scale", fast_flush),
                      0);
-    progress_t pr = {w, 1000};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 1000, 60000));
     assert_int_equal(td_h_trustd_start(&p[1], "trustd-scale", &w->kafka,
                                        &w->redis, "g-scale", fast_flush),
                      0);
@@ -215,8 +204,7 @@ static void test_scaling_1_3_2_workers_ends_exact(void **state) {
                      0);
     for (int i = 0; i < 5; i++)
         produce(w, 1000, -1);
-    pr.target = (long long)w->produced - 2000;
-    td_h_poll(reached, &pr, 60000);
+    td_h_committed_reached(w->rc, (long long)w->produced - 2000, 60000);
     td_h_stop_graceful(&p[2], 15000); /* 3 -> 2 */
     produce(w, 3000, -1);
     assert_exact(w, p, 2);
@@ -294,8 +282,7 @@ static void test_redis_outage_mid_stream_ends_exact(void **state) {
     assert_int_equal(td_h_trustd_start(&p, "trustd-outage", &w->kafka,
                                        &w->redis, "g-outage", fast_flush),
                      0);
-    progress_t pr = {w, 1500};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 1500, 60000));
     td_h_redis_stop(&w->redis);
     redisFree(w->rc);
     produce(w, 3000, -1);
@@ -327,8 +314,7 @@ static void test_long_redis_outage_keeps_the_group(void **state) {
     assert_int_equal(td_h_trustd_start(&p, "trustd-hold", &w->kafka, &w->redis,
                                        "g-hold", args),
                      0);
-    progress_t pr = {w, 1000};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 1000, 60000));
     td_h_redis_stop(&w->redis);
     redisFree(w->rc);
     produce(w, 3000, -1); /* ~300 merchants: more than max_merchants */
@@ -373,8 +359,7 @@ static void test_kafka_faults_ride_through(void **state) {
     assert_int_equal(td_h_trustd_start(&p, "trustd-kfault", &w->kafka,
                                        &w->redis, "g-kfault", fast_flush),
                      0);
-    progress_t pr = {w, 1000};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 1000, 60000));
     assert_int_equal(td_h_kafka_cmd(&w->kafka, "errors Fetch 5 "
                                                "NOT_LEADER_FOR_PARTITION"),
                      0);

@@ -126,33 +126,17 @@ static double metric_sum(world_t *w, const char *series) {
     return sum;
 }
 
-/* Produces n generated events: to partition route(merchant) when route is
- * set and answers >= 0, else by key. */
-static void produce(world_t *w, int n, int32_t (*route)(const td_event_t *)) {
-    for (int i = 0; i < n; i++) {
-        td_event_t ev;
-        td_loadgen_next(w->gen, &ev);
-        assert_int_equal(td_h_produce(w->prod, &ev, route ? route(&ev) : -1),
-                         0);
-        td_h_ref_add(w->ref, &ev);
-        w->produced++;
-    }
-    assert_int_equal(td_h_producer_flush(w->prod), 0);
-}
-
-typedef struct progress_s {
-    world_t *w;
-    long long target;
-} progress_t;
-
-static int reached(void *arg) {
-    progress_t *p = arg;
-    return td_h_committed_sum(p->w->rc) >= p->target;
+/* Produces n generated events: to partition route(ev) when route is set
+ * and answers >= 0, else by key. */
+static void
+produce(world_t *w, int n, int32_t (*route)(const td_event_t *, void *)) {
+    assert_int_equal(td_h_produce_gen(w->prod, w->gen, w->ref, n, route, NULL),
+                     0);
+    w->produced += n;
 }
 
 static void wait_committed(world_t *w, long long target) {
-    progress_t pr = {w, target};
-    if (!td_h_poll(reached, &pr, 90000)) {
+    if (!td_h_committed_reached(w->rc, target, 90000)) {
         for (int i = 0; i < w->nw; i++)
             td_h_dump_log(&w->w[i]);
         fail_msg("trustd committed %lld of %lld offsets in 90 s",
@@ -214,7 +198,8 @@ static void assert_logged(world_t *w, const char *re, int timeout_ms) {
 /* ---- partitions added mid-stream ---- */
 
 /* Half of the merchants (by id hash) move to the new partitions 4..7. */
-static int32_t to_new_partitions(const td_event_t *ev) {
+static int32_t to_new_partitions(const td_event_t *ev, void *arg) {
+    (void)arg;
     uint32_t h = td_hash_id(ev->merchant_id.ptr, ev->merchant_id.len);
     return h % 2 ? (int32_t)(4 + (h / 2) % 4) : -1;
 }
