@@ -122,6 +122,9 @@ static void cluster_id(char out[23]) {
             out[o++] = b64[(v >> (18 - 6 * j)) & 63];
     }
     out[22] = '\0';
+    /* Like Kafka's Uuid.randomUuid(): an id starting with '-' would be
+     * taken for an option on StorageTool's command line. */
+    if (out[0] == '-') out[0] = 'A';
 }
 
 static int write_file(const char *path, const char *text) {
@@ -205,6 +208,19 @@ static int node_spawn(td_kreal_t *k, kr_node_t *nd) {
     return nd->pid > 0 ? TD_OK : TD_ERR;
 }
 
+/* The last non-empty line of the file path (a failed tool's reason). */
+static void last_line(const char *path, char *out, size_t size) {
+    char line[256];
+    FILE *fp = fopen(path, "r");
+
+    snprintf(out, size, "no output");
+    while (fp && fgets(line, sizeof(line), fp)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (line[0]) snprintf(out, size, "%s", line);
+    }
+    if (fp) fclose(fp);
+}
+
 /* kafka.tools.StorageTool format, every node at once. */
 static int format_all(td_kreal_t *k, char *errstr, size_t errstr_size) {
     char id[23], log[300];
@@ -233,8 +249,10 @@ static int format_all(td_kreal_t *k, char *errstr, size_t errstr_size) {
         int st = pids[i] > 0 ? td_proc_wait(pids[i], 120000) : -1;
         if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             if (st == -1 && pids[i] > 0) kill(pids[i], SIGKILL);
-            snprintf(errstr, errstr_size, "formatting node %d failed (see %s)",
-                     i + 1, log);
+            char last[256];
+            last_line(log, last, sizeof(last));
+            snprintf(errstr, errstr_size, "formatting node %d failed: %s (%s)",
+                     i + 1, last, log);
             rc = TD_ERR;
         }
     }
