@@ -40,8 +40,18 @@ void td_kwatch_error(td_kwatch_t *kw,
                   kw->brokers, reason);
         return;
     }
-    td_log_rl(&kw->rl, KW_OTHER, TD_LOG_WARNING, "kafka %s: %s",
-              rd_kafka_err2name(err), reason);
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char why[512];
+        rd_kafka_fatal_error(rk, why, sizeof(why));
+        td_log(TD_LOG_WARNING, "kafka fatal error: %s (%s)", why, reason);
+        return;
+    }
+    /* One rate-limiter slot per error code (codes are -200..~120): one
+     * error's repeats never hide another's first line. */
+    td_log_rl(&kw->rl,
+              KW_OTHER +
+                  (int)((unsigned)(err + 200) % (TD_LOG_RL_CODES - KW_OTHER)),
+              TD_LOG_WARNING, "kafka %s: %s", rd_kafka_err2name(err), reason);
 }
 
 static int kind_of(const td_kwatch_t *kw, const char *topic) {
