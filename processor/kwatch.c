@@ -11,6 +11,14 @@ enum { KW_DOWN, KW_TOPIC, KW_OTHER };
 
 #define KW_METADATA_TIMEOUT_MS 2000
 
+/* td_log_rl() on the shared rate limiter, under its lock. */
+#define KW_LOG_RL(kw, ...)                                                     \
+    do {                                                                       \
+        pthread_mutex_lock(&(kw)->lock);                                       \
+        td_log_rl(&(kw)->rl, __VA_ARGS__);                                     \
+        pthread_mutex_unlock(&(kw)->lock);                                     \
+    } while (0)
+
 static void count(td_kwatch_t *kw, td_kev_t e) {
     atomic_fetch_add_explicit(&kw->m->kafka_events[e], 1, memory_order_relaxed);
 }
@@ -24,7 +32,12 @@ void td_kwatch_init(td_kwatch_t *kw,
     kw->m = m;
     kw->topics = topics;
     kw->brokers = brokers;
+    pthread_mutex_init(&kw->lock, NULL);
     td_log_rl_init(&kw->rl, log_interval_ms);
+}
+
+void td_kwatch_destroy(td_kwatch_t *kw) {
+    pthread_mutex_destroy(&kw->lock);
 }
 
 void td_kwatch_error(td_kwatch_t *kw,
@@ -33,7 +46,7 @@ void td_kwatch_error(td_kwatch_t *kw,
                      const char *reason) {
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
         count(kw, TD_KEV_BROKERS_DOWN);
-        td_log_rl(&kw->rl, KW_DOWN, TD_LOG_WARNING,
+        KW_LOG_RL(kw, KW_DOWN, TD_LOG_WARNING,
                   "kafka: no broker of %s answers (%s): consumption, "
                   "publication and dead-lettering wait and retry; nothing is "
                   "read, skipped or lost meanwhile",
@@ -48,7 +61,7 @@ void td_kwatch_error(td_kwatch_t *kw,
     }
     /* One rate-limiter slot per error code (codes are -200..~120): one
      * error's repeats never hide another's first line. */
-    td_log_rl(&kw->rl,
+    KW_LOG_RL(kw,
               KW_OTHER +
                   (int)((unsigned)(err + 200) % (TD_LOG_RL_CODES - KW_OTHER)),
               TD_LOG_WARNING, "kafka %s: %s", rd_kafka_err2name(err), reason);
@@ -73,7 +86,7 @@ int td_kwatch_consumer_error(td_kwatch_t *kw, const rd_kafka_message_t *msg) {
         atomic_store_explicit(&kw->m->topic_partitions[k], -1,
                               memory_order_relaxed);
     count(kw, TD_KEV_UNKNOWN_TOPIC);
-    td_log_rl(&kw->rl, KW_TOPIC, TD_LOG_WARNING,
+    KW_LOG_RL(kw, KW_TOPIC, TD_LOG_WARNING,
               "kafka: input topic %s cannot be read (%s): its events wait in "
               "Kafka until it is created (or readable), the other topics are "
               "read meanwhile",

@@ -6,13 +6,15 @@
  * trustd or loses an event: it waits for the brokers, reads a missing topic
  * once it exists, and reads new partitions from their first offset.
  *
- * Called on the worker thread only (librdkafka's callbacks run from its
- * polls), so it needs no lock.
+ * librdkafka's callbacks run from its polls: the consumer's on the worker
+ * thread, the producer's there and on the flusher thread; one lock guards
+ * the rate limiter (the counters are atomic).
  */
 #ifndef TD_KWATCH_H
 #define TD_KWATCH_H
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 
 #include "log.h"
 #include "metrics.h"
@@ -21,6 +23,7 @@ typedef struct td_kwatch_s {
     td_metrics_t *m;
     const char *const *topics; /* the input topics, by td_event_kind_t */
     const char *brokers;
+    pthread_mutex_t lock; /* guards rl */
     td_log_ratelimit_t rl;
 } td_kwatch_t;
 
@@ -29,6 +32,8 @@ void td_kwatch_init(td_kwatch_t *kw,
                     const char *const *topics,
                     const char *brokers,
                     int64_t log_interval_ms);
+
+void td_kwatch_destroy(td_kwatch_t *kw);
 
 /* An error_cb error of either client: logs it; all brokers down also
  * counts. */

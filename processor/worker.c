@@ -1771,6 +1771,7 @@ void td_worker_destroy(td_worker_t *w) {
     free(w->marks);
     free(w->fresh);
     free(w->actx);
+    td_kwatch_destroy(&w->kw);
     free(w);
 }
 
