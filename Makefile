@@ -1,8 +1,11 @@
 # Trust Index - build, test, demo and benchmark.
 #
 #   make demo    build, start embedded Kafka + redis-server + load + trustd
-#   make test    unit + integration tests, the same under ASan/UBSan, a
-#                60 s fuzz run of the decoders, the bench smoke, deploy lint
+#                (KAFKA=apache: a real Apache Kafka broker instead)
+#   make test    unit + integration tests, the consumer-group suites again
+#                on a real Apache Kafka, the same under ASan/UBSan (mock
+#                only), a 60 s fuzz run of the decoders, the bench smoke,
+#                deploy lint
 #
 # Every target depends on `deps`, which installs missing Debian packages.
 
@@ -24,6 +27,9 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
            redis-tools clang libclang-rt-14-dev valgrind yamllint \
            clang-format
 
+# A JRE and Maven: the real Apache Kafka of `make test-kafka` and the demo.
+DEB_PKGS += openjdk-17-jre-headless maven
+
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume
 MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c),$(m)))
 MAIN_SRC = $(patsubst %,processor/%.c,$(subst -,_,$(PROGRAMS)))
@@ -44,8 +50,7 @@ IT_BIN   = $(patsubst tests/%.c,$(BUILD)/tests/%,$(IT_SRC))
 TEST_LIB = $(BUILD)/obj/harness.o
 
 .PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
-        bench-module \
-        clang-build \
+        bench-module clang-build kafka-jars test-kafka test-lua \
         soak lint format clean docs
 .DEFAULT_GOAL := all
 
@@ -121,11 +126,46 @@ unit: deps
 
 integration: deps
 	@$(MAKE) --no-print-directory bins $(IT_BIN)
-	@TD_BIN=$(BUILD) sh tests/run_tests.sh $(IT_BIN)
+	@TD_BIN=$(BUILD) sh tests/run_tests.sh $(filter-out %/it_kafka,$(IT_BIN))
+
+# Apache Kafka and its runtime dependencies from Maven Central
+# (tests/kafka/pom.xml) into build/kafka/lib, once: ~/.m2 caches them and a
+# changed pom fetches again. Whatever BUILD is, they live in build/.
+KAFKA_JARS = build/kafka/lib
+$(KAFKA_JARS)/.fetched: tests/kafka/pom.xml
+	@echo "  MVN     $(KAFKA_JARS)"; rm -rf $(KAFKA_JARS); \
+	mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies \
+	    -Dstyle.color=never -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_JARS) || \
+	{ echo "kafka-jars: could not fetch Apache Kafka from Maven Central;" \
+	    "the real-Kafka suites cannot run" >&2; exit 1; }
+	@touch $@
+
+kafka-jars: deps
+	@$(MAKE) --no-print-directory $(KAFKA_JARS)/.fetched
+
+# The consumer-group suites again on a real Apache Kafka (TD_KAFKA=apache:
+# td-kafka --apache), then it_kafka, which only runs on one; one suite, so
+# one broker or cluster, at a time; not under ASan.
+KAFKA_IT = it_pipeline it_exactly_once it_dlq it_ops it_kafka
+test-kafka: kafka-jars
+	@$(MAKE) --no-print-directory bins $(patsubst %,$(BUILD)/tests/%,$(KAFKA_IT))
+	@TD_KAFKA=apache TD_BIN=$(BUILD) sh tests/run_tests.sh \
+	    $(patsubst %,$(BUILD)/tests/%,$(KAFKA_IT))
+
+# The exactly-once suites again on Redis without the trustd module, so
+# trustd writes with its Lua function library (a managed Redis); the other
+# runs load the module (native commands).
+LUA_IT = it_exactly_once it_cluster
+test-lua: deps
+	@$(MAKE) --no-print-directory bins $(patsubst %,$(BUILD)/tests/%,$(LUA_IT))
+	@TD_REDIS_PATH=lua TD_BIN=$(BUILD) sh tests/run_tests.sh \
+	    $(patsubst %,$(BUILD)/tests/%,$(LUA_IT))
 
 # The whole test suite: the README's test command and what CI runs.
 test: deps
 	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory test-lua
+	@$(MAKE) --no-print-directory test-kafka
 	@$(MAKE) --no-print-directory clang-build
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
@@ -144,10 +184,14 @@ clang-build: deps
 	@$(MAKE) --no-print-directory BUILD=build-clang CC=clang bins \
 	    $(patsubst $(BUILD)/%,build-clang/%,$(UNIT_BIN) $(IT_BIN))
 
+# KAFKA=apache: the same demo on a real Apache Kafka broker.
+KAFKA ?= mock
 demo: all
-	@sh deploy/demo.sh $(BUILD)
+	@if [ "$(KAFKA)" = apache ]; then \
+	    $(MAKE) --no-print-directory kafka-jars || exit 1; fi
+	@KAFKA=$(KAFKA) sh deploy/demo.sh $(BUILD)
 
-bench: all
+bench: all kafka-jars
 	@sh tests/bench.sh $(BUILD)
 
 # Redis instructions per merchant put and load, module vs Lua (callgrind).

@@ -20,6 +20,13 @@ static const char *const fstep_names[TD_FSTEP__CNT] = {
     [TD_FSTEP_INDEX] = "index",
 };
 
+/* Labels of trustd_kafka_events_total, by td_kev_t. */
+static const char *const kev_names[TD_KEV__CNT] = {
+    [TD_KEV_BROKERS_DOWN] = "brokers_down",
+    [TD_KEV_UNKNOWN_TOPIC] = "unknown_topic",
+    [TD_KEV_PARTITIONS_ADDED] = "partitions_added",
+};
+
 void td_metrics_init(td_metrics_t *m, const char *const topics[TD_EV__CNT]) {
     memset(m, 0, sizeof(*m));
     for (int k = 0; k < TD_EV__CNT; k++) {
@@ -190,6 +197,18 @@ void td_metrics_write(const td_metrics_t *m,
                  "Rebalance callbacks (assign and revoke).");
     fprintf(fp, "trustd_rebalances_total %llu\n",
             (unsigned long long)LD(m->rebalances));
+    counter_head(fp, "trustd_kafka_events_total", "counter",
+                 "Kafka conditions trustd logged: all brokers down, an input "
+                 "topic missing, an input topic grown.");
+    for (r = 0; r < TD_KEV__CNT; r++)
+        fprintf(fp, "trustd_kafka_events_total{event=\"%s\"} %llu\n",
+                kev_names[r], (unsigned long long)LD(m->kafka_events[r]));
+    counter_head(fp, "trustd_topic_partitions", "gauge",
+                 "Partitions of each input topic as the broker last listed "
+                 "them (-1: the topic does not exist).");
+    for (k = 0; k < TD_EV__CNT; k++)
+        fprintf(fp, "trustd_topic_partitions{topic=\"%s\"} %lld\n",
+                m->topics[k], (long long)LD(m->topic_partitions[k]));
     counter_head(fp, "trustd_assigned_partitions", "gauge",
                  "Input partitions assigned to this worker.");
     fprintf(fp, "trustd_assigned_partitions %lld\n",

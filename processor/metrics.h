@@ -35,6 +35,15 @@ typedef enum {
     TD_FSTEP__CNT
 } td_fstep_t;
 
+/* What Kafka itself did that an operator must know of (kwatch.c), for
+ * trustd_kafka_events_total{event}. */
+typedef enum {
+    TD_KEV_BROKERS_DOWN,     /* no broker answers (down, or wrong address) */
+    TD_KEV_UNKNOWN_TOPIC,    /* an input topic does not exist */
+    TD_KEV_PARTITIONS_ADDED, /* an input topic grew (CreatePartitions) */
+    TD_KEV__CNT
+} td_kev_t;
+
 typedef struct td_metrics_s {
     const char *topics[TD_EV__CNT]; /* topic names (borrowed from conf) */
     _Atomic uint64_t consumed[TD_EV__CNT];
@@ -50,6 +59,10 @@ typedef struct td_metrics_s {
     _Atomic uint64_t redis_roundtrips;
     _Atomic uint64_t redis_errors;
     _Atomic uint64_t rebalances;
+    _Atomic uint64_t kafka_events[TD_KEV__CNT];
+    /* partitions of each input topic, as the broker last listed them; 0
+     * before the first assignment, -1 when the topic does not exist */
+    _Atomic int64_t topic_partitions[TD_EV__CNT];
     _Atomic int64_t assigned_partitions;
     _Atomic uint64_t scores_published;
     _Atomic int64_t merchants_cached;

@@ -72,6 +72,7 @@
 #include "codec.h"
 #include "common.h"
 #include "dlq.h"
+#include "kwatch.h"
 #include "log.h"
 #include "mcache.h"
 #include "model.h"
@@ -222,6 +223,7 @@ struct td_worker_s {
     int frollback;
     char frollback_why[384];
     td_log_ratelimit_t rl;
+    td_kwatch_t kw; /* brokers down, topics missing or grown */
     td_metrics_t metrics;
     char scorebuf[SCORE_MAX];
 };
@@ -333,6 +335,12 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
               : level <= 6                          ? TD_LOG_VERBOSE
                                                     : TD_LOG_DEBUG;
     td_log(lvl, "kafka %s: %s", fac, buf);
+}
+
+static void
+error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    td_worker_t *w = opaque;
+    td_kwatch_error(&w->kw, rk, (rd_kafka_resp_err_t)err, reason);
 }
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
@@ -514,6 +522,7 @@ static void rebalance_cb(rd_kafka_t *rk,
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
         w->ever_assigned = 1;
         on_assign(w, parts);
+        td_kwatch_assigned(&w->kw, rk);
         break;
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
         on_revoke(w, parts);
@@ -1549,7 +1558,8 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
     src_t *s;
 
     if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+            !td_kwatch_consumer_error(&w->kw, msg))
             td_log_rl(&w->rl, RL_KAFKA, TD_LOG_WARNING, "consumer: %s",
                       rd_kafka_message_errstr(msg));
         return;
@@ -1801,6 +1811,9 @@ kconf_new(td_worker_t *w, int consumer, char *errstr, size_t errstr_size) {
         {"auto.offset.reset", "earliest"},
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"enable.partition.eof", "false"},
+        /* Partitions added to an input topic are assigned and read within
+         * seconds, not after librdkafka's default 5 minutes. */
+        {"topic.metadata.refresh.interval.ms", "10000"},
     };
     static const char *producer_props[][2] = {
         {"enable.idempotence", "true"},
@@ -1839,6 +1852,7 @@ kconf_new(td_worker_t *w, int consumer, char *errstr, size_t errstr_size) {
         }
     }
     rd_kafka_conf_set_log_cb(kc, log_cb);
+    rd_kafka_conf_set_error_cb(kc, error_cb);
     rd_kafka_conf_set_opaque(kc, w);
     if (consumer)
         rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
@@ -1873,6 +1887,8 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
     td_log_rl_init(&w->rl, conf->log_error_interval_ms);
     td_log_rl_init(&w->frl, conf->log_error_interval_ms);
+    td_kwatch_init(&w->kw, &w->metrics, w->topics, conf->brokers,
+                   conf->log_error_interval_ms);
     td_validate_defaults(&w->validate);
     w->validate.min_event_time_ms = conf->min_event_time_ms;
     w->validate.max_future_skew_ms = conf->max_future_skew_ms;
@@ -1948,6 +1964,7 @@ void td_worker_destroy(td_worker_t *w) {
     free(w->fresh);
     free(w->actx);
     free(w->psrc);
+    td_kwatch_destroy(&w->kw);
     free(w);
 }
 

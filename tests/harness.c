@@ -22,12 +22,15 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <limits.h>
 #include <unistd.h>
 
 #include "codec.h"
+#include "loadgen.h"
+#include "proc.h"
 #include "common.h"
 #include "harness.h"
 #include "proto.h"
@@ -98,49 +101,18 @@ int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms) {
 
 int td_h_spawn(td_h_proc_t *p, const char *tag, char *const argv[]) {
     static int seq;
-    int fd;
 
     snprintf(p->log, sizeof(p->log), "%s/%s.%d.log", td_h_tmpdir(), tag, seq++);
-    fflush(stdout);
-    fflush(stderr);
-    p->pid = fork();
-    if (p->pid < 0) return -1;
-    if (p->pid == 0) {
-        /* Dies with the test: a failed assertion skips the test's own
-         * cleanup, and its processes must not outlive the test binary. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    return 0;
+    /* Dies with the test: a failed assertion skips the test's own cleanup,
+     * and its processes must not outlive the test binary. */
+    p->pid = td_proc_spawn(argv, p->log);
+    return p->pid < 0 ? -1 : 0;
 }
 
 int td_h_wait(td_h_proc_t *p, int timeout_ms) {
-    int64_t deadline = mono_ms() + timeout_ms;
-    int status;
-
-    if (p->pid <= 0) return -1;
-    for (;;) {
-        pid_t r = waitpid(p->pid, &status, WNOHANG);
-        if (r == p->pid) {
-            p->pid = 0;
-            return status;
-        }
-        if (r < 0 || mono_ms() >= deadline) return -1;
-        short_nap();
-    }
+    int status = td_proc_wait(p->pid, timeout_ms);
+    if (status != -1) p->pid = 0;
+    return status;
 }
 
 void td_h_signal(td_h_proc_t *p, int sig) {
@@ -162,6 +134,66 @@ void td_h_dump_log(const td_h_proc_t *p) {
     fprintf(stderr, "---- last lines of %s ----\n", p->log);
     snprintf(cmd, sizeof(cmd), "tail -n 40 '%s' >&2", p->log);
     if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
+}
+
+/* ---- HTTP and Prometheus ---- */
+
+#define HTTP_BODY_MAX (1 << 20)
+
+int td_h_http_get(int port, const char *path, char **body) {
+    struct sockaddr_in sin;
+    struct timeval tv = {5, 0};
+    char req[256], *buf = malloc(HTTP_BODY_MAX + 1), *sep;
+    size_t len = 0;
+    ssize_t n;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+
+    *body = NULL;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (fd < 0 || !buf ||
+        connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+        goto out;
+    n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                 path);
+    if (write(fd, req, (size_t)n) != n) goto out;
+    while (len < HTTP_BODY_MAX &&
+           (n = read(fd, buf + len, HTTP_BODY_MAX - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+        status = -1;
+        goto out;
+    }
+    sep = strstr(buf, "\r\n\r\n");
+    *body = strdup(sep ? sep + 4 : "");
+out:
+    if (fd >= 0) close(fd);
+    free(buf);
+    return status;
+}
+
+double td_h_sample(const char *body, const char *series) {
+    size_t len = strlen(series);
+    for (const char *p = body; p && *p; p = strchr(p, '\n')) {
+        if (*p == '\n') p++;
+        if (!strncmp(p, series, len) && p[len] == ' ')
+            return strtod(p + len + 1, NULL);
+    }
+    return NAN;
+}
+
+double td_h_metric(int port, const char *series) {
+    char *body;
+    double v = td_h_http_get(port, "/metrics", &body) == 200
+                   ? td_h_sample(body, series)
+                   : NAN;
+    free(body);
+    return v;
 }
 
 /* ---- redis ---- */
@@ -295,18 +327,37 @@ int td_h_hget_double(redisContext *c,
 
 /* ---- embedded kafka ---- */
 
+int td_h_kafka_apache(void) {
+    const char *e = getenv("TD_KAFKA");
+    return e && !strcmp(e, "apache");
+}
+
+void td_h_kafka_mock_only(const td_h_kafka_t *k, const char *why) {
+    if (!k->real) return;
+    print_message("[  MOCK ONLY ] %s: not on a real broker\n", why);
+    skip();
+}
+
 int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     int in[2], out[2];
-    char *argv[32];
+    char *argv[40];
     int n = 0;
-    char log[512];
+    char dir[300];
     static int seq;
 
     memset(k, 0, sizeof(*k));
     if (pipe(in) || pipe(out)) return -1;
-    snprintf(log, sizeof(log), "%s/td-kafka.%d.log", td_h_tmpdir(), seq++);
+    snprintf(k->log, sizeof(k->log), "%s/td-kafka.%d.log", td_h_tmpdir(), seq);
+    snprintf(dir, sizeof(dir), "%s/kafka%d", td_h_tmpdir(), seq++);
     argv[n++] = (char *)td_h_bin("td-kafka");
-    for (int i = 0; args && args[i] && n < 30; i++)
+    if (td_h_kafka_apache()) {
+        /* The same topics on a real broker: td-kafka runs it. */
+        k->real = 1;
+        argv[n++] = "--apache";
+        argv[n++] = "--dir";
+        argv[n++] = dir;
+    }
+    for (int i = 0; args && args[i] && n < 38; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
     fflush(stdout);
@@ -314,7 +365,9 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     k->pid = fork();
     if (k->pid < 0) return -1;
     if (k->pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int fd = open(k->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        /* Dies with the test, and its brokers with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(in[0], 0);
         dup2(out[1], 1);
         if (fd >= 0) dup2(fd, 2);
@@ -327,20 +380,36 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     close(out[1]);
     k->in_fd = in[1];
     k->out = fdopen(out[0], "r");
-    if (!k->out || !fgets(k->bootstrap, sizeof(k->bootstrap), k->out))
+    if (k->out && fgets(k->bootstrap, sizeof(k->bootstrap), k->out))
+        k->bootstrap[strcspn(k->bootstrap, "\r\n")] = '\0';
+    if (!k->bootstrap[0]) {
+        /* Why, e.g. the jars were not fetched, is in its log. */
+        td_h_proc_t p = {.pid = k->pid};
+        snprintf(p.log, sizeof(p.log), "%s", k->log);
+        td_h_dump_log(&p);
         return -1;
-    k->bootstrap[strcspn(k->bootstrap, "\r\n")] = '\0';
-    return k->bootstrap[0] ? 0 : -1;
+    }
+    return 0;
 }
 
-int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd) {
+int td_h_kafka_query(td_h_kafka_t *k, const char *cmd, char *out, size_t size) {
     char line[512];
     size_t len = strlen(cmd);
     if (write(k->in_fd, cmd, len) != (ssize_t)len ||
-        write(k->in_fd, "\n", 1) != 1)
+        write(k->in_fd, "\n", 1) != 1 || !fgets(line, sizeof(line), k->out))
         return -1;
-    if (!fgets(line, sizeof(line), k->out)) return -1;
-    return strncmp(line, "ok", 2) == 0 ? 0 : -1;
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strncmp(line, "ok", 2) != 0) {
+        fprintf(stderr, "td-kafka %s: %s\n", cmd, line);
+        return -1;
+    }
+    snprintf(out, size, "%s", line[2] == ' ' ? line + 3 : "");
+    return 0;
+}
+
+int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd) {
+    char answer[128];
+    return td_h_kafka_query(k, cmd, answer, sizeof(answer));
 }
 
 void td_h_kafka_stop(td_h_kafka_t *k) {
@@ -877,6 +946,65 @@ int td_h_ref_compare(const td_h_ref_t *r,
         return -1;
     }
     return 0;
+}
+
+int td_h_ref_equal(const td_h_ref_t *r,
+                   redisContext *rc,
+                   char *why,
+                   size_t why_size) {
+    int bad = 0;
+    for (int i = 0; i < r->cnt && !bad; i++) {
+        redisReply *h =
+            redisCommand(rc, "HGETALL trust:{%s}:signals", r->m[i].id);
+        bad = td_h_ref_compare(r, i, h, why, why_size);
+        if (h) freeReplyObject(h);
+    }
+    return !bad;
+}
+
+long long td_h_committed_sum(redisContext *rc) {
+    long long sum = 0;
+    redisReply *keys = redisCommand(rc, "KEYS trust:part:*");
+    if (!keys) return -1;
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *r =
+            redisCommand(rc, "HGET %s committed", keys->element[i]->str);
+        if (r && r->type == REDIS_REPLY_STRING && atoll(r->str) > 0)
+            sum += atoll(r->str);
+        if (r) freeReplyObject(r);
+    }
+    freeReplyObject(keys);
+    return sum;
+}
+
+typedef struct h_committed_s {
+    redisContext *rc;
+    long long target;
+} h_committed_t;
+
+static int h_committed(void *arg) {
+    h_committed_t *c = arg;
+    return td_h_committed_sum(c->rc) >= c->target;
+}
+
+int td_h_committed_reached(redisContext *rc, long long target, int timeout_ms) {
+    h_committed_t c = {rc, target};
+    return td_h_poll(h_committed, &c, timeout_ms);
+}
+
+int td_h_produce_gen(td_h_producer_t *p,
+                     struct td_loadgen_s *gen,
+                     td_h_ref_t *ref,
+                     int n,
+                     int32_t (*part)(const td_event_t *ev, void *arg),
+                     void *arg) {
+    for (int i = 0; i < n; i++) {
+        td_event_t ev;
+        td_loadgen_next(gen, &ev);
+        if (td_h_produce(p, &ev, part ? part(&ev, arg) : -1) != 0) return -1;
+        td_h_ref_add(ref, &ev);
+    }
+    return td_h_producer_flush(p);
 }
 
 uint64_t td_h_xorshift(uint64_t *state) {
