@@ -25,6 +25,8 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
            clang-format
 
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume
+# The offline model evaluation (make model-eval, README "Trust score model").
+PROGRAMS += td-model-eval
 MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c),$(m)))
 MAIN_SRC = $(patsubst %,processor/%.c,$(subst -,_,$(PROGRAMS)))
 LIB_SRC  = $(filter-out $(MAIN_SRC),$(wildcard processor/*.c))
@@ -40,7 +42,7 @@ TEST_LIB = $(BUILD)/obj/harness.o
 
 .PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
         clang-build \
-        soak lint format clean docs
+        soak lint format clean docs model-eval
 .DEFAULT_GOAL := all
 
 all: deps
@@ -142,6 +144,13 @@ soak: all
 
 lint:
 	@sh tests/lint.sh
+
+# The model against the long-tail market and the high-volume calibration,
+# without Kafka or Redis (about half a minute).
+model-eval: deps
+	@$(MAKE) --no-print-directory $(BUILD)/td-model-eval
+	@$(BUILD)/td-model-eval --eb --check; \
+	  rc=$$?; $(BUILD)/td-model-eval --market; exit $$rc
 
 # Regenerates the signal reference from the catalog (test_reference checks
 # that it is current).

@@ -365,17 +365,28 @@ void td_sigstate_derive(td_sigstate_t *s) {
     }
 }
 
+/* Moves every windowed value of s from its as_of to the later `now`. */
+static void decay_to(td_sigstate_t *s, int64_t now) {
+    for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
+        const td_signal_t *sg = &td_signals[i];
+        if (agg_is_sum(sg->agg) && sg->window_ms != TD_WIN_LIFE)
+            s->v[i] *= exp(-(double)(now - s->as_of) / sg->window_ms);
+    }
+}
+
+void td_sigstate_age(td_sigstate_t *s, int64_t now) {
+    if (s->as_of == TD_NULL_TS || now <= s->as_of) return;
+    decay_to(s, now);
+    s->as_of = now;
+    td_sigstate_derive(s);
+}
+
 void td_sigstate_merge(td_sigstate_t *s, const td_sigdelta_t *d) {
     int64_t t = s->as_of;
 
     if (d->events == 0) return;
     if (t == TD_NULL_TS || d->as_of > t) {
-        /* Move every windowed value of the merchant to the new as_of. */
-        for (int i = 0; i < TD_SIG_BASE_CNT && t != TD_NULL_TS; i++) {
-            const td_signal_t *sg = &td_signals[i];
-            if (agg_is_sum(sg->agg) && sg->window_ms != TD_WIN_LIFE)
-                s->v[i] *= exp(-(double)(d->as_of - t) / sg->window_ms);
-        }
+        if (t != TD_NULL_TS) decay_to(s, d->as_of);
         t = d->as_of;
     }
     for (int slot = 0; slot < kinds[d->kind].cnt; slot++) {
