@@ -422,6 +422,8 @@ int td_eval_run(const td_eval_conf_t *c,
         int bad = 0, good = 0, bad_low = 0, good_low = 0;
         for (int i = 0; i < n; i++) {
             if (!ms[i].events || ms[i].bucket == TD_EVAL_B_LT5) continue;
+            out->kind_cnt[ms[i].kind]++;
+            out->kind_low[ms[i].kind] += ms[i].tier >= 4;
             if (ms[i].kind != TD_LG_GOOD) {
                 bad++;
                 bad_low += ms[i].tier >= 4;
@@ -445,6 +447,9 @@ err:
 }
 
 void td_eval_print(const td_eval_t *e, FILE *fp) {
+    static const char *kind_names[TD_LG__KIND_CNT] = {
+        "good", "bad", "counterfeit+bad", "cancellers", "late shippers",
+        "refunds/low ratings", "counterfeiters"};
     static const char *names[TD_EVAL_B__CNT] = {"< 5", "5-20", "20-100",
                                                 "100+", "all"};
 
@@ -473,4 +478,11 @@ void td_eval_print(const td_eval_t *e, FILE *fp) {
             "\nWith >= 5 paid orders in 90 days: %.1f %% of bad merchants "
             "and %.1f %% of good ones in tiers 4-5.\n",
             100 * e->bad_low_share, 100 * e->good_low_share);
+    fprintf(fp, "By kind, tiers 4-5 of those:");
+    for (int k = 0; k < TD_LG__KIND_CNT; k++) {
+        if (e->kind_cnt[k])
+            fprintf(fp, " %s %d/%d,", kind_names[k], e->kind_low[k],
+                    e->kind_cnt[k]);
+    }
+    fprintf(fp, "\n");
 }

@@ -52,6 +52,7 @@ typedef struct td_eval_s {
     /* Bad and good merchants with >= 5 paid orders in 90 days in tiers
      * 4-5, as shares of their groups. */
     double bad_low_share, good_low_share;
+    int kind_cnt[TD_LG__KIND_CNT], kind_low[TD_LG__KIND_CNT]; /* the same */
     double prior_score;
 } td_eval_t;
 

@@ -775,8 +775,63 @@ static void test_lua_source_fits_and_names_every_base_signal(void **state) {
     assert_int_equal(td_signals_lua(buf, 10), -1);
 }
 
+/* Folds events into a fresh state, one delta each. */
+static void fold_all(td_sigstate_t *s, const td_event_t *ev, int n) {
+    td_sigstate_init(s);
+    for (int i = 0; i < n; i++) {
+        td_sigdelta_t d;
+        td_sigdelta_init(&d, ev[i].kind);
+        td_sigdelta_add(&d, &ev[i]);
+        td_sigstate_merge(s, &d);
+    }
+}
+
+/*
+ * td_sigstate_age: a quiet merchant "as of now" is what folding an event
+ * at now that matches nothing would give: windowed values decay, lifetime
+ * values and extremes stay, ages grow, ratios keep their value.
+ */
+static void test_age_equals_folding_an_empty_event_at_now(void **state) {
+    td_event_t ev[5] = {paid(20 * DAY), paid(10 * DAY),
+                        cancelled(TD_CANCEL_MERCHANT, 9 * DAY),
+                        lost(5 * DAY), why(lost(5 * DAY), TD_REASON_COUNTERFEIT)};
+    td_sigstate_t aged, ref;
+    td_sigdelta_t d;
+    int64_t now = T0 + 40 * DAY;
+
+    fold_all(&aged, ev, 5);
+    ref = aged;
+    td_sigstate_age(&aged, now);
+    /* The reference: an order event at now that meets no condition. */
+    td_event_t quiet = created(-40 * DAY);
+    td_sigdelta_init(&d, TD_EV_ORDER);
+    td_sigdelta_add(&d, &quiet);
+    td_sigstate_merge(&ref, &d);
+    assert_int_equal(aged.as_of, now);
+    for (int i = 0; i < TD_SIG__CNT; i++) {
+        if (aged.present[i] != ref.present[i] ||
+            fabs(aged.v[i] - ref.v[i]) > 1e-9 * fmax(1, fabs(ref.v[i])))
+            fail_msg("%s: aged %.12g, folded %.12g", td_signals[i].name,
+                     aged.v[i], ref.v[i]);
+    }
+    assert_true(aged.v[TD_SIG_orders_paid_total] == 2);
+    assert_true(aged.v[TD_SIG_counterfeit_confirmed_total] == 1);
+    assert_true(fabs(aged.v[TD_SIG_days_since_counterfeit] - 45) < 1e-9);
+    assert_true(aged.v[TD_SIG_orders_paid_30d] < 2 * exp(-40.0 / 30));
+
+    /* Not after as_of, or no events: nothing changes. */
+    ref = aged;
+    td_sigstate_age(&aged, now - DAY);
+    assert_memory_equal(&aged, &ref, sizeof(aged));
+    td_sigstate_init(&aged);
+    ref = aged;
+    td_sigstate_age(&aged, now);
+    assert_memory_equal(&aged, &ref, sizeof(aged));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_age_equals_folding_an_empty_event_at_now),
         cmocka_unit_test(test_catalog_is_consistent),
         cmocka_unit_test(test_every_signal_has_a_row),
         cmocka_unit_test(test_every_row_matches_its_definition),
