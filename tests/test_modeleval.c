@@ -69,7 +69,7 @@ static void test_high_volume_calibration_holds(void **state) {
     c.events = 1000000; /* a quarter of make model-eval's, ~1 s */
     run(&c, *state, &e);
     g = &e.b[TD_EVAL_B_ALL];
-    assert_true(g->auc >= 0.999);
+    assert_true(g->auc >= 0.99);
     /* A young market (a week of events): good merchants at most 1 % in
      * tiers 4-5, bad ones at least 90 %. */
     assert_true(g->tiers[0][3] + g->tiers[0][4] <= 0.01 * g->good);
