@@ -273,6 +273,18 @@ static const struct {
     const char *msg;
 } bad_files[] = {
     {"unknown keyword", GOOD_HEAD SIG_A SIG_B "weights a 1\n", "t.conf:8: ", "unknown keyword 'weights'"},
+    {"window unknown signal", GOOD_HEAD "window signal paid_90d small 10 large 20\n", "t.conf:6: ", "unknown signal 'paid_90d'"},
+    {"window on bad events", GOOD_HEAD "window signal shipped_late_90d small 10 large 20\n", "t.conf:6: ", "not a base count of good events"},
+    {"window bounds", GOOD_HEAD "window signal orders_paid_90d small 20 large 10\n", "t.conf:6: ", "0 <= small < large"},
+    {"duplicate window", GOOD_HEAD "window signal orders_paid_90d small 1 large 2\nwindow signal orders_paid_90d small 1 large 2\n", "t.conf:7: ", "duplicate 'window'"},
+    {"long without window", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_cancelled_merchant_90d long_denominator orders_paid_90d\n", "t.conf:7: ", "long_numerator without a 'window' line"},
+    {"long numerator alone", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_cancelled_merchant_90d\n", "t.conf:7: ", "come together"},
+    {"long numerator good events", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_paid_90d long_denominator orders_paid_90d\n", "t.conf:7: ", "counts good events"},
+    {"long denominator bad events", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_cancelled_merchant_90d long_denominator shipped_late_90d\n", "t.conf:7: ", "long_denominator shipped_late_90d counts bad events"},
+    {"long not a base count", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator arbitration_loss_rate_90d long_denominator orders_paid_90d\n", "t.conf:7: ", "not a base count or sum"},
+    {"rule evidence without indicator", GOOD_HEAD SIG_A SIG_B "rule x if late_ship_rate_30d.count >= 2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "needs a signal line for late_ship_rate_30d above"},
+    {"rule evidence unknown part", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d.mean >= 2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "unknown '.mean'"},
+    {"rule evidence good side", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d.rate <= 0.2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "may only test refund_rate_30d.rate >="},
     {"unknown signal", GOOD_HEAD SIG_A "signal refund_rate_7d dimension b prior 0.1 strength 1 good 0 bad 1 weight 1\n", "t.conf:7: ", "unknown signal 'refund_rate_7d'"},
     {"count as indicator", GOOD_HEAD SIG_A "signal orders_paid_30d dimension b prior 0.1 strength 1 good 0 bad 1 weight 1\n", "t.conf:7: ", "not a ratio or average"},
     {"signal weight too big", GOOD_HEAD SIG_A "signal rating_avg_30d dimension b prior 4.3 strength 10 good 4.8 bad 3.3 weight 1.5\n", "t.conf:7: ", "weight 1.5 out of range"},
@@ -630,7 +642,7 @@ static void test_model_rate_rules_need_the_count_floor(void **state) {
     r = score(m, &s);
     assert_int_equal(r.tier, 4);
     assert_string_equal(r.reasons[0],
-                        "cap: >= 2 late shipments, rate >= 40% in 30d");
+                        "cap: >= 2 late shipments, rate >= 40%");
     /* 2 of 10 late (20%): below the rate floor, no cap. */
     put(&s, TD_SIG_orders_paid_30d, 10);
     put(&s, TD_SIG_shipped_30d, 10);
@@ -647,7 +659,7 @@ static void test_model_rate_rules_need_the_count_floor(void **state) {
     assert_true(r.score <= 64);
     assert_string_equal(r.reasons[0], "cap: late-ship rate >= 50% in 30d");
     assert_string_equal(r.reasons[1],
-                        "cap: >= 2 late shipments, rate >= 40% in 30d");
+                        "cap: >= 2 late shipments, rate >= 40%");
     assert_string_equal(r.reasons[2], "cap: late-ship rate >= 25% in 30d");
 }
 
@@ -981,18 +993,18 @@ enum {
 /* clang-format off */
 static const struct {
     const char *name;
-    td_signal_id_t sig[12]; /* each +1 per event, END-terminated */
+    td_signal_id_t sig[14]; /* each +1 per event, END-terminated */
     double tol;
 } bad_events[EV__CNT] = {
-    [EV_QUALITY_REFUND] = {"quality refund", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_quality_30d, TD_SIG_refunds_merchant_fault_30d, END}, 0},
+    [EV_QUALITY_REFUND] = {"quality refund", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_quality_30d, TD_SIG_refunds_merchant_fault_30d, TD_SIG_refunds_merchant_fault_90d, END}, 0},
     [EV_PARCEL_REFUND] = {"lost-parcel refund", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_logistics_30d, TD_SIG_refunds_only_30d, END}, 0},
     [EV_PLAIN_REFUND] = {"no-reason refund", {TD_SIG_refunds_requested_30d, END}, 0},
     [EV_ESCALATION] = {"escalation", {TD_SIG_escalations_30d, END}, 0},
     [EV_LOST_DISPUTE] = {"lost dispute", {TD_SIG_arbitrations_lost_90d, TD_SIG_rejections_overturned_90d, END}, 0},
-    [EV_CANCEL] = {"merchant cancel", {TD_SIG_orders_cancelled_merchant_30d, END}, 0},
-    [EV_LATE_SHIP] = {"late shipment, no tracking", {TD_SIG_shipped_30d, TD_SIG_shipped_late_30d, END}, 1e-9},
+    [EV_CANCEL] = {"merchant cancel", {TD_SIG_orders_cancelled_merchant_30d, TD_SIG_orders_cancelled_merchant_90d, END}, 0},
+    [EV_LATE_SHIP] = {"late shipment, no tracking", {TD_SIG_shipped_30d, TD_SIG_shipped_late_30d, TD_SIG_shipped_90d, TD_SIG_shipped_late_90d, END}, 1e-9},
     [EV_LATE_DELIVERY] = {"late delivery", {TD_SIG_delivered_30d, TD_SIG_delivered_late_30d, END}, 1e-9},
-    [EV_ONE_STAR] = {"1-star review", {TD_SIG_reviews_30d, TD_SIG_reviews_all_30d, TD_SIG_rating_sum_30d, TD_SIG_negative_reviews_30d, TD_SIG_quality_rated_30d, TD_SIG_quality_rating_sum_30d, TD_SIG_service_rated_30d, TD_SIG_service_rating_sum_30d, TD_SIG_logistics_rated_30d, TD_SIG_logistics_rating_sum_30d, END}, 1e-9},
+    [EV_ONE_STAR] = {"1-star review", {TD_SIG_reviews_30d, TD_SIG_reviews_90d, TD_SIG_reviews_all_30d, TD_SIG_rating_sum_30d, TD_SIG_negative_reviews_30d, TD_SIG_negative_reviews_90d, TD_SIG_quality_rated_30d, TD_SIG_quality_rating_sum_30d, TD_SIG_service_rated_30d, TD_SIG_service_rating_sum_30d, TD_SIG_logistics_rated_30d, TD_SIG_logistics_rating_sum_30d, END}, 1e-9},
 };
 /* clang-format on */
 
@@ -1173,6 +1185,65 @@ static void test_model_repeated_severe_events_are_decisive(void **state) {
 }
 
 /*
+ * The window adapts to volume. A small merchant whose cancels are older
+ * than a month is judged on its 90 days; a large one on its last 30, so
+ * the same old cancels no longer cap it. A state from before the 90-day
+ * signals existed (30-day counts only) reads as before.
+ */
+static void test_model_window_adapts_to_volume(void **state) {
+    td_model_t *m = *state;
+    td_sigstate_t s;
+    td_score_rec_t r;
+
+    /* 12 orders in 90 days, 3 cancelled about 40 days ago. */
+    fresh(&s);
+    put(&s, TD_SIG_orders_paid_30d, 4);
+    put(&s, TD_SIG_orders_paid_90d, 12 * 0.7);
+    put(&s, TD_SIG_orders_cancelled_merchant_30d, 3 * exp(-40.0 / 30));
+    put(&s, TD_SIG_orders_cancelled_merchant_90d, 3 * exp(-40.0 / 90));
+    r = score(m, &s);
+    assert_true(r.tier >= 4);
+    assert_non_null(strstr(r.reasons[0], "merchant cancels"));
+    /* The same on the 30-day counts alone: one effective cancel, no cap. */
+    put(&s, TD_SIG_orders_cancelled_merchant_90d, 0);
+    r = score(m, &s);
+    assert_int_equal(r.tier, 3);
+
+    /* 900 orders in 90 days, 11% cancelled over 90 days but 1% in the
+     * last month: judged on the month. */
+    fresh(&s);
+    put(&s, TD_SIG_orders_paid_30d, 300);
+    put(&s, TD_SIG_orders_paid_90d, 900);
+    put(&s, TD_SIG_orders_cancelled_merchant_90d, 100);
+    put(&s, TD_SIG_orders_cancelled_merchant_30d, 3);
+    r = score(m, &s);
+    for (int i = 0; i < r.reason_cnt; i++)
+        assert_null(strstr(r.reasons[i], "cap:"));
+}
+
+/* A bare new merchant (paid orders, nothing else yet) stays in tier 3
+ * after any one bad event. */
+static void test_model_one_bad_event_on_bare_merchant_stays_in_tier_3(
+    void **state) {
+    td_model_t *m = *state;
+
+    for (int n = 1; n <= 3; n++) {
+        for (size_t e = 0; e < EV__CNT; e++) {
+            td_sigstate_t s;
+            td_score_rec_t r;
+            fresh(&s);
+            put(&s, TD_SIG_orders_paid_30d, n);
+            put(&s, TD_SIG_orders_paid_90d, n);
+            add_event(&s, e, 1);
+            r = score(m, &s);
+            if (r.tier != 3)
+                fail_msg("%d orders, one %s: score %.2f tier %d", n,
+                         bad_events[e].name, r.score, r.tier);
+        }
+    }
+}
+
+/*
  * A merchant with 1..3 orders that all went wrong (shipped late without
  * tracking, delivered late, rated 1 star, refunded for quality, escalated
  * and lost, plus a merchant cancel) has exactly the rates of its twin with
@@ -1254,6 +1325,9 @@ int main(void) {
             test_model_one_bad_event_on_tiny_merchant_stays_in_tier_3),
         cmocka_unit_test(test_model_no_events_scores_the_prior_as_of_any_time),
         cmocka_unit_test(test_model_repeated_severe_events_are_decisive),
+        cmocka_unit_test(test_model_window_adapts_to_volume),
+        cmocka_unit_test(
+            test_model_one_bad_event_on_bare_merchant_stays_in_tier_3),
         cmocka_unit_test(
             test_model_tiny_bad_merchants_lie_between_prior_and_twin),
     };

@@ -1,10 +1,11 @@
 /*
  * test_modeleval.c - the offline model evaluation (modeleval.c, make
  * model-eval) on the shipped model: the long-tail market and the
- * high-volume calibration, with floors at what the model reaches today,
- * so a model change that loses separation fails here. The issue-21
- * targets it does not reach yet (overall AUC 0.98, 80 % of bad merchants
- * with >= 5 orders in tiers 4-5) are reported by `td-model-eval --check`.
+ * high-volume calibration. The issue-21 targets are asserted where the
+ * model meets them (AUC >= 0.95 for 5-20 orders, >= 80 % of bad merchants
+ * with >= 5 orders in tiers 4-5, <= 3 % of good ones); overall AUC has a
+ * floor at what it reaches, 0.976 against the target 0.98 and the
+ * likelihood-ratio ceiling's 0.982 (README "Trust score model").
  */
 #include <math.h>
 #include <setjmp.h>
@@ -52,10 +53,10 @@ static void test_long_tail_separates_small_merchants(void **state) {
     assert_int_equal(e.b[TD_EVAL_B_ALL].bad, 150);
     /* Most merchants are small: the 5-20 bucket is the largest. */
     assert_true(e.b[TD_EVAL_B_5_20].good + e.b[TD_EVAL_B_5_20].bad > 500);
-    assert_true(e.b[TD_EVAL_B_ALL].auc >= 0.96);
+    assert_true(e.b[TD_EVAL_B_ALL].auc >= 0.97);
     assert_true(e.b[TD_EVAL_B_5_20].auc >= 0.95);
     assert_true(e.good_low_share <= 0.03);
-    assert_true(e.bad_low_share >= 0.5);
+    assert_true(e.bad_low_share >= 0.8);
     /* The ceiling reads whole histories: it bounds the model. */
     assert_true(e.b[TD_EVAL_B_ALL].ceiling_auc >= e.b[TD_EVAL_B_ALL].auc);
 }
