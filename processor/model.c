@@ -8,12 +8,16 @@
  *   tiers [=] <t1> <t2> <t3> <t4>         lower bounds of tiers 1..4
  *   confidence signal <base count> half <m>
  *   reasons min_points <x>                (optional, default 0.1)
+ *   window signal <base count> small <a> large <b>     (optional)
  *   dimension <name> weight <w>
  *   signal <ratio or average signal> dimension <name> prior <p>
  *       strength <w> good <g> bad <b> weight <w>
- *       [numerator <base> denominator <base>]      (all on one line)
- *   rule <name> if <signal> >=|<= <x> [and <signal> >=|<= <x>]...
+ *       [numerator <base> denominator <base>]
+ *       [long_numerator <base> long_denominator <base>] (all on one line)
+ *   rule <name> if <cond> [and <cond>]...
  *       cap_tier <n> cap_score <s> reason "<text>" (all on one line)
+ *   <cond>: <signal> >=|<= <x>, or <indicator>.count / <indicator>.rate
+ *       >=|<= <x> (the k, or k / n, the indicator read)
  *
  * Words are separated by blanks, "..." quotes a text, # starts a comment.
  * Key/value pairs after the name may come in any order. The loader walks
@@ -21,9 +25,10 @@
  * td_model_t and checks it as a whole at the end of the file; every error
  * names file:line.
  *
- * Scoring is a single pass over the indicators (smooth, map to 0..100,
- * accumulate per dimension), then over the rules, then a short selection of
- * the most negative contributions for the reasons. All arrays live on the
+ * Scoring is a single pass over the indicators (read k and n, blending in
+ * the 90-day counts by volume; smooth; map to 0..100; accumulate per
+ * dimension), then over the rules, then a short selection of the most
+ * negative contributions for the reasons. All arrays live on the
  * stack or in the model: nothing is allocated per call.
  *
  * Why the score is monotone. A bad event (late shipment, merchant cancel,
@@ -35,9 +40,14 @@
  * and an UP denominator, an UP indicator an UP numerator; its good/bad
  * anchors must agree with its direction; its weight must be positive. A
  * rule condition must test the bad side of its signal (>= for DOWN, <= for
- * UP) under the same input constraints. Then every sub-score is
- * non-increasing in every bad event, the weighted sums are too, and a rule
- * can only start to apply, which only lowers min(score, cap).
+ * UP) under the same input constraints. The long numerator and
+ * denominator obey the numerator's and denominator's rules, and the blend
+ * share depends only on a count of good events (paid orders), so the
+ * blended k and n move like both windows' (max() with the 30-day count,
+ * for states older than the 90-day signals, keeps that). Then every
+ * sub-score is non-increasing in every bad event, the weighted sums are
+ * too, and a rule can only start to apply, which only lowers min(score,
+ * cap).
  */
 #include <ctype.h>
 #include <errno.h>
