@@ -396,7 +396,7 @@ int td_eval_run(const td_eval_conf_t *c,
     for (int i = 0; i < n; i++) {
         merchant_t *mc = &ms[i];
         td_score_rec_t r;
-        int paid90 = 0;
+        int paid90 = 0, paid30 = 0;
 
         if (!mc->events) continue;
         out->merchants_seen++;
@@ -408,9 +408,11 @@ int td_eval_run(const td_eval_conf_t *c,
         mc->llr = llr(mc->cnt, c->gen.shape);
         /* Days days-89 .. days: the last 90 days of the stream. */
         for (int dd = days - 89; dd <= days; dd++) {
-            if (dd >= 0 && dd < MAX_DAYS)
-                paid90 += paid_day[(size_t)i * MAX_DAYS + dd];
+            if (dd < 0 || dd >= MAX_DAYS) continue;
+            paid90 += paid_day[(size_t)i * MAX_DAYS + dd];
+            if (dd > days - 30) paid30 += paid_day[(size_t)i * MAX_DAYS + dd];
         }
+        out->under10_30d += paid30 < 10;
         mc->bucket = paid90 < 5     ? TD_EVAL_B_LT5
                      : paid90 < 20  ? TD_EVAL_B_5_20
                      : paid90 < 100 ? TD_EVAL_B_20_100
@@ -454,11 +456,12 @@ void td_eval_print(const td_eval_t *e, FILE *fp) {
                                                 "100+", "all"};
 
     fprintf(fp,
-            "%lld events over %.1f days, %d merchants with events, prior "
-            "score %.1f\n\n",
+            "%lld events over %.1f days, %d merchants with events (%d with "
+            "fewer than 10 paid orders in the last 30 days), prior score "
+            "%.1f\n\n",
             (long long)e->events,
             (double)(e->end_ms - e->start_ms) / DAY_MS, e->merchants_seen,
-            e->prior_score);
+            e->under10_30d, e->prior_score);
     fprintf(fp, "| paid orders in 90d | good | bad | AUC | ceiling AUC | "
                 "good in tiers 1-5 | bad in tiers 1-5 | ceiling: bad "
                 "flagged at the same good share |\n"

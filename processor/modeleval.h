@@ -48,6 +48,7 @@ typedef struct td_eval_s {
     int64_t events;
     int64_t start_ms, end_ms;
     int merchants_seen; /* merchants with at least one event */
+    int under10_30d;    /* of those, with < 10 paid orders in 30 days */
     td_eval_group_t b[TD_EVAL_B__CNT];
     /* Bad and good merchants with >= 5 paid orders in 90 days in tiers
      * 4-5, as shares of their groups. */

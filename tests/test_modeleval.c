@@ -51,7 +51,9 @@ static void test_long_tail_separates_small_merchants(void **state) {
     run(&c, *state, &e);
     assert_int_equal(e.merchants_seen, 1000);
     assert_int_equal(e.b[TD_EVAL_B_ALL].bad, 150);
-    /* Most merchants are small: the 5-20 bucket is the largest. */
+    /* Most merchants are small: under 10 orders in 30 days, and the 5-20
+     * bucket is the largest. */
+    assert_true(e.under10_30d > e.merchants_seen / 2);
     assert_true(e.b[TD_EVAL_B_5_20].good + e.b[TD_EVAL_B_5_20].bad > 500);
     assert_true(e.b[TD_EVAL_B_ALL].auc >= 0.97);
     assert_true(e.b[TD_EVAL_B_5_20].auc >= 0.95);
