@@ -145,12 +145,13 @@ soak: all
 lint:
 	@sh tests/lint.sh
 
-# The model against the long-tail market and the high-volume calibration,
-# without Kafka or Redis (about half a minute).
+# The model against the long-tail market (with the issue-21 targets) and
+# the high-volume calibration, without Kafka or Redis (about 4 s). It
+# reports; tests/test_modeleval.c (make unit) is what fails on a regression.
 model-eval: deps
 	@$(MAKE) --no-print-directory $(BUILD)/td-model-eval
-	@$(BUILD)/td-model-eval --eb --check; \
-	  rc=$$?; $(BUILD)/td-model-eval --market; exit $$rc
+	@$(BUILD)/td-model-eval --eb --check || true
+	@echo; $(BUILD)/td-model-eval --market
 
 # Regenerates the signal reference from the catalog (test_reference checks
 # that it is current).
