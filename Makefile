@@ -147,7 +147,7 @@ lint:
 
 # The model against the long-tail market (with the issue-21 targets) and
 # the high-volume calibration, without Kafka or Redis (about 4 s). It
-# reports; tests/test_modeleval.c (make unit) is what fails on a regression.
+# reports; tests/test_model.c (make unit) is what fails on a regression.
 model-eval: deps
 	@$(MAKE) --no-print-directory $(BUILD)/td-model-eval
 	@$(BUILD)/td-model-eval --eb --check || true

@@ -3,7 +3,7 @@
  * generator stream folded by the real catalog (signals.c) and scored by the
  * real model (model.c), without Kafka or Redis, against the generator's
  * hidden good and bad merchants. td-model-eval (make model-eval) prints it;
- * tests/test_modeleval.c asserts the targets on a reduced run.
+ * tests/test_model.c asserts the targets it meets.
  */
 #ifndef TD_MODELEVAL_H
 #define TD_MODELEVAL_H
