@@ -42,7 +42,7 @@ TEST_LIB = $(BUILD)/obj/harness.o
 
 .PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
         clang-build \
-        soak lint format clean docs model-eval
+        soak lint format clean docs
 .DEFAULT_GOAL := all
 
 all: deps
@@ -148,6 +148,7 @@ lint:
 # The model against the long-tail market (with the issue-21 targets) and
 # the high-volume calibration, without Kafka or Redis (about 4 s). It
 # reports; tests/test_model.c (make unit) is what fails on a regression.
+.PHONY: model-eval
 model-eval: deps
 	@$(MAKE) --no-print-directory $(BUILD)/td-model-eval
 	@$(BUILD)/td-model-eval --eb --check || true
