@@ -31,6 +31,8 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
 DEB_PKGS += openjdk-17-jre-headless maven
 
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume
+# The offline model evaluation (make model-eval, README "Trust score model").
+PROGRAMS += td-model-eval
 MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c),$(m)))
 MAIN_SRC = $(patsubst %,processor/%.c,$(subst -,_,$(PROGRAMS)))
 LIB_SRC  = $(filter-out $(MAIN_SRC),$(wildcard processor/*.c))
@@ -214,6 +216,15 @@ soak: all
 
 lint:
 	@sh tests/lint.sh
+
+# The model against the long-tail market (with the issue-21 targets) and
+# the high-volume calibration, without Kafka or Redis (about 4 s). It
+# reports; tests/test_model.c (make unit) is what fails on a regression.
+.PHONY: model-eval
+model-eval: deps
+	@$(MAKE) --no-print-directory $(BUILD)/td-model-eval
+	@$(BUILD)/td-model-eval --eb --check || true
+	@echo; $(BUILD)/td-model-eval --market
 
 # Regenerates the signal reference from the catalog (test_reference checks
 # that it is current).
