@@ -44,13 +44,14 @@
 #      by count once its last event is read, then stopped with SIGTERM (its
 #      shutdown flushes store the offsets and mark the publications; its
 #      profile is written as it exits; Redis' is dumped once every offset
-#      is stored): Redis' instructions per merchant write (td_put calls,
-#      counted by their GETRANGE) and per event, trustd's per event (the
+#      is stored): Redis' instructions per merchant write (TD.PUT calls,
+#      or td_put's GETRANGE) and per event, trustd's per event (the
 #      whole process: librdkafka, decode, flushes; start-up and shutdown
 #      included), and their ratio, stable from run to run where CPU
-#      seconds are not. The profiles are kept as
-#      last-run/redis-callgrind.out and last-run/trustd-callgrind.out
-#      (callgrind_annotate).
+#      seconds are not. Twice: Redis with the trustd module (native
+#      commands, the main row) and without it (the Lua function library).
+#      The profiles are kept as last-run/redis-callgrind-{native,lua}.out
+#      and last-run/trustd-callgrind-{native,lua}.out (callgrind_annotate).
 #   7. One real Apache Kafka broker (td-kafka --apache, KRaft, from
 #      build/kafka/lib: `make kafka-jars`) with a backlog of APACHE_EVENTS
 #      events over APACHE_PARTITIONS partitions per topic: td-consume reads
@@ -346,12 +347,18 @@ kafka_pid=$!
 kafka_address "$kafka_pid" kafka 10
 brokers=$KADDR
 
+# The trustd module: every Redis here loads it (native commands), but the
+# Lua row of stage 6.
+MODULE=$B/trustd_module.so
+[ -r "$MODULE" ] || die "no $MODULE (make bins)"
+
 # A fresh redis-server on a free loopback port: retried if another process
 # takes the port first; ours only when INFO names our pid.
 mkdir -p "$dir/redis"
 for ((try = 0; try < 10; try++)); do
     rport=$(free_port) || die "no free TCP port"
     redis-server --bind 127.0.0.1 --port "$rport" --save '' \
+        --loadmodule "$MODULE" \
         --appendonly "$AOF" --appendfsync everysec --dir "$dir/redis" \
         --logfile "$dir/redis.log" --daemonize no >/dev/null 2>&1 &
     redis_pid=$!
@@ -630,6 +637,7 @@ if [ "${TD_BENCH_CLUSTER:-1}" = 1 ]; then
             mkdir -p "$dir/cluster/$p"
             redis-server --port "$p" --bind 127.0.0.1 --dir "$dir/cluster/$p" \
                 --cluster-enabled yes --cluster-config-file nodes.conf \
+                --loadmodule "$MODULE" \
                 --cluster-node-timeout 2000 --appendonly "$AOF" \
                 --appendfsync everysec --save '' >"$dir/cluster-$p.log" 2>&1 &
             cluster_pids+=("$!")
@@ -715,11 +723,16 @@ fi
 # fresh redis-server under callgrind, whose counters are zeroed once it is
 # up: Redis' instructions per merchant write (td_put calls) and per event,
 # trustd's per event, comparable between commits.
-cg_ins=n/a cg_puts=n/a cg_write=n/a cg_event=n/a cg_tins=n/a cg_tevent=n/a
-cg_pct=n/a
-if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
-    command -v callgrind_control >/dev/null; then
-    log "Redis under callgrind: $CG_EVENTS events"
+# cg_stage PATH: the stage with Redis loading the trustd module (native)
+# or not (lua: the function library); sets cg_<measure>_PATH.
+cg_stage() {
+    local path=$1 modarg=() puts_cmd=td.put
+    if [ "$path" = lua ]; then
+        puts_cmd=getrange # td_put's first command, once per call
+    else
+        modarg=(--loadmodule "$MODULE")
+    fi
+    log "Redis under callgrind ($path): $CG_EVENTS events"
     "$B/td-kafka" --partitions 4 <&- >"$dir/kafka-cg.out" \
         2>"$dir/kafka-cg.log" &
     kafka2_pid=$!
@@ -730,9 +743,11 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
         --zipf-s "$ZIPF" --seed "$SEED" 2>"$dir/loadgen-cg.log" ||
         die "td-loadgen (callgrind load) failed"
     cgport=$(free_port) || die "no free TCP port"
+    rm -rf "$dir/redis-cg" "$dir"/redis-cg.* "$dir"/trustd-cg.[0-9]*
     mkdir -p "$dir/redis-cg"
     valgrind --tool=callgrind --callgrind-out-file="$dir/redis-cg.%p" \
         redis-server --bind 127.0.0.1 --port "$cgport" --save '' \
+        "${modarg[@]}" \
         --appendonly "$AOF" --appendfsync everysec --dir "$dir/redis-cg" \
         --logfile "$dir/redis-cg.log" >"$dir/valgrind-cg.log" 2>&1 &
     cg_pid=$!
@@ -783,22 +798,31 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     callgrind_control -d "$cg_pid" >/dev/null 2>&1 ||
         die "callgrind_control could not dump Redis' counters"
     cg_puts=$(redis-cli -p "$cgport" info commandstats | tr -d '\r' |
-        sed -n 's/^cmdstat_getrange:calls=\([0-9]*\),.*/\1/p')
+        sed -n "s/^cmdstat_$puts_cmd:calls=\([0-9]*\),.*/\1/p")
     stop_pid "$cg_pid"
     cg_pid=""
     stop_pid "$kafka2_pid"
     kafka2_pid=""
     # Kept in last-run/ for callgrind_annotate.
-    cat "$dir"/redis-cg.*.1 >"$dir/redis-callgrind.out" 2>/dev/null
-    cat "$dir"/trustd-cg.[0-9]* >"$dir/trustd-callgrind.out" 2>/dev/null
-    cg_ins=$(sed -n 's/^summary: //p' "$dir/redis-callgrind.out" | head -n 1)
-    cg_tins=$(sed -n 's/^summary: //p' "$dir/trustd-callgrind.out" | head -n 1)
+    cat "$dir"/redis-cg.*.1 >"$dir/redis-callgrind-$path.out" 2>/dev/null
+    cat "$dir"/trustd-cg.[0-9]* >"$dir/trustd-callgrind-$path.out" 2>/dev/null
+    cg_ins=$(sed -n 's/^summary: //p' "$dir/redis-callgrind-$path.out" | head -n 1)
+    cg_tins=$(sed -n 's/^summary: //p' "$dir/trustd-callgrind-$path.out" | head -n 1)
     [ -n "$cg_ins" ] && [ -n "$cg_tins" ] && [ "${cg_puts:-0}" -gt 0 ] ||
-        die "no callgrind summary or no td_put calls from Redis"
-    cg_write=$(calc "$cg_ins / $cg_puts")
-    cg_event=$(calc "$cg_ins / $CG_EVENTS")
-    cg_tevent=$(calc "$cg_tins / $CG_EVENTS")
-    cg_pct=$(calc "100 * $cg_ins / $cg_tins")
+        die "no callgrind summary or no merchant writes from Redis ($path)"
+    printf -v "cg_puts_$path" %s "$cg_puts"
+    printf -v "cg_write_$path" %s "$(calc "$cg_ins / $cg_puts")"
+    printf -v "cg_event_$path" %s "$(calc "$cg_ins / $CG_EVENTS")"
+    printf -v "cg_tevent_$path" %s "$(calc "$cg_tins / $CG_EVENTS")"
+    printf -v "cg_pct_$path" %s "$(calc "100 * $cg_ins / $cg_tins")"
+}
+for p in native lua; do
+    for m in puts write event tevent pct; do printf -v "cg_${m}_$p" n/a; done
+done
+if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
+    command -v callgrind_control >/dev/null; then
+    cg_stage native
+    cg_stage lua
     now
     t_end=$NOW
 fi
@@ -916,9 +940,10 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo "| FCALLs per event | $(fmt '%.3f' "$(per_ev "${fcalls:-0}")") | |"
     echo "| Redis round trips per event | $(fmt '%.5f' "$(per_ev "$roundtrips")") ($(grp "$roundtrips") pipelines) | |"
     echo "| Redis CPU / trustd CPU | $(fmt '%.1f' "$redis_cpu_s") s / $(fmt '%.1f' "$trustd_cpu") s = $(fmt '%.0f' "$redis_pct") % | ≤ 25 %: $(verdict "$redis_pct" '<=' 25) |"
-    echo "| Redis instructions per merchant write (callgrind, $(grp "$CG_EVENTS") events, $(grp "$cg_puts") writes) | $(grp "$cg_write") ($(grp "$cg_event") per event) | |"
-    echo "| trustd instructions per event (callgrind, same load, whole process) | $(grp "$cg_tevent") | |"
-    echo "| Redis instructions / trustd instructions (same load) | $(fmt '%.0f' "$cg_pct") % | |"
+    echo "| Redis instructions per merchant write, native module (callgrind, $(grp "$CG_EVENTS") events, $(grp "$cg_puts_native") writes) | $(grp "$cg_write_native") ($(grp "$cg_event_native") per event) | ≤ 60,000 |"
+    echo "| the same, Lua function library ($(grp "$cg_puts_lua") writes) | $(grp "$cg_write_lua") ($(grp "$cg_event_lua") per event) | no worse than before |"
+    echo "| trustd instructions per event (callgrind, same load, whole process): native / Lua | $(grp "$cg_tevent_native") / $(grp "$cg_tevent_lua") | ≤ 8,000 |"
+    echo "| Redis instructions / trustd instructions (same load): native / Lua | $(fmt '%.0f' "$cg_pct_native") % / $(fmt '%.0f' "$cg_pct_lua") % | |"
     echo "| CPU per event: td-consume / trustd / Redis | $(fmt '%.2f' "$(calc "1e6 * $base_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $trustd_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $redis_cpu_s / $total")") µs | |"
     echo "| event-to-Redis latency p50 / p99 at $(grp "$lat_rate") events/s | $(fmt '%.0f' "$lat_p50") / $(fmt '%.0f' "$lat_p99") ms | |"
     echo "| trustd peak RSS (VmHWM) | $(fmt '%.0f' "$(calc "$trustd_hwm / 1024")") MiB (after the latency run $(fmt '%.0f' "$(calc "$trustd_hwm2 / 1024")") MiB) | |"
