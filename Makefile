@@ -14,6 +14,8 @@ CSTD      = -std=c11 -D_GNU_SOURCE
 WARN      = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -Wno-missing-field-initializers
 PKGS      = rdkafka avro-c hiredis libmicrohttpd
+# The schema registry client (registry.c): HTTP and its JSON.
+PKGS     += libcurl jansson
 CFLAGS   += $(CSTD) $(OPT) $(WARN) $(SAN) -Iprocessor -I$(BUILD)/gen \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
@@ -23,6 +25,8 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
            libhiredis-dev libcmocka-dev libmicrohttpd-dev redis-server \
            redis-tools clang libclang-rt-14-dev valgrind yamllint \
            clang-format
+# Schema registry client; Maven and a JRE fetch and run Apicurio for the tests.
+DEB_PKGS += libcurl4-openssl-dev libjansson-dev maven openjdk-17-jre-headless
 
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume
 MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c),$(m)))
