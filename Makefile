@@ -68,8 +68,9 @@ $(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	@mkdir -p $@
 
 # Every .avsc in schemas/ is compiled into the binary so trustd knows each
-# writer schema by fingerprint without reading files at run time.
-$(BUILD)/gen/schemas_gen.c: $(wildcard schemas/*.avsc) tests/gen_schemas.sh | $(BUILD)/gen
+# writer schema by fingerprint without reading files at run time; so is
+# schemas/model.conf, the default model wherever trustd starts.
+$(BUILD)/gen/schemas_gen.c: $(wildcard schemas/*.avsc) schemas/model.conf tests/gen_schemas.sh | $(BUILD)/gen
 	@sh tests/gen_schemas.sh schemas > $@
 
 $(BUILD)/obj/schemas_gen.o: $(BUILD)/gen/schemas_gen.c | $(BUILD)/obj
