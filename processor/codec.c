@@ -133,7 +133,7 @@ typedef struct schema_s {
     avro_schema_t schema;
     uint64_t fp;
     uint64_t fp_objprim; /* as Python, goavro, older Rust compute it */
-    int kind; /* td_event_kind_t or KIND_SCORE */
+    int kind;            /* td_event_kind_t or KIND_SCORE */
     avro_value_iface_t *iface;
     avro_value_t dec; /* TrustScore only: decoded into, reused */
     avro_value_t enc; /* encoded from, reused */
@@ -1422,8 +1422,8 @@ td_dlq_reason_t td_codec_decode(td_codec_t *c,
         memcpy(c->msg, value, value_len);
         value = c->msg;
     }
-    r = parse_msg(c, value, value_len, v->max_message_bytes, c->caps, &sc,
-                  &hdr, errstr, errstr_size);
+    r = parse_msg(c, value, value_len, v->max_message_bytes, c->caps, &sc, &hdr,
+                  errstr, errstr_size);
     if (r != TD_DLQ_OK) return r;
     if (sc->kind != (int)expect) {
         seterr(errstr, errstr_size, "%s record on a %s topic",

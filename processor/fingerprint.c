@@ -303,17 +303,15 @@ static int pcf_walk(pcf_out_t *o,
     }
     case AVRO_ARRAY:
         out_str(o, "{\"type\":\"array\",\"items\":");
-        if (pcf_walk(o, avro_schema_array_items(s),
-                     json_object_get(j, "items"), depth + 1, errstr,
-                     errstr_size) != TD_OK)
+        if (pcf_walk(o, avro_schema_array_items(s), json_object_get(j, "items"),
+                     depth + 1, errstr, errstr_size) != TD_OK)
             return TD_ERR;
         out_mem(o, "}", 1);
         return TD_OK;
     case AVRO_MAP:
         out_str(o, "{\"type\":\"map\",\"values\":");
-        if (pcf_walk(o, avro_schema_map_values(s),
-                     json_object_get(j, "values"), depth + 1, errstr,
-                     errstr_size) != TD_OK)
+        if (pcf_walk(o, avro_schema_map_values(s), json_object_get(j, "values"),
+                     depth + 1, errstr, errstr_size) != TD_OK)
             return TD_ERR;
         out_mem(o, "}", 1);
         return TD_OK;

@@ -9,8 +9,9 @@
  * builds the PCF by walking a parsed avro_schema_t and hashes it, either into
  * a caller buffer or streaming without one.
  *
- * Everything here is pure: no allocation (but the *_objprim pair), no global mutable state, safe to
- * call from any thread on schemas that are not being modified.
+ * Everything here is pure: no allocation (but the *_objprim pair), no global
+ * mutable state, safe to call from any thread on schemas that are not being
+ * modified.
  */
 #ifndef TD_FINGERPRINT_H
 #define TD_FINGERPRINT_H

@@ -20,10 +20,10 @@
 #include "common.h"
 #include "registry.h"
 
-#define MAX_BODY      (1024 * 1024) /* a schema, with room to spare */
-#define BACKOFF_MIN   200           /* ms before the first retry */
-#define MAX_PARALLEL  4             /* requests at once */
-#define MAP_LINE_MAX  4096
+#define MAX_BODY     (1024 * 1024) /* a schema, with room to spare */
+#define BACKOFF_MIN  200           /* ms before the first retry */
+#define MAX_PARALLEL 4             /* requests at once */
+#define MAP_LINE_MAX 4096
 
 typedef enum { E_FOUND, E_UNKNOWN, E_FETCHING, E_FAILED } estate_t;
 
@@ -32,12 +32,12 @@ typedef struct entry_s {
     estate_t state;
     char *json; /* E_FOUND */
     size_t len;
-    int64_t until_ms;   /* E_UNKNOWN: asked again after; E_FAILED: retry at */
-    int backoff_ms;     /* next backoff after a failure */
-    CURL *easy;         /* E_FETCHING */
-    char *body;         /* the answer so far */
+    int64_t until_ms; /* E_UNKNOWN: asked again after; E_FAILED: retry at */
+    int backoff_ms;   /* next backoff after a failure */
+    CURL *easy;       /* E_FETCHING */
+    char *body;       /* the answer so far */
     size_t body_len;
-    int body_over;      /* the answer exceeded MAX_BODY */
+    int body_over; /* the answer exceeded MAX_BODY */
 } entry_t;
 
 struct td_registry_s {
@@ -160,8 +160,8 @@ static int map_line(td_registry_t *r,
         return TD_ERR;
     }
     if (find(r, (uint32_t)id) != NULL) {
-        seterr(errstr, errstr_size, "%s:%d: schema id %llu twice", file,
-               lineno, id);
+        seterr(errstr, errstr_size, "%s:%d: schema id %llu twice", file, lineno,
+               id);
         return TD_ERR;
     }
     if (*path == '/' || slash == NULL)
@@ -182,10 +182,8 @@ static int map_line(td_registry_t *r,
     return TD_OK;
 }
 
-static int load_map(td_registry_t *r,
-                    const char *file,
-                    char *errstr,
-                    size_t errstr_size) {
+static int
+load_map(td_registry_t *r, const char *file, char *errstr, size_t errstr_size) {
     FILE *fp = fopen(file, "r");
     char line[MAP_LINE_MAX];
     int lineno = 0, rc = TD_OK;

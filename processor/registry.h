@@ -26,9 +26,9 @@
 typedef struct td_registry_s td_registry_t;
 
 typedef struct td_registry_conf_s {
-    const char *url;      /* base URL of the Confluent-compatible API; ""
-                           * or NULL: no registry */
-    const char *user;     /* HTTP basic auth; "" or NULL: none */
+    const char *url;  /* base URL of the Confluent-compatible API; ""
+                       * or NULL: no registry */
+    const char *user; /* HTTP basic auth; "" or NULL: none */
     const char *password;
     const char *map_file; /* "ID PATH" lines; "" or NULL: none */
     int timeout_ms;       /* per request, connecting included */

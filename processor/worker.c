@@ -1368,8 +1368,8 @@ static void ping(td_worker_t *w, int64_t now) {
  * that follows the resume brings it back to off, and the seek's new
  * version drops whatever was fetched in between. While every partition is
  * held for Redis (hold), the resume waits for hold to end. */
-static void wait_schema(td_worker_t *w, src_t *s, int on, int64_t id,
-                        int64_t off) {
+static void
+wait_schema(td_worker_t *w, src_t *s, int on, int64_t id, int64_t off) {
     rd_kafka_topic_partition_list_t *parts =
         rd_kafka_topic_partition_list_new(1);
     rd_kafka_error_t *error = NULL;
@@ -1424,8 +1424,8 @@ static int await_schema(td_worker_t *w, src_t *s, const rd_kafka_message_t *m) {
         return 0;
     switch (td_registry_get(w->registry, id, &json, &len)) {
     case TD_REG_FOUND:
-        if (td_codec_add_id(w->codec, id, json, len, errstr,
-                            sizeof(errstr)) != TD_OK)
+        if (td_codec_add_id(w->codec, id, json, len, errstr, sizeof(errstr)) !=
+            TD_OK)
             td_log(TD_LOG_WARNING, "%s", errstr); /* once per id */
         return 0;
     case TD_REG_UNKNOWN:
@@ -1491,7 +1491,8 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
     }
     if (!s || s->assigned != 1)
         return; /* left over from a revoked assignment */
-    if (s->wait_id >= 0) return; /* read again once its schema is there */
+    /* Paused for a schema id: read again from there once it is known. */
+    if (s->wait_id >= 0) return;
     if (s->next >= 0 && msg->offset < s->next) return; /* already seen */
     if (s->horizon >= 0 && msg->offset >= s->horizon) {
         /* Every offset below the horizon has been read (or is a gap):

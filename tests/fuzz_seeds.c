@@ -54,11 +54,8 @@ static int write_seed(const char *dir,
 }
 
 /* The single-object message so[0..len) again, Confluent-framed with id. */
-static int write_confluent(const char *dir,
-                           int sel,
-                           uint32_t id,
-                           const uint8_t *so,
-                           size_t len) {
+static int write_confluent(
+    const char *dir, int sel, uint32_t id, const uint8_t *so, size_t len) {
     uint8_t buf[4096];
 
     buf[0] = 0;

@@ -451,8 +451,14 @@ static int registry_jar(char *jar, size_t size) {
 
 static int registry_spawn(td_h_registry_t *r) {
     char jar[600], port[64];
-    char *argv[] = {"java", "-Xmx256m", "-XX:TieredStopAtLevel=1",
-                    "-Dquarkus.http.host=127.0.0.1", port, "-jar", jar, NULL};
+    char *argv[] = {"java",
+                    "-Xmx256m",
+                    "-XX:TieredStopAtLevel=1",
+                    "-Dquarkus.http.host=127.0.0.1",
+                    port,
+                    "-jar",
+                    jar,
+                    NULL};
 
     if (registry_jar(jar, sizeof(jar)) != 0) return -1;
     snprintf(port, sizeof(port), "-Dquarkus.http.port=%d", r->port);

@@ -491,8 +491,8 @@ static const case_def_t one_mb_def = {"1 MiB message", TD_DLQ_TOO_LARGE,
 
 /* ---- Confluent framing (issue 20) ---- */
 
-#define MAP_ID     900001u /* order_event.v1.avsc in the schema map file */
-#define UNKNOWN_ID 999999u /* in neither */
+#define MAP_ID      900001u /* order_event.v1.avsc in the schema map file */
+#define UNKNOWN_ID  999999u /* in neither */
 #define PY_FP_ORDER 0x79f8faa18bc5d14dULL /* Python's fingerprint */
 
 /* A producer's own ReviewEvent: fewer fields, no logical type. */
@@ -529,7 +529,8 @@ static int nregs;
 
 static const char *embedded_json(const char *file) {
     for (size_t i = 0; i < td_schema_src_cnt; i++) {
-        if (!strcmp(td_schema_srcs[i].file, file)) return td_schema_srcs[i].json;
+        if (!strcmp(td_schema_srcs[i].file, file))
+            return td_schema_srcs[i].json;
     }
     fail_msg("no embedded schema %s", file);
     return NULL;
@@ -1130,7 +1131,8 @@ static int trustd_start_elsewhere(const char *const *extra) {
     const char *dir = getenv("TD_BIN");
     int ret;
 
-    if (!getcwd(cwd, sizeof(cwd)) || !realpath(dir && *dir ? dir : "build", bin))
+    if (!getcwd(cwd, sizeof(cwd)) ||
+        !realpath(dir && *dir ? dir : "build", bin))
         return -1;
     setenv("TD_BIN", bin, 1);
     if (chdir(td_h_tmpdir()) != 0) return -1;
@@ -1142,12 +1144,20 @@ static int trustd_start_elsewhere(const char *const *extra) {
 static int setup(void **state) {
     static const char *kargs[] = {"--partitions", "2", NULL};
     char port[16], errstr[512], map[512];
-    const char *extra[] = {"--http-port", port, "--log-error-interval-ms",
-                           "1000",        "-X", "message.timeout.ms=2000",
-                           "--schema-registry-url", registry.url,
-                           "--schema-map-file", map,
-                           "--schema-registry-timeout-ms", "500",
-                           "--schema-registry-retry-max-ms", "1000",
+    const char *extra[] = {"--http-port",
+                           port,
+                           "--log-error-interval-ms",
+                           "1000",
+                           "-X",
+                           "message.timeout.ms=2000",
+                           "--schema-registry-url",
+                           registry.url,
+                           "--schema-map-file",
+                           map,
+                           "--schema-registry-timeout-ms",
+                           "500",
+                           "--schema-registry-retry-max-ms",
+                           "1000",
                            NULL};
     (void)state;
 
@@ -1602,16 +1612,15 @@ static int cfgood_applied(void *arg) {
     return 1;
 }
 
-static void cfgood_produce(cfgood_t *g, int32_t partition, uint8_t *v,
-                           size_t len) {
+static void
+cfgood_produce(cfgood_t *g, int32_t partition, uint8_t *v, size_t len) {
     produce(g->kind, partition, g->merchant, strlen(g->merchant), v, len,
             &g->sent);
     sent_good[g->kind]++;
     free(v);
 }
 
-static void
-test_confluent_events_are_applied_or_dead_lettered(void **state) {
+static void test_confluent_events_are_applied_or_dead_lettered(void **state) {
     static dcase_t cases[NCF];
     static cfgood_t good[] = {
         {"cf-registry-order", TD_EV_ORDER, 0, {0}},
@@ -1621,7 +1630,8 @@ test_confluent_events_are_applied_or_dead_lettered(void **state) {
         {NULL, 0, 0, {0}},
     };
     want_t want = {cases, NCF};
-    uint32_t order_id = reg_id("orders-value", embedded_json("order_event.avsc"));
+    uint32_t order_id =
+        reg_id("orders-value", embedded_json("order_event.avsc"));
     uint32_t review_id = reg_id("reviews-value", review_json);
     char errstr[256];
     td_event_t ev;

@@ -711,8 +711,8 @@ static void test_decode_accepts_other_libraries_fingerprints(void **state) {
 }
 
 /* A Confluent-framed copy of single-object message so with schema id. */
-static size_t to_confluent(uint8_t *dst, const void *so, size_t len,
-                           uint32_t id) {
+static size_t
+to_confluent(uint8_t *dst, const void *so, size_t len, uint32_t id) {
     dst[0] = 0;
     dst[1] = (uint8_t)(id >> 24);
     dst[2] = (uint8_t)(id >> 16);
@@ -743,8 +743,7 @@ static void test_schema_id_reads_only_whole_confluent_headers(void **state) {
     (void)state;
     assert_int_equal(td_codec_schema_id("\x00\x01\x02\x03\x04", 5, &id), 1);
     assert_true(id == 0x01020304u);
-    assert_int_equal(td_codec_schema_id("\x00\xff\xff\xff\xff\x02", 6, &id),
-                     1);
+    assert_int_equal(td_codec_schema_id("\x00\xff\xff\xff\xff\x02", 6, &id), 1);
     assert_true(id == 0xffffffffu);
     assert_int_equal(td_codec_schema_id("\x00\x01\x02\x03", 4, &id), 0);
     assert_int_equal(td_codec_schema_id("\xc3\x01\x02\x03\x04", 5, &id), 0);
@@ -774,9 +773,9 @@ static void test_decode_confluent_with_embedded_schema_text(void **state) {
         decode(c, TD_EV_ORDER, cf, len, &out, errstr, sizeof(errstr)),
         TD_DLQ_UNKNOWN_SCHEMA_ID);
     assert_non_null(strstr(errstr, "schema id"));
-    assert_int_equal(td_codec_add_id(c, id, json, strlen(json), errstr,
-                                     sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_codec_add_id(c, id, json, strlen(json), errstr, sizeof(errstr)),
+        TD_OK);
     assert_int_equal(td_codec_has_id(c, id), 1);
     assert_int_equal(
         decode(c, TD_EV_ORDER, cf, len, &out, errstr, sizeof(errstr)),
@@ -815,9 +814,9 @@ static void test_decode_confluent_with_registry_only_schema(void **state) {
     char errstr[256];
     uint32_t id = next_id++;
 
-    assert_int_equal(td_codec_add_id(c, id, json, sizeof(json) - 1, errstr,
-                                     sizeof(errstr)),
-                     TD_OK);
+    assert_int_equal(
+        td_codec_add_id(c, id, json, sizeof(json) - 1, errstr, sizeof(errstr)),
+        TD_OK);
     td_h_wbyte(&w, 0);
     for (int i = 3; i >= 0; i--)
         td_h_wbyte(&w, (uint8_t)(id >> (8 * i)));
@@ -880,8 +879,8 @@ static void test_add_id_remembers_unusable_schemas(void **state) {
         assert_int_equal(td_codec_has_id(c, id), 1);
         msg[3] = (uint8_t)(id >> 8);
         msg[4] = (uint8_t)id;
-        assert_int_equal(decode(c, TD_EV_REVIEW, msg, sizeof(msg), &out,
-                                errstr, sizeof(errstr)),
+        assert_int_equal(decode(c, TD_EV_REVIEW, msg, sizeof(msg), &out, errstr,
+                                sizeof(errstr)),
                          bad[i].why);
     }
 }
