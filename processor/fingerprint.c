@@ -335,8 +335,8 @@ static int pcf_walk(pcf_out_t *o,
     return TD_ERR;
 }
 
-/* The walk for every public function: the spec's form when json is NULL,
- * the other libraries' form read alongside json otherwise. */
+/* The walk for every public function: the spec's form, or with o->objprim
+ * the other libraries' form read alongside json. */
 static int canonical(avro_schema_t s,
                      const char *json,
                      pcf_out_t *o,
@@ -345,11 +345,11 @@ static int canonical(avro_schema_t s,
     json_t *j = NULL;
     int rc;
 
-    if (s == NULL) {
-        snprintf(errstr, errstr_size, "no schema");
+    if (s == NULL || (o->objprim && json == NULL)) {
+        snprintf(errstr, errstr_size, "no schema%s", s ? " JSON" : "");
         return TD_ERR;
     }
-    if (json != NULL) {
+    if (o->objprim) {
         json_error_t jerr;
 
         j = json_loads(json, JSON_DECODE_ANY, &jerr);
@@ -357,7 +357,6 @@ static int canonical(avro_schema_t s,
             snprintf(errstr, errstr_size, "schema JSON: %s", jerr.text);
             return TD_ERR;
         }
-        o->objprim = 1;
     }
     rc = pcf_walk(o, s, j, 0, errstr, errstr_size);
     json_decref(j);
@@ -366,12 +365,13 @@ static int canonical(avro_schema_t s,
 
 static int to_buf(avro_schema_t s,
                   const char *json,
+                  int objprim,
                   char *buf,
                   size_t size,
                   size_t *lenp,
                   char *errstr,
                   size_t errstr_size) {
-    pcf_out_t o = {buf, size, 0, TD_FP_EMPTY, 0};
+    pcf_out_t o = {buf, size, 0, TD_FP_EMPTY, objprim};
 
     if (canonical(s, json, &o, errstr, errstr_size) != TD_OK) return TD_ERR;
     if (lenp != NULL) *lenp = o.len;
@@ -388,10 +388,11 @@ static int to_buf(avro_schema_t s,
 
 static int to_fp(avro_schema_t s,
                  const char *json,
+                 int objprim,
                  uint64_t *fp,
                  char *errstr,
                  size_t errstr_size) {
-    pcf_out_t o = {NULL, 0, 0, TD_FP_EMPTY, 0};
+    pcf_out_t o = {NULL, 0, 0, TD_FP_EMPTY, objprim};
 
     if (canonical(s, json, &o, errstr, errstr_size) != TD_OK) return TD_ERR;
     *fp = o.crc;
@@ -404,14 +405,14 @@ int td_fp_canonical(avro_schema_t s,
                     size_t *lenp,
                     char *errstr,
                     size_t errstr_size) {
-    return to_buf(s, NULL, buf, size, lenp, errstr, errstr_size);
+    return to_buf(s, NULL, 0, buf, size, lenp, errstr, errstr_size);
 }
 
 int td_fp_schema(avro_schema_t s,
                  uint64_t *fp,
                  char *errstr,
                  size_t errstr_size) {
-    return to_fp(s, NULL, fp, errstr, errstr_size);
+    return to_fp(s, NULL, 0, fp, errstr, errstr_size);
 }
 
 int td_fp_canonical_objprim(avro_schema_t s,
@@ -421,11 +422,7 @@ int td_fp_canonical_objprim(avro_schema_t s,
                             size_t *lenp,
                             char *errstr,
                             size_t errstr_size) {
-    if (json == NULL) {
-        snprintf(errstr, errstr_size, "no schema JSON");
-        return TD_ERR;
-    }
-    return to_buf(s, json, buf, size, lenp, errstr, errstr_size);
+    return to_buf(s, json, 1, buf, size, lenp, errstr, errstr_size);
 }
 
 int td_fp_schema_objprim(avro_schema_t s,
@@ -433,9 +430,5 @@ int td_fp_schema_objprim(avro_schema_t s,
                          uint64_t *fp,
                          char *errstr,
                          size_t errstr_size) {
-    if (json == NULL) {
-        snprintf(errstr, errstr_size, "no schema JSON");
-        return TD_ERR;
-    }
-    return to_fp(s, json, fp, errstr, errstr_size);
+    return to_fp(s, json, 1, fp, errstr, errstr_size);
 }

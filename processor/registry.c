@@ -9,7 +9,6 @@
  * retry_max_ms). The body of an answer is collected up to MAX_BODY bytes.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,18 +54,6 @@ struct td_registry_s {
     char error[512];
 };
 
-static void seterr(char *errstr, size_t errstr_size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void seterr(char *errstr, size_t errstr_size, const char *fmt, ...) {
-    va_list ap;
-
-    if (errstr == NULL || errstr_size == 0) return;
-    va_start(ap, fmt);
-    vsnprintf(errstr, errstr_size, fmt, ap);
-    va_end(ap);
-}
-
 static char *dup_or_null(const char *s) {
     return s != NULL && *s != '\0' ? strdup(s) : NULL;
 }
@@ -108,7 +95,7 @@ static char *read_file(const char *path, size_t *lenp, char *why, size_t n) {
     size_t len = 0, cap = 0, got;
 
     if (fp == NULL) {
-        seterr(why, n, "cannot open %s: %s", path, strerror(errno));
+        snprintf(why, n, "cannot open %.256s: %s", path, strerror(errno));
         return NULL;
     }
     do {
@@ -117,7 +104,8 @@ static char *read_file(const char *path, size_t *lenp, char *why, size_t n) {
 
             cap = cap ? cap * 2 : 8192;
             if (cap > MAX_BODY + 1 || (p = realloc(buf, cap)) == NULL) {
-                seterr(why, n, "%s is larger than %d bytes", path, MAX_BODY);
+                snprintf(why, n, "%.256s is larger than %d bytes", path,
+                         MAX_BODY);
                 free(buf);
                 fclose(fp);
                 return NULL;
@@ -151,17 +139,18 @@ static int map_line(td_registry_t *r,
     errno = 0;
     id = strtoull(id_s, &end, 10);
     if (*end != '\0' || errno != 0 || id > UINT32_MAX || *id_s == '-') {
-        seterr(errstr, errstr_size, "%s:%d: bad schema id '%s'", file, lineno,
-               id_s);
+        snprintf(errstr, errstr_size, "%s:%d: bad schema id '%s'", file, lineno,
+                 id_s);
         return TD_ERR;
     }
     if (path == NULL || strtok(NULL, " \t\r\n") != NULL) {
-        seterr(errstr, errstr_size, "%s:%d: expected 'ID PATH'", file, lineno);
+        snprintf(errstr, errstr_size, "%s:%d: expected 'ID PATH'", file,
+                 lineno);
         return TD_ERR;
     }
     if (find(r, (uint32_t)id) != NULL) {
-        seterr(errstr, errstr_size, "%s:%d: schema id %llu twice", file, lineno,
-               id);
+        snprintf(errstr, errstr_size, "%s:%d: schema id %llu twice", file,
+                 lineno, id);
         return TD_ERR;
     }
     if (*path == '/' || slash == NULL)
@@ -170,13 +159,13 @@ static int map_line(td_registry_t *r,
         snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - file), file,
                  path);
     if ((e = add(r, (uint32_t)id)) == NULL) {
-        seterr(errstr, errstr_size, "out of memory");
+        snprintf(errstr, errstr_size, "out of memory");
         return TD_ERR;
     }
     e->state = E_FOUND;
     e->json = read_file(full, &e->len, why, sizeof(why));
     if (e->json == NULL) {
-        seterr(errstr, errstr_size, "%s:%d: %s", file, lineno, why);
+        snprintf(errstr, errstr_size, "%s:%d: %s", file, lineno, why);
         return TD_ERR;
     }
     return TD_OK;
@@ -189,8 +178,8 @@ load_map(td_registry_t *r, const char *file, char *errstr, size_t errstr_size) {
     int lineno = 0, rc = TD_OK;
 
     if (fp == NULL) {
-        seterr(errstr, errstr_size, "cannot open schema map %s: %s", file,
-               strerror(errno));
+        snprintf(errstr, errstr_size, "cannot open schema map %s: %s", file,
+                 strerror(errno));
         return TD_ERR;
     }
     while (rc == TD_OK && fgets(line, sizeof(line), fp) != NULL) {
@@ -201,7 +190,7 @@ load_map(td_registry_t *r, const char *file, char *errstr, size_t errstr_size) {
     if (rc != TD_OK) return TD_ERR;
     r->map_ids = calloc(r->cnt ? r->cnt : 1, sizeof(*r->map_ids));
     if (r->map_ids == NULL) {
-        seterr(errstr, errstr_size, "out of memory");
+        snprintf(errstr, errstr_size, "out of memory");
         return TD_ERR;
     }
     for (size_t i = 0; i < r->cnt; i++)
@@ -287,14 +276,14 @@ static char *parse_found(entry_t *e, size_t *lenp, char *why, size_t n) {
     char *text = NULL;
 
     if (doc == NULL) {
-        seterr(why, n, "answer is not JSON: %s", jerr.text);
+        snprintf(why, n, "answer is not JSON: %s", jerr.text);
     } else if (!json_is_string(schema)) {
-        seterr(why, n, "answer has no \"schema\" string");
+        snprintf(why, n, "answer has no \"schema\" string");
     } else {
         *lenp = json_string_length(schema);
         text = malloc(*lenp + 1);
         if (text == NULL) {
-            seterr(why, n, "out of memory");
+            snprintf(why, n, "out of memory");
         } else {
             memcpy(text, json_string_value(schema), *lenp);
             text[*lenp] = '\0';
@@ -323,9 +312,9 @@ static int finish(td_registry_t *r, entry_t *e, CURLcode cc) {
     r->stats.requests++;
     r->stats.waiting--;
     if (cc != CURLE_OK) {
-        seterr(why, sizeof(why), "%s", curl_easy_strerror(cc));
+        snprintf(why, sizeof(why), "%s", curl_easy_strerror(cc));
     } else if (e->body_over) {
-        seterr(why, sizeof(why), "answer larger than %d bytes", MAX_BODY);
+        snprintf(why, sizeof(why), "answer larger than %d bytes", MAX_BODY);
     } else if (status == 200) {
         e->json = parse_found(e, &e->len, why, sizeof(why));
     } else if (status == 404 && is_not_found(e)) {
@@ -335,10 +324,10 @@ static int finish(td_registry_t *r, entry_t *e, CURLcode cc) {
         e->backoff_ms = BACKOFF_MIN;
         return 1;
     } else {
-        seterr(why, sizeof(why), "HTTP status %ld%s", status,
-               status == 404 ? " without error_code 40403 (is "
-                               "schema_registry_url the API's base?)"
-                             : "");
+        snprintf(why, sizeof(why), "HTTP status %ld%s", status,
+                 status == 404 ? " without error_code 40403 (is "
+                                 "schema_registry_url the API's base?)"
+                               : "");
     }
     end_request(r, e);
     if (e->json != NULL) {
@@ -366,7 +355,7 @@ td_registry_t *td_registry_new(const td_registry_conf_t *conf,
     size_t n;
 
     if (r == NULL) {
-        seterr(errstr, errstr_size, "out of memory");
+        snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
     r->timeout_ms = conf->timeout_ms > 0 ? conf->timeout_ms : 2000;
@@ -378,7 +367,7 @@ td_registry_t *td_registry_new(const td_registry_conf_t *conf,
     if (conf->url != NULL && *conf->url != '\0') {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK ||
             (r->multi = curl_multi_init()) == NULL) {
-            seterr(errstr, errstr_size, "cannot initialise libcurl");
+            snprintf(errstr, errstr_size, "cannot initialise libcurl");
             goto err;
         }
         curl_multi_setopt(r->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS,
@@ -387,7 +376,7 @@ td_registry_t *td_registry_new(const td_registry_conf_t *conf,
         r->user = dup_or_null(conf->user);
         r->password = dup_or_null(conf->password);
         if (r->url == NULL) {
-            seterr(errstr, errstr_size, "out of memory");
+            snprintf(errstr, errstr_size, "out of memory");
             goto err;
         }
         n = strlen(r->url);

@@ -33,6 +33,7 @@
 #include "codec.h"
 #include "common.h"
 #include "harness.h"
+#include "schemas_gen.h"
 #include "store.h"
 
 static char tmpdir[256];
@@ -365,6 +366,29 @@ int td_h_trustd_start(td_h_proc_t *p,
 }
 
 /* ---- schema registry ---- */
+
+const char *td_h_schema_json(const char *file) {
+    for (size_t i = 0; i < td_schema_src_cnt; i++) {
+        if (!strcmp(td_schema_srcs[i].file, file))
+            return td_schema_srcs[i].json;
+    }
+    return NULL;
+}
+
+#define REVIEW_HEAD                                                            \
+    "{\"type\":\"record\",\"name\":\"ReviewEvent\",\"namespace\":"             \
+    "\"trustindex\",\"fields\":["                                              \
+    "{\"name\":\"event_id\",\"type\":\"string\"},"                             \
+    "{\"name\":\"event_time\",\"type\":\"long\"},"                             \
+    "{\"name\":\"merchant_id\",\"type\":\"string\"},"                          \
+    "{\"name\":\"order_id\",\"type\":\"string\"},"                             \
+    "{\"name\":\"buyer_id\",\"type\":\"string\"},"
+
+const char td_h_own_review_json[] = REVIEW_HEAD
+    "{\"name\":\"rating\",\"type\":\"int\"},"
+    "{\"name\":\"has_media\",\"type\":\"boolean\",\"default\":false}]}";
+const char td_h_bad_review_json[] =
+    REVIEW_HEAD "{\"name\":\"rating\",\"type\":\"string\"}]}";
 
 #define APICURIO_JAR "apicurio-registry-app-2.6.13.Final-runner.jar"
 

@@ -89,6 +89,15 @@ int64_t td_h_registry_register(const td_h_registry_t *r,
                                const char *subject,
                                const char *json);
 
+/* The text of embedded schema file (schemas_gen.h), or NULL. */
+const char *td_h_schema_json(const char *file);
+
+/* Writer schemas of the Confluent tests: a producer's own ReviewEvent (the
+ * common fields, rating and has_media; no logical type), and one whose
+ * rating is a string, which the reader cannot resolve. */
+extern const char td_h_own_review_json[];
+extern const char td_h_bad_review_json[];
+
 /* Starts trustd against the fixtures with test-friendly settings (short
  * flush interval, session.timeout.ms 6000), plus extra args. */
 int td_h_trustd_start(td_h_proc_t *p,

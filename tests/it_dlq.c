@@ -47,7 +47,6 @@
 #include "codec.h"
 #include "common.h"
 #include "harness.h"
-#include "schemas_gen.h"
 
 #define HOUR      3600000LL
 #define P_MAIN    0 /* partition of the cases, the mix, the flood */
@@ -495,29 +494,9 @@ static const case_def_t one_mb_def = {"1 MiB message", TD_DLQ_TOO_LARGE,
 #define UNKNOWN_ID  999999u /* in neither */
 #define PY_FP_ORDER 0x79f8faa18bc5d14dULL /* Python's fingerprint */
 
-/* A producer's own ReviewEvent: fewer fields, no logical type. */
-static const char review_json[] =
-    "{\"type\":\"record\",\"name\":\"ReviewEvent\",\"namespace\":"
-    "\"trustindex\",\"fields\":["
-    "{\"name\":\"event_id\",\"type\":\"string\"},"
-    "{\"name\":\"event_time\",\"type\":\"long\"},"
-    "{\"name\":\"merchant_id\",\"type\":\"string\"},"
-    "{\"name\":\"order_id\",\"type\":\"string\"},"
-    "{\"name\":\"buyer_id\",\"type\":\"string\"},"
-    "{\"name\":\"rating\",\"type\":\"int\"},"
-    "{\"name\":\"has_media\",\"type\":\"boolean\",\"default\":false}]}";
 static const char payment_json[] =
     "{\"type\":\"record\",\"name\":\"Payment\",\"namespace\":\"acme\","
     "\"fields\":[{\"name\":\"id\",\"type\":\"string\"}]}";
-/* rating as a string: cannot be read as the reader's int */
-static const char bad_review_json[] =
-    "{\"type\":\"record\",\"name\":\"trustindex.ReviewEvent\",\"fields\":["
-    "{\"name\":\"event_id\",\"type\":\"string\"},"
-    "{\"name\":\"event_time\",\"type\":\"long\"},"
-    "{\"name\":\"merchant_id\",\"type\":\"string\"},"
-    "{\"name\":\"order_id\",\"type\":\"string\"},"
-    "{\"name\":\"buyer_id\",\"type\":\"string\"},"
-    "{\"name\":\"rating\",\"type\":\"string\"}]}";
 
 /* What was registered, by subject. */
 #define MAX_REG 16
@@ -526,15 +505,6 @@ static struct {
     int64_t id;
 } regs[MAX_REG];
 static int nregs;
-
-static const char *embedded_json(const char *file) {
-    for (size_t i = 0; i < td_schema_src_cnt; i++) {
-        if (!strcmp(td_schema_srcs[i].file, file))
-            return td_schema_srcs[i].json;
-    }
-    fail_msg("no embedded schema %s", file);
-    return NULL;
-}
 
 /* Registers json (once per subject) and gives the local codec the id too,
  * so case_build() can check the cases. */
@@ -607,7 +577,7 @@ static void b_cf_payment(dcase_t *c) {
 }
 
 static void b_cf_incompatible(dcase_t *c) {
-    c->value = cf_review(reg_id("reviews-bad-value", bad_review_json),
+    c->value = cf_review(reg_id("reviews-bad-value", td_h_bad_review_json),
                          c->merchant, c->good_time - 500, &c->value_len);
 }
 
@@ -1106,13 +1076,9 @@ static int all_assigned(void *arg) {
  * order_event.v1.avsc, by a path relative to the map file. */
 static int write_schema_map(char *path, size_t size) {
     char avsc[512];
-    const char *json = NULL;
+    const char *json = td_h_schema_json("order_event.v1.avsc");
     FILE *fp;
 
-    for (size_t i = 0; i < td_schema_src_cnt; i++) {
-        if (!strcmp(td_schema_srcs[i].file, "order_event.v1.avsc"))
-            json = td_schema_srcs[i].json;
-    }
     snprintf(avsc, sizeof(avsc), "%s/order_v1.avsc", td_h_tmpdir());
     snprintf(path, size, "%s/schemas.map", td_h_tmpdir());
     if (!json || !(fp = fopen(avsc, "w"))) return -1;
@@ -1176,8 +1142,8 @@ static int setup(void **state) {
         return -1;
     }
     if (write_schema_map(map, sizeof(map)) != 0) return -1;
-    td_codec_add_id(codec, MAP_ID, embedded_json("order_event.v1.avsc"),
-                    strlen(embedded_json("order_event.v1.avsc")), errstr,
+    td_codec_add_id(codec, MAP_ID, td_h_schema_json("order_event.v1.avsc"),
+                    strlen(td_h_schema_json("order_event.v1.avsc")), errstr,
                     sizeof(errstr));
     http_port = td_h_free_port();
     snprintf(port, sizeof(port), "%d", http_port);
@@ -1631,8 +1597,8 @@ static void test_confluent_events_are_applied_or_dead_lettered(void **state) {
     };
     want_t want = {cases, NCF};
     uint32_t order_id =
-        reg_id("orders-value", embedded_json("order_event.avsc"));
-    uint32_t review_id = reg_id("reviews-value", review_json);
+        reg_id("orders-value", td_h_schema_json("order_event.avsc"));
+    uint32_t review_id = reg_id("reviews-value", td_h_own_review_json);
     char errstr[256];
     td_event_t ev;
     uint8_t *v;

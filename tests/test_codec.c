@@ -723,16 +723,6 @@ to_confluent(uint8_t *dst, const void *so, size_t len, uint32_t id) {
     return len - TD_CODEC_HDR_LEN + 5;
 }
 
-/* The text of embedded schema file. */
-static const char *embedded_json(const char *file) {
-    for (size_t i = 0; i < td_schema_src_cnt; i++) {
-        if (strcmp(td_schema_srcs[i].file, file) == 0)
-            return td_schema_srcs[i].json;
-    }
-    fail_msg("no embedded schema %s", file);
-    return NULL;
-}
-
 /* The id a Confluent test gives a schema: fresh per test, since the
  * codec is shared and remembers ids. */
 static uint32_t next_id = 1000;
@@ -756,7 +746,7 @@ static void test_decode_confluent_with_embedded_schema_text(void **state) {
     td_event_t ev, out;
     char errstr[256];
     uint32_t id = next_id++;
-    const char *json = embedded_json("order_event.v1.avsc");
+    const char *json = td_h_schema_json("order_event.v1.avsc");
     size_t len;
 
     make_order(&ev);
@@ -799,23 +789,14 @@ static void test_decode_confluent_with_embedded_schema_text(void **state) {
  * fields, no logical type): compiled and resolved against the reader. */
 static void test_decode_confluent_with_registry_only_schema(void **state) {
     td_codec_t *c = *state;
-    static const char json[] =
-        "{\"type\":\"record\",\"name\":\"ReviewEvent\",\"namespace\":"
-        "\"trustindex\",\"doc\":\"a producer's copy\",\"fields\":["
-        "{\"name\":\"event_id\",\"type\":\"string\"},"
-        "{\"name\":\"event_time\",\"type\":\"long\"},"
-        "{\"name\":\"merchant_id\",\"type\":\"string\"},"
-        "{\"name\":\"order_id\",\"type\":\"string\"},"
-        "{\"name\":\"buyer_id\",\"type\":\"string\"},"
-        "{\"name\":\"rating\",\"type\":\"int\"},"
-        "{\"name\":\"has_media\",\"type\":\"boolean\",\"default\":false}]}";
+    const char *json = td_h_own_review_json;
     td_h_wbuf_t w = {0};
     td_event_t out;
     char errstr[256];
     uint32_t id = next_id++;
 
     assert_int_equal(
-        td_codec_add_id(c, id, json, sizeof(json) - 1, errstr, sizeof(errstr)),
+        td_codec_add_id(c, id, json, strlen(json), errstr, sizeof(errstr)),
         TD_OK);
     td_h_wbyte(&w, 0);
     for (int i = 3; i >= 0; i--)
@@ -850,15 +831,7 @@ static void test_add_id_remembers_unusable_schemas(void **state) {
         {"{\"type\":\"record\",\"name\":\"Payment\",\"namespace\":\"acme\","
          "\"fields\":[{\"name\":\"a\",\"type\":\"long\"}]}",
          TD_DLQ_WRONG_TYPE},
-        /* rating as a string cannot be read as the reader's int */
-        {"{\"type\":\"record\",\"name\":\"trustindex.ReviewEvent\",\"fields\":["
-         "{\"name\":\"event_id\",\"type\":\"string\"},"
-         "{\"name\":\"event_time\",\"type\":\"long\"},"
-         "{\"name\":\"merchant_id\",\"type\":\"string\"},"
-         "{\"name\":\"order_id\",\"type\":\"string\"},"
-         "{\"name\":\"buyer_id\",\"type\":\"string\"},"
-         "{\"name\":\"rating\",\"type\":\"string\"}]}",
-         TD_DLQ_INCOMPATIBLE_SCHEMA},
+        {td_h_bad_review_json, TD_DLQ_INCOMPATIBLE_SCHEMA},
         /* a required field missing */
         {"{\"type\":\"record\",\"name\":\"trustindex.ReviewEvent\",\"fields\":["
          "{\"name\":\"event_id\",\"type\":\"string\"}]}",

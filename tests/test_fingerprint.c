@@ -30,6 +30,7 @@
 
 #include "common.h"
 #include "fingerprint.h"
+#include "harness.h"
 #include "schemas_gen.h"
 
 typedef struct spec_vector_s {
@@ -364,12 +365,10 @@ static avro_schema_t parse(const char *json) {
 }
 
 static const char *embedded(const char *file) {
-    for (size_t i = 0; i < td_schema_src_cnt; i++) {
-        if (strcmp(td_schema_srcs[i].file, file) == 0)
-            return td_schema_srcs[i].json;
-    }
-    fail_msg("no embedded schema %s", file);
-    return NULL;
+    const char *json = td_h_schema_json(file);
+
+    if (json == NULL) fail_msg("no embedded schema %s", file);
+    return json;
 }
 
 static void test_crc64_of_nothing_is_empty(void **state) {
