@@ -441,6 +441,7 @@ static void unassign_src(td_worker_t *w, src_t *s, int drop) {
     if (s->assigned) atomic_fetch_sub(&w->metrics.assigned_partitions, 1);
     if (s->wait_id >= 0) w->nwait--; /* its next owner reads it again */
     s->wait_id = -1;
+    atomic_store(&w->metrics.registry_waiting, w->nwait);
     s->assigned = 0;
     s->in_flush = 0;
     s->pending = 0;
@@ -1389,10 +1390,13 @@ wait_schema(td_worker_t *w, src_t *s, int on, int64_t id, int64_t off) {
     }
     rd_kafka_topic_partition_list_destroy(parts);
     if (err) {
-        td_log(TD_LOG_WARNING, "%s %s for schema id %lld: %s",
-               on ? "pausing" : "resuming", s->id,
-               (long long)(on ? id : s->wait_id), rd_kafka_err2str(err));
-        if (on) return; /* not paused: the message is decoded now */
+        /* Not paused: its messages are dropped until the schema is there,
+         * and read again from off. Not resumed: tried again next poll. */
+        td_log_rl(&w->rl, RL_REGISTRY, TD_LOG_WARNING,
+                  "%s %s for schema id %lld: %s", on ? "pausing" : "resuming",
+                  s->id, (long long)(on ? id : s->wait_id),
+                  rd_kafka_err2str(err));
+        if (!on) return;
     }
     if (on) {
         td_log(TD_LOG_VERBOSE, "%s waits at %lld for schema id %lld", s->id,
@@ -1434,7 +1438,7 @@ static int await_schema(td_worker_t *w, src_t *s, const rd_kafka_message_t *m) {
         break;
     }
     wait_schema(w, s, 1, id, m->offset);
-    return s->wait_id >= 0;
+    return 1;
 }
 
 /* Drives the registry's requests while sources wait; resumes those whose
