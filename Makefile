@@ -1,8 +1,11 @@
 # Trust Index - build, test, demo and benchmark.
 #
 #   make demo    build, start embedded Kafka + redis-server + load + trustd
-#   make test    unit + integration tests, the same under ASan/UBSan, a
-#                60 s fuzz run of the decoders, the bench smoke, deploy lint
+#                (KAFKA=apache: a real Apache Kafka broker instead)
+#   make test    unit + integration tests, the consumer-group suites again
+#                on a real Apache Kafka, the same under ASan/UBSan (mock
+#                only), a 60 s fuzz run of the decoders, the bench smoke,
+#                deploy lint
 #
 # Every target depends on `deps`, which installs missing Debian packages.
 
@@ -25,16 +28,27 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
            libhiredis-dev libcmocka-dev libmicrohttpd-dev redis-server \
            redis-tools clang libclang-rt-14-dev valgrind yamllint \
            clang-format
-# Schema registry client; Maven and a JRE fetch and run Apicurio for the tests.
-DEB_PKGS += libcurl4-openssl-dev libjansson-dev maven openjdk-17-jre-headless
+# The schema registry client (Apicurio for its tests runs on the JRE and
+# Maven below).
+DEB_PKGS += libcurl4-openssl-dev libjansson-dev
+
+# A JRE and Maven: the real Apache Kafka of `make test-kafka` and the demo.
+DEB_PKGS += openjdk-17-jre-headless maven
 
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume
+# The offline model evaluation (make model-eval, README "Trust score model").
+PROGRAMS += td-model-eval
 MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c),$(m)))
 MAIN_SRC = $(patsubst %,processor/%.c,$(subst -,_,$(PROGRAMS)))
 LIB_SRC  = $(filter-out $(MAIN_SRC),$(wildcard processor/*.c))
 LIB_OBJ  = $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
            $(BUILD)/obj/schemas_gen.o
 BINS     = $(patsubst %,$(BUILD)/%,$(MAINS))
+# The Redis module (processor/module/, loaded with --loadmodule).
+MODULE     = $(BUILD)/trustd_module.so
+MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c
+MOD_OBJ    = $(patsubst %.c,$(BUILD)/obj/mod/%.o,$(notdir $(MOD_SRC)))
+MOD_CFLAGS = $(CSTD) $(OPT) $(WARN) -fPIC -fvisibility=hidden -Iprocessor
 
 UNIT_SRC = $(wildcard tests/test_*.c)
 IT_SRC   = $(wildcard tests/it_*.c)
@@ -43,14 +57,14 @@ IT_BIN   = $(patsubst tests/%.c,$(BUILD)/tests/%,$(IT_SRC))
 TEST_LIB = $(BUILD)/obj/harness.o
 
 .PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
-        clang-build \
+        bench-module clang-build kafka-jars test-kafka test-lua \
         soak lint format clean docs
 .DEFAULT_GOAL := all
 
 all: deps
 	@$(MAKE) --no-print-directory bins
 
-bins: $(BINS)
+bins: $(BINS) $(MODULE)
 
 # Install what is missing, non-interactively; `apt-get update` only when a
 # package cannot be found in the current lists.
@@ -92,6 +106,24 @@ $(BUILD)/$(1): processor/$(subst -,_,$(1)).c $(BUILD)/libtd.a
 endef
 $(foreach m,$(MAINS),$(eval $(call main_rule,$(m))))
 
+# The Redis module: its own objects, position independent, and no
+# sanitizer (redis-server could not load one); only RedisModule_OnLoad is
+# exported.
+$(BUILD)/obj/mod:
+	@mkdir -p $@
+
+$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h | $(BUILD)/obj/mod
+	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
+
+$(BUILD)/obj/mod/rdump.o: processor/rdump.c processor/rdump.h | $(BUILD)/obj/mod
+	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
+
+$(MODULE): $(MOD_OBJ)
+	@echo "  LINK    $@"; $(CC) -shared -o $@ $^ -lpthread
+
+# test_module loads the module into its redis-server.
+$(BUILD)/tests/test_module: $(MODULE)
+
 $(BUILD)/tests/%: tests/%.c $(BUILD)/libtd.a $(TEST_LIB) | $(BUILD)/tests
 	@echo "  LINK    $@"; $(CC) $(CFLAGS) -Itests -o $@ $< $(TEST_LIB) \
 	    $(BUILD)/libtd.a $(LDFLAGS) $(LDLIBS) -lcmocka
@@ -102,11 +134,46 @@ unit: deps
 
 integration: deps
 	@$(MAKE) --no-print-directory bins $(IT_BIN)
-	@TD_BIN=$(BUILD) sh tests/run_tests.sh $(IT_BIN)
+	@TD_BIN=$(BUILD) sh tests/run_tests.sh $(filter-out %/it_kafka,$(IT_BIN))
+
+# Apache Kafka and its runtime dependencies from Maven Central
+# (tests/kafka/pom.xml) into build/kafka/lib, once: ~/.m2 caches them and a
+# changed pom fetches again. Whatever BUILD is, they live in build/.
+KAFKA_JARS = build/kafka/lib
+$(KAFKA_JARS)/.fetched: tests/kafka/pom.xml
+	@echo "  MVN     $(KAFKA_JARS)"; rm -rf $(KAFKA_JARS); \
+	mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies \
+	    -Dstyle.color=never -DincludeScope=runtime -DoutputDirectory=$(CURDIR)/$(KAFKA_JARS) || \
+	{ echo "kafka-jars: could not fetch Apache Kafka from Maven Central;" \
+	    "the real-Kafka suites cannot run" >&2; exit 1; }
+	@touch $@
+
+kafka-jars: deps
+	@$(MAKE) --no-print-directory $(KAFKA_JARS)/.fetched
+
+# The consumer-group suites again on a real Apache Kafka (TD_KAFKA=apache:
+# td-kafka --apache), then it_kafka, which only runs on one; one suite, so
+# one broker or cluster, at a time; not under ASan.
+KAFKA_IT = it_pipeline it_exactly_once it_dlq it_ops it_kafka
+test-kafka: kafka-jars
+	@$(MAKE) --no-print-directory bins $(patsubst %,$(BUILD)/tests/%,$(KAFKA_IT))
+	@TD_KAFKA=apache TD_BIN=$(BUILD) sh tests/run_tests.sh \
+	    $(patsubst %,$(BUILD)/tests/%,$(KAFKA_IT))
+
+# The exactly-once suites again on Redis without the trustd module, so
+# trustd writes with its Lua function library (a managed Redis); the other
+# runs load the module (native commands).
+LUA_IT = it_exactly_once it_cluster
+test-lua: deps
+	@$(MAKE) --no-print-directory bins $(patsubst %,$(BUILD)/tests/%,$(LUA_IT))
+	@TD_REDIS_PATH=lua TD_BIN=$(BUILD) sh tests/run_tests.sh \
+	    $(patsubst %,$(BUILD)/tests/%,$(LUA_IT))
 
 # The whole test suite: the README's test command and what CI runs.
 test: deps
 	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory test-lua
+	@$(MAKE) --no-print-directory test-kafka
 	@$(MAKE) --no-print-directory clang-build
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CI_FUZZ_SECONDS)
@@ -125,11 +192,19 @@ clang-build: deps
 	@$(MAKE) --no-print-directory BUILD=build-clang CC=clang bins \
 	    $(patsubst $(BUILD)/%,build-clang/%,$(UNIT_BIN) $(IT_BIN))
 
+# KAFKA=apache: the same demo on a real Apache Kafka broker.
+KAFKA ?= mock
 demo: all
-	@sh deploy/demo.sh $(BUILD)
+	@if [ "$(KAFKA)" = apache ]; then \
+	    $(MAKE) --no-print-directory kafka-jars || exit 1; fi
+	@KAFKA=$(KAFKA) sh deploy/demo.sh $(BUILD)
 
-bench: all
+bench: all kafka-jars
 	@sh tests/bench.sh $(BUILD)
+
+# Redis instructions per merchant put and load, module vs Lua (callgrind).
+bench-module: all
+	@sh tests/bench_module.sh $(BUILD)
 
 bench-smoke: all
 	@TD_BENCH_SMOKE=1 sh tests/bench.sh $(BUILD)
@@ -147,6 +222,15 @@ soak: all
 
 lint:
 	@sh tests/lint.sh
+
+# The model against the long-tail market (with the issue-21 targets) and
+# the high-volume calibration, without Kafka or Redis (about 4 s). It
+# reports; tests/test_model.c (make unit) is what fails on a regression.
+.PHONY: model-eval
+model-eval: deps
+	@$(MAKE) --no-print-directory $(BUILD)/td-model-eval
+	@$(BUILD)/td-model-eval --eb --check || true
+	@echo; $(BUILD)/td-model-eval --market
 
 # Regenerates the signal reference from the catalog (test_reference checks
 # that it is current).

@@ -2,7 +2,9 @@
 # deploy/demo.sh BUILD_DIR - what `make demo` runs.
 #
 # Starts, all on this machine and all in a temporary directory:
-#   - td-kafka: the embedded Kafka (librdkafka's mock cluster, loopback only)
+#   - td-kafka: the embedded Kafka (librdkafka's mock cluster, loopback
+#     only), or with KAFKA=apache (`make demo KAFKA=apache`) a real Apache
+#     Kafka broker from build/kafka/lib (`make kafka-jars`)
 #   - redis-server on a unix socket, with AOF
 #   - trustd, one worker
 #   - td-loadgen: realistic traffic (Zipf-distributed merchants, whole order
@@ -12,6 +14,7 @@
 set -u
 
 B=${1:-build}
+KAFKA=${KAFKA:-mock}
 DEMO_RATE=${DEMO_RATE:-2000}
 DEMO_MERCHANTS=${DEMO_MERCHANTS:-2000}
 dir=$(mktemp -d /tmp/trustd-demo.XXXXXX)
@@ -42,13 +45,27 @@ wait_for() {
     done
 }
 
+case $KAFKA in
+mock) kopts="" kname="embedded Kafka" kwait=100 ;;
+apache) kopts="--apache --dir $dir/kafka" kname="Apache Kafka" kwait=1800 ;;
+*)
+    echo "demo: KAFKA must be mock or apache, not \"$KAFKA\"" >&2
+    exit 2
+    ;;
+esac
+
 echo "demo: working directory $dir"
 
-"$B/td-kafka" --partitions 8 <&- >"$dir/kafka.out" 2>"$dir/kafka.log" &
+# shellcheck disable=SC2086 # kopts is a list of words
+"$B/td-kafka" --partitions 8 $kopts </dev/null >"$dir/kafka.out" \
+    2>"$dir/kafka.log" &
 pids="$pids $!"
-wait_for 100 grep -q . "$dir/kafka.out" || stop
+if ! wait_for "$kwait" grep -q . "$dir/kafka.out"; then
+    cat "$dir/kafka.log" >&2
+    stop
+fi
 brokers=$(head -n 1 "$dir/kafka.out")
-echo "demo: embedded Kafka at $brokers"
+echo "demo: $kname at $brokers"
 
 redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
     --dir "$dir" --save '' --appendonly yes >"$dir/redis.log" 2>&1 &

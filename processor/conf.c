@@ -117,6 +117,18 @@ static_assert(TD_LOG_DEBUG == 0 && TD_LOG_VERBOSE == 1 && TD_LOG_NOTICE == 2 &&
                   TD_ARRAY_LEN(td_conf_log_levels) == TD_LOG_WARNING + 2,
               "log_level values are the TD_LOG_* levels");
 
+/* Indexed by TD_REDIS_MODULE_*. */
+static const char *const td_conf_redis_modules[] = {
+    "auto",
+    "lua",
+    "module",
+    NULL,
+};
+static_assert(TD_REDIS_MODULE_AUTO == 0 && TD_REDIS_MODULE_LUA == 1 &&
+                  TD_REDIS_MODULE_REQUIRE == 2 &&
+                  TD_ARRAY_LEN(td_conf_redis_modules) == 4,
+              "redis_module values are the TD_REDIS_MODULE_* modes");
+
 /* clang-format off */
 static const td_conf_prop_t td_conf_properties[] = {
     /* Kafka */
@@ -130,6 +142,7 @@ static const td_conf_prop_t td_conf_properties[] = {
     /* Redis */
     TD_CONF_STR(redis, TD_CONF_BOTH, "127.0.0.1:6379", "Redis seed nodes, host:port[,host:port...], or a unix socket path starting with /"),
     TD_CONF_BOOL(redis_cluster, TD_CONF_BOTH, "false", "Speak the Redis Cluster protocol to the seed nodes"),
+    TD_CONF_ENUM(redis_module, TD_CONF_BOTH, td_conf_redis_modules, "auto", "Merchant writes: the trustd Redis module's native commands when the server has them (auto), always the Lua function library (lua), or require the module (module)"),
     TD_CONF_STR(redis_user, TD_CONF_BOTH, "", "Redis ACL user (empty: the default user)"),
     TD_CONF_STR(redis_password, TD_CONF_BOTH | TD_CONF_SECRET, "", "Redis password (empty: no AUTH)"),
     TD_CONF_INT(redis_connect_timeout_ms, TD_CONF_BOTH, 1, 600000, "2000", "Redis connect timeout in milliseconds"),

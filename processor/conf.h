@@ -40,6 +40,14 @@ typedef struct td_kafka_prop_s {
  * Effective configuration. Strings are owned by the struct (never NULL after
  * td_conf_init(), possibly ""); bools are 0/1; enums are indexes.
  */
+/* redis_module: whether merchant writes use the trustd Redis module's
+ * native commands (store.h). */
+#define TD_REDIS_MODULE_AUTO 0 /* when the server has them */
+#define TD_REDIS_MODULE_LUA  1 /* never: the function library */
+#define TD_REDIS_MODULE_REQUIRE                                                \
+    2 /* always: a server without them is an                                   \
+       * error at connect */
+
 typedef struct td_conf_s {
     /* Kafka */
     char *brokers;
@@ -52,6 +60,7 @@ typedef struct td_conf_s {
     /* Redis */
     char *redis;
     int redis_cluster;
+    int redis_module; /* TD_REDIS_MODULE_* */
     char *redis_user;
     char *redis_password;
     int redis_connect_timeout_ms;

@@ -78,7 +78,8 @@ typedef struct lg_rng_s {
 typedef struct lg_merchant_s {
     uint32_t pool_off;  /* first buyer counter in g->buyer_cnt */
     uint32_t pool_size; /* buyers in this merchant's pool */
-    uint8_t profile;    /* LG_PROF_* */
+    uint8_t profile;    /* LG_PROF_*: refund reasons, arbitration */
+    uint8_t kind;       /* td_loadgen_kind_t */
     float rating_mu;    /* centre of the star distribution */
     float ship_median_h;
     float deliver_median_h;
@@ -260,6 +261,74 @@ static const double lg_resp_w[LG_PROF__CNT][TD_RESP__CNT] = {
     [LG_PROF_GOOD] = {25, 45, 5, 25},
     [LG_PROF_BAD]  = {65, 15, 5, 15},
     [LG_PROF_FAKE] = {80, 8, 4, 8},
+};
+
+/* Per-order parameters of a merchant, each drawn uniformly from its kind's
+ * range, in this order (the order the PRNG is consumed in). */
+enum {
+    LG_P_RATING_MU = 0,
+    LG_P_SHIP_H,
+    LG_P_DELIVER_H,
+    LG_P_CANCEL,
+    LG_P_REFUND,
+    LG_P_REJECT,
+    LG_P_BAD_TRACKING,
+    LG_P_LOST,
+    LG_P_FAKE_REVIEW,
+    LG_P__CNT
+};
+
+static const double lg_good_range[LG_P__CNT][2] = {
+    [LG_P_RATING_MU] = {4.4, 5.0},      [LG_P_SHIP_H] = {6, 22},
+    [LG_P_DELIVER_H] = {24, 48},        [LG_P_CANCEL] = {0.002, 0.01},
+    [LG_P_REFUND] = {0.03, 0.07},       [LG_P_REJECT] = {0.03, 0.1},
+    [LG_P_BAD_TRACKING] = {0.002, 0.01}, [LG_P_LOST] = {0.001, 0.005},
+    [LG_P_FAKE_REVIEW] = {0.0, 0.01},
+};
+static const double lg_bad_range[LG_P__CNT][2] = {
+    [LG_P_RATING_MU] = {2.6, 3.8},     [LG_P_SHIP_H] = {28, 60},
+    [LG_P_DELIVER_H] = {40, 80},       [LG_P_CANCEL] = {0.03, 0.10},
+    [LG_P_REFUND] = {0.12, 0.30},      [LG_P_REJECT] = {0.2, 0.5},
+    [LG_P_BAD_TRACKING] = {0.03, 0.10}, [LG_P_LOST] = {0.01, 0.03},
+    [LG_P_FAKE_REVIEW] = {0.03, 0.12},
+};
+/* LONG_TAIL's bad merchants besides their vice: somewhat worse than good
+ * ones at everything (ratings, shipping, refunds, tracking), each by a
+ * factor of about 2, so the vice is what stands out. */
+static const double lg_poor_range[LG_P__CNT][2] = {
+    [LG_P_RATING_MU] = {3.8, 4.6},     [LG_P_SHIP_H] = {12, 30},
+    [LG_P_DELIVER_H] = {30, 60},       [LG_P_CANCEL] = {0.01, 0.03},
+    [LG_P_REFUND] = {0.06, 0.12},      [LG_P_REJECT] = {0.1, 0.3},
+    [LG_P_BAD_TRACKING] = {0.01, 0.03}, [LG_P_LOST] = {0.003, 0.01},
+    [LG_P_FAKE_REVIEW] = {0.01, 0.05},
+};
+
+/* Each kind: good (0), bad (1) or poor (2) ranges, up to three of them
+ * replaced by the kind's vice, and the reason/arbitration profile. */
+typedef struct lg_vice_s {
+    int param;
+    double range[2]; /* lo, hi */
+} lg_vice_t;
+
+static const struct {
+    int bad; /* base ranges: 0 good, 1 bad, 2 poor */
+    int nvice;
+    lg_vice_t vice[3];
+    uint8_t profile;
+} lg_kinds[TD_LG__KIND_CNT] = {
+    [TD_LG_GOOD] = {0, 0, {{0}}, LG_PROF_GOOD},
+    [TD_LG_BAD] = {1, 0, {{0}}, LG_PROF_BAD},
+    [TD_LG_FAKE] = {1, 0, {{0}}, LG_PROF_FAKE},
+    [TD_LG_CANCELLER] = {2, 1, {{LG_P_CANCEL, {0.12, 0.35}}}, LG_PROF_GOOD},
+    [TD_LG_LATE] = {2, 1, {{LG_P_SHIP_H, {40, 72}}}, LG_PROF_GOOD},
+    [TD_LG_REFUNDS] = {2, 2,
+                       {{LG_P_RATING_MU, {2.6, 3.6}}, {LG_P_REFUND, {0.15, 0.35}}},
+                       LG_PROF_BAD},
+    [TD_LG_COUNTERFEIT] = {2, 3,
+                           {{LG_P_RATING_MU, {3.4, 4.4}},
+                            {LG_P_REFUND, {0.10, 0.22}},
+                            {LG_P_REJECT, {0.2, 0.5}}},
+                           LG_PROF_FAKE},
 };
 
 /* Base channel mix: LIVE, SHORT_VIDEO, SHELF. */
@@ -759,6 +828,17 @@ static void lg_set_strings(td_loadgen_t *g,
 
 /* ---- Setup ---- */
 
+/* The range parameter k of a kind is drawn from: {lo, hi}. */
+static const double *lg_kind_range(int kind, int k) {
+    for (int i = 0; i < lg_kinds[kind].nvice; i++) {
+        if (lg_kinds[kind].vice[i].param == k)
+            return lg_kinds[kind].vice[i].range;
+    }
+    return lg_kinds[kind].bad == 1   ? lg_bad_range[k]
+           : lg_kinds[kind].bad == 2 ? lg_poor_range[k]
+                                     : lg_good_range[k];
+}
+
 static void lg_merchants_init(td_loadgen_t *g) {
     lg_rng_t *r = &g->rng;
     int n = g->merchant_cnt;
@@ -796,39 +876,36 @@ static void lg_merchants_init(td_loadgen_t *g) {
         off += g->merchants[i].pool_size;
     }
 
-    /* Profiles: exactly round(bad_share * n) bad merchants, a third of
-     * them counterfeiters. */
+    /* Profiles: exactly round(bad_share * n) bad merchants; in MARKET a
+     * third of them counterfeiters, in LONG_TAIL a quarter of each vice. */
     int bad = (int)lround(c->bad_share * n);
     for (int i = 0; i < n; i++) {
         lg_merchant_t *m = &g->merchants[i];
         int is_bad = lg_below(r, (uint32_t)(n - i)) < (uint32_t)bad;
+        int kind = TD_LG_GOOD;
         if (is_bad) {
             bad--;
+            if (c->shape == TD_LOADGEN_LONG_TAIL)
+                kind = TD_LG_CANCELLER + (int)lg_below(r, 4);
+            else
+                kind = lg_chance(r, 1.0 / 3) ? TD_LG_FAKE : TD_LG_BAD;
         }
-        m->profile = !is_bad                 ? LG_PROF_GOOD
-                     : lg_chance(r, 1.0 / 3) ? LG_PROF_FAKE
-                                             : LG_PROF_BAD;
-        if (!is_bad) {
-            m->rating_mu = (float)lg_range(r, 4.4, 5.0);
-            m->ship_median_h = (float)lg_range(r, 6, 22);
-            m->deliver_median_h = (float)lg_range(r, 24, 48);
-            m->p_cancel = (float)lg_range(r, 0.002, 0.01);
-            m->p_refund = (float)lg_range(r, 0.03, 0.07);
-            m->p_reject = (float)lg_range(r, 0.03, 0.1);
-            m->p_bad_tracking = (float)lg_range(r, 0.002, 0.01);
-            m->p_lost = (float)lg_range(r, 0.001, 0.005);
-            m->p_fake_review = (float)lg_range(r, 0.0, 0.01);
-        } else {
-            m->rating_mu = (float)lg_range(r, 2.6, 3.8);
-            m->ship_median_h = (float)lg_range(r, 28, 60);
-            m->deliver_median_h = (float)lg_range(r, 40, 80);
-            m->p_cancel = (float)lg_range(r, 0.03, 0.10);
-            m->p_refund = (float)lg_range(r, 0.12, 0.30);
-            m->p_reject = (float)lg_range(r, 0.2, 0.5);
-            m->p_bad_tracking = (float)lg_range(r, 0.03, 0.10);
-            m->p_lost = (float)lg_range(r, 0.01, 0.03);
-            m->p_fake_review = (float)lg_range(r, 0.03, 0.12);
+        double v[LG_P__CNT];
+        for (int k = 0; k < LG_P__CNT; k++) {
+            const double *rg = lg_kind_range(kind, k);
+            v[k] = lg_range(r, rg[0], rg[1]);
         }
+        m->kind = (uint8_t)kind;
+        m->profile = lg_kinds[kind].profile;
+        m->rating_mu = (float)v[LG_P_RATING_MU];
+        m->ship_median_h = (float)v[LG_P_SHIP_H];
+        m->deliver_median_h = (float)v[LG_P_DELIVER_H];
+        m->p_cancel = (float)v[LG_P_CANCEL];
+        m->p_refund = (float)v[LG_P_REFUND];
+        m->p_reject = (float)v[LG_P_REJECT];
+        m->p_bad_tracking = (float)v[LG_P_BAD_TRACKING];
+        m->p_lost = (float)v[LG_P_LOST];
+        m->p_fake_review = (float)v[LG_P_FAKE_REVIEW];
         double w[TD_CHANNEL__CNT], sum = 0;
         for (int ch = 0; ch < TD_CHANNEL__CNT; ch++) {
             w[ch] = lg_channel_w[ch] * lg_range(r, 0.3, 1.7);
@@ -1029,5 +1106,71 @@ int64_t td_loadgen_clock_ms(const td_loadgen_t *g) {
 
 int td_loadgen_merchant_is_bad(const td_loadgen_t *g, int i) {
     if (i < 0 || i >= g->merchant_cnt) return -1;
-    return g->merchants[i].profile != LG_PROF_GOOD;
+    return g->merchants[i].kind != TD_LG_GOOD;
+}
+
+int td_loadgen_merchant_kind(const td_loadgen_t *g, int i) {
+    if (i < 0 || i >= g->merchant_cnt) return -1;
+    return g->merchants[i].kind;
+}
+
+/* Standard normal CDF. */
+static double lg_phi(double x) {
+    return 0.5 * erfc(-x / sqrt(2.0));
+}
+
+/*
+ * Mean over parameter k's range of f(value), by the midpoint rule. The
+ * rates are what the steps above do with a merchant's parameters, to
+ * first order: a shipment is late when 10 minutes plus a log-normal
+ * (sigma 0.6) passes the promise; a refund follows a lost parcel or a
+ * delivery (plus 5 points without valid tracking); stars are
+ * round(mu + N(0, 1)), one lower after a refund.
+ */
+#define LG_GRID 64
+static double lg_kind_mean(int kind, int k, double (*f)(double, double),
+                           double arg) {
+    const double *rg = lg_kind_range(kind, k);
+    double sum = 0;
+    for (int i = 0; i < LG_GRID; i++)
+        sum += f(rg[0] + (rg[1] - rg[0]) * (i + 0.5) / LG_GRID, arg);
+    return sum / LG_GRID;
+}
+
+static double lg_f_id(double x, double arg) {
+    return x;
+}
+
+static double lg_f_late(double median_h, double arg) {
+    double promise_h = (double)(LG_SHIP_PROMISE - 10 * LG_MIN) / LG_HOUR;
+    return 1 - lg_phi(log(promise_h / median_h) / 0.6);
+}
+
+static double lg_f_negative(double mu, double p_refund) {
+    return (1 - p_refund) * lg_phi(2.5 - mu) + p_refund * lg_phi(3.5 - mu);
+}
+
+void td_loadgen_kind_rates(td_loadgen_kind_t kind, td_loadgen_rates_t *out) {
+    const double *rw = lg_reason_w[lg_kinds[kind].profile];
+    const double *aw = lg_resp_w[lg_kinds[kind].profile];
+    double rsum = 0, asum = 0;
+    double lost = lg_kind_mean(kind, LG_P_LOST, lg_f_id, 0);
+    double bt = lg_kind_mean(kind, LG_P_BAD_TRACKING, lg_f_id, 0);
+
+    for (int i = 0; i < TD_REASON__CNT; i++)
+        rsum += rw[i];
+    for (int i = 0; i < TD_RESP__CNT; i++)
+        asum += aw[i];
+    out->cancel = lg_kind_mean(kind, LG_P_CANCEL, lg_f_id, 0);
+    out->late_ship = lg_kind_mean(kind, LG_P_SHIP_H, lg_f_late, 0);
+    out->refund = lost + (1 - lost) *
+                             (lg_kind_mean(kind, LG_P_REFUND, lg_f_id, 0) +
+                              0.05 * bt);
+    out->fault_share =
+        (rw[TD_REASON_QUALITY] + rw[TD_REASON_NOT_AS_DESCRIBED]) / rsum;
+    out->fake_share = rw[TD_REASON_COUNTERFEIT] / rsum;
+    out->negative =
+        lg_kind_mean(kind, LG_P_RATING_MU, lg_f_negative, out->refund);
+    out->reject = lg_kind_mean(kind, LG_P_REJECT, lg_f_id, 0);
+    out->lost_arb = aw[TD_RESP_MERCHANT] / asum;
 }

@@ -20,6 +20,13 @@ static const char *const fstep_names[TD_FSTEP__CNT] = {
     [TD_FSTEP_INDEX] = "index",
 };
 
+/* Labels of trustd_kafka_events_total, by td_kev_t. */
+static const char *const kev_names[TD_KEV__CNT] = {
+    [TD_KEV_BROKERS_DOWN] = "brokers_down",
+    [TD_KEV_UNKNOWN_TOPIC] = "unknown_topic",
+    [TD_KEV_PARTITIONS_ADDED] = "partitions_added",
+};
+
 void td_metrics_init(td_metrics_t *m, const char *const topics[TD_EV__CNT]) {
     memset(m, 0, sizeof(*m));
     for (int k = 0; k < TD_EV__CNT; k++) {
@@ -69,6 +76,17 @@ int td_metrics_ready(const td_metrics_t *m,
     }
     if (LD(m->assigned_partitions) <= 0) {
         snprintf(why, why_size, "no partitions assigned");
+        return 0;
+    }
+    if (LD(m->replaying)) {
+        uint64_t lost = LD(m->replay_lost);
+        if (lost)
+            snprintf(why, why_size,
+                     "replaying after redis went back in time (%llu offsets "
+                     "beyond kafka's retention lost)",
+                     (unsigned long long)lost);
+        else
+            snprintf(why, why_size, "replaying after redis went back in time");
         return 0;
     }
     if (stall_ms > 0 && td_metrics_lag(m) > 0 &&
@@ -179,6 +197,18 @@ void td_metrics_write(const td_metrics_t *m,
                  "Rebalance callbacks (assign and revoke).");
     fprintf(fp, "trustd_rebalances_total %llu\n",
             (unsigned long long)LD(m->rebalances));
+    counter_head(fp, "trustd_kafka_events_total", "counter",
+                 "Kafka conditions trustd logged: all brokers down, an input "
+                 "topic missing, an input topic grown.");
+    for (r = 0; r < TD_KEV__CNT; r++)
+        fprintf(fp, "trustd_kafka_events_total{event=\"%s\"} %llu\n",
+                kev_names[r], (unsigned long long)LD(m->kafka_events[r]));
+    counter_head(fp, "trustd_topic_partitions", "gauge",
+                 "Partitions of each input topic as the broker last listed "
+                 "them (-1: the topic does not exist).");
+    for (k = 0; k < TD_EV__CNT; k++)
+        fprintf(fp, "trustd_topic_partitions{topic=\"%s\"} %lld\n",
+                m->topics[k], (long long)LD(m->topic_partitions[k]));
     counter_head(fp, "trustd_assigned_partitions", "gauge",
                  "Input partitions assigned to this worker.");
     fprintf(fp, "trustd_assigned_partitions %lld\n",
@@ -201,6 +231,20 @@ void td_metrics_write(const td_metrics_t *m,
                  "state; reloaded and merged again.");
     fprintf(fp, "trustd_state_reloads_total %llu\n",
             (unsigned long long)LD(m->state_reloads));
+    counter_head(fp, "trustd_store_rollbacks_total", "counter",
+                 "Times Redis was found behind what this worker wrote "
+                 "(restarted empty or from an older copy, FLUSHALL): every "
+                 "assigned partition replayed from its stored offsets.");
+    fprintf(fp, "trustd_store_rollbacks_total %llu\n",
+            (unsigned long long)LD(m->store_rollbacks));
+    counter_head(fp, "trustd_replaying", "gauge",
+                 "1 while replaying what Redis lost (/readyz says 503).");
+    fprintf(fp, "trustd_replaying %d\n", LD(m->replaying));
+    counter_head(fp, "trustd_replay_lost_offsets_total", "counter",
+                 "Offsets a replay after a rollback needed that Kafka no "
+                 "longer retained: events lost for good.");
+    fprintf(fp, "trustd_replay_lost_offsets_total %llu\n",
+            (unsigned long long)LD(m->replay_lost));
     counter_head(fp, "trustd_flush_step_seconds_total", "counter",
                  "Time spent in each step of a flush (attempts that failed "
                  "included).");

@@ -35,6 +35,15 @@ typedef enum {
     TD_FSTEP__CNT
 } td_fstep_t;
 
+/* What Kafka itself did that an operator must know of (kwatch.c), for
+ * trustd_kafka_events_total{event}. */
+typedef enum {
+    TD_KEV_BROKERS_DOWN,     /* no broker answers (down, or wrong address) */
+    TD_KEV_UNKNOWN_TOPIC,    /* an input topic does not exist */
+    TD_KEV_PARTITIONS_ADDED, /* an input topic grew (CreatePartitions) */
+    TD_KEV__CNT
+} td_kev_t;
+
 typedef struct td_metrics_s {
     const char *topics[TD_EV__CNT]; /* topic names (borrowed from conf) */
     _Atomic uint64_t consumed[TD_EV__CNT];
@@ -50,11 +59,21 @@ typedef struct td_metrics_s {
     _Atomic uint64_t redis_roundtrips;
     _Atomic uint64_t redis_errors;
     _Atomic uint64_t rebalances;
+    _Atomic uint64_t kafka_events[TD_KEV__CNT];
+    /* partitions of each input topic, as the broker last listed them; 0
+     * before the first assignment, -1 when the topic does not exist */
+    _Atomic int64_t topic_partitions[TD_EV__CNT];
     _Atomic int64_t assigned_partitions;
     _Atomic uint64_t scores_published;
     _Atomic int64_t merchants_cached;
     _Atomic int64_t states_cached;  /* exact merchant states in memory */
     _Atomic uint64_t state_reloads; /* td_put refused as STALE */
+    /* Redis found behind what this worker wrote (worker.c rollback()),
+     * replaying since, and offsets the replays needed that Kafka no
+     * longer retained. */
+    _Atomic uint64_t store_rollbacks;
+    _Atomic int replaying;
+    _Atomic uint64_t replay_lost;
     _Atomic uint64_t flushes;
     _Atomic uint64_t flush_failures;
     _Atomic uint64_t flush_step_us[TD_FSTEP__CNT];
@@ -78,8 +97,9 @@ void td_hist_observe(td_hist_t *h, double v);
 int64_t td_metrics_lag(const td_metrics_t *m);
 
 /*
- * Readiness: assigned at least one partition, Redis reachable, and not
- * stalled (some lag but no flush completed for stall_ms). Returns 1 if
+ * Readiness: assigned at least one partition, Redis reachable, not
+ * replaying what Redis lost, and not stalled (some lag but no flush
+ * completed for stall_ms). Returns 1 if
  * ready, else 0 with why filled.
  */
 int td_metrics_ready(const td_metrics_t *m,

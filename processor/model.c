@@ -8,12 +8,16 @@
  *   tiers [=] <t1> <t2> <t3> <t4>         lower bounds of tiers 1..4
  *   confidence signal <base count> half <m>
  *   reasons min_points <x>                (optional, default 0.1)
+ *   window signal <base count> small <a> large <b>     (optional)
  *   dimension <name> weight <w>
  *   signal <ratio or average signal> dimension <name> prior <p>
  *       strength <w> good <g> bad <b> weight <w>
- *       [numerator <base> denominator <base>]      (all on one line)
- *   rule <name> if <signal> >=|<= <x> [and <signal> >=|<= <x>]...
+ *       [numerator <base> denominator <base>]
+ *       [long_numerator <base> long_denominator <base>] (all on one line)
+ *   rule <name> if <cond> [and <cond>]...
  *       cap_tier <n> cap_score <s> reason "<text>" (all on one line)
+ *   <cond>: <signal> >=|<= <x>, or <indicator>.count / <indicator>.rate
+ *       >=|<= <x> (the k, or k / n, the indicator read)
  *
  * Words are separated by blanks, "..." quotes a text, # starts a comment.
  * Key/value pairs after the name may come in any order. The loader walks
@@ -21,9 +25,10 @@
  * td_model_t and checks it as a whole at the end of the file; every error
  * names file:line.
  *
- * Scoring is a single pass over the indicators (smooth, map to 0..100,
- * accumulate per dimension), then over the rules, then a short selection of
- * the most negative contributions for the reasons. All arrays live on the
+ * Scoring is a single pass over the indicators (read k and n, blending in
+ * the 90-day counts by volume; smooth; map to 0..100; accumulate per
+ * dimension), then over the rules, then a short selection of the most
+ * negative contributions for the reasons. All arrays live on the
  * stack or in the model: nothing is allocated per call.
  *
  * Why the score is monotone. A bad event (late shipment, merchant cancel,
@@ -35,9 +40,14 @@
  * and an UP denominator, an UP indicator an UP numerator; its good/bad
  * anchors must agree with its direction; its weight must be positive. A
  * rule condition must test the bad side of its signal (>= for DOWN, <= for
- * UP) under the same input constraints. Then every sub-score is
- * non-increasing in every bad event, the weighted sums are too, and a rule
- * can only start to apply, which only lowers min(score, cap).
+ * UP) under the same input constraints. The long numerator and
+ * denominator obey the numerator's and denominator's rules, and the blend
+ * share depends only on a count of good events (paid orders), so the
+ * blended k and n move like both windows' (max() with the 30-day count,
+ * for states older than the 90-day signals, keeps that). Then every
+ * sub-score is non-increasing in every bad event, the weighted sums are
+ * too, and a rule can only start to apply, which only lowers min(score,
+ * cap).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -69,6 +79,9 @@ typedef struct ind_s {
     td_signal_id_t sig; /* the derived signal, for names and reasons */
     td_signal_id_t num; /* its numerator and denominator (base signals) */
     td_signal_id_t den;
+    int has_long;        /* small merchants' window: */
+    td_signal_id_t lnum; /* long_numerator, long_denominator */
+    td_signal_id_t lden;
     int dim;
     double prior;
     double strength;
@@ -85,8 +98,14 @@ typedef struct ind_s {
     unsigned char tail_len;
 } ind_t;
 
+/* What a rule condition reads. */
+enum { COND_SIGNAL = 0, COND_COUNT, COND_RATE };
+
 typedef struct cond_s {
     td_signal_id_t sig;
+    int what; /* COND_SIGNAL: the signal; COND_COUNT, COND_RATE: the
+               * evidence k, or k / n, of indicator `ind` */
+    int ind;
     int le; /* 1: value <= x holds, 0: value >= x holds */
     double x;
 } cond_t;
@@ -107,6 +126,10 @@ struct td_model_s {
     double tiers[TIER_CNT - 1]; /* lower bounds of tiers 1..4 */
     td_signal_id_t conf_sig;
     double conf_half;
+    int has_window;         /* the window line: */
+    td_signal_id_t win_sig; /* volume signal, */
+    double win_small;       /* all long window at or below, */
+    double win_large;       /* all 30-day window at or above */
     double reason_min;
     dim_t dims[TD_SCORE_MAX_DIMS];
     int ndim;
@@ -135,6 +158,7 @@ typedef struct parser_s {
     int tiers_line;
     int conf_line;
     int reasons_line;
+    int window_line;
 } parser_t;
 
 static int perr(parser_t *p, const char *fmt, ...)
@@ -347,6 +371,35 @@ static int kw_confidence(parser_t *p, tok_t *t, int n) {
     return TD_OK;
 }
 
+static int kw_window(parser_t *p, tok_t *t, int n) {
+    enum { SIG, SMALL, LARGE, NOPT };
+    static const optdef_t defs[NOPT] = {
+        [SIG] = {"signal", OPT_NAME, 1},
+        [SMALL] = {"small", OPT_NUM, 1},
+        [LARGE] = {"large", OPT_NUM, 1},
+    };
+    optval_t v[NOPT];
+    int sig;
+
+    if (once(p, &p->window_line, "window") != TD_OK) return TD_ERR;
+    if (parse_opts(p, "window", t, n, defs, NOPT, v) != TD_OK) return TD_ERR;
+    sig = td_signal_by_name(v[SIG].str);
+    if (sig < 0) return perr(p, "unknown signal '%s'", v[SIG].str);
+    /* The window may depend on volume, never on bad events. */
+    if (td_signals[sig].agg != TD_AGG_COUNT || !td_signals[sig].higher_better)
+        return perr(p, "window signal '%s' is not a base count of good events",
+                    v[SIG].str);
+    if (!(v[SMALL].num >= 0 && v[LARGE].num > v[SMALL].num &&
+          v[LARGE].num <= 1e12))
+        return perr(p, "window needs 0 <= small < large (got %g, %g)",
+                    v[SMALL].num, v[LARGE].num);
+    p->m->has_window = 1;
+    p->m->win_sig = (td_signal_id_t)sig;
+    p->m->win_small = v[SMALL].num;
+    p->m->win_large = v[LARGE].num;
+    return TD_OK;
+}
+
 static int kw_reasons(parser_t *p, tok_t *t, int n) {
     static const optdef_t defs[] = {{"min_points", OPT_NUM, 1}};
     optval_t v[TD_ARRAY_LEN(defs)];
@@ -441,8 +494,59 @@ static int check_base(parser_t *p,
                 td_signals[sg->b].name);
 }
 
+/*
+ * The small merchants' window of an indicator: base counts or sums that
+ * move like the catalog's numerator and denominator (a bad count over a
+ * count that is not bad, for a lower-is-better indicator), so blending
+ * them in keeps the score monotone.
+ */
+static int check_long(parser_t *p,
+                      const td_signal_t *sg,
+                      const char *num,
+                      const char *den,
+                      int *lnum,
+                      int *lden) {
+    const char *names[2] = {num, den};
+    int ids[2];
+
+    for (int i = 0; i < 2; i++) {
+        ids[i] = td_signal_by_name(names[i]);
+        if (ids[i] < 0) return perr(p, "unknown signal '%s'", names[i]);
+        if (td_signals[ids[i]].agg != TD_AGG_COUNT &&
+            td_signals[ids[i]].agg != TD_AGG_SUM)
+            return perr(p, "'%s' is not a base count or sum", names[i]);
+    }
+    if (td_signals[ids[0]].higher_better != sg->higher_better)
+        return perr(p,
+                    "long_numerator %s counts %s events, but %s is %s: "
+                    "more of them would move the score the wrong way",
+                    num, td_signals[ids[0]].higher_better ? "good" : "bad",
+                    sg->name,
+                    sg->higher_better ? "higher-is-better" : "lower-is-better");
+    if (!td_signals[ids[1]].higher_better)
+        return perr(p,
+                    "long_denominator %s counts bad events, so more of them "
+                    "would move the score the wrong way",
+                    den);
+    *lnum = ids[0];
+    *lden = ids[1];
+    return TD_OK;
+}
+
 static int kw_signal(parser_t *p, tok_t *t, int n) {
-    enum { DIM, PRIOR, STRENGTH, GOOD, BAD, WEIGHT, NUM, DEN, NOPT };
+    enum {
+        DIM,
+        PRIOR,
+        STRENGTH,
+        GOOD,
+        BAD,
+        WEIGHT,
+        NUM,
+        DEN,
+        LNUM,
+        LDEN,
+        NOPT
+    };
     static const optdef_t defs[NOPT] = {
         [DIM] = {"dimension", OPT_NAME, 1},
         [PRIOR] = {"prior", OPT_NUM, 1},
@@ -452,12 +556,14 @@ static int kw_signal(parser_t *p, tok_t *t, int n) {
         [WEIGHT] = {"weight", OPT_NUM, 1},
         [NUM] = {"numerator", OPT_NAME, 0},
         [DEN] = {"denominator", OPT_NAME, 0},
+        [LNUM] = {"long_numerator", OPT_NAME, 0},
+        [LDEN] = {"long_denominator", OPT_NAME, 0},
     };
     optval_t v[NOPT];
     td_model_t *m = p->m;
     const td_signal_t *sg;
     ind_t *ind;
-    int sig, dim, prev, ratio;
+    int sig, dim, prev, ratio, lnum = 0, lden = 0;
 
     if (n < 1 || t[0].quoted) return perr(p, "signal needs a signal name");
     if ((sig = td_signal_by_name(t[0].s)) < 0)
@@ -502,8 +608,17 @@ static int kw_signal(parser_t *p, tok_t *t, int n) {
                     sg->higher_better ? "higher-is-better" : "lower-is-better",
                     sg->higher_better ? "above" : "below");
 
+    if (v[LNUM].set != v[LDEN].set)
+        return perr(p, "long_numerator and long_denominator come together");
+    if (v[LNUM].set &&
+        check_long(p, sg, v[LNUM].str, v[LDEN].str, &lnum, &lden) != TD_OK)
+        return TD_ERR;
+
     ind = &m->inds[m->nind++];
     ind->sig = (td_signal_id_t)sig;
+    ind->has_long = v[LNUM].set;
+    ind->lnum = (td_signal_id_t)lnum;
+    ind->lden = (td_signal_id_t)lden;
     ind->num = sg->a;
     ind->den = sg->b;
     ind->dim = dim;
@@ -516,16 +631,36 @@ static int kw_signal(parser_t *p, tok_t *t, int n) {
     return TD_OK;
 }
 
-/* Parses "<signal> >=|<= <x>" at t; 3 tokens. */
+/* Parses "<signal> >=|<= <x>" at t, 3 tokens; the signal may be
+ * "<indicator>.count" or "<indicator>.rate": the evidence of an indicator
+ * declared above (its numerator k, or k / n, with the small merchants'
+ * window blended in like the indicator's). */
 static int parse_cond(parser_t *p, tok_t *t, int n, cond_t *c) {
     const td_signal_t *sg;
-    int sig, le;
+    int sig, le, what = COND_SIGNAL, ind = -1;
+    char name[TD_MODEL_NAME_MAX * 2];
+    char *dot;
 
     if (n < 3)
         return perr(p, "condition needs <signal> >= <value> or "
                        "<signal> <= <value>");
-    if (t[0].quoted || (sig = td_signal_by_name(t[0].s)) < 0)
-        return perr(p, "unknown signal '%s'", t[0].s);
+    if (t[0].quoted) return perr(p, "unknown signal '%s'", t[0].s);
+    snprintf(name, sizeof(name), "%s", t[0].s);
+    if ((dot = strchr(name, '.'))) {
+        *dot++ = '\0';
+        if (!strcmp(dot, "count"))
+            what = COND_COUNT;
+        else if (!strcmp(dot, "rate"))
+            what = COND_RATE;
+        else
+            return perr(p, "unknown '.%s' (expected .count or .rate)", dot);
+    }
+    if ((sig = td_signal_by_name(name)) < 0)
+        return perr(p, "unknown signal '%s'", name);
+    if (what != COND_SIGNAL &&
+        (ind = find_ind(p->m, (td_signal_id_t)sig)) < 0)
+        return perr(p, "%s.%s needs a signal line for %s above", name, dot,
+                    name);
     sg = &td_signals[sig];
     if (t[1].quoted || (strcmp(t[1].s, ">=") != 0 && strcmp(t[1].s, "<=") != 0))
         return perr(p, "bad operator '%s' (expected >= or <=)", t[1].s);
@@ -535,12 +670,14 @@ static int parse_cond(parser_t *p, tok_t *t, int n, cond_t *c) {
     if (le != sg->higher_better)
         return perr(p, "%s is %s: a rule may only test %s %s <value>", sg->name,
                     sg->higher_better ? "higher-is-better" : "lower-is-better",
-                    sg->name, sg->higher_better ? "<=" : ">=");
+                    t[0].s, sg->higher_better ? "<=" : ">=");
     if ((sg->agg == TD_AGG_RATIO || sg->agg == TD_AGG_AVG ||
          sg->agg == TD_AGG_TREND) &&
         check_inputs(p, sg, "a rule condition") != TD_OK)
         return TD_ERR;
     c->sig = (td_signal_id_t)sig;
+    c->what = what;
+    c->ind = ind;
     c->le = le;
     return parse_num(p, &t[2], sg->name, &c->x);
 }
@@ -611,6 +748,7 @@ static const struct {
     {"tiers",      kw_tiers},
     {"confidence", kw_confidence},
     {"reasons",    kw_reasons},
+    {"window",     kw_window},
     {"dimension",  kw_dimension},
     {"signal",     kw_signal},
     {"rule",       kw_rule},
@@ -633,7 +771,7 @@ static int parse_line(parser_t *p, char *line) {
     }
     return perr(p,
                 "unknown keyword '%s' (expected version, tiers, confidence, "
-                "reasons, dimension, signal or rule)",
+                "reasons, window, dimension, signal or rule)",
                 t[0].s);
 }
 
@@ -748,6 +886,11 @@ static int finish(parser_t *p) {
             return perr(p,
                         "cap_score %g is in tier %d, better than cap_tier %d",
                         ru->cap_score, tier_of(m, ru->cap_score), ru->cap_tier);
+    }
+    for (int i = 0; i < m->nind; i++) {
+        p->line = m->inds[i].line;
+        if (m->inds[i].has_long && !m->has_window)
+            return perr(p, "long_numerator without a 'window' line");
     }
     m->prior_score = 0;
     for (int i = 0; i < m->nind; i++) {
@@ -873,12 +1016,26 @@ static inline double base_val(const td_sigstate_t *s, td_signal_id_t i) {
     return s->present[i] && v > 0 && v < INFINITY ? v : 0;
 }
 
-static int rule_applies(const rule_t *r, const td_sigstate_t *s) {
+/* k and n of each indicator, as the score read them. */
+typedef struct evidence_s {
+    double k[TD_MODEL_MAX_SIGNALS];
+    double n[TD_MODEL_MAX_SIGNALS];
+} evidence_t;
+
+static int rule_applies(const rule_t *r,
+                        const td_sigstate_t *s,
+                        const evidence_t *ev) {
     for (int c = 0; c < r->ncond; c++) {
         const cond_t *cd = &r->conds[c];
         double v;
 
-        if (cd->sig < TD_SIG_BASE_CNT) {
+        if (cd->what == COND_COUNT) {
+            v = ev->k[cd->ind];
+        } else if (cd->what == COND_RATE) {
+            /* No denominator is no evidence: the condition fails. */
+            if (!(ev->n[cd->ind] > 0)) return 0;
+            v = ev->k[cd->ind] / ev->n[cd->ind];
+        } else if (cd->sig < TD_SIG_BASE_CNT) {
             v = s->present[cd->sig] ? s->v[cd->sig] : 0;
         } else {
             /* An absent derived value (no denominator, no timestamp) is
@@ -891,12 +1048,25 @@ static int rule_applies(const rule_t *r, const td_sigstate_t *s) {
     return 1;
 }
 
+/* Share of the small merchants' window: 1 at or below `small` paid
+ * orders (or whatever the window signal counts), 0 at or above `large`,
+ * linear in between. Volume is not a bad event, so the score stays
+ * monotone in those. */
+static double long_share(const td_model_t *m, const td_sigstate_t *s) {
+    double v;
+
+    if (!m->has_window) return 0;
+    v = base_val(s, m->win_sig);
+    if (v <= m->win_small) return 1;
+    if (v >= m->win_large) return 0;
+    return (m->win_large - v) / (m->win_large - m->win_small);
+}
+
 /* "refund_rate_30d 0.18 n=120 (prior 0.06) -7.2 pts": the observed value
  * (raw k / n), its volume, the prior and the points it costs against a
  * merchant at the prior. */
 static void
-ind_reason(const ind_t *ind, const td_sigstate_t *s, double pts, char *out) {
-    double k = base_val(s, ind->num), n = base_val(s, ind->den);
+ind_reason(const ind_t *ind, double k, double n, double pts, char *out) {
     /* head + 3 numbers + tail + fixed words always fit here. */
     char buf[2 * HEAD_MAX + 3 * NUM_MAX + 16], *p = buf;
     size_t len;
@@ -930,16 +1100,27 @@ void td_model_score(const td_model_t *m,
     double dsum[TD_SCORE_MAX_DIMS] = {0};
     double pts[TD_MODEL_MAX_SIGNALS];
     unsigned char applied[TD_MODEL_MAX_RULES];
-    double score = 0, cap = 100, n;
+    double score = 0, cap = 100, n, a = long_share(m, s);
     int tier_cap = 1, nr = 0, ncand = 0, rule_slots;
+    evidence_t ev;
 
     for (int i = 0; i < m->nind; i++) {
         const ind_t *ind = &m->inds[i];
-        double k = base_val(s, ind->num);
-        double x = (k + ind->prior * ind->strength) /
-                   (base_val(s, ind->den) + ind->strength);
+        double k = base_val(s, ind->num), nn = base_val(s, ind->den);
+        if (ind->has_long && a > 0) {
+            /* The window adapts to volume: a small merchant is judged on
+             * 90 days, a large one on 30, as eBay does. Every event
+             * weighs at least as much in the long window, so a long count
+             * below the short one is a state from before the long
+             * signals existed: read the short one then. */
+            k = (1 - a) * k + a * fmax(base_val(s, ind->lnum), k);
+            nn = (1 - a) * nn + a * fmax(base_val(s, ind->lden), nn);
+        }
+        double x = (k + ind->prior * ind->strength) / (nn + ind->strength);
         double sub = sub_score(ind, x);
 
+        ev.k[i] = k;
+        ev.n[i] = nn;
         dsum[ind->dim] += ind->weight * sub;
         pts[i] = ind->eff * (sub - ind->sub_prior);
     }
@@ -953,7 +1134,7 @@ void td_model_score(const td_model_t *m,
 
     for (int r = 0; r < m->nrule; r++) {
         const rule_t *ru = &m->rules[r];
-        applied[r] = (unsigned char)rule_applies(ru, s);
+        applied[r] = (unsigned char)rule_applies(ru, s, &ev);
         if (!applied[r]) continue;
         if (ru->cap_score < cap) {
             cap = ru->cap_score;
@@ -1006,7 +1187,8 @@ void td_model_score(const td_model_t *m,
                 best = i;
         }
         if (best < 0) break;
-        ind_reason(&m->inds[best], s, pts[best], out->reasons[nr++]);
+        ind_reason(&m->inds[best], ev.k[best], ev.n[best], pts[best],
+                   out->reasons[nr++]);
         pts[best] = 0; /* taken */
     }
     out->reason_cnt = nr;

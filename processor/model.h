@@ -7,15 +7,17 @@
  * How a score is made (model.c has the details, model.conf the numbers):
  *
  *   1. Every indicator is a ratio or average signal of the catalog,
- *      recomputed from its numerator k and denominator n and smoothed
- *      toward the platform prior p with strength w: x = (k + p*w) / (n + w)
- *      (a Beta(p*w, (1-p)*w) prior for rates, a Bayesian average for
- *      ratings and hours).
+ *      recomputed from its numerator k and denominator n (for a small
+ *      merchant, its 90-day counts where the model names them: the window
+ *      adapts to volume) and smoothed toward the platform prior p with
+ *      strength w: x = (k + p*w) / (n + w) (a Beta(p*w, (1-p)*w) prior
+ *      for rates, a Bayesian average for ratings and hours).
  *   2. x maps linearly to a sub-score: 100 at the `good` anchor, 0 at the
  *      `bad` anchor, clamped to 0..100.
  *   3. Dimension sub-score = weighted mean of its indicators; score =
  *      weighted mean of the dimensions (weights sum to 1 at both levels).
- *   4. Hard rules whose conditions all hold cap the score and the tier.
+ *   4. Hard rules whose conditions all hold cap the score and the tier;
+ *      a condition may read a signal or an indicator's k or k / n.
  *   5. The tier comes from the score and the tier thresholds, and is never
  *      better than any applied rule's cap.
  *

@@ -191,87 +191,36 @@ size_t td_mstate_version_bytes(uint64_t version, uint8_t *buf) {
     return 8;
 }
 
-/* Base values from the readable hash: a state written before the blob
- * existed, or by a build with another catalog. */
-static int read_fields(td_mstate_t *e, const redisReply *hm) {
-    if (hm->type != REDIS_REPLY_ARRAY || hm->elements != 1 + TD_SIG_BASE_CNT)
+int td_mstate_unpack(td_mstate_t *e, const uint8_t *p, size_t len) {
+    e->version = p && len >= 8 ? get_u64(p) : 0;
+    if (!p || len != TD_MSTATE_BLOB || get_u64(p + 8) != td_mstate_catalog())
         return TD_ERR;
+    e->as_of = (int64_t)get_u64(p + 16);
+    e->present = get_u64(p + 24);
+    for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
+        uint64_t bits = get_u64(p + TD_MSTATE_HDR + 8 * i);
+        memcpy(&e->v[i], &bits, 8);
+    }
+    return TD_OK;
+}
+
+void td_mstate_reset(td_mstate_t *e) {
     e->as_of = TD_NULL_TS;
     e->present = 0;
+    memset(e->v, 0, sizeof(e->v));
+}
+
+int td_mstate_read_fields(td_mstate_t *e, const redisReply *hm) {
+    if (hm->type != REDIS_REPLY_ARRAY || hm->elements != 1 + TD_SIG_BASE_CNT)
+        return TD_ERR;
+    td_mstate_reset(e);
     if (hm->element[0]->type == REDIS_REPLY_STRING)
         e->as_of = strtoll(hm->element[0]->str, NULL, 10);
     for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
         const redisReply *f = hm->element[1 + i];
-        e->v[i] = 0;
         if (f->type != REDIS_REPLY_STRING || f->len == 0) continue;
         e->v[i] = strtod(f->str, NULL);
         e->present |= 1ULL << i;
     }
     return TD_OK;
-}
-
-int td_mstate_read_load(td_mstate_t *e,
-                        const redisReply *r,
-                        const redisReply **wm,
-                        const redisReply **meta,
-                        char *errstr,
-                        size_t errstr_size) {
-    const redisReply *blob;
-    const uint8_t *p;
-
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(errstr, errstr_size, "loading %s: %s", e->id, r->str);
-        return TD_ERR;
-    }
-    /* td_load: {state or "", wm, meta[, fields]}; MULTI/EXEC: {state or
-     * nil, wm, meta, signals hash exists}. */
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
-        (r->element[0]->type != REDIS_REPLY_STRING &&
-         r->element[0]->type != REDIS_REPLY_NIL) ||
-        r->element[1]->type != REDIS_REPLY_ARRAY ||
-        r->element[2]->type != REDIS_REPLY_ARRAY ||
-        r->element[2]->elements != 6)
-        goto bad;
-    blob = r->element[0];
-    p = (const uint8_t *)blob->str;
-    *wm = r->element[1];
-    *meta = r->element[2];
-    e->version =
-        blob->type == REDIS_REPLY_STRING && blob->len >= 8 ? get_u64(p) : 0;
-    e->sversion = (*meta)->element[3]->type == REDIS_REPLY_STRING
-                      ? strtoll((*meta)->element[3]->str, NULL, 10)
-                      : 0;
-    if (blob->type == REDIS_REPLY_STRING && blob->len == TD_MSTATE_BLOB &&
-        get_u64(p + 8) == td_mstate_catalog()) {
-        e->as_of = (int64_t)get_u64(p + 16);
-        e->present = get_u64(p + 24);
-        for (int i = 0; i < TD_SIG_BASE_CNT; i++) {
-            uint64_t bits = get_u64(p + TD_MSTATE_HDR + 8 * i);
-            memcpy(&e->v[i], &bits, 8);
-        }
-        return TD_OK;
-    }
-    if (r->elements == 4 && r->element[3]->type == REDIS_REPLY_INTEGER) {
-        if (r->element[3]->integer) return TD_MSTATE_FIELDS;
-        e->as_of = TD_NULL_TS; /* a new merchant */
-        e->present = 0;
-        memset(e->v, 0, sizeof(e->v));
-        return TD_OK;
-    }
-    if (r->elements == 4 && read_fields(e, r->element[3]) == TD_OK)
-        return TD_OK;
-bad:
-    snprintf(errstr, errstr_size, "loading %s: malformed td_load reply", e->id);
-    return TD_ERR;
-}
-
-int64_t td_mstate_wm(const redisReply *wm, const char *src) {
-    size_t len = strlen(src);
-    for (size_t i = 0; i + 1 < wm->elements; i += 2) {
-        const redisReply *f = wm->element[i];
-        if (f->type == REDIS_REPLY_STRING && (size_t)f->len == len &&
-            !memcmp(f->str, src, len))
-            return strtoll(wm->element[i + 1]->str, NULL, 10);
-    }
-    return -1;
 }

@@ -9,10 +9,10 @@
  * merchant's source watermarks, writes the state and the readable hash.
  * Merges happen in trustd, formatting too; Redis runs no arithmetic.
  *
- * A cached entry is a hint: td_put refuses (STALE) when the stored version
+ * A cached entry is a hint: a put refuses (STALE) when the stored version
  * is not the one the entry was built on, or a watermark is past a delta's
- * start; the worker then drops the entry, reloads (td_load) and merges the
- * deltas again, skipping the ones the watermarks show applied.
+ * start; the worker then drops the entry, reloads and merges the deltas
+ * again, skipping the ones the watermarks show applied (proto.h).
  *
  * The cache (td_mscache_t) maps merchant ids to entries; it owns them.
  */
@@ -76,7 +76,7 @@ size_t td_mscache_bytes(const td_mscache_t *c);
 void td_mscache_trim(td_mscache_t *c, size_t cap, uint32_t gen);
 
 /* Catalog fingerprint stored in every blob: a blob from a build with other
- * base signals is not read as this one's (see td_mstate_load_cb). */
+ * base signals is not read as this one's (td_mstate_unpack). */
 uint64_t td_mstate_catalog(void);
 
 void td_mstate_to_sigstate(const td_mstate_t *e, td_sigstate_t *s);
@@ -86,25 +86,16 @@ void td_mstate_pack(const td_mstate_t *e, uint8_t *buf);
 /* The 8 version bytes td_put compares: "" (len 0) for version 0. */
 size_t td_mstate_version_bytes(uint64_t version, uint8_t *buf);
 
-/*
- * Reads a td_store_load() reply into e (version, score hash version,
- * values) and returns,
- * pointing into r, the stored watermarks (an array of field, value)
- * through *wm and the last publication (pub_score, pub_tier, pub_ms,
- * version, model_version, pub_version; "" or nil when unset) through
- * *meta. TD_ERR with
- * errstr for a malformed reply; TD_MSTATE_FIELDS when the state is missing
- * or of another catalog but a readable hash exists: load again with
- * fields.
- */
-#define TD_MSTATE_FIELDS 1
-int td_mstate_read_load(td_mstate_t *e,
-                        const redisReply *r,
-                        const redisReply **wm,
-                        const redisReply **meta,
-                        char *errstr,
-                        size_t errstr_size);
-/* The watermark of source src in a td_load watermark reply; -1 if none. */
-int64_t td_mstate_wm(const redisReply *wm, const char *src);
+/* Unpacks a stored blob (p NULL: none) into e: its version always (0
+ * without one); the base values only from a whole blob of this catalog,
+ * then TD_OK, else TD_ERR with the values untouched. */
+int td_mstate_unpack(td_mstate_t *e, const uint8_t *p, size_t len);
+/* No values: a merchant before its first event. */
+void td_mstate_reset(td_mstate_t *e);
+/* Base values from the readable hash, an array of as_of_ms and the base
+ * signals in catalog order (nil or "" when absent): a state written before
+ * the blob existed, or by a build with another catalog. TD_ERR if hm is
+ * not of that shape. */
+int td_mstate_read_fields(td_mstate_t *e, const redisReply *hm);
 
 #endif

@@ -155,6 +155,18 @@ void td_sigstate_merge(td_sigstate_t *s, const td_sigdelta_t *d);
 void td_sigstate_derive(td_sigstate_t *s);
 
 /*
+ * The state "as of now" without new events: windowed counts and sums decay
+ * to `now` (each times exp(-(now - as_of) / W)), lifetime signals and
+ * extremes stay, as_of becomes now and the derived signals follow (ages
+ * grow; decayed ratios keep their value, their evidence shrinks). Exactly
+ * what folding an event at `now` that matches no condition would do. A
+ * state without events, or a `now` not after as_of, is left as it is.
+ * Pure, allocation free. For scoring quiet merchants (td-model-eval; a
+ * periodic re-evaluation sweep).
+ */
+void td_sigstate_age(td_sigstate_t *s, int64_t now);
+
+/*
  * Lua source of `local BN = {...}`: the base signal names in catalog order,
  * for the Redis function library (store.c). Writes NUL-terminated source
  * into buf; returns its length, or -1 if buf is too small.

@@ -106,6 +106,8 @@ struct td_store_s {
     int connect_timeout_ms;
     int command_timeout_ms;
     int readonly;
+    int module; /* TD_REDIS_MODULE_* */
+    int native; /* the last connection had the module's commands */
     redisContext *c;
     int healthy;
     int lib_loaded;
@@ -260,19 +262,42 @@ static const char lib_fixed[] =
     "  if sv then return {'OK', (tonumber(sv) or 0) + 1} end\n"
     "  return {'OK'}\n"
     "end\n"
-    /* Partition records: claim bumps the owner epoch (fencing earlier
-     * owners) and returns the stored offsets; set writes them only for the
-     * current epoch. */
+    /* Partition records. claim bumps the owner epoch (fencing earlier
+     * owners) past ARGV[2]-1, the floor the claimer asks for (a record
+     * that went back in time may hold an epoch it already used), and
+     * returns the stored offsets. set writes committed and intent for the
+     * owner's epoch only, and tells a newer owner (TDFENCED) from a store
+     * that lost writes (TDLOST): the record is gone, its epoch older than
+     * the owner's, or its offsets behind ARGV[5..6], the last ones the
+     * owner saw stored. */
     "local function td_part(keys, args)\n"
     "  if args[1] == 'claim' then\n"
-    "    local e = redis.call('HINCRBY', keys[1], 'epoch', 1)\n"
+    "    local e = tonumber(redis.call('HGET', keys[1], 'epoch') or '0')\n"
+    "    local floor = tonumber(args[2] or '1') - 1\n"
+    "    if floor > e then e = floor end\n"
+    "    e = e + 1\n"
+    "    redis.call('HSET', keys[1], 'epoch', string.format('%d', e))\n"
     "    local r = redis.call('HMGET', keys[1], 'committed', 'intent')\n"
-    "    return {tostring(e), r[1] or '', r[2] or ''}\n"
+    "    return {string.format('%d', e), r[1] or '', r[2] or ''}\n"
     "  end\n"
-    "  local e = redis.call('HGET', keys[1], 'epoch')\n"
-    "  if e ~= args[2] then\n"
+    "  local r = redis.call('HMGET', keys[1], 'epoch', 'committed', 'intent')\n"
+    "  if not r[1] then\n"
+    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is missing')\n"
+    "  end\n"
+    "  local e, mine = tonumber(r[1]), tonumber(args[2])\n"
+    "  if e > mine then\n"
     "    return redis.error_reply('TDFENCED ' .. keys[1] .. ' is owned by '\n"
-    "      .. 'epoch ' .. tostring(e) .. ', not ' .. args[2])\n"
+    "      .. 'epoch ' .. r[1] .. ', not ' .. args[2])\n"
+    "  end\n"
+    "  if e < mine then\n"
+    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is at epoch '\n"
+    "      .. r[1] .. ', behind ' .. args[2])\n"
+    "  end\n"
+    "  if args[5] and (tonumber(r[2] or '-1') < tonumber(args[5]) or\n"
+    "      tonumber(r[3] or '-1') < tonumber(args[6])) then\n"
+    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is at committed '\n"
+    "      .. (r[2] or 'none') .. ' intent ' .. (r[3] or 'none')\n"
+    "      .. ', behind ' .. args[5] .. '/' .. args[6])\n"
     "  end\n"
     "  redis.call('HSET', keys[1], 'committed', args[3], 'intent', args[4])\n"
     "  return 'OK'\n"
@@ -398,6 +423,7 @@ void td_store_conf_from(td_store_conf_t *sc, const td_conf_t *conf) {
     sc->connect_timeout_ms = conf->redis_connect_timeout_ms;
     sc->command_timeout_ms = conf->redis_command_timeout_ms;
     sc->cluster = conf->redis_cluster;
+    sc->module = conf->redis_module;
 }
 
 td_store_t *
@@ -428,6 +454,7 @@ td_store_new(const td_store_conf_t *conf, char *errstr, size_t errstr_size) {
     st->connect_timeout_ms = conf->connect_timeout_ms;
     st->command_timeout_ms = conf->command_timeout_ms;
     st->readonly = conf->readonly;
+    st->module = conf->module;
     st->wait_ms = conf->command_timeout_ms / 2;
     if (st->wait_ms > WAIT_MAX_MS) st->wait_ms = WAIT_MAX_MS;
     if (st->wait_ms < 1) st->wait_ms = 1; /* WAIT 1 0 would block forever */
@@ -554,6 +581,39 @@ static int load_library(td_store_t *st,
     return TD_OK;
 }
 
+/* Asks the server on c whether it has the trustd module's commands
+ * (store.h). TD_ERR when they are required and missing, or on an I/O
+ * error. An error reply (an ACL without COMMAND) counts as missing. */
+static int probe_module(td_store_t *st,
+                        redisContext *c,
+                        char *errstr,
+                        size_t errstr_size) {
+    redisReply *r;
+    int has;
+
+    if (st->module == TD_REDIS_MODULE_LUA) return TD_OK;
+    r = redisCommand(c, "COMMAND INFO td.put");
+    if (!r) {
+        snprintf(errstr, errstr_size, "redis: COMMAND INFO: %s", c->errstr);
+        return TD_ERR;
+    }
+    has = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
+          r->element[0]->type == REDIS_REPLY_ARRAY;
+    freeReplyObject(r);
+    if (!has && st->module == TD_REDIS_MODULE_REQUIRE) {
+        snprintf(errstr, errstr_size,
+                 "redis: the trustd module is not loaded (no TD.PUT), and "
+                 "redis_module=module requires it");
+        return TD_ERR;
+    }
+    if (has != st->native)
+        td_log(TD_LOG_NOTICE, "redis %s the trustd module: %s",
+               has ? "has" : "lacks",
+               has ? "native commands" : "the Lua function library");
+    st->native = has;
+    return TD_OK;
+}
+
 /* One Redis: asks whether it is a cluster node. 1 yes, 0 no, -1 I/O error
  * (errstr filled). An error reply ("cluster support disabled", or an ACL
  * that forbids CLUSTER) means no. */
@@ -611,7 +671,8 @@ int td_store_connect(td_store_t *st, char *errstr, size_t errstr_size) {
         }
     }
     if (!st->readonly &&
-        load_library(st, st->c, errstr, errstr_size) != TD_OK) {
+        (load_library(st, st->c, errstr, errstr_size) != TD_OK ||
+         probe_module(st, st->c, errstr, errstr_size) != TD_OK)) {
         drop(st);
         return TD_ERR;
     }
@@ -626,6 +687,10 @@ int td_store_healthy(const td_store_t *st) {
 
 int td_store_is_cluster(const td_store_t *st) {
     return st->cluster;
+}
+
+int td_store_native(const td_store_t *st) {
+    return st->native;
 }
 
 const td_store_stats_t *td_store_stats(const td_store_t *st) {
@@ -1147,7 +1212,8 @@ static int node_ready(td_store_t *st, int i, char *errstr, size_t errstr_size) {
     snode_t *sn = &st->sn[i];
     if (node_conn(st, i, errstr, errstr_size) != TD_OK) return TD_ERR;
     if (st->readonly || sn->lib_loaded) return TD_OK;
-    if (load_library(st, sn->c, errstr, errstr_size) != TD_OK) {
+    if (load_library(st, sn->c, errstr, errstr_size) != TD_OK ||
+        probe_module(st, sn->c, errstr, errstr_size) != TD_OK) {
         /* Also what a node that stopped being a master says (READONLY). */
         node_drop(st, i);
         return TD_ERR;
@@ -1694,249 +1760,4 @@ cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr, size_t errstr_size) {
     }
     st->healthy = 1;
     return TD_OK;
-}
-
-static size_t
-mkey(char *buf, size_t size, const char *m, size_t mlen, const char *suffix) {
-    size_t slen = strlen(suffix);
-    int n;
-
-    /* memcpy: a flush formats ~10 keys per merchant. */
-    if (sizeof("trust:{") - 1 + mlen + 2 + slen < size) {
-        char *p = buf;
-        memcpy(p, "trust:{", 7);
-        memcpy(p += 7, m, mlen);
-        memcpy(p += mlen, "}:", 2);
-        memcpy(p += 2, suffix, slen + 1);
-        return 7 + mlen + 2 + slen;
-    }
-    n = snprintf(buf, size, "trust:{%.*s}:%s", (int)mlen, m, suffix);
-    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
-}
-
-size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen) {
-    return mkey(buf, size, m, mlen, "signals");
-}
-
-size_t td_key_signals_next(char *buf, size_t size, const char *m, size_t mlen) {
-    return mkey(buf, size, m, mlen, "signals:next");
-}
-
-size_t td_key_score_next(char *buf, size_t size, const char *m, size_t mlen) {
-    return mkey(buf, size, m, mlen, "score:next");
-}
-
-size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen) {
-    return mkey(buf, size, m, mlen, "state");
-}
-
-size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen) {
-    return mkey(buf, size, m, mlen, "wm");
-}
-
-size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen) {
-    return mkey(buf, size, m, mlen, "score");
-}
-
-size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part) {
-    int n = snprintf(buf, size, "trust:part:{%s/%d}", topic, (int)part);
-    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
-}
-
-/* One key command of a MULTI block: its reply is +QUEUED, the value
- * comes with EXEC. */
-static void load_cmd(td_rbatch_t *b,
-                     const char *cmd,
-                     const char *key,
-                     size_t klen,
-                     const char *const *rest,
-                     int nrest) {
-    td_rbatch_begin(b);
-    td_rbatch_str(b, cmd);
-    td_rbatch_arg(b, key, klen);
-    for (int i = 0; i < nrest; i++)
-        td_rbatch_str(b, rest[i]);
-    td_rbatch_end(b, NULL, NULL);
-}
-
-void td_store_load(const td_store_t *st,
-                   td_rbatch_t *b,
-                   const char *m,
-                   size_t mlen,
-                   int fields) {
-    static const char *const meta[] = {"pub_score",     "pub_tier",
-                                       "pub_ms",        "version",
-                                       "model_version", "pub_version"};
-    char key[TD_MERCHANT_ID_MAX + 32];
-    uint8_t cat[8];
-    uint64_t h = td_mstate_catalog();
-
-    if (!fields && !st->cluster) {
-        /* Plain reads in one transaction: a fraction of a function call's
-         * cost. (Cluster: the router places commands by key, and MULTI has
-         * none, so the function is used there.) */
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "MULTI");
-        td_rbatch_end(b, NULL, NULL);
-        load_cmd(b, "GET", key, td_key_state(key, sizeof(key), m, mlen), NULL,
-                 0);
-        load_cmd(b, "HGETALL", key, td_key_wm(key, sizeof(key), m, mlen), NULL,
-                 0);
-        load_cmd(b, "HMGET", key, td_key_score(key, sizeof(key), m, mlen), meta,
-                 6);
-        load_cmd(b, "EXISTS", key, td_key_signals(key, sizeof(key), m, mlen),
-                 NULL, 0);
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "EXEC");
-        return;
-    }
-    for (int i = 0; i < 8; i++)
-        cat[i] = (uint8_t)(h >> (8 * i));
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "FCALL");
-    td_rbatch_str(b, td_store_fn(st, "load"));
-    td_rbatch_str(b, "4");
-    td_rbatch_arg(b, key, td_key_state(key, sizeof(key), m, mlen));
-    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), m, mlen));
-    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), m, mlen));
-    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), m, mlen));
-    td_rbatch_arg(b, cat, sizeof(cat));
-}
-
-void td_store_put_begin(const td_store_t *st,
-                        td_rbatch_t *b,
-                        const td_mstate_t *e,
-                        uint64_t expected,
-                        int nsrc) {
-    char key[TD_MERCHANT_ID_MAX + 32];
-    uint8_t buf[TD_MSTATE_BLOB];
-
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "FCALL");
-    td_rbatch_str(b, td_store_fn(st, "put"));
-    td_rbatch_str(b, "6");
-    td_rbatch_arg(b, key, td_key_state(key, sizeof(key), e->id, e->idlen));
-    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), e->id, e->idlen));
-    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), e->id, e->idlen));
-    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), e->id, e->idlen));
-    td_rbatch_arg(b, key,
-                  td_key_signals_next(key, sizeof(key), e->id, e->idlen));
-    td_rbatch_arg(b, key, td_key_score_next(key, sizeof(key), e->id, e->idlen));
-    td_rbatch_arg(b, buf, td_mstate_version_bytes(expected, buf));
-    td_mstate_pack(e, buf);
-    td_rbatch_arg(b, buf, sizeof(buf));
-    td_rbatch_i64(b, nsrc);
-}
-
-void td_store_pub_args(td_rbatch_t *b, const td_mpub_t *pub) {
-    td_rbatch_i64(b, pub->version);
-    td_rbatch_dbl(b, pub->score);
-    td_rbatch_i64(b, pub->tier);
-    td_rbatch_i64(b, pub->ms);
-}
-
-void td_store_put_mark(td_rbatch_t *b, const td_mpub_t *pub) {
-    if (pub)
-        td_store_pub_args(b, pub);
-    else
-        td_rbatch_str(b, "");
-}
-
-void td_store_put_score_version(td_rbatch_t *b, int64_t version) {
-    if (version > 0)
-        td_rbatch_i64(b, version);
-    else
-        td_rbatch_str(b, "");
-}
-
-void td_store_put_src(td_rbatch_t *b,
-                      const char *src,
-                      int64_t lo,
-                      int64_t next) {
-    td_rbatch_str(b, src);
-    td_rbatch_i64(b, lo);
-    td_rbatch_i64(b, next);
-}
-
-static int restore_cb(void *opaque,
-                      const redisReply *r,
-                      char *errstr,
-                      size_t errstr_size) {
-    (void)opaque;
-    if (r->type != REDIS_REPLY_ERROR) return TD_OK;
-    snprintf(errstr, errstr_size, "RESTORE of a merchant's next hash: %s",
-             r->str);
-    return TD_ERR;
-}
-
-/* RESTOREs a payload as a :next key, without an expiry: td_put renames
- * it into place or, refusing, deletes it; no PERSIST per put. */
-static void queue_restore(td_rbatch_t *b,
-                          const char *key,
-                          size_t klen,
-                          const uint8_t *p,
-                          size_t len) {
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "RESTORE");
-    td_rbatch_arg(b, key, klen);
-    td_rbatch_str(b, "0");
-    td_rbatch_arg(b, p, len);
-    td_rbatch_str(b, "REPLACE");
-    td_rbatch_end(b, restore_cb, NULL);
-}
-
-void td_store_put_signals(td_rbatch_t *b,
-                          const char *m,
-                          size_t mlen,
-                          const td_sigstate_t *s) {
-    char key[TD_MERCHANT_ID_MAX + 32];
-    /* Every field at its longest, plus the payload's framing. */
-    uint8_t buf[(TD_SIG__CNT + 1) * 2 * (TD_RDUMP_STR_MAX + 4) +
-                TD_RDUMP_OVERHEAD + 8];
-    char num[TD_FMT_G10_MAX];
-    td_rdump_t d;
-    const uint8_t *p;
-    size_t len;
-
-    td_rdump_begin(&d, buf, sizeof(buf));
-    len = td_fmt_i64(num, s->as_of);
-    td_rdump_add(&d, "as_of_ms", 8, num, len);
-    for (int i = 0; i < TD_SIG__CNT; i++) {
-        if (!s->present[i]) continue;
-        len = td_fmt_g10(num, s->v[i]);
-        td_rdump_add(&d, td_signals[i].name, td_signals[i].name_len, num, len);
-    }
-    p = td_rdump_end(&d, &len);
-    if (!p) {
-        /* The catalog's names and %.10g values always fit. */
-        td_log(TD_LOG_WARNING, "signals hash does not fit a DUMP payload");
-        abort();
-    }
-    queue_restore(b, key, td_key_signals_next(key, sizeof(key), m, mlen), p,
-                  len);
-}
-
-void td_store_put_score(td_rbatch_t *b,
-                        const char *m,
-                        size_t mlen,
-                        int npairs,
-                        const char *const *fv,
-                        const size_t *fvlen) {
-    char key[TD_MERCHANT_ID_MAX + 32];
-    uint8_t buf[TD_STORE_SCORE_MAX];
-    td_rdump_t d;
-    const uint8_t *p;
-    size_t len;
-
-    td_rdump_begin_long(&d, buf, sizeof(buf));
-    for (int i = 0; i < npairs; i++)
-        td_rdump_add(&d, fv[2 * i], fvlen[2 * i], fv[2 * i + 1],
-                     fvlen[2 * i + 1]);
-    p = td_rdump_end(&d, &len);
-    if (!p) {
-        /* The model's fields and reasons always fit. */
-        td_log(TD_LOG_WARNING, "score hash does not fit a DUMP payload");
-        abort();
-    }
-    queue_restore(b, key, td_key_score_next(key, sizeof(key), m, mlen), p, len);
 }

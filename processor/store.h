@@ -3,21 +3,13 @@
  * pipelined batches of per-merchant commands, on one Redis or on a Redis
  * Cluster.
  *
- * Key layout (every per-merchant key carries the {merchant_id} hash tag, so a
- * merchant's keys share one Redis Cluster slot):
- *   trust:{<m>}:signals   hash  signal values + as_of_ms
- *   trust:{<m>}:signals:next  hash  the next signals hash, RESTOREd just
- *                               before a td_put that renames it into place
- *   trust:{<m>}:state     string  exact merge state (mstate.h)
- *   trust:{<m>}:wm        hash  source ("<topic>/<partition>") -> next offset
- *                               applied for this merchant from that source
- *   trust:{<m>}:score     hash  score, tier, confidence, sub-scores, reasons,
- *                               version, model_version, updated_ms, pub_*
- *   trust:{<m>}:score:next  hash  the next score hash, RESTOREd just before
- *                               a td_put that renames it into place
- *   trust:scores          zset  merchant_id by score (one key: in a cluster
- *                               it lives on one master)
- *   trust:part:{<topic>/<partition>}  hash  epoch, committed, intent
+ * The key layout and the requests themselves are the merchant protocol's
+ * (proto.h); this module only carries them.
+ *
+ * Native commands: with conf->module not "lua", each (re)connection asks
+ * the server whether it has the trustd module's commands (COMMAND INFO
+ * td.put); td_store_native() says whether every connection so far did,
+ * and proto.c sends TD.* commands then, the function library otherwise.
  *
  * Every script touches the keys of one merchant (or one partition record)
  * only. Commands are queued into a td_rbatch_t and sent with
@@ -61,7 +53,9 @@ typedef struct td_store_conf_s {
     int cluster;  /* 1: Redis Cluster, addrs are seeds; 0: one Redis, unless
                    * CLUSTER INFO on it says it is a cluster node */
     int readonly; /* tools: never FUNCTION LOAD, never WAIT */
+    int module;   /* TD_REDIS_MODULE_* */
 } td_store_conf_t;
+
 
 /* The Redis settings of a trustd/trustctl configuration (readonly 0). */
 void td_store_conf_from(td_store_conf_t *sc, const td_conf_t *conf);
@@ -94,6 +88,8 @@ int td_store_connect(td_store_t *st, char *errstr, size_t errstr_size);
 int td_store_healthy(const td_store_t *st);
 /* 1 when speaking the cluster protocol (configured or detected). */
 int td_store_is_cluster(const td_store_t *st);
+/* 1 when the trustd module's native commands are to be used (see above). */
+int td_store_native(const td_store_t *st);
 const td_store_stats_t *td_store_stats(const td_store_t *st);
 /* Name of a function of the loaded library, e.g. "put" ->
  * "td_put_<hash>". Static storage. */
@@ -188,75 +184,5 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size);
 
 /* Functions of the library; td_store_fn() names them. */
 #define TD_STORE_FNS 5
-
-/*
- * The only encoders of td_load and td_put arguments (the Lua in store.c).
- * td_store_load() queues a read of merchant m's exact state, watermarks
- * and last publication; td_mstate_read_load() reads the reply. On one
- * Redis it is a MULTI/EXEC of plain reads; when td_mstate_read_load()
- * says TD_MSTATE_FIELDS (the state is missing or of another catalog, and
- * a readable hash exists), the caller loads again with fields 1: the
- * td_load function, which adds the readable base values. Cluster: always
- * the function.
- *
- * A merchant's write is two commands: td_store_put_signals() queues the
- * readable hash, whole (`as_of_ms` and every present signal with 10
- * significant digits), RESTOREd as trust:{m}:signals:next (no expiry:
- * the put renames it, or deletes it when refused); then
- * td_store_put_begin() queues the td_put of entry e (already
- * merged, with its new version) guarded by `expected`, the version it was
- * merged from, td_store_put_src() nsrc times (a delta of source src
- * covering offsets lo..next-1), td_store_put_mark() once (the merchant's
- * delivered publication to mark in its score hash, or NULL), then, if the
- * put carries a score to publish, td_store_put_score_version() with the
- * version of the stored score hash it follows (0: none), td_rbatch_end().
- * Such a put is preceded by td_store_put_score(): the whole new score
- * hash (npairs field/value pairs, its version field the next one),
- * RESTOREd as trust:{m}:score:next. td_put renames the :next keys into
- * place only when its guards pass. The reply is {"STALE"}, {"OK"}, or
- * {"OK", version} with a score.
- *
- * td_store_pub_args() appends a publication's mark arguments (version,
- * score, tier, ms), as td_put and td_published take them.
- */
-void td_store_load(const td_store_t *st,
-                   td_rbatch_t *b,
-                   const char *m,
-                   size_t mlen,
-                   int fields);
-void td_store_put_begin(const td_store_t *st,
-                        td_rbatch_t *b,
-                        const td_mstate_t *e,
-                        uint64_t expected,
-                        int nsrc);
-void td_store_put_src(td_rbatch_t *b,
-                      const char *src,
-                      int64_t lo,
-                      int64_t next);
-void td_store_put_mark(td_rbatch_t *b, const td_mpub_t *pub);
-void td_store_put_score_version(td_rbatch_t *b, int64_t version);
-/* Bytes a score hash payload may take: the model's fields with reasons. */
-#define TD_STORE_SCORE_MAX 8192
-void td_store_put_score(td_rbatch_t *b,
-                        const char *m,
-                        size_t mlen,
-                        int npairs,
-                        const char *const *fv,
-                        const size_t *fvlen);
-void td_store_pub_args(td_rbatch_t *b, const td_mpub_t *pub);
-void td_store_put_signals(td_rbatch_t *b,
-                          const char *m,
-                          size_t mlen,
-                          const td_sigstate_t *s);
-
-/* Key builders: write the key into buf, return its length. */
-size_t td_key_signals(char *buf, size_t size, const char *m, size_t mlen);
-size_t td_key_signals_next(char *buf, size_t size, const char *m, size_t mlen);
-size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen);
-size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen);
-size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen);
-size_t td_key_score_next(char *buf, size_t size, const char *m, size_t mlen);
-size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part);
-#define TD_KEY_SCORES "trust:scores"
 
 #endif

@@ -34,6 +34,7 @@
 #include <librdkafka/rdkafka_mock.h>
 
 #include "common.h"
+#include "kreal.h"
 
 #define TK_MAX_TOPICS     64
 #define TK_MAX_ARGS       8
@@ -49,7 +50,10 @@ typedef struct tk_topic_s {
 
 typedef struct tk_ctx_s {
     rd_kafka_mock_cluster_t *mcluster;
+    td_kreal_t *real; /* --apache: real brokers instead of the mock */
+    const struct tk_cmd_s *cmds;
     int broker_cnt;
+    char answer[64]; /* appended to "ok" */
 } tk_ctx_t;
 
 typedef int(tk_cmd_fn_t)(tk_ctx_t *ctx,
@@ -246,11 +250,31 @@ tk_cmd_clear(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
+/* --config TOPIC:KEY=VALUE arguments (--apache; the mock has no topic
+ * configs), after the defaults of deploy/compose/common.yml: trust-scores
+ * compacted, trust-dlq taking a dead letter of a 1 MB input message. */
+static const char *tk_configs[2 * TK_MAX_TOPICS] = {
+    "trust-scores:cleanup.policy=compact",
+    "trust-dlq:max.message.bytes=2097152"};
+static int tk_config_cnt = 2;
+
 static int tk_topic_create(tk_ctx_t *ctx,
                            const char *name,
                            long partitions,
                            char *errstr,
                            size_t errstr_size) {
+    if (ctx->real) {
+        const char *cfg[2 * TK_MAX_TOPICS + 1];
+        size_t len = strlen(name);
+        int n = 0;
+        for (int i = 0; i < tk_config_cnt; i++) {
+            if (!strncmp(tk_configs[i], name, len) && tk_configs[i][len] == ':')
+                cfg[n++] = tk_configs[i] + len + 1;
+        }
+        cfg[n] = NULL;
+        return td_kreal_topic_create(ctx->real, name, (int)partitions, cfg,
+                                     errstr, errstr_size);
+    }
     int rf = ctx->broker_cnt < 3 ? ctx->broker_cnt : 3;
     rd_kafka_resp_err_t err =
         rd_kafka_mock_topic_create(ctx->mcluster, name, (int)partitions, rf);
@@ -306,6 +330,68 @@ static int tk_cmd_coordinator(tk_ctx_t *ctx,
         errstr, errstr_size);
 }
 
+/* ---- --apache: commands on real brokers ---- */
+
+static int tk_parse_node(
+    tk_ctx_t *ctx, const char *s, int *out, char *errstr, size_t errstr_size) {
+    long v;
+    if (tk_parse_int(s, 1, ctx->broker_cnt, &v) != TD_OK) {
+        snprintf(errstr, errstr_size, "node must be 1..%d, not \"%s\"",
+                 ctx->broker_cnt, s);
+        return TD_ERR;
+    }
+    *out = (int)v;
+    return TD_OK;
+}
+
+/* kill, stop or start NODE: the command's name picks the call. */
+static int
+tk_cmd_node(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
+    static const struct {
+        const char *name;
+        int (*fn)(td_kreal_t *k, int id, char *errstr, size_t errstr_size);
+    } ops[] = {
+        {"kill", td_kreal_kill},
+        {"stop", td_kreal_stop},
+        {"start", td_kreal_restart},
+    };
+    int id;
+
+    if (tk_parse_node(ctx, argv[1], &id, errstr, errstr_size)) return TD_ERR;
+    for (size_t i = 0; i < TD_ARRAY_LEN(ops); i++) {
+        if (!strcasecmp(ops[i].name, argv[0]))
+            return ops[i].fn(ctx->real, id, errstr, errstr_size);
+    }
+    snprintf(errstr, errstr_size, "unknown command \"%s\"", argv[0]);
+    return TD_ERR;
+}
+
+static int
+tk_cmd_grow(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
+    long total;
+    if (tk_parse_int(argv[2], 1, 10000, &total) != TD_OK) {
+        snprintf(errstr, errstr_size, "partitions must be 1..10000, not \"%s\"",
+                 argv[2]);
+        return TD_ERR;
+    }
+    return td_kreal_topic_grow(ctx->real, argv[1], (int)total, errstr,
+                               errstr_size);
+}
+
+static int tk_cmd_real_leader(tk_ctx_t *ctx,
+                              char **argv,
+                              char *errstr,
+                              size_t errstr_size) {
+    long partition;
+    if (tk_parse_int(argv[2], 0, 9999, &partition) != TD_OK) {
+        snprintf(errstr, errstr_size, "bad partition \"%s\"", argv[2]);
+        return TD_ERR;
+    }
+    snprintf(ctx->answer, sizeof(ctx->answer), "%d",
+             td_kreal_leader(ctx->real, argv[1], (int32_t)partition));
+    return TD_OK;
+}
+
 static int
 tk_cmd_help(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size);
 
@@ -323,17 +409,29 @@ static const tk_cmd_t td_kafka_cmds[] = {
     {"help",   0, tk_cmd_help,   "help"},
     {NULL, 0, NULL, NULL}
 };
+
+/* With --apache: node ids are 1..N; "leader" answers "ok <node id>" (-1
+ * without a leader). */
+static const tk_cmd_t td_kafka_real_cmds[] = {
+    {"kill",   1, tk_cmd_node,   "kill NODE (SIGKILL)"},
+    {"stop",   1, tk_cmd_node,   "stop NODE (SIGTERM, clean shutdown)"},
+    {"start",  1, tk_cmd_node,  "start NODE (after kill or stop)"},
+    {"create", 2, tk_cmd_create, "create TOPIC PARTITIONS"},
+    {"grow",   2, tk_cmd_grow,   "grow TOPIC PARTITIONS (CreatePartitions)"},
+    {"leader", 2, tk_cmd_real_leader, "leader TOPIC PARTITION"},
+    {"help",   0, tk_cmd_help,   "help"},
+    {NULL, 0, NULL, NULL}
+};
 /* clang-format on */
 
 static int
 tk_cmd_help(tk_ctx_t *ctx, char **argv, char *errstr, size_t errstr_size) {
-    (void)ctx;
     (void)argv;
     (void)errstr;
     (void)errstr_size;
     /* stdout carries exactly one answer line per command, so the listing
      * goes to stderr. */
-    for (const tk_cmd_t *c = td_kafka_cmds; c->name; c++) {
+    for (const tk_cmd_t *c = ctx->cmds; c->name; c++) {
         fprintf(stderr, "  %s\n", c->usage);
     }
     return TD_OK;
@@ -359,7 +457,8 @@ static void tk_exec(tk_ctx_t *ctx, char *line) {
     if (argc == 0) return;
 
     const tk_cmd_t *c;
-    for (c = td_kafka_cmds; c->name; c++) {
+    ctx->answer[0] = '\0';
+    for (c = ctx->cmds; c->name; c++) {
         if (!strcasecmp(c->name, argv[0])) break;
     }
     if (!c->name) {
@@ -369,7 +468,7 @@ static void tk_exec(tk_ctx_t *ctx, char *line) {
     } else if (c->fn(ctx, argv, errstr, sizeof(errstr)) != TD_OK) {
         printf("error: %s\n", errstr);
     } else {
-        printf("ok\n");
+        printf("ok%s%s\n", ctx->answer[0] ? " " : "", ctx->answer);
     }
     fflush(stdout);
 }
@@ -407,11 +506,22 @@ static int tk_read_commands(tk_ctx_t *ctx, char *buf, size_t *lenp) {
 static void tk_usage(FILE *fp) {
     fprintf(fp, "usage: td-kafka [--brokers-count N] [--partitions N] "
                 "[--topic NAME=PARTITIONS]...\n"
-                "  --brokers-count N      mock brokers, ids 1..N (default 1)\n"
+                "                [--apache [--jars DIR] [--dir DIR] "
+                "[--config TOPIC:KEY=VALUE]...]\n"
+                "  --brokers-count N      mock brokers, ids 1..N (default 1); "
+                "with --apache 1 or 3\n"
                 "  --partitions N         partitions of orders, reviews and "
                 "refunds (default 8)\n"
                 "  --topic NAME=P         create or resize topic NAME with P "
                 "partitions (repeatable)\n"
+                "  --apache               real Apache Kafka (KRaft) instead "
+                "of the mock\n"
+                "  --jars DIR             its jars (default $TD_KAFKA_JARS or "
+                "build/kafka/lib)\n"
+                "  --dir DIR              its data and logs (default a new "
+                "/tmp/td-kafka.XXXXXX)\n"
+                "  --config T:K=V         topic config at creation "
+                "(repeatable; trust-scores is compacted)\n"
                 "Prints the bootstrap address as the first stdout line, then "
                 "reads commands on stdin\n"
                 "(one per line, \"help\" lists them) and runs until SIGTERM or "
@@ -459,7 +569,10 @@ int main(int argc, char **argv) {
     char errstr[512];
     tk_ctx_t ctx = {0};
     rd_kafka_t *rk = NULL;
-    int rc = 1;
+    int rc = 1, apache = 0;
+    const char *jars = getenv("TD_KAFKA_JARS");
+    char dir[256] = "";
+    int own_dir = 0;
 
     for (size_t i = 0; i < TD_ARRAY_LEN(tk_default_topics); i++) {
         topics[topic_cnt++] = tk_default_topics[i];
@@ -487,6 +600,22 @@ int main(int argc, char **argv) {
                 topics[t].partitions = (int)n;
             }
             i++;
+        } else if (!strcmp(a, "--apache")) {
+            apache = 1;
+        } else if (!strcmp(a, "--jars") && v) {
+            jars = argv[++i];
+        } else if (!strcmp(a, "--dir") && v) {
+            snprintf(dir, sizeof(dir), "%s", argv[++i]);
+        } else if (!strcmp(a, "--config") && v) {
+            if (!strchr(v, ':') || !strchr(v, '=') ||
+                tk_config_cnt == 2 * TK_MAX_TOPICS) {
+                fprintf(stderr,
+                        "td-kafka: --config wants TOPIC:KEY=VALUE, "
+                        "not \"%s\"\n",
+                        v);
+                return 2;
+            }
+            tk_configs[tk_config_cnt++] = argv[++i];
         } else if (!strcmp(a, "--topic") && v) {
             if (tk_topic_arg(topics, &topic_cnt, v, errstr, sizeof(errstr))) {
                 fprintf(stderr, "td-kafka: %s\n", errstr);
@@ -510,6 +639,44 @@ int main(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    if (apache) {
+        if (broker_cnt != 1 && broker_cnt != 3) {
+            fprintf(stderr, "td-kafka: --apache runs 1 or 3 brokers\n");
+            return 2;
+        }
+        if (!dir[0]) {
+            snprintf(dir, sizeof(dir), "/tmp/td-kafka.XXXXXX");
+            if (!mkdtemp(dir)) {
+                fprintf(stderr, "td-kafka: mkdtemp: %s\n", strerror(errno));
+                return 1;
+            }
+            own_dir = 1;
+        }
+        ctx.broker_cnt = (int)broker_cnt;
+        ctx.cmds = td_kafka_real_cmds;
+        ctx.real =
+            td_kreal_start(jars && *jars ? jars : "build/kafka/lib", dir,
+                           ctx.broker_cnt, 180000, errstr, sizeof(errstr));
+        if (!ctx.real) {
+            fprintf(stderr, "td-kafka: Apache Kafka: %s\n", errstr);
+            goto err;
+        }
+        for (int t = 0; t < topic_cnt; t++) {
+            if (tk_topic_create(&ctx, topics[t].name, topics[t].partitions,
+                                errstr, sizeof(errstr)) != TD_OK) {
+                fprintf(stderr, "td-kafka: %s\n", errstr);
+                goto err;
+            }
+        }
+        printf("%s\n", td_kreal_bootstrap(ctx.real));
+        fflush(stdout);
+        fprintf(stderr,
+                "td-kafka: Apache Kafka %s, %d node(s), data and "
+                "logs in %s\n",
+                td_kreal_version(ctx.real), ctx.broker_cnt, dir);
+        goto serve;
+    }
+
     /* The mock cluster needs a handle for bookkeeping only; a producer
      * without bootstrap servers never connects anywhere. Notice level
      * would only say so ("No bootstrap.servers configured"). */
@@ -528,6 +695,7 @@ int main(int argc, char **argv) {
     conf = NULL;
 
     ctx.broker_cnt = (int)broker_cnt;
+    ctx.cmds = td_kafka_cmds;
     ctx.mcluster = rd_kafka_mock_cluster_new(rk, ctx.broker_cnt);
     if (!ctx.mcluster) {
         fprintf(stderr, "td-kafka: failed to create the mock cluster\n");
@@ -548,10 +716,15 @@ int main(int argc, char **argv) {
             "trust-scores is not compacted and retention is 5 MiB or 100000 "
             "batches per partition\n");
 
+serve:;
     char line[TK_LINE_MAX];
     size_t len = 0;
     int stdin_open = 1;
     while (run) {
+        int st, id = ctx.real ? td_kreal_reap(ctx.real, &st) : 0;
+        if (id)
+            fprintf(stderr, "td-kafka: node %d exited on its own (status %d)\n",
+                    id, st);
         struct pollfd pfd = {.fd = STDIN_FILENO, .events = POLLIN};
         /* After EOF only a signal ends the wait; poll() with no fds is an
          * interruptible sleep. */
@@ -567,6 +740,13 @@ err:
     if (ctx.mcluster) {
         rd_kafka_mock_cluster_destroy(ctx.mcluster);
     }
-    rd_kafka_destroy(rk);
+    if (rk) rd_kafka_destroy(rk);
+    td_kreal_destroy(ctx.real);
+    if (own_dir) {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "td-kafka: could not remove %s\n", dir);
+    }
     return rc;
 }

@@ -55,6 +55,7 @@
 #include "conf.h"
 #include "log.h"
 #include "signals.h"
+#include "proto.h"
 #include "store.h"
 
 extern char **environ;

@@ -26,6 +26,8 @@
  *      merchants the next flush does not write, that flush's td_published
  *      (sweep_marks): at most one function call per merchant and flush.
  *      A crash before the mark can only cause an extra publication.
+ *      In the same pipeline td_part records the flush complete
+ *      (committed = intent = F).
  *
  * So for every merchant m and source s, the events of s applied to m are
  * exactly those below wm[m][s], and wm[m][s] is always the committed point
@@ -36,6 +38,12 @@
  * `intent`: merchants the dead flush reached skip it (wm == intent),
  * the others apply it. Merges commute, so two workers writing one merchant
  * from two sources (after partitions were added) never lose an update.
+ *
+ * Every td_part write carries the record's offsets as this worker last saw
+ * them stored; Redis found behind them, or a record gone or at an older
+ * epoch, or a merchant state older than one this worker wrote, means Redis
+ * lost acknowledged writes (restarted empty or from an older copy,
+ * FLUSHALL), not that another owner took over: rollback() replays.
  *
  * Steps 1-3 run on a flusher thread while the main thread consumes into
  * the active cache (flush_start / flush_end: who touches what is written
@@ -64,11 +72,13 @@
 #include "codec.h"
 #include "common.h"
 #include "dlq.h"
+#include "kwatch.h"
 #include "log.h"
 #include "mcache.h"
 #include "model.h"
 #include "mstate.h"
 #include "numfmt.h"
+#include "proto.h"
 #include "registry.h"
 #include "schemas_gen.h"
 #include "store.h"
@@ -88,6 +98,7 @@ enum {
 };
 
 typedef struct src_s {
+    td_worker_t *w;
     td_event_kind_t kind;
     int32_t partition;
     char id[192];  /* "<topic>/<partition>": watermark field name */
@@ -100,10 +111,15 @@ typedef struct src_s {
     int64_t horizon; /* intent of a dead flush to align to; -1 none */
     int64_t fpoint;  /* flush point of the in-flight flush */
     int in_flush;
-    int fenced;       /* the flusher found it claimed by another worker */
-    uint64_t pending; /* events folded since the last flush */
-    int64_t wait_id;  /* paused for this Confluent schema id; -1 none */
-    int64_t wait_off; /* the offset to read again then */
+    int fenced; /* the flusher found it claimed by another worker */
+    /* The record's committed and intent as this worker last wrote or read
+     * them (-1 none): the store may never be behind them (td_part). */
+    int64_t ack_c, ack_i;
+    int64_t pend_c, pend_i; /* the write in flight */
+    int64_t replay_to;      /* rolled back: replaying up to here; -1 none */
+    uint64_t pending;       /* events folded since the last flush */
+    int64_t wait_id;        /* paused for this Confluent schema id; -1 none */
+    int64_t wait_off;       /* the offset to read again then */
 } src_t;
 
 /* A score to publish in this flush. */
@@ -146,6 +162,7 @@ typedef struct applyctx_s {
     long pub;       /* the score its put carries (index in pubs); -1 none */
     int fields;     /* load it with its readable hash (td_store_load) */
     int mark;       /* its put carries the entry's unmarked publication */
+    uint64_t seen;  /* state version it was refused at: never less now */
 } applyctx_t;
 
 struct td_worker_s {
@@ -188,6 +205,8 @@ struct td_worker_s {
     size_t nmarks, nfresh, markcap;
     applyctx_t *actx;
     size_t actxcap;
+    td_proto_src_t *psrc; /* the flusher's scratch: one put's sources */
+    size_t psrccap;
     /* Scores in flight and failed: the flusher produces, dr_cb (on the
      * main thread, which alone polls the producer) acknowledges. */
     _Atomic int64_t scores_inflight;
@@ -207,13 +226,19 @@ struct td_worker_s {
     td_log_ratelimit_t frl; /* the flusher's */
     int healthy;
     int ever_assigned; /* an ASSIGN rebalance callback ran */
+    /* The flusher found Redis behind what this worker wrote (see
+     * rollback()); why, for the log. */
+    int frollback;
+    char frollback_why[384];
     td_log_ratelimit_t rl;
+    td_kwatch_t kw; /* brokers down, topics missing or grown */
     td_metrics_t metrics;
     char scorebuf[SCORE_MAX];
 };
 
 static int flush(td_worker_t *w);
 static int flush_end(td_worker_t *w);
+static void replay_progress(td_worker_t *w);
 
 static void *xrealloc(void *p, size_t n) {
     void *np = realloc(p, n);
@@ -287,11 +312,13 @@ static src_t *src_get(td_worker_t *w, int kind, int32_t partition) {
     w->hot_idx = -1;
     s = &w->srcs[w->nsrc++];
     memset(s, 0, sizeof(*s));
+    s->w = w;
     s->kind = (td_event_kind_t)kind;
     s->partition = partition;
     snprintf(s->id, sizeof(s->id), "%s/%d", w->topics[kind], (int)partition);
     td_key_part(s->key, sizeof(s->key), w->topics[kind], partition);
     s->next = s->flushed = s->stored = s->horizon = -1;
+    s->ack_c = s->ack_i = s->replay_to = -1;
     s->wait_id = -1;
     return s;
 }
@@ -319,6 +346,12 @@ log_cb(const rd_kafka_t *rk, int level, const char *fac, const char *buf) {
     td_log(lvl, "kafka %s: %s", fac, buf);
 }
 
+static void
+error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque) {
+    td_worker_t *w = opaque;
+    td_kwatch_error(&w->kw, rk, (rd_kafka_resp_err_t)err, reason);
+}
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
     td_worker_t *w = opaque;
     if (td_dlq_delivery(w->dlq, msg)) return;
@@ -333,43 +366,32 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *msg, void *opaque) {
 
 /* ---- assignment ---- */
 
-static int parse_i64(const redisReply *r, int64_t *out) {
-    char *end;
-    if (r->type != REDIS_REPLY_STRING || r->len == 0) {
-        *out = -1;
-        return 0;
-    }
-    *out = strtoll(r->str, &end, 10);
-    return 1;
+static int
+claim_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    return td_proto_claim_parse(r, opaque, errstr, errstr_size);
 }
 
-/* Claims a partition record: bumps its epoch and reads its offsets. Retries
- * while Redis is unreachable. TD_OK, or TD_ERR when giving up. */
+/* Claims a partition record: bumps its epoch past any this worker held
+ * (a record that went back in time may hold an older one) and reads its
+ * offsets. Retries while Redis is unreachable. TD_OK, or TD_ERR when
+ * giving up. Main thread, with no flush running (it uses the batch). */
 static int claim(td_worker_t *w, src_t *s) {
     char errstr[512];
     int backoff = 50;
+    td_proto_claimed_t c;
 
     while (!give_up(w)) {
-        redisReply *r = td_store_cmd(w->store, errstr, sizeof(errstr),
-                                     "FCALL %s 1 %s claim",
-                                     td_store_fn(w->store, "part"), s->key);
-        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 3) {
-            parse_i64(r->element[0], &s->epoch);
-            parse_i64(r->element[1], &s->stored);
-            int64_t intent;
-            parse_i64(r->element[2], &intent);
-            freeReplyObject(r);
-            s->flushed = s->stored;
-            s->next = s->stored;
-            s->horizon = intent > s->stored ? intent : -1;
+        td_rbatch_reset(w->batch);
+        td_proto_claim(w->store, w->batch, s->key, s->epoch + 1, claim_cb, &c);
+        if (td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) ==
+            TD_OK) {
+            s->epoch = c.epoch;
+            s->stored = s->flushed = s->next = c.committed;
+            s->horizon = c.intent > c.committed ? c.intent : -1;
+            s->ack_c = c.committed;
+            s->ack_i = c.intent;
             set_healthy(w, 1);
             return TD_OK;
-        }
-        if (r) {
-            snprintf(errstr, sizeof(errstr), "unexpected reply type %d%s%s",
-                     r->type, r->type == REDIS_REPLY_ERROR ? ": " : "",
-                     r->type == REDIS_REPLY_ERROR ? r->str : "");
-            freeReplyObject(r);
         }
         set_healthy(w, 0);
         td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
@@ -446,6 +468,7 @@ static void unassign_src(td_worker_t *w, src_t *s, int drop) {
     s->in_flush = 0;
     s->pending = 0;
     s->horizon = -1;
+    s->replay_to = -1;
     src_metrics(w, s);
 }
 
@@ -468,9 +491,9 @@ static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
                    lost ? "lost" : "revoked mid-replay", s->id);
         }
     }
-    /* Twice: the first writes the events, the second the partition
-     * records saying so (committed = the flush point), so the next owner
-     * starts there instead of replaying the last flush. */
+    /* The first writes the events and records them complete, so the
+     * next owner starts there; the second marks the first's publications
+     * (or retries the complete record, if that write failed). */
     if (!lost && (flush(w) != TD_OK || flush(w) != TD_OK))
         td_log(TD_LOG_WARNING, "flush before revoke failed: the next owner "
                                "replays from the stored offsets");
@@ -493,6 +516,7 @@ static void on_revoke(td_worker_t *w, rd_kafka_topic_partition_list_t *parts) {
     } else {
         rd_kafka_assign(w->consumer, NULL);
     }
+    if (atomic_load(&w->metrics.replaying)) replay_progress(w);
 }
 
 static void rebalance_cb(rd_kafka_t *rk,
@@ -510,6 +534,7 @@ static void rebalance_cb(rd_kafka_t *rk,
     case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
         w->ever_assigned = 1;
         on_assign(w, parts);
+        td_kwatch_assigned(&w->kw, rk);
         break;
     case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
         on_revoke(w, parts);
@@ -522,19 +547,55 @@ static void rebalance_cb(rd_kafka_t *rk,
 
 /* ---- flush ---- */
 
+/* The flusher found Redis behind what this worker wrote or read: the
+ * flush stops and flush_end() replays (rollback()). */
+static void rolled_back(td_worker_t *w, const char *why) {
+    if (!w->frollback)
+        snprintf(w->frollback_why, sizeof(w->frollback_why), "%s", why);
+    w->frollback = 1;
+}
+
+/* After a step: 1 (errstr filled) when it found Redis behind. */
+static int rollback_found(td_worker_t *w, char *errstr, size_t errstr_size) {
+    if (!w->frollback) return 0;
+    snprintf(errstr, errstr_size, "%s", w->frollback_why);
+    return 1;
+}
+
 static int
 part_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     src_t *s = opaque;
-    if (r->type == REDIS_REPLY_ERROR) {
-        if (!strncmp(r->str, "TDFENCED", 8)) {
-            /* Another worker claimed it: this flush must not touch it. */
-            s->fenced = 1;
-            return TD_OK;
-        }
-        snprintf(errstr, errstr_size, "%s: %s", s->id, r->str);
+    td_proto_part_t rc;
+    char why[256];
+
+    if (td_proto_part_parse(r, &rc, why, sizeof(why)) != TD_OK) {
+        snprintf(errstr, errstr_size, "%s: %s", s->id, why);
         return TD_ERR;
     }
+    if (rc == TD_PROTO_PART_FENCED) {
+        /* Another worker claimed it: this flush must not touch it. */
+        s->fenced = 1;
+        return TD_OK;
+    }
+    if (rc == TD_PROTO_PART_LOST) {
+        /* Not an owner's doing: Redis lost acknowledged writes. */
+        rolled_back(s->w, why);
+        return TD_OK;
+    }
+    s->ack_c = s->pend_c;
+    s->ack_i = s->pend_i;
     return TD_OK;
+}
+
+/* Queues td_part's write of s's record (committed c, intent i), checked
+ * against the epoch and against what this worker last wrote (part_cb). */
+static void queue_part(td_worker_t *w, src_t *s, int64_t c, int64_t i) {
+    td_rbatch_t *b = w->batch;
+
+    s->pend_c = c;
+    s->pend_i = i;
+    td_proto_part_set(w->store, b, s->key, s->epoch, c, i, s->ack_c, s->ack_i,
+                      part_cb, s);
 }
 
 static int want_publish(const td_worker_t *w,
@@ -548,21 +609,6 @@ static int want_publish(const td_worker_t *w,
     if (!last->model_ok) return 1;
     return w->conf->publish_max_interval_ms > 0 &&
            now - last->ms >= w->conf->publish_max_interval_ms;
-}
-
-/* The last publication from a td_load reply (pub_score, pub_tier, pub_ms,
- * version, model_version, pub_version; "" when unset). */
-static void
-read_pub(const td_worker_t *w, td_mstate_t *e, const redisReply *const *meta) {
-    memset(&e->pub, 0, sizeof(e->pub));
-    if (meta[2]->type != REDIS_REPLY_STRING || meta[2]->len == 0) return;
-    e->pub.score = strtod(meta[0]->str, NULL);
-    e->pub.tier = (int32_t)strtol(meta[1]->str, NULL, 10);
-    e->pub.ms = strtoll(meta[2]->str, NULL, 10);
-    e->pub.model_ok = meta[4]->type == REDIS_REPLY_STRING &&
-                      !strcmp(meta[4]->str, td_model_version(w->model));
-    if (meta[5]->type == REDIS_REPLY_STRING)
-        e->pub.version = strtoll(meta[5]->str, NULL, 10);
 }
 
 /* Scores the merchant's state st (its entry's, merged); returns the index
@@ -597,22 +643,32 @@ static int
 load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     applyctx_t *ax = opaque;
     td_worker_t *w = ax->w;
-    const redisReply *wm = NULL, *meta = NULL;
+    td_proto_loaded_t l;
     td_mstate_t *e = td_mscache_add(w->states, ax->m->id, ax->m->idlen);
     int apply = 0;
-    int rc = td_mstate_read_load(e, r, &wm, &meta, errstr, errstr_size);
+    int rc = td_proto_load_parse(e, r, td_model_version(w->model), &l, errstr,
+                                 errstr_size);
 
     if (rc != TD_OK) {
         td_mscache_del(w->states, e);
-        if (rc != TD_MSTATE_FIELDS) return TD_ERR;
+        if (rc != TD_PROTO_FIELDS) return TD_ERR;
         ax->fields = 1; /* read again, with the readable hash */
         return TD_OK;
     }
+    if (e->version < ax->seen) {
+        /* Versions only grow: Redis lost a write it acknowledged. */
+        snprintf(errstr, errstr_size,
+                 "merchant %s: state version %llu is behind %llu, which "
+                 "this worker wrote or read",
+                 ax->m->id, (unsigned long long)e->version,
+                 (unsigned long long)ax->seen);
+        rolled_back(w, errstr);
+        return TD_ERR;
+    }
     ax->e = e;
-    read_pub(w, e, (const redisReply *const *)meta->element);
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
         const src_t *s = &w->srcs[d->src];
-        int64_t at = td_mstate_wm(wm, s->id);
+        int64_t at = td_proto_wm(&l, s->id);
         d->skip = at >= s->fpoint;
         if (!d->skip && at > d->lo) {
             /* Cannot happen while the protocol holds: say so loudly, keep
@@ -645,35 +701,29 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     applyctx_t *ax = opaque;
     td_worker_t *w = ax->w;
     pub_t *pub = ax->pub >= 0 ? &w->pubs[ax->pub] : NULL;
+    td_proto_put_reply_t pr;
+    char why[256];
 
-    if (r->type == REDIS_REPLY_ERROR) {
-        snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, r->str);
+    if (td_proto_put_parse(r, pub != NULL, &pr, why, sizeof(why)) != TD_OK) {
+        snprintf(errstr, errstr_size, "merchant %s: %s", ax->m->id, why);
         return TD_ERR;
     }
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1 ||
-        r->element[0]->type != REDIS_REPLY_STRING)
-        goto bad;
-    if (!strcmp(r->element[0]->str, "STALE")) {
+    if (pr.stale) {
+        ax->seen = ax->e->version - 1; /* what the put was merged from */
         td_mscache_del(w->states, ax->e);
         ax->e = NULL;
         if (pub) pub->dropped = 1;
         atomic_fetch_add(&w->metrics.state_reloads, 1);
         return TD_OK;
     }
-    if (strcmp(r->element[0]->str, "OK") || r->elements != (pub ? 2u : 1u))
-        goto bad;
     if (pub) {
-        if (r->element[1]->type != REDIS_REPLY_INTEGER) goto bad;
-        pub->rec.version = r->element[1]->integer;
-        ax->e->sversion = pub->rec.version;
+        pub->rec.version = pr.version;
+        ax->e->sversion = pr.version;
     }
     if (ax->mark) ax->e->pub.unmarked = 0;
     ax->todo = 0;
     atomic_fetch_add(&w->metrics.merchant_writes, 1);
     return TD_OK;
-bad:
-    snprintf(errstr, errstr_size, "merchant %s: bad put reply", ax->m->id);
-    return TD_ERR;
 }
 
 static int
@@ -794,6 +844,7 @@ static void score_pairs(spairs_t *sp,
 static void queue_put(td_worker_t *w, applyctx_t *ax) {
     td_mstate_t *e = ax->e;
     td_sigstate_t st;
+    td_proto_put_t req;
     uint64_t expected = e->version;
     int nsrc = 0;
 
@@ -811,22 +862,34 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
     td_mstate_from_sigstate(e, &st);
     e->version = expected + 1;
     ax->pub = consider_score(w, e, &st, 0);
-    td_store_put_signals(w->batch, e->id, e->idlen, &st);
-    if (ax->pub >= 0) {
-        score_pairs(&w->sp, &w->pubs[ax->pub].rec, e, w->fnow);
-        td_store_put_score(w->batch, e->id, e->idlen, w->sp.cnt / 2, w->sp.fv,
-                           w->sp.len);
+    if ((size_t)nsrc > w->psrccap) {
+        w->psrccap = (size_t)nsrc;
+        w->psrc = xrealloc(w->psrc, w->psrccap * sizeof(*w->psrc));
     }
-    td_store_put_begin(w->store, w->batch, e, expected, nsrc);
+    memset(&req, 0, sizeof(req));
+    req.e = e;
+    req.expected = expected;
+    req.signals = &st;
+    req.srcs = w->psrc;
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
-        const src_t *s = &w->srcs[d->src];
-        if (!d->skip) td_store_put_src(w->batch, s->id, d->lo, s->fpoint);
+        td_proto_src_t *ps = &w->psrc[req.nsrc];
+        if (d->skip) continue;
+        ps->id = w->srcs[d->src].id;
+        ps->lo = d->lo;
+        ps->next = w->srcs[d->src].fpoint;
+        req.nsrc++;
     }
     /* A score carries the publication mark in its hash. */
     ax->mark = e->pub.unmarked;
-    td_store_put_mark(w->batch, ax->mark && ax->pub < 0 ? &e->pub : NULL);
-    if (ax->pub >= 0) td_store_put_score_version(w->batch, e->sversion);
-    td_rbatch_end(w->batch, put_cb, ax);
+    if (ax->mark && ax->pub < 0) req.mark = &e->pub;
+    if (ax->pub >= 0) {
+        score_pairs(&w->sp, &w->pubs[ax->pub].rec, e, w->fnow);
+        req.npairs = w->sp.cnt / 2;
+        req.fv = w->sp.fv;
+        req.fvlen = w->sp.len;
+        req.score_version = e->sversion;
+    }
+    td_proto_put(w->store, w->batch, &req, put_cb, ax);
 }
 
 /* Sends the flush's batch, if it holds any command. */
@@ -857,6 +920,7 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
         ax->pub = -1;
         ax->fields = 0;
         ax->mark = 0;
+        ax->seen = 0;
         /* A cached entry's watermarks are checked by td_put: besides its
          * own, it carries those an earlier owner wrote for sources this
          * worker may be replaying now (a dead flush's intent). */
@@ -872,8 +936,8 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
             for (size_t i = 0; i < n; i++) {
                 applyctx_t *ax = &w->actx[i];
                 if (!ax->todo || ax->e || (pass && !ax->fields)) continue;
-                td_store_load(w->store, b, ax->m->id, ax->m->idlen, ax->fields);
-                td_rbatch_end(b, load_cb, ax);
+                td_proto_load(w->store, b, ax->m->id, ax->m->idlen, ax->fields,
+                              load_cb, ax);
             }
             if (exec_any(w, errstr, errstr_size) != TD_OK) return TD_ERR;
         }
@@ -903,25 +967,12 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
 }
 
-/* Begins "FCALL <fn> 1 trust:{m}:score" for merchant m. */
-static void begin_score_call(td_worker_t *w, const char *fn, const char *m) {
-    char key[KEY_MAX];
-
-    td_rbatch_begin(w->batch);
-    td_rbatch_str(w->batch, "FCALL");
-    td_rbatch_str(w->batch, td_store_fn(w->store, fn));
-    td_rbatch_str(w->batch, "1");
-    td_rbatch_arg(w->batch, key, td_key_score(key, sizeof(key), m, strlen(m)));
-}
-
 /* Step 3 for a score no put carried (a retried flush found the merchant
  * written already): td_score reserves its version. */
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
-    begin_score_call(w, "score", pub->rec.merchant_id);
     score_pairs(&w->sp, &pub->rec, NULL, now);
-    for (int i = 0; i < w->sp.cnt; i++)
-        td_rbatch_arg(w->batch, w->sp.fv[i], w->sp.len[i]);
-    td_rbatch_end(w->batch, score_cb, pub);
+    td_proto_score(w->store, w->batch, pub->rec.merchant_id, w->sp.cnt / 2,
+                   w->sp.fv, w->sp.len, score_cb, pub);
 }
 
 /* Step 3 for a delivered score: its place in trust:scores; the cached
@@ -966,9 +1017,8 @@ static void sweep_marks(td_worker_t *w) {
     for (size_t i = 0; i < w->nmarks; i++) {
         const mark_t *mk = &w->marks[i];
         if (!mark_pending(w, mk)) continue;
-        begin_score_call(w, "published", mk->id);
-        td_store_pub_args(w->batch, &mk->pub);
-        td_rbatch_end(w->batch, ok_cb, (void *)"td_published");
+        td_proto_published(w->store, w->batch, mk->id, &mk->pub, ok_cb,
+                           (void *)"td_published");
     }
 }
 
@@ -1070,20 +1120,11 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
         if (s->assigned != 1 || s->fenced ||
             (!s->in_flush && s->flushed <= s->stored))
             continue;
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "FCALL");
-        td_rbatch_str(b, td_store_fn(w->store, "part"));
-        td_rbatch_str(b, "1");
-        td_rbatch_str(b, s->key);
-        td_rbatch_str(b, "set");
-        td_rbatch_i64(b, s->epoch);
-        td_rbatch_i64(b, s->flushed);
-        td_rbatch_i64(b, s->in_flush ? s->fpoint : s->flushed);
-        td_rbatch_end(b, part_cb, s);
+        queue_part(w, s, s->flushed, s->in_flush ? s->fpoint : s->flushed);
     }
     rc = exec_any(w, errstr, errstr_size);
     step_done(w, TD_FSTEP_RECORDS, &t);
-    if (rc != TD_OK) return TD_ERR;
+    if (rc != TD_OK || rollback_found(w, errstr, errstr_size)) return TD_ERR;
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
         if (s->fenced) {
@@ -1186,6 +1227,10 @@ static void *flush_work(void *arg) {
     while (flush_attempt(w, errstr, sizeof(errstr)) != TD_OK) {
         sync_store_stats(w);
         td_mscache_clear(w->states); /* may hold merges Redis never took */
+        if (w->frollback) {
+            w->frc = TD_ERR; /* flush_end() replays instead */
+            break;
+        }
         atomic_fetch_add(&w->metrics.flush_failures, 1);
         set_healthy(w, 0);
         td_log_rl(&w->frl, RL_FLUSH, TD_LOG_WARNING,
@@ -1237,6 +1282,161 @@ static int confirm_dead_letters(td_worker_t *w) {
     }
 }
 
+/* Clears replay_to of sources that read up to it; the gauge says whether
+ * any still replays after a rollback. */
+static void replay_progress(td_worker_t *w) {
+    int left = 0;
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->replay_to < 0) continue;
+        if (s->assigned == 1 && s->next < s->replay_to) {
+            left++;
+            continue;
+        }
+        s->replay_to = -1;
+    }
+    if (!left && atomic_load(&w->metrics.replaying)) {
+        td_log(TD_LOG_NOTICE, "replay after the store rollback complete");
+        atomic_store(&w->metrics.replaying, 0);
+    }
+}
+
+/* The oldest offset Kafka still holds of s, or -1 if it cannot say: the
+ * one the last fetch reported, else asked (a round trip). */
+static int64_t low_watermark(td_worker_t *w, const src_t *s) {
+    int64_t lo = -1, hi = -1;
+    if (rd_kafka_get_watermark_offsets(w->consumer, w->topics[s->kind],
+                                       s->partition, &lo,
+                                       &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        lo >= 0)
+        return lo;
+    if (rd_kafka_query_watermark_offsets(w->consumer, w->topics[s->kind],
+                                         s->partition, &lo, &hi,
+                                         2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return -1;
+    return lo;
+}
+
+/*
+ * Redis went back in time: a partition record or a merchant state was
+ * found behind what this worker wrote or read (Redis restarted empty or
+ * from an older copy, a failover to a lagging replica, FLUSHALL). Nothing
+ * derived from the lost writes may be written on top of them: the
+ * unflushed deltas (their events are read again), the cached states and
+ * the pending publication marks are dropped, and every assigned partition
+ * is claimed anew and read again from its record's `committed`, or from
+ * the oldest retained offset if the record is gone. What Redis kept is
+ * consistent (a snapshot or an AOF is a prefix of the writes), so the
+ * watermarks of the merchants that survived skip what they hold, and the
+ * replay ends exact. If Kafka no longer holds part of the range, that part
+ * is lost: said in the log, trustd_replay_lost_offsets_total and /readyz.
+ */
+static void rollback(td_worker_t *w) {
+    rd_kafka_topic_partition_list_t *seek =
+        rd_kafka_topic_partition_list_new(w->nsrc > 0 ? w->nsrc : 1);
+    rd_kafka_error_t *error;
+
+    w->frollback = 0;
+    atomic_fetch_add(&w->metrics.store_rollbacks, 1);
+    atomic_store(&w->metrics.replaying, 1);
+    td_log(TD_LOG_WARNING,
+           "error: redis went back in time (%s): dropping unflushed events "
+           "and cached states, replaying every assigned partition from its "
+           "stored offsets",
+           w->frollback_why);
+    td_mcache_clear(w->active);
+    td_mcache_clear(w->inflight);
+    td_mscache_clear(w->states);
+    w->nmarks = w->nfresh = 0;
+    w->events_since_flush = 0;
+    w->hot_idx = -1;
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        int64_t reached = s->next, lo;
+        if (s->assigned != 1) continue;
+        s->in_flush = 0;
+        s->pending = 0;
+        if (claim(w, s) != TD_OK) continue; /* stopping */
+        s->replay_to = reached > s->next ? reached : -1;
+        lo = low_watermark(w, s);
+        if (lo > 0 && s->stored < lo) {
+            int64_t lost = lo - (s->stored > 0 ? s->stored : 0);
+            atomic_fetch_add(&w->metrics.replay_lost, (uint64_t)lost);
+            td_log(TD_LOG_WARNING,
+                   "error: %s: offsets %lld..%lld are needed to rebuild "
+                   "what redis lost but kafka no longer retains them; "
+                   "rebuilding from %lld",
+                   s->id, (long long)(s->stored > 0 ? s->stored : 0),
+                   (long long)lo - 1, (long long)lo);
+        }
+        if (s->stored >= 0)
+            td_log(TD_LOG_NOTICE, "%s: replaying from %lld (epoch %lld)", s->id,
+                   (long long)s->stored, (long long)s->epoch);
+        else
+            td_log(TD_LOG_NOTICE,
+                   "%s: record lost: replaying from the oldest retained "
+                   "offset (epoch %lld)",
+                   s->id, (long long)s->epoch);
+        rd_kafka_topic_partition_list_add(seek, w->topics[s->kind],
+                                          s->partition)
+            ->offset = s->stored >= 0 ? s->stored : RD_KAFKA_OFFSET_BEGINNING;
+        src_metrics(w, s);
+    }
+    if (seek->cnt > 0) {
+        error = rd_kafka_seek_partitions(w->consumer, seek, 10000);
+        if (error) {
+            td_log(TD_LOG_WARNING, "seeking back after the rollback: %s",
+                   rd_kafka_error_string(error));
+            rd_kafka_error_destroy(error);
+        }
+        for (int i = 0; i < seek->cnt; i++) {
+            if (seek->elems[i].err)
+                td_log(TD_LOG_WARNING, "seeking %s/%d back: %s",
+                       seek->elems[i].topic, (int)seek->elems[i].partition,
+                       rd_kafka_err2str(seek->elems[i].err));
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(seek);
+    replay_progress(w);
+}
+
+/* Gives up the sources a flush found claimed by another worker. */
+static void drop_fenced(td_worker_t *w) {
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (!s->fenced) continue;
+        td_log(TD_LOG_WARNING,
+               "%s was claimed by another worker: its "
+               "unflushed events are left to it",
+               s->id);
+        s->fenced = 0;
+        unassign_src(w, s, 1);
+    }
+}
+
+/*
+ * A completed flush's records say so (committed = intent = its point, as
+ * queued by flush_end): a store that loses anything written before this
+ * is found behind them by the next flush's step 1, and a new owner
+ * replays nothing. Written after the dead letters were confirmed, on the
+ * main thread with no flush running. One attempt: if it fails, the next
+ * flush's step 1 records the same offsets.
+ */
+static void record_complete(td_worker_t *w) {
+    char errstr[512];
+
+    if (td_rbatch_cnt(w->batch) &&
+        td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) != TD_OK)
+        td_log(TD_LOG_VERBOSE, "recording the flush complete: %s", errstr);
+    for (int i = 0; i < w->nsrc; i++) {
+        src_t *s = &w->srcs[i];
+        if (s->assigned == 1 && s->ack_c == s->flushed) s->stored = s->flushed;
+        src_metrics(w, s);
+    }
+    drop_fenced(w);
+    if (w->frollback) rollback(w);
+}
+
 /* Waits for the running flush, if any (serving the producer's delivery
  * reports meanwhile), and completes it: the flush points become the
  * sources' offsets. TD_ERR if it was given up (its cache stays in flight
@@ -1250,35 +1450,35 @@ static int flush_end(td_worker_t *w) {
     if (w->fjoin) pthread_join(w->fthread, NULL);
     w->fbusy = 0;
     for (int i = 0; i < w->nsrc; i++) {
-        src_t *s = &w->srcs[i];
-        if (s->assigned == 1) src_metrics(w, s);
-        if (!s->fenced) continue;
-        td_log(TD_LOG_WARNING,
-               "%s was claimed by another worker: its "
-               "unflushed events are left to it",
-               s->id);
-        s->fenced = 0;
-        unassign_src(w, s, 1);
+        if (w->srcs[i].assigned == 1) src_metrics(w, &w->srcs[i]);
+    }
+    drop_fenced(w);
+    if (w->frollback) {
+        /* Abandoned on purpose: its events are read again. */
+        rollback(w);
+        return TD_OK;
     }
     if (w->frc != TD_OK || confirm_dead_letters(w) != TD_OK) return TD_ERR;
 
-    /* Every step succeeded: the flush points are the new stored offsets
-     * (written to Redis with the next flush's partition records), and a
-     * hint for Kafka-side lag tooling. */
+    /* Every step succeeded and the dead letters are in Kafka: the flush
+     * points are the new stored offsets, recorded complete (committed =
+     * intent) right away, and a hint for Kafka-side lag tooling. */
     rd_kafka_topic_partition_list_t *offs =
         rd_kafka_topic_partition_list_new(w->nsrc > 0 ? w->nsrc : 1);
+    td_rbatch_reset(w->batch);
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
         if (!s->in_flush) continue;
         s->flushed = s->fpoint;
         s->in_flush = 0;
+        if (s->assigned == 1) queue_part(w, s, s->flushed, s->flushed);
         rd_kafka_topic_partition_list_add(offs, w->topics[s->kind],
                                           s->partition)
             ->offset = s->flushed;
-        src_metrics(w, s);
     }
     if (offs->cnt > 0) rd_kafka_commit(w->consumer, offs, 1);
     rd_kafka_topic_partition_list_destroy(offs);
+    record_complete(w);
     td_mcache_clear(w->inflight);
     td_mscache_trim(w->states, (size_t)w->conf->max_merchants, w->gen);
     atomic_store(&w->metrics.states_cached,
@@ -1290,6 +1490,7 @@ static int flush_end(td_worker_t *w) {
         td_hist_observe(&w->metrics.batch_events, (double)w->fevents);
     atomic_fetch_add(&w->metrics.flushes, 1);
     atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
+    if (atomic_load(&w->metrics.replaying)) replay_progress(w);
     return TD_OK;
 }
 
@@ -1475,7 +1676,8 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
     src_t *s;
 
     if (msg->err) {
-        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+        if (msg->err != RD_KAFKA_RESP_ERR__PARTITION_EOF &&
+            !td_kwatch_consumer_error(&w->kw, msg))
             td_log_rl(&w->rl, RL_KAFKA, TD_LOG_WARNING, "consumer: %s",
                       rd_kafka_message_errstr(msg));
         return;
@@ -1700,8 +1902,8 @@ int td_worker_run(td_worker_t *w) {
     td_log(TD_LOG_NOTICE, "stopping: flushing and leaving the group");
     give_up(w); /* starts the shutdown deadline */
     if (flush(w) != TD_OK) rc = 1;
-    /* Revokes the assignment through rebalance_cb (a no-op flush, then the
-     * final partition records) and leaves the group. */
+    /* Revokes the assignment through rebalance_cb (nothing left to write
+     * but publication marks) and leaves the group. */
     rd_kafka_consumer_close(w->consumer);
     if (flush(w) != TD_OK) rc = 1;
     rd_kafka_flush(w->producer, 2000);
@@ -1731,6 +1933,9 @@ kconf_new(td_worker_t *w, int consumer, char *errstr, size_t errstr_size) {
         {"auto.offset.reset", "earliest"},
         {"partition.assignment.strategy", "cooperative-sticky"},
         {"enable.partition.eof", "false"},
+        /* Partitions added to an input topic are assigned and read within
+         * seconds, not after librdkafka's default 5 minutes. */
+        {"topic.metadata.refresh.interval.ms", "10000"},
     };
     static const char *producer_props[][2] = {
         {"enable.idempotence", "true"},
@@ -1769,6 +1974,7 @@ kconf_new(td_worker_t *w, int consumer, char *errstr, size_t errstr_size) {
         }
     }
     rd_kafka_conf_set_log_cb(kc, log_cb);
+    rd_kafka_conf_set_error_cb(kc, error_cb);
     rd_kafka_conf_set_opaque(kc, w);
     if (consumer)
         rd_kafka_conf_set_rebalance_cb(kc, rebalance_cb);
@@ -1847,6 +2053,8 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     atomic_store(&w->metrics.last_progress_ms, td_mono_ms());
     td_log_rl_init(&w->rl, conf->log_error_interval_ms);
     td_log_rl_init(&w->frl, conf->log_error_interval_ms);
+    td_kwatch_init(&w->kw, &w->metrics, w->topics, conf->brokers,
+                   conf->log_error_interval_ms);
     td_validate_defaults(&w->validate);
     w->validate.min_event_time_ms = conf->min_event_time_ms;
     w->validate.max_future_skew_ms = conf->max_future_skew_ms;
@@ -1922,6 +2130,8 @@ void td_worker_destroy(td_worker_t *w) {
     free(w->marks);
     free(w->fresh);
     free(w->actx);
+    free(w->psrc);
+    td_kwatch_destroy(&w->kw);
     free(w);
 }
 

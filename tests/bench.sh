@@ -51,6 +51,13 @@
 #      seconds are not. The profiles are kept as
 #      last-run/redis-callgrind.out and last-run/trustd-callgrind.out
 #      (callgrind_annotate).
+#   7. One real Apache Kafka broker (td-kafka --apache, KRaft, from
+#      build/kafka/lib: `make kafka-jars`) with a backlog of APACHE_EVENTS
+#      events over APACHE_PARTITIONS partitions per topic: td-consume reads
+#      it (median of three runs, each in its own group), then trustd drains
+#      it in a new group into the Redis of stage 3, emptied first; their
+#      ratio beside the mock's says what a real broker changes. Not in the
+#      smoke run (it starts a JVM).
 #
 # The table goes to stdout and to BUILD_DIR/bench/results.md (smoke:
 # results-smoke.md); logs of the run are kept in BUILD_DIR/bench/last-run/.
@@ -77,6 +84,9 @@
 #   TD_BENCH_TIMEOUT_S        longest wait for trustd to catch up (3600;
 #                             smoke 40)
 #   TD_BENCH_OUT              output directory (BUILD_DIR/bench)
+#   TD_BENCH_APACHE           1|0: stage 7 on a real broker (1; smoke 0)
+#   TD_BENCH_APACHE_EVENTS    its backlog (500000)
+#   TD_BENCH_APACHE_PARTITIONS  its partitions per input topic (8)
 
 # `make` runs this with sh: the script needs bash (/dev/tcp, arrays).
 if [ -z "${BASH_VERSION:-}" ]; then exec bash "$0" "$@"; fi
@@ -89,11 +99,16 @@ SMOKE=${TD_BENCH_SMOKE:-0}
 if [ "$SMOKE" = 1 ]; then
     d_events=20000 d_merchants=2000 d_parts=8 d_lat=3 d_sample=2000
     d_reps=1 d_timeout=40 d_poll=0.05 d_cg=2000 out_name=results-smoke.md
+    d_apache=0
 else
     d_events=2000000 d_merchants=100000 d_parts=48 d_lat=20 d_sample=20000
     d_cg=50000
     d_reps=5 d_timeout=3600 d_poll=0.2 out_name=results.md
+    d_apache=1
 fi
+APACHE=${TD_BENCH_APACHE:-$d_apache}
+AK_EVENTS=${TD_BENCH_APACHE_EVENTS:-500000}
+AK_PARTS=${TD_BENCH_APACHE_PARTITIONS:-8}
 EVENTS=${TD_BENCH_EVENTS:-$d_events}
 MERCHANTS=${TD_BENCH_MERCHANTS:-$d_merchants}
 ZIPF=${TD_BENCH_ZIPF:-0.8}
@@ -115,6 +130,7 @@ POLL_S=${TD_BENCH_POLL_S:-$d_poll}
 
 dir=$(mktemp -d /tmp/trustd-bench.XXXXXX) || exit 1
 kafka_pid="" redis_pid="" trustd_pid="" bg_pid="" kafka2_pid="" cg_pid=""
+kafka3_pid=""
 cluster_pids=()
 
 # Progress goes to the original stderr, also from traps that run while a
@@ -158,6 +174,7 @@ cleanup() {
     stop_pid "$kafka_pid"
     stop_pid "$cg_pid"
     stop_pid "$kafka2_pid"
+    stop_pid "$kafka3_pid"
     for p in "${cluster_pids[@]}"; do stop_pid "$p"; done
     rm -rf "$dir"
 }
@@ -216,6 +233,21 @@ trustd_alive() {
     [ $((NOW - $3)) -lt $((TIMEOUT_S * 1000)) ] ||
         die "trustd$4 did not get through within $TIMEOUT_S s"
     kill -0 "$1" 2>/dev/null || die "trustd$4 exited: $(tail -n 5 "$2")"
+}
+
+# Waits at most $3 s for the bootstrap address that td-kafka (pid $1,
+# output in $dir/$2.out and .log) prints first; sets KADDR. Dies if it
+# exits or prints nothing.
+kafka_address() {
+    local i
+    for ((i = 0; i < $3 * 20; i++)); do
+        [ -s "$dir/$2.out" ] && break
+        kill -0 "$1" 2>/dev/null ||
+            die "td-kafka exited: $(tail -n 3 "$dir/$2.log")"
+        sleep 0.05
+    done
+    KADDR=$(head -n 1 "$dir/$2.out")
+    [ -n "$KADDR" ] || die "td-kafka printed no bootstrap address"
 }
 
 # Sum of a Prometheus metric (all label sets) in the file $1.
@@ -311,13 +343,8 @@ fi
 "$B/td-kafka" --partitions "$PARTS" <&- >"$dir/kafka.out" \
     2>"$dir/kafka.log" &
 kafka_pid=$!
-for ((i = 0; i < 200; i++)); do
-    [ -s "$dir/kafka.out" ] && break
-    kill -0 "$kafka_pid" 2>/dev/null || die "td-kafka exited"
-    sleep 0.05
-done
-brokers=$(head -n 1 "$dir/kafka.out")
-[ -n "$brokers" ] || die "td-kafka printed no bootstrap address"
+kafka_address "$kafka_pid" kafka 10
+brokers=$KADDR
 
 # A fresh redis-server on a free loopback port: retried if another process
 # takes the port first; ours only when INFO names our pid.
@@ -696,12 +723,8 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     "$B/td-kafka" --partitions 4 <&- >"$dir/kafka-cg.out" \
         2>"$dir/kafka-cg.log" &
     kafka2_pid=$!
-    for ((i = 0; i < 200; i++)); do
-        [ -s "$dir/kafka-cg.out" ] && break
-        sleep 0.05
-    done
-    brokers2=$(head -n 1 "$dir/kafka-cg.out")
-    [ -n "$brokers2" ] || die "the second td-kafka printed no address"
+    kafka_address "$kafka2_pid" kafka-cg 10
+    brokers2=$KADDR
     "$B/td-loadgen" --brokers "$brokers2" --events "$CG_EVENTS" \
         --merchants $((MERCHANTS / 20 > 0 ? MERCHANTS / 20 : 1)) \
         --zipf-s "$ZIPF" --seed "$SEED" 2>"$dir/loadgen-cg.log" ||
@@ -780,6 +803,76 @@ if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     t_end=$NOW
 fi
 
+# ---- 7. one real Apache Kafka broker: consume-only and trustd ----
+ak_base=n/a ak_trustd=n/a ak_ratio=n/a ak_total=0 ak_secs=n/a
+if [ "$APACHE" = 1 ]; then
+    log "real Apache Kafka: $AK_EVENTS events, $AK_PARTS partitions per topic"
+    "$B/td-kafka" --apache --dir "$dir/apache" --partitions "$AK_PARTS" \
+        </dev/null >"$dir/kafka-ak.out" 2>"$dir/kafka-ak.log" &
+    kafka3_pid=$!
+    kafka_address "$kafka3_pid" kafka-ak 180
+    ak_brokers=$KADDR
+    ak_version=$(sed -n 's/^td-kafka: Apache Kafka \([^,]*\),.*/\1/p' \
+        "$dir/kafka-ak.log")
+    "$B/td-loadgen" --brokers "$ak_brokers" --events "$AK_EVENTS" \
+        --merchants "$MERCHANTS" --zipf-s "$ZIPF" --seed "$SEED" \
+        2>"$dir/loadgen-ak.log" ||
+        die "td-loadgen failed: $(tail -n 3 "$dir/loadgen-ak.log")"
+    watermarks "$ak_brokers" "$dir/wm-ak.txt" "$rport"
+    ak_total=$(awk '{ t += $4 - $3 } END { print t + 0 }' "$dir/wm-ak.txt")
+    [ "$ak_total" -eq "$AK_EVENTS" ] ||
+        die "the real broker holds $ak_total messages, not $AK_EVENTS"
+    : >"$dir/consume-ak.runs"
+    for run in 1 2 3; do
+        log "real broker baseline: td-consume, run $run of 3"
+        "$B/td-consume" --brokers "$ak_brokers" --group "bench-ak-$run" \
+            --expect "$ak_total" >"$dir/consume-ak.out" \
+            2>>"$dir/consume-ak.log" ||
+            die "td-consume failed: $(tail -n 3 "$dir/consume-ak.log")"
+        kv "$(cat "$dir/consume-ak.out")" eps >>"$dir/consume-ak.runs"
+    done
+    ak_base=$(sort -n "$dir/consume-ak.runs" | sed -n 2p)
+    # The same partition names as stage 3: its watermarks must go.
+    rcli flushall >/dev/null || die "FLUSHALL failed"
+    keys=() hws=()
+    while read -r t p _ hi; do
+        keys+=("trust:part:{$t/$p}")
+        hws+=("$hi")
+    done <"$dir/wm-ak.txt"
+    hport=$(free_port) || die "no free TCP port"
+    # shellcheck disable=SC2086 # TRUSTD_ARGS is a list of flags
+    "$B/trustd" --brokers "$ak_brokers" --redis "127.0.0.1:$rport" \
+        --group bench-ak --http-port "$hport" \
+        --model-file schemas/model.conf $TRUSTD_ARGS >"$dir/trustd-ak.log" 2>&1 &
+    trustd_pid=$!
+    now
+    t_start=$NOW t_first=""
+    while :; do
+        trustd_alive "$trustd_pid" "$dir/trustd-ak.log" "$t_start" \
+            " (real broker)"
+        if [ -z "$t_first" ]; then
+            http_get "$hport" /metrics >"$dir/metrics-ak.txt"
+            [ "$(metric "$dir/metrics-ak.txt" trustd_events_consumed_total)" \
+                -gt 0 ] && t_first=$NOW
+        fi
+        read -r reached _ < <(poll_committed)
+        now
+        [ "${reached:-0}" -eq "${#keys[@]}" ] && break
+        sleep "$POLL_S"
+    done
+    [ -n "$t_first" ] || t_first=$t_start
+    ak_secs=$(calc "($NOW - $t_first) / 1000")
+    ak_trustd=$(calc "$ak_total / $ak_secs")
+    ak_ratio=$(calc "100 * $ak_trustd / $ak_base")
+    log "real broker: td-consume $ak_base events/s, trustd $ak_trustd events/s"
+    stop_pid "$trustd_pid"
+    trustd_pid=""
+    stop_pid "$kafka3_pid"
+    kafka3_pid=""
+    now
+    t_end=$NOW
+fi
+
 # ---- the table ----
 
 per_ev() { calc "$1 / $total"; }
@@ -814,6 +907,7 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo "| consume-only baseline (td-consume) | $(grp "$base_eps") events/s | |"
     echo "| trustd, one worker | $(grp "$trustd_eps") events/s | |"
     echo "| trustd / baseline | $(fmt '%.1f' "$ratio") % | ≥ 60 %: $(verdict "$ratio" '>=' 60) |"
+    echo "| one real Apache Kafka broker$( [ "$APACHE" = 1 ] && echo " ($ak_version, $(grp "$ak_total") events, $AK_PARTS partitions per topic)"): consume-only / trustd | $(grp "$ak_base") / $(grp "$ak_trustd") events/s = $(fmt '%.1f' "$ak_ratio") % | |"
     echo "| trustd, one worker, 3-master Redis Cluster | $(grp "$cluster_eps") events/s ($(fmt '%.0f' "$cluster_ratio") % of single-node) | |"
     echo "| decode, instructions per event | $(grp "$ins_decode") | |"
     echo "| signal update, instructions per event | $(grp "$ins_update") | |"

@@ -40,6 +40,7 @@
 
 #include "codec.h"
 #include "common.h"
+#include "proto.h"
 #include "store.h"
 
 #define BP_MAX_MERCHANTS 256

@@ -1,7 +1,12 @@
 #!/bin/sh
-# fuzz.sh - build and run the codec fuzzer (tests/fuzz_decode.c).
+# fuzz.sh - build and run the codec fuzzer (tests/fuzz_decode.c), then
+# the Redis module's argument parser (tests/fuzz_module_args.c).
 #
 # Usage: sh tests/fuzz.sh [seconds]     (default 60; run from the repo root)
+# The module fuzzer runs $FUZZ_MODULE_SECONDS more (default 12), from
+# seeds written here into build-fuzz/module-corpus; a crash is saved under
+# build-fuzz/crashes/ too (reproduce: build-fuzz/fuzz_module_args <file>;
+# the regression test goes to tests/test_module.c).
 #
 # Builds fuzz_decode with clang -fsanitize=fuzzer,address,undefined and the
 # seed writer (tests/fuzz_seeds.c) into build-fuzz/, writes valid messages of
@@ -35,6 +40,25 @@ $cc $cflags -fsanitize=address,undefined -fno-sanitize-recover=all \
 
 "$out/fuzz_seeds" "$out/corpus" "$out/decode.dict"
 
-exec "$out/fuzz_decode" -max_total_time="$secs" -max_len=4096 -timeout=10 \
+# shellcheck disable=SC2086
+$cc $cflags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+    -o "$out/fuzz_module_args" tests/fuzz_module_args.c \
+    processor/module/args.c processor/rdump.c
+
+"$out/fuzz_decode" -max_total_time="$secs" -max_len=4096 -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -dict="$out/decode.dict" \
     -artifact_prefix="$out/crashes/" "$out/corpus"
+
+# Seeds: argument vectors separated by NUL bytes, as the target reads them.
+mc="$out/module-corpus"
+mkdir -p "$mc"
+printf 'TD.PUT\0s\0w\0g\0c\0\0VVVVVVVVblob\0001\0t/0\0005\0009\0\0P' \
+    > "$mc/put"
+printf 'TD.PUT\0s\0w\0g\0c\0EEEEEEEE\0VVVVVVVV\0000\0007\0000.5\0002' \
+    > "$mc/put-mark"
+printf '\0001700000000000\0P\0003\0Q' >> "$mc/put-mark"
+printf 'TD.PART\0r\0CLAIM\0007' > "$mc/claim"
+printf 'TD.PART\0r\0SET\0003\00010\00012\00010\00012' > "$mc/set"
+exec "$out/fuzz_module_args" -max_total_time="${FUZZ_MODULE_SECONDS:-12}" \
+    -max_len=4096 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    -artifact_prefix="$out/crashes/" "$mc"

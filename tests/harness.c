@@ -22,8 +22,10 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -31,8 +33,11 @@
 #include <limits.h>
 
 #include "codec.h"
+#include "loadgen.h"
+#include "proc.h"
 #include "common.h"
 #include "harness.h"
+#include "proto.h"
 #include "schemas_gen.h"
 #include "store.h"
 
@@ -101,49 +106,18 @@ int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms) {
 
 int td_h_spawn(td_h_proc_t *p, const char *tag, char *const argv[]) {
     static int seq;
-    int fd;
 
     snprintf(p->log, sizeof(p->log), "%s/%s.%d.log", td_h_tmpdir(), tag, seq++);
-    fflush(stdout);
-    fflush(stderr);
-    p->pid = fork();
-    if (p->pid < 0) return -1;
-    if (p->pid == 0) {
-        /* Dies with the test: a failed assertion skips the test's own
-         * cleanup, and its processes must not outlive the test binary. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        fd = open(p->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        fd = open("/dev/null", O_RDONLY);
-        if (fd >= 0) {
-            dup2(fd, 0);
-            close(fd);
-        }
-        execvp(argv[0], argv);
-        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
-        _exit(127);
-    }
-    return 0;
+    /* Dies with the test: a failed assertion skips the test's own cleanup,
+     * and its processes must not outlive the test binary. */
+    p->pid = td_proc_spawn(argv, p->log);
+    return p->pid < 0 ? -1 : 0;
 }
 
 int td_h_wait(td_h_proc_t *p, int timeout_ms) {
-    int64_t deadline = mono_ms() + timeout_ms;
-    int status;
-
-    if (p->pid <= 0) return -1;
-    for (;;) {
-        pid_t r = waitpid(p->pid, &status, WNOHANG);
-        if (r == p->pid) {
-            p->pid = 0;
-            return status;
-        }
-        if (r < 0 || mono_ms() >= deadline) return -1;
-        short_nap();
-    }
+    int status = td_proc_wait(p->pid, timeout_ms);
+    if (status != -1) p->pid = 0;
+    return status;
 }
 
 void td_h_signal(td_h_proc_t *p, int sig) {
@@ -167,6 +141,66 @@ void td_h_dump_log(const td_h_proc_t *p) {
     if (system(cmd) != 0) fprintf(stderr, "(no log)\n");
 }
 
+/* ---- HTTP and Prometheus ---- */
+
+#define HTTP_BODY_MAX (1 << 20)
+
+int td_h_http_get(int port, const char *path, char **body) {
+    struct sockaddr_in sin;
+    struct timeval tv = {5, 0};
+    char req[256], *buf = malloc(HTTP_BODY_MAX + 1), *sep;
+    size_t len = 0;
+    ssize_t n;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
+
+    *body = NULL;
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_port = htons((uint16_t)port);
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (fd < 0 || !buf ||
+        connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
+        goto out;
+    n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
+                 path);
+    if (write(fd, req, (size_t)n) != n) goto out;
+    while (len < HTTP_BODY_MAX &&
+           (n = read(fd, buf + len, HTTP_BODY_MAX - len)) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
+        status = -1;
+        goto out;
+    }
+    sep = strstr(buf, "\r\n\r\n");
+    *body = strdup(sep ? sep + 4 : "");
+out:
+    if (fd >= 0) close(fd);
+    free(buf);
+    return status;
+}
+
+double td_h_sample(const char *body, const char *series) {
+    size_t len = strlen(series);
+    for (const char *p = body; p && *p; p = strchr(p, '\n')) {
+        if (*p == '\n') p++;
+        if (!strncmp(p, series, len) && p[len] == ' ')
+            return strtod(p + len + 1, NULL);
+    }
+    return NAN;
+}
+
+double td_h_metric(int port, const char *series) {
+    char *body;
+    double v = td_h_http_get(port, "/metrics", &body) == 200
+                   ? td_h_sample(body, series)
+                   : NAN;
+    free(body);
+    return v;
+}
+
 /* ---- redis ---- */
 
 static int redis_ping(void *arg) {
@@ -181,6 +215,27 @@ static int redis_ping(void *arg) {
     if (rep) freeReplyObject(rep);
     redisFree(c);
     return ok;
+}
+
+const char *td_h_module(void) {
+    static char path[PATH_MAX + 32];
+    char exe[PATH_MAX], *slash;
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+    if (n <= 0) return NULL;
+    exe[n] = '\0';
+    for (int i = 0; i < 2; i++) { /* <build>/tests/<binary> */
+        slash = strrchr(exe, '/');
+        if (!slash) return NULL;
+        *slash = '\0';
+    }
+    snprintf(path, sizeof(path), "%s/trustd_module.so", exe);
+    return access(path, R_OK) == 0 ? path : NULL;
+}
+
+int td_h_lua_path(void) {
+    const char *p = getenv("TD_REDIS_PATH");
+    return p && !strcmp(p, "lua");
 }
 
 static int redis_spawn(td_h_redis_t *r, const char *const *extra) {
@@ -205,6 +260,13 @@ static int redis_spawn(td_h_redis_t *r, const char *const *extra) {
     /* Deep checks of every RESTORE payload: trustd builds its own. */
     argv[n++] = "--sanitize-dump-payload";
     argv[n++] = "yes";
+    int own = 0; /* the caller loads the module itself */
+    for (int i = 0; extra && extra[i]; i++)
+        own |= !strcmp(extra[i], "--loadmodule");
+    if (!own && !td_h_lua_path() && td_h_module()) {
+        argv[n++] = "--loadmodule";
+        argv[n++] = (char *)td_h_module();
+    }
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
@@ -270,18 +332,37 @@ int td_h_hget_double(redisContext *c,
 
 /* ---- embedded kafka ---- */
 
+int td_h_kafka_apache(void) {
+    const char *e = getenv("TD_KAFKA");
+    return e && !strcmp(e, "apache");
+}
+
+void td_h_kafka_mock_only(const td_h_kafka_t *k, const char *why) {
+    if (!k->real) return;
+    print_message("[  MOCK ONLY ] %s: not on a real broker\n", why);
+    skip();
+}
+
 int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     int in[2], out[2];
-    char *argv[32];
+    char *argv[40];
     int n = 0;
-    char log[512];
+    char dir[300];
     static int seq;
 
     memset(k, 0, sizeof(*k));
     if (pipe(in) || pipe(out)) return -1;
-    snprintf(log, sizeof(log), "%s/td-kafka.%d.log", td_h_tmpdir(), seq++);
+    snprintf(k->log, sizeof(k->log), "%s/td-kafka.%d.log", td_h_tmpdir(), seq);
+    snprintf(dir, sizeof(dir), "%s/kafka%d", td_h_tmpdir(), seq++);
     argv[n++] = (char *)td_h_bin("td-kafka");
-    for (int i = 0; args && args[i] && n < 30; i++)
+    if (td_h_kafka_apache()) {
+        /* The same topics on a real broker: td-kafka runs it. */
+        k->real = 1;
+        argv[n++] = "--apache";
+        argv[n++] = "--dir";
+        argv[n++] = dir;
+    }
+    for (int i = 0; args && args[i] && n < 38; i++)
         argv[n++] = (char *)args[i];
     argv[n] = NULL;
     fflush(stdout);
@@ -289,7 +370,9 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     k->pid = fork();
     if (k->pid < 0) return -1;
     if (k->pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int fd = open(k->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        /* Dies with the test, and its brokers with it. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
         dup2(in[0], 0);
         dup2(out[1], 1);
         if (fd >= 0) dup2(fd, 2);
@@ -302,20 +385,36 @@ int td_h_kafka_start(td_h_kafka_t *k, const char *const *args) {
     close(out[1]);
     k->in_fd = in[1];
     k->out = fdopen(out[0], "r");
-    if (!k->out || !fgets(k->bootstrap, sizeof(k->bootstrap), k->out))
+    if (k->out && fgets(k->bootstrap, sizeof(k->bootstrap), k->out))
+        k->bootstrap[strcspn(k->bootstrap, "\r\n")] = '\0';
+    if (!k->bootstrap[0]) {
+        /* Why, e.g. the jars were not fetched, is in its log. */
+        td_h_proc_t p = {.pid = k->pid};
+        snprintf(p.log, sizeof(p.log), "%s", k->log);
+        td_h_dump_log(&p);
         return -1;
-    k->bootstrap[strcspn(k->bootstrap, "\r\n")] = '\0';
-    return k->bootstrap[0] ? 0 : -1;
+    }
+    return 0;
 }
 
-int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd) {
+int td_h_kafka_query(td_h_kafka_t *k, const char *cmd, char *out, size_t size) {
     char line[512];
     size_t len = strlen(cmd);
     if (write(k->in_fd, cmd, len) != (ssize_t)len ||
-        write(k->in_fd, "\n", 1) != 1)
+        write(k->in_fd, "\n", 1) != 1 || !fgets(line, sizeof(line), k->out))
         return -1;
-    if (!fgets(line, sizeof(line), k->out)) return -1;
-    return strncmp(line, "ok", 2) == 0 ? 0 : -1;
+    line[strcspn(line, "\r\n")] = '\0';
+    if (strncmp(line, "ok", 2) != 0) {
+        fprintf(stderr, "td-kafka %s: %s\n", cmd, line);
+        return -1;
+    }
+    snprintf(out, size, "%s", line[2] == ' ' ? line + 3 : "");
+    return 0;
+}
+
+int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd) {
+    char answer[128];
+    return td_h_kafka_query(k, cmd, answer, sizeof(answer));
 }
 
 void td_h_kafka_stop(td_h_kafka_t *k) {
@@ -1023,6 +1122,65 @@ int td_h_ref_compare(const td_h_ref_t *r,
     return 0;
 }
 
+int td_h_ref_equal(const td_h_ref_t *r,
+                   redisContext *rc,
+                   char *why,
+                   size_t why_size) {
+    int bad = 0;
+    for (int i = 0; i < r->cnt && !bad; i++) {
+        redisReply *h =
+            redisCommand(rc, "HGETALL trust:{%s}:signals", r->m[i].id);
+        bad = td_h_ref_compare(r, i, h, why, why_size);
+        if (h) freeReplyObject(h);
+    }
+    return !bad;
+}
+
+long long td_h_committed_sum(redisContext *rc) {
+    long long sum = 0;
+    redisReply *keys = redisCommand(rc, "KEYS trust:part:*");
+    if (!keys) return -1;
+    for (size_t i = 0; i < keys->elements; i++) {
+        redisReply *r =
+            redisCommand(rc, "HGET %s committed", keys->element[i]->str);
+        if (r && r->type == REDIS_REPLY_STRING && atoll(r->str) > 0)
+            sum += atoll(r->str);
+        if (r) freeReplyObject(r);
+    }
+    freeReplyObject(keys);
+    return sum;
+}
+
+typedef struct h_committed_s {
+    redisContext *rc;
+    long long target;
+} h_committed_t;
+
+static int h_committed(void *arg) {
+    h_committed_t *c = arg;
+    return td_h_committed_sum(c->rc) >= c->target;
+}
+
+int td_h_committed_reached(redisContext *rc, long long target, int timeout_ms) {
+    h_committed_t c = {rc, target};
+    return td_h_poll(h_committed, &c, timeout_ms);
+}
+
+int td_h_produce_gen(td_h_producer_t *p,
+                     struct td_loadgen_s *gen,
+                     td_h_ref_t *ref,
+                     int n,
+                     int32_t (*part)(const td_event_t *ev, void *arg),
+                     void *arg) {
+    for (int i = 0; i < n; i++) {
+        td_event_t ev;
+        td_loadgen_next(gen, &ev);
+        if (td_h_produce(p, &ev, part ? part(&ev, arg) : -1) != 0) return -1;
+        td_h_ref_add(ref, &ev);
+    }
+    return td_h_producer_flush(p);
+}
+
 uint64_t td_h_xorshift(uint64_t *state) {
     uint64_t x = *state;
     x ^= x << 13;
@@ -1046,14 +1204,14 @@ typedef struct {
 static int
 h_load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     h_merge_t *hm = opaque;
-    const redisReply *wm = NULL, *meta = NULL;
-    int rc = td_mstate_read_load(hm->e, r, &wm, &meta, errstr, errstr_size);
-    if (rc == TD_MSTATE_FIELDS) {
+    td_proto_loaded_t l;
+    int rc = td_proto_load_parse(hm->e, r, "", &l, errstr, errstr_size);
+    if (rc == TD_PROTO_FIELDS) {
         hm->fields = 1;
         return TD_OK;
     }
     if (rc != TD_OK) return TD_ERR;
-    hm->wm = td_mstate_wm(wm, hm->src);
+    hm->wm = td_proto_wm(&l, hm->src);
     hm->verdict = hm->wm >= hm->nx ? 0 : hm->wm > hm->lo ? -1 : 1;
     return TD_OK;
 }
@@ -1061,12 +1219,10 @@ h_load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
 static int
 h_put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     h_merge_t *hm = opaque;
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < 1) {
-        snprintf(errstr, errstr_size, "put: %s",
-                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+    td_proto_put_reply_t pr;
+    if (td_proto_put_parse(r, 0, &pr, errstr, errstr_size) != TD_OK)
         return TD_ERR;
-    }
-    hm->stale = !strcmp(r->element[0]->str, "STALE");
+    hm->stale = pr.stale;
     return TD_OK;
 }
 
@@ -1089,13 +1245,11 @@ int td_h_merge(struct td_store_s *st,
     hm.src = src;
     hm.lo = lo;
     hm.nx = nx;
-    td_store_load(st, b, m, strlen(m), 0);
-    td_rbatch_end(b, h_load_cb, &hm);
+    td_proto_load(st, b, m, strlen(m), 0, h_load_cb, &hm);
     if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
     if (hm.fields) {
         td_rbatch_reset(b);
-        td_store_load(st, b, m, strlen(m), 1);
-        td_rbatch_end(b, h_load_cb, &hm);
+        td_proto_load(st, b, m, strlen(m), 1, h_load_cb, &hm);
         if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
     }
     if (hm.verdict <= 0) {
@@ -1114,11 +1268,10 @@ int td_h_merge(struct td_store_s *st,
     td_mstate_from_sigstate(hm.e, &s);
     hm.e->version = expected + 1;
     td_rbatch_reset(b);
-    td_store_put_signals(b, hm.e->id, hm.e->idlen, &s);
-    td_store_put_begin(st, b, hm.e, expected, 1);
-    td_store_put_src(b, src, lo, nx);
-    td_store_put_mark(b, NULL);
-    td_rbatch_end(b, h_put_cb, &hm);
+    td_proto_src_t ps = {src, lo, nx};
+    td_proto_put_t req = {
+        .e = hm.e, .expected = expected, .signals = &s, .srcs = &ps, .nsrc = 1};
+    td_proto_put(st, b, &req, h_put_cb, &hm);
     if (td_store_exec(st, b, err, err_size) != TD_OK) goto out;
     if (hm.stale) {
         snprintf(err, err_size, "STALE");

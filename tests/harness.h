@@ -34,6 +34,8 @@ typedef struct td_h_kafka_s {
     int in_fd; /* commands to td-kafka */
     FILE *out; /* its stdout */
     char bootstrap[256];
+    int real;      /* a real Apache Kafka (td-kafka --apache) */
+    char log[512]; /* td-kafka's stderr; the brokers' logs are beside it */
 } td_h_kafka_t;
 
 /* A temp dir for the test run ("/tmp/td-test.XXXXXX"), created once. */
@@ -43,7 +45,15 @@ const char *td_h_bin(const char *name);
 /* A free TCP port on 127.0.0.1. */
 int td_h_free_port(void);
 
-/* Starts redis-server with AOF (appendfsync always) in its own dir and
+/* The trustd Redis module built next to the tests (<build>/
+ * trustd_module.so), or NULL. */
+const char *td_h_module(void);
+/* 1 when TD_REDIS_PATH=lua: test Redis servers run without the module,
+ * so trustd uses its Lua function library (the managed-Redis path). */
+int td_h_lua_path(void);
+
+/* Starts redis-server with AOF (appendfsync always) in its own dir, with
+ * the trustd module unless td_h_lua_path() or extra loads it itself, and
  * waits until it answers PING. extra may be NULL. Returns 0 on success. */
 int td_h_redis_start(td_h_redis_t *r, const char *const *extra);
 /* Restarts it on the same port and dir (AOF is replayed). */
@@ -52,11 +62,26 @@ void td_h_redis_stop(td_h_redis_t *r);
 void td_h_redis_kill(td_h_redis_t *r); /* SIGKILL, no shutdown save */
 redisContext *td_h_redis_connect(const td_h_redis_t *r);
 
-/* Starts td-kafka with extra args (NULL-terminated, may be NULL) and reads
- * its bootstrap address. */
+/*
+ * Starts td-kafka with extra args (NULL-terminated, may be NULL) and reads
+ * its bootstrap address: "a Kafka with these topics". It is the embedded
+ * mock, or with TD_KAFKA=apache in the environment a real Apache Kafka
+ * (KRaft, from build/kafka/lib) with the same topics, --brokers-count 1 or
+ * 3 nodes, in the test's temp dir. On failure td-kafka's log is printed
+ * (e.g. the jars were never fetched).
+ */
 int td_h_kafka_start(td_h_kafka_t *k, const char *const *args);
-/* Sends one fault-injection command; returns 0 if td-kafka answered ok. */
+/* 1 when TD_KAFKA=apache. */
+int td_h_kafka_apache(void);
+/* Sends one command (mock: fault injection; real: kill/stop/start NODE,
+ * grow TOPIC N, leader TOPIC P); returns 0 if td-kafka answered ok. */
 int td_h_kafka_cmd(td_h_kafka_t *k, const char *cmd);
+/* The same, with what follows "ok " copied to out. */
+int td_h_kafka_query(td_h_kafka_t *k, const char *cmd, char *out, size_t size);
+/* Skips the calling test, saying so, on a real broker: for tests of the
+ * mock's fault injection (request errors, rtt), which a real broker has
+ * no equivalent of; it_kafka covers real faults. */
+void td_h_kafka_mock_only(const td_h_kafka_t *k, const char *why);
 void td_h_kafka_stop(td_h_kafka_t *k);
 
 /* Spawns a program with args (argv[0] is the path), output to a log file
@@ -135,6 +160,17 @@ void td_h_event(td_event_t *ev, td_event_kind_t kind, const char *m, int64_t t);
 int td_h_producer_flush(td_h_producer_t *p);
 void td_h_producer_destroy(td_h_producer_t *p);
 
+/* GET path from 127.0.0.1:port over HTTP/1.0: the status (-1: no
+ * answer); *body gets the body (malloc'd, NULL without an answer). */
+int td_h_http_get(int port, const char *path, char **body);
+/* Value of one sample in a Prometheus text exposition: series is the name
+ * with its labels exactly as trustd writes them, e.g.
+ * trustd_events_consumed_total{topic="orders"}. NAN if absent. */
+double td_h_sample(const char *body, const char *series);
+/* Scrapes http://127.0.0.1:port/metrics once: td_h_sample() of it, NAN if
+ * the scrape failed. */
+double td_h_metric(int port, const char *series);
+
 /* Polls cond(arg) every 50 ms until it returns non-zero or timeout_ms
  * passes; returns the last result. */
 int td_h_poll(int (*cond)(void *arg), void *arg, int timeout_ms);
@@ -155,6 +191,14 @@ int td_h_merge(struct td_store_s *st,
                const td_sigdelta_t *d,
                char *err,
                size_t err_size);
+
+/* Sum of the `committed` offsets of every partition record
+ * (trust:part:*): how far trustd got, over all partitions. */
+long long td_h_committed_sum(redisContext *rc);
+
+/* Polls until td_h_committed_sum() reaches target or timeout_ms passes;
+ * returns 1 if it did. */
+int td_h_committed_reached(redisContext *rc, long long target, int timeout_ms);
 
 /* The tests' pseudo-random numbers: xorshift64 over *state (non-zero),
  * so a seed makes a run repeatable. */
@@ -244,5 +288,22 @@ int td_h_ref_compare(const td_h_ref_t *r,
                      const redisReply *h,
                      char *why,
                      size_t why_size);
+/* Produces n events of the load generator gen, each to partition
+ * part(ev, arg) (-1 or part NULL: by key), folds each into ref, then
+ * flushes. 0 on success. */
+struct td_loadgen_s;
+int td_h_produce_gen(td_h_producer_t *p,
+                     struct td_loadgen_s *gen,
+                     td_h_ref_t *ref,
+                     int n,
+                     int32_t (*part)(const td_event_t *ev, void *arg),
+                     void *arg);
+
+/* 1 when every merchant of the reference equals its signals hash in
+ * Redis; else 0 with the first difference in why. */
+int td_h_ref_equal(const td_h_ref_t *r,
+                   redisContext *rc,
+                   char *why,
+                   size_t why_size);
 
 #endif

@@ -78,56 +78,24 @@ static void world_stop(world_t *w) {
     td_h_redis_stop(&w->redis);
 }
 
+/* Returns the partition given as arg: -1 lets the partitioner choose. */
+static int32_t fixed_part(const td_event_t *ev, void *arg) {
+    (void)ev;
+    return *(const int32_t *)arg;
+}
+
 /* Produces n generated events (partition chosen by key, or `part`). */
 static void produce(world_t *w, int n, int32_t part) {
-    for (int i = 0; i < n; i++) {
-        td_event_t ev;
-        td_loadgen_next(w->gen, &ev);
-        assert_int_equal(td_h_produce(w->prod, &ev, part), 0);
-        td_h_ref_add(w->ref, &ev);
-        w->produced++;
-    }
-    assert_int_equal(td_h_producer_flush(w->prod), 0);
-}
-
-/* Sum of the `committed` offsets of every partition record. */
-static long long committed_sum(redisContext *rc) {
-    long long sum = 0;
-    redisReply *keys = redisCommand(rc, "KEYS trust:part:*");
-    if (!keys) return -1;
-    for (size_t i = 0; i < keys->elements; i++) {
-        redisReply *r =
-            redisCommand(rc, "HGET %s committed", keys->element[i]->str);
-        if (r && r->type == REDIS_REPLY_STRING && atoll(r->str) > 0)
-            sum += atoll(r->str);
-        if (r) freeReplyObject(r);
-    }
-    freeReplyObject(keys);
-    return sum;
-}
-
-typedef struct progress_s {
-    world_t *w;
-    long long target;
-} progress_t;
-
-static int reached(void *arg) {
-    progress_t *p = arg;
-    return committed_sum(p->w->rc) >= p->target;
+    assert_int_equal(
+        td_h_produce_gen(w->prod, w->gen, w->ref, n, fixed_part, &part), 0);
+    w->produced += n;
 }
 
 static char last_diff[512];
 
 static int all_equal(void *arg) {
     world_t *w = arg;
-    int bad = 0;
-    for (int i = 0; i < td_h_ref_count(w->ref) && !bad; i++) {
-        redisReply *h = redisCommand(w->rc, "HGETALL trust:{%s}:signals",
-                                     td_h_ref_id(w->ref, i));
-        bad = td_h_ref_compare(w->ref, i, h, last_diff, sizeof(last_diff));
-        if (h) freeReplyObject(h);
-    }
-    return !bad;
+    return td_h_ref_equal(w->ref, w->rc, last_diff, sizeof(last_diff));
 }
 
 /* Waits until Redis equals the reference; fails with the first difference
@@ -160,9 +128,10 @@ static void test_kill9_at_random_points_ends_exact(void **state) {
                      0);
     for (int k = 0; k < kills; k++) {
         /* Kill once a random share of what was produced is committed. */
-        progress_t pr = {w, (long long)((double)w->produced *
-                                        (0.1 + (double)(rnd() % 80) / 100))};
-        td_h_poll(reached, &pr, 60000);
+        td_h_committed_reached(w->rc,
+                               (long long)((double)w->produced *
+                                           (0.1 + (double)(rnd() % 80) / 100)),
+                               60000);
         if (k % 2 == 0) produce(w, chunk / 2, -1); /* more data while it runs */
         td_h_signal(&p, SIGKILL);
         td_h_wait(&p, 10000);
@@ -173,8 +142,7 @@ static void test_kill9_at_random_points_ends_exact(void **state) {
     produce(w, chunk, -1);
     /* A last kill with nothing produced afterwards: the replay of an
      * interrupted flush must complete without new traffic. */
-    progress_t last = {w, (long long)w->produced - chunk / 2};
-    td_h_poll(reached, &last, 60000);
+    td_h_committed_reached(w->rc, (long long)w->produced - chunk / 2, 60000);
     td_h_signal(&p, SIGKILL);
     td_h_wait(&p, 10000);
     assert_int_equal(td_h_trustd_start(&p, "trustd-crash", &w->kafka, &w->redis,
@@ -199,8 +167,7 @@ static void test_second_sigterm_exits_at_once_without_damage(void **state) {
     assert_int_equal(td_h_trustd_start(&p, "trustd-term", &w->kafka, &w->redis,
                                        "g-term", fast_flush),
                      0);
-    progress_t pr = {w, 500};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 500, 60000));
     produce(w, 2000, -1);
     td_h_signal(&p, SIGTERM);
     td_h_signal(&p, SIGTERM);
@@ -228,8 +195,7 @@ static void test_scaling_1_3_2_workers_ends_exact(void **state) {
     assert_int_equal(td_h_trustd_start(&p[0], "trustd-scale", &w->kafka,
                                        &w->redis, "g-scale", fast_flush),
                      0);
-    progress_t pr = {w, 1000};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 1000, 60000));
     assert_int_equal(td_h_trustd_start(&p[1], "trustd-scale", &w->kafka,
                                        &w->redis, "g-scale", fast_flush),
                      0);
@@ -238,8 +204,7 @@ static void test_scaling_1_3_2_workers_ends_exact(void **state) {
                      0);
     for (int i = 0; i < 5; i++)
         produce(w, 1000, -1);
-    pr.target = (long long)w->produced - 2000;
-    td_h_poll(reached, &pr, 60000);
+    td_h_committed_reached(w->rc, (long long)w->produced - 2000, 60000);
     td_h_stop_graceful(&p[2], 15000); /* 3 -> 2 */
     produce(w, 3000, -1);
     assert_exact(w, p, 2);
@@ -317,8 +282,7 @@ static void test_redis_outage_mid_stream_ends_exact(void **state) {
     assert_int_equal(td_h_trustd_start(&p, "trustd-outage", &w->kafka,
                                        &w->redis, "g-outage", fast_flush),
                      0);
-    progress_t pr = {w, 1500};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 1500, 60000));
     td_h_redis_stop(&w->redis);
     redisFree(w->rc);
     produce(w, 3000, -1);
@@ -350,8 +314,7 @@ static void test_long_redis_outage_keeps_the_group(void **state) {
     assert_int_equal(td_h_trustd_start(&p, "trustd-hold", &w->kafka, &w->redis,
                                        "g-hold", args),
                      0);
-    progress_t pr = {w, 1000};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 1000, 60000));
     td_h_redis_stop(&w->redis);
     redisFree(w->rc);
     produce(w, 3000, -1); /* ~300 merchants: more than max_merchants */
@@ -386,13 +349,17 @@ static void test_kafka_faults_ride_through(void **state) {
     td_h_proc_t p;
     (void)state;
 
+    /* Request errors and rtt are the mock's; it_kafka kills real brokers. */
+    if (td_h_kafka_apache()) {
+        free(w);
+        td_h_kafka_mock_only(&(td_h_kafka_t){.real = 1}, "request errors");
+    }
     world_start(w, kargs, 200);
     produce(w, 3000, -1);
     assert_int_equal(td_h_trustd_start(&p, "trustd-kfault", &w->kafka,
                                        &w->redis, "g-kfault", fast_flush),
                      0);
-    progress_t pr = {w, 1000};
-    assert_true(td_h_poll(reached, &pr, 60000));
+    assert_true(td_h_committed_reached(w->rc, 1000, 60000));
     assert_int_equal(td_h_kafka_cmd(&w->kafka, "errors Fetch 5 "
                                                "NOT_LEADER_FOR_PARTITION"),
                      0);
@@ -411,6 +378,170 @@ static void test_kafka_faults_ride_through(void **state) {
     free(w);
 }
 
+/* How a scenario sends Redis back in time. */
+typedef enum back_e {
+    BACK_EMPTY,    /* killed, its disk lost, restarted empty */
+    BACK_SNAPSHOT, /* killed, restarted from an older RDB copy */
+    BACK_FLUSHALL  /* an operator's FLUSHALL while trustd runs */
+} back_t;
+
+static int sh(const char *fmt, const char *a, const char *b) {
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), fmt, a, b);
+    return system(cmd);
+}
+
+/* Mid-stream, with nworkers workers, Redis loses what it acknowledged
+ * (how); the workers detect it, say so, replay from Kafka and end exact. */
+static void back_in_time_ends_exact(back_t how, int nworkers) {
+    static const char *const no_aof[] = {"--appendonly", "no", NULL};
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p[2];
+    char group[32];
+    long long at;
+
+    snprintf(group, sizeof(group), "g-back-%d-%d", (int)how, nworkers);
+    world_start(w, NULL, 300);
+    produce(w, 3000, -1);
+    for (int i = 0; i < nworkers; i++)
+        assert_int_equal(td_h_trustd_start(&p[i], "trustd-back", &w->kafka,
+                                           &w->redis, group, fast_flush),
+                         0);
+    assert_true(td_h_committed_reached(w->rc, 1500, 60000));
+    if (how == BACK_SNAPSHOT) {
+        /* A consistent copy now, then more acknowledged writes after it. */
+        redisReply *r = redisCommand(w->rc, "SAVE");
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_STATUS);
+        freeReplyObject(r);
+        assert_int_equal(
+            sh("cp '%s/dump.rdb' '%s/older.rdb'", w->redis.dir, w->redis.dir),
+            0);
+        at = td_h_committed_sum(w->rc);
+        produce(w, 2000, -1);
+        assert_true(td_h_committed_reached(w->rc, at + 1500, 60000));
+    }
+    if (how == BACK_FLUSHALL) {
+        redisReply *r = redisCommand(w->rc, "FLUSHALL");
+        assert_non_null(r);
+        freeReplyObject(r);
+    } else {
+        td_h_redis_kill(&w->redis);
+        redisFree(w->rc);
+        assert_int_equal(sh("rm -rf '%s/appendonlydir' '%s/dump.rdb'",
+                            w->redis.dir, w->redis.dir),
+                         0);
+        if (how == BACK_SNAPSHOT) {
+            assert_int_equal(sh("mv '%s/older.rdb' '%s/dump.rdb'", w->redis.dir,
+                                w->redis.dir),
+                             0);
+            assert_int_equal(td_h_redis_restart_with(&w->redis, no_aof), 0);
+        } else {
+            assert_int_equal(td_h_redis_restart(&w->redis), 0);
+        }
+        w->rc = td_h_redis_connect(&w->redis);
+        assert_non_null(w->rc);
+    }
+    produce(w, 2000, -1);
+    assert_exact(w, p, nworkers);
+    /* Loud: an error line naming it (every worker wrote since). */
+    for (int i = 0; i < nworkers; i++) {
+        grep_t said = {&p[i], "went back in time"};
+        if (!log_matches(&said)) {
+            td_h_dump_log(&p[i]);
+            fail_msg("worker %d did not report the rollback", i);
+        }
+    }
+    for (int i = 0; i < nworkers; i++)
+        td_h_stop_graceful(&p[i], 15000);
+    world_stop(w);
+    free(w);
+}
+
+static void test_redis_restarted_empty_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_EMPTY, 1);
+}
+
+static void test_redis_restarted_empty_two_workers_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_EMPTY, 2);
+}
+
+static void test_redis_restored_older_snapshot_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_SNAPSHOT, 1);
+}
+
+static void
+test_redis_restored_older_snapshot_two_workers_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_SNAPSHOT, 2);
+}
+
+static void test_flushall_mid_stream_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_FLUSHALL, 1);
+}
+
+static void test_flushall_mid_stream_two_workers_ends_exact(void **state) {
+    back_in_time_ends_exact(BACK_FLUSHALL, 2);
+}
+
+/* A rollback whose range Kafka no longer holds: the documented behaviour
+ * is to say so and rebuild from what is retained. The embedded Kafka keeps
+ * ~5 MB per partition, so 6 MB of (dead-lettered) junk on orders/0 ages
+ * out the first orders; Redis then loses everything (FLUSHALL). */
+static void
+test_rollback_beyond_retention_rebuilds_what_is_retained(void **state) {
+    static const char *const kargs[] = {"--topic",   "orders=1", "--topic",
+                                        "reviews=1", "--topic",  "refunds=1",
+                                        NULL};
+    static char junk[100 * 1024];
+    world_t *w;
+    td_h_proc_t p;
+    long long at;
+    (void)state;
+
+    /* A real broker keeps what its retention says: ages nothing out here */
+    if (td_h_kafka_apache())
+        td_h_kafka_mock_only(&(td_h_kafka_t){.real = 1}, "a 5 MB log");
+    w = malloc(sizeof(*w));
+    world_start(w, kargs, 100);
+    /* First events: their orders will age out of Kafka, the reviews and
+     * refunds stay; only what stays is in the reference. */
+    for (int i = 0; i < 1000; i++) {
+        td_event_t ev;
+        td_loadgen_next(w->gen, &ev);
+        assert_int_equal(td_h_produce(w->prod, &ev, -1), 0);
+        if (ev.kind != TD_EV_ORDER) td_h_ref_add(w->ref, &ev);
+        w->produced++;
+    }
+    assert_int_equal(td_h_producer_flush(w->prod), 0);
+    assert_int_equal(td_h_trustd_start(&p, "trustd-retention", &w->kafka,
+                                       &w->redis, "g-retention", fast_flush),
+                     0);
+    assert_true(td_h_committed_reached(w->rc, 900, 60000));
+    /* Random: the producer compresses (lz4). */
+    for (size_t i = 0; i < sizeof(junk); i++)
+        junk[i] = (char)rnd();
+    at = td_h_committed_sum(w->rc);
+    for (int i = 0; i < 60; i++)
+        assert_int_equal(td_h_produce_raw(w->prod, "orders", 0, "junk", 4, junk,
+                                          sizeof(junk)),
+                         0);
+    assert_int_equal(td_h_producer_flush(w->prod), 0);
+    assert_true(td_h_committed_reached(w->rc, at + 60, 60000));
+    redisReply *r = redisCommand(w->rc, "FLUSHALL");
+    assert_non_null(r);
+    freeReplyObject(r);
+    produce(w, 1000, -1);
+    assert_exact(w, &p, 1);
+    grep_t said = {&p, "kafka no longer retains them"};
+    if (!log_matches(&said)) {
+        td_h_dump_log(&p);
+        fail_msg("the lost range was not reported");
+    }
+    td_h_stop_graceful(&p, 15000);
+    world_stop(w);
+    free(w);
+}
+
 int main(void) {
     const char *s = getenv("TD_SEED");
     const struct CMUnitTest tests[] = {
@@ -421,6 +552,15 @@ int main(void) {
         cmocka_unit_test(test_redis_outage_mid_stream_ends_exact),
         cmocka_unit_test(test_long_redis_outage_keeps_the_group),
         cmocka_unit_test(test_kafka_faults_ride_through),
+        cmocka_unit_test(test_redis_restarted_empty_ends_exact),
+        cmocka_unit_test(test_redis_restarted_empty_two_workers_ends_exact),
+        cmocka_unit_test(test_redis_restored_older_snapshot_ends_exact),
+        cmocka_unit_test(
+            test_redis_restored_older_snapshot_two_workers_ends_exact),
+        cmocka_unit_test(test_flushall_mid_stream_ends_exact),
+        cmocka_unit_test(test_flushall_mid_stream_two_workers_ends_exact),
+        cmocka_unit_test(
+            test_rollback_beyond_retention_rebuilds_what_is_retained),
     };
     seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)td_now_ms();
     if (!seed) seed = 1;

@@ -30,8 +30,7 @@
 #include "common.h"
 #include "harness.h"
 
-#define HOUR     3600000LL
-#define BODY_MAX (1 << 20)
+#define HOUR 3600000LL
 
 static td_h_redis_t redis;
 static td_h_kafka_t kafka;
@@ -51,42 +50,7 @@ typedef struct http_s {
 
 /* GET path from trustd over HTTP/1.0 (the server closes when done). */
 static void http_get(const char *path, http_t *h) {
-    struct sockaddr_in sin;
-    struct timeval tv = {5, 0};
-    char req[256], *buf = malloc(BODY_MAX + 1), *sep;
-    size_t len = 0;
-    ssize_t n;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    h->status = -1;
-    h->body = NULL;
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)http_port);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (fd < 0 || !buf ||
-        connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
-        goto out;
-    n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-                 path);
-    if (write(fd, req, (size_t)n) != n) goto out;
-    while (len < BODY_MAX && (n = read(fd, buf + len, BODY_MAX - len)) > 0) {
-        len += (size_t)n;
-    }
-    buf[len] = '\0';
-    if (sscanf(buf, "HTTP/1.%*d %d", &h->status) != 1) {
-        h->status = -1;
-        goto out;
-    }
-    sep = strstr(buf, "\r\n\r\n");
-    h->body = strdup(sep ? sep + 4 : "");
-out:
-    if (fd >= 0) {
-        close(fd);
-    }
-    free(buf);
+    h->status = td_h_http_get(http_port, path, &h->body);
 }
 
 static int http_status(const char *path) {
@@ -96,30 +60,13 @@ static int http_status(const char *path) {
     return h.status;
 }
 
-/*
- * Value of one sample in a Prometheus text exposition: series is the name
- * with its labels exactly as trustd writes them, e.g.
- * trustd_events_consumed_total{topic="orders"}. NAN if absent.
- */
-static double sample(const char *body, const char *series) {
-    size_t len = strlen(series);
-    for (const char *p = body; p && *p; p = strchr(p, '\n')) {
-        if (*p == '\n') {
-            p++;
-        }
-        if (!strncmp(p, series, len) && p[len] == ' ')
-            return strtod(p + len + 1, NULL);
-    }
-    return NAN;
-}
-
 /* Scrapes /metrics once; NAN if it failed or the series is absent. */
 static double metric(const char *series) {
     http_t h;
     double v = NAN;
     http_get("/metrics", &h);
     if (h.status == 200) {
-        v = sample(h.body, series);
+        v = td_h_sample(h.body, series);
     }
     free(h.body);
     return v;
@@ -319,15 +266,16 @@ static void test_counters_follow_the_events(void **state) {
     for (size_t i = 0; i < TD_ARRAY_LEN(steps); i++) {
         snprintf(series, sizeof(series),
                  "trustd_flush_step_seconds_total{step=\"%s\"}", steps[i]);
-        assert_false(isnan(sample(h.body, series)));
-        in_steps += sample(h.body, series);
+        assert_false(isnan(td_h_sample(h.body, series)));
+        in_steps += td_h_sample(h.body, series);
     }
     assert_true(
-        sample(h.body, "trustd_flush_step_seconds_total{step=\"merchants\"}") >
-        0);
+        td_h_sample(h.body,
+                    "trustd_flush_step_seconds_total{step=\"merchants\"}") > 0);
     assert_true(in_steps <=
-                sample(h.body, "trustd_flush_duration_seconds_sum") + 1e-6);
-    assert_true(sample(h.body, "trustd_merchant_writes_total") >= 2);
+                td_h_sample(h.body, "trustd_flush_duration_seconds_sum") +
+                    1e-6);
+    assert_true(td_h_sample(h.body, "trustd_merchant_writes_total") >= 2);
     free(h.body);
 }
 

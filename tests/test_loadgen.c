@@ -567,8 +567,48 @@ static void test_one_merchant_and_tiny_cap_still_work(void **state) {
     td_loadgen_destroy(g);
 }
 
+/* LONG_TAIL: bad merchants come in four kinds with one vice each, and
+ * each kind's expected rates show its vice against the good kind's. */
+static void test_long_tail_has_four_kinds_with_their_vices(void **state) {
+    td_loadgen_conf_t c;
+    td_loadgen_rates_t good, r;
+    int cnt[TD_LG__KIND_CNT] = {0};
+    td_loadgen_t *g;
+
+    conf_fixed(&c);
+    c.shape = TD_LOADGEN_LONG_TAIL;
+    c.bad_share = 0.2;
+    g = gen_new(&c);
+    for (int i = 0; i < c.merchants; i++) {
+        int k = td_loadgen_merchant_kind(g, i);
+        assert_true(k >= 0 && k < TD_LG__KIND_CNT);
+        assert_int_equal(td_loadgen_merchant_is_bad(g, i), k != TD_LG_GOOD);
+        cnt[k]++;
+    }
+    assert_int_equal(td_loadgen_merchant_kind(g, c.merchants), -1);
+    assert_int_equal(cnt[TD_LG_GOOD], 1600);
+    assert_int_equal(cnt[TD_LG_BAD] + cnt[TD_LG_FAKE], 0);
+    for (int k = TD_LG_CANCELLER; k <= TD_LG_COUNTERFEIT; k++)
+        assert_true(cnt[k] > 60 && cnt[k] < 140); /* about 100 each */
+    td_loadgen_destroy(g);
+
+    td_loadgen_kind_rates(TD_LG_GOOD, &good);
+    assert_true(good.cancel > 0.002 && good.cancel < 0.01);
+    assert_true(good.late_ship > 0.001 && good.late_ship < 0.05);
+    td_loadgen_kind_rates(TD_LG_CANCELLER, &r);
+    assert_true(r.cancel > 10 * good.cancel);
+    td_loadgen_kind_rates(TD_LG_LATE, &r);
+    assert_true(r.late_ship > 0.4 && r.late_ship < 0.8);
+    td_loadgen_kind_rates(TD_LG_REFUNDS, &r);
+    assert_true(r.refund > 3 * good.refund && r.negative > 3 * good.negative);
+    td_loadgen_kind_rates(TD_LG_COUNTERFEIT, &r);
+    assert_true(r.fake_share > 0.25 && good.fake_share < 0.01);
+    assert_true(r.lost_arb > good.lost_arb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_long_tail_has_four_kinds_with_their_vices),
         cmocka_unit_test(test_same_seed_gives_same_sequence),
         cmocka_unit_test(test_different_seed_gives_different_sequence),
         cmocka_unit_test(test_every_event_satisfies_the_contract),

@@ -295,8 +295,11 @@ static void signal_rows(void) {
     ABSENT(store_age_days, created(0), rev(5, 0)),
     /* ---- fulfillment ---- */
     ROW(orders_cancelled_merchant_30d, 1 + d30(2 * DAY), cancelled(TD_CANCEL_MERCHANT, 0), cancelled(TD_CANCEL_MERCHANT, 2 * DAY), cancelled(TD_CANCEL_BUYER, 0), cancelled(TD_CANCEL_PLATFORM, 0), paid(0)),
+    ROW(orders_cancelled_merchant_90d, 1 + d90(2 * DAY), cancelled(TD_CANCEL_MERCHANT, 0), cancelled(TD_CANCEL_MERCHANT, 2 * DAY), cancelled(TD_CANCEL_BUYER, 0), cancelled(TD_CANCEL_PLATFORM, 0), paid(0)),
     ROW(shipped_30d, 1 + d30(40 * DAY), shipped(0), shipped(40 * DAY), delivered(0), paid(0)),
+    ROW(shipped_90d, 1 + d90(40 * DAY), shipped(0), shipped(40 * DAY), delivered(0), paid(0)),
     ROW(shipped_late_30d, 1 + d30(5 * DAY), ship_by(shipped(0), -HOUR), ship_by(shipped(3 * DAY), HOUR), shipped(0), ship_by(shipped(5 * DAY), -1), ship_by(shipped(0), 0), ship_by(delivered(0), -DAY)),
+    ROW(shipped_late_90d, 1 + d90(5 * DAY), ship_by(shipped(0), -HOUR), ship_by(shipped(3 * DAY), HOUR), shipped(0), ship_by(shipped(5 * DAY), -1), ship_by(shipped(0), 0), ship_by(delivered(0), -DAY)),
     ABSENT(shipped_late_30d, shipped(0), ship_by(shipped(0), 0)),
     ROW(shipped_tracking_valid_30d, 1 + d30(DAY), tracking(shipped(0), 1), tracking(shipped(DAY), 1), tracking(shipped(0), 0), shipped(0), tracking(delivered(0), 1)),
     ROW(shipped_timed_30d, 1 + d30(2 * DAY), paid_at(shipped(0), -5 * HOUR), paid_at(shipped(2 * DAY), -30 * HOUR), shipped(0), paid_at(delivered(0), -5 * HOUR)),
@@ -331,9 +334,11 @@ static void signal_rows(void) {
     ROW(logistics_refund_rate_30d, (1 + d30(DAY)) / 2, paid(0), paid(0), why(requested(0), TD_REASON_NOT_RECEIVED), why(requested(DAY), TD_REASON_DAMAGED), why(requested(0), TD_REASON_QUALITY)),
     /* ---- product quality ---- */
     ROW(reviews_30d, 1 + d30(2 * DAY) + d30(60 * DAY), REVIEW_EVS),
+    ROW(reviews_90d, 1 + d90(2 * DAY) + d90(60 * DAY), REVIEW_EVS),
     ABSENT(reviews_30d, flag(rev(5, 0))),
     ROW(rating_sum_30d, 5 + 4 * d30(2 * DAY) + 3 * d30(60 * DAY), REVIEW_EVS),
     ROW(negative_reviews_30d, 1 + d30(DAY), rev(1, 0), rev(2, DAY), rev(3, 0), flag(rev(1, 0)), rev(5, 0)),
+    ROW(negative_reviews_90d, 1 + d90(DAY), rev(1, 0), rev(2, DAY), rev(3, 0), flag(rev(1, 0)), rev(5, 0)),
     ROW(quality_rated_30d, DIM_COUNT, QUALITY_EVS),
     ROW(quality_rating_sum_30d, DIM_SUM, QUALITY_EVS),
     ROW(value_rated_30d, DIM_COUNT, VALUE_EVS),
@@ -353,6 +358,7 @@ static void signal_rows(void) {
     ROW(service_rating_sum_30d, DIM_SUM, SERVICE_EVS),
     ROW(refunds_requested_30d, 1 + d30(4 * DAY), requested(0), requested(4 * DAY), approved(0), refunded(0)),
     ROW(refunds_merchant_fault_30d, 2 + d30(8 * DAY), why(requested(0), TD_REASON_QUALITY), why(requested(0), TD_REASON_NOT_AS_DESCRIBED), why(requested(8 * DAY), TD_REASON_COUNTERFEIT), why(requested(0), TD_REASON_NO_REASON_7D), why(requested(0), TD_REASON_DAMAGED), why(requested(0), TD_REASON_OTHER), why(lost(0), TD_REASON_COUNTERFEIT)),
+    ROW(refunds_merchant_fault_90d, 2 + d90(8 * DAY), why(requested(0), TD_REASON_QUALITY), why(requested(0), TD_REASON_NOT_AS_DESCRIBED), why(requested(8 * DAY), TD_REASON_COUNTERFEIT), why(requested(0), TD_REASON_NO_REASON_7D), why(requested(0), TD_REASON_DAMAGED), why(requested(0), TD_REASON_OTHER), why(lost(0), TD_REASON_COUNTERFEIT)),
     ROW(refunds_only_30d, 1 + d30(3 * DAY), refund_only(requested(0)), refund_only(requested(3 * DAY)), requested(0), refund_only(approved(0))),
     ROW(refunds_approved_30d, 1 + d30(9 * DAY), approved(0), approved(9 * DAY), requested(0), refunded(0)),
     ROW(refunds_rejected_90d, 1 + d90(45 * DAY) + d90(200 * DAY), rejected(0), rejected(45 * DAY), rejected(200 * DAY), approved(0), escalated(0)),
@@ -775,8 +781,63 @@ static void test_lua_source_fits_and_names_every_base_signal(void **state) {
     assert_int_equal(td_signals_lua(buf, 10), -1);
 }
 
+/* Folds events into a fresh state, one delta each. */
+static void fold_all(td_sigstate_t *s, const td_event_t *ev, int n) {
+    td_sigstate_init(s);
+    for (int i = 0; i < n; i++) {
+        td_sigdelta_t d;
+        td_sigdelta_init(&d, ev[i].kind);
+        td_sigdelta_add(&d, &ev[i]);
+        td_sigstate_merge(s, &d);
+    }
+}
+
+/*
+ * td_sigstate_age: a quiet merchant "as of now" is what folding an event
+ * at now that matches nothing would give: windowed values decay, lifetime
+ * values and extremes stay, ages grow, ratios keep their value.
+ */
+static void test_age_equals_folding_an_empty_event_at_now(void **state) {
+    td_event_t ev[5] = {paid(20 * DAY), paid(10 * DAY),
+                        cancelled(TD_CANCEL_MERCHANT, 9 * DAY),
+                        lost(5 * DAY), why(lost(5 * DAY), TD_REASON_COUNTERFEIT)};
+    td_sigstate_t aged, ref;
+    td_sigdelta_t d;
+    int64_t now = T0 + 40 * DAY;
+
+    fold_all(&aged, ev, 5);
+    ref = aged;
+    td_sigstate_age(&aged, now);
+    /* The reference: an order event at now that meets no condition. */
+    td_event_t quiet = created(-40 * DAY);
+    td_sigdelta_init(&d, TD_EV_ORDER);
+    td_sigdelta_add(&d, &quiet);
+    td_sigstate_merge(&ref, &d);
+    assert_int_equal(aged.as_of, now);
+    for (int i = 0; i < TD_SIG__CNT; i++) {
+        if (aged.present[i] != ref.present[i] ||
+            fabs(aged.v[i] - ref.v[i]) > 1e-9 * fmax(1, fabs(ref.v[i])))
+            fail_msg("%s: aged %.12g, folded %.12g", td_signals[i].name,
+                     aged.v[i], ref.v[i]);
+    }
+    assert_true(aged.v[TD_SIG_orders_paid_total] == 2);
+    assert_true(aged.v[TD_SIG_counterfeit_confirmed_total] == 1);
+    assert_true(fabs(aged.v[TD_SIG_days_since_counterfeit] - 45) < 1e-9);
+    assert_true(aged.v[TD_SIG_orders_paid_30d] < 2 * exp(-40.0 / 30));
+
+    /* Not after as_of, or no events: nothing changes. */
+    ref = aged;
+    td_sigstate_age(&aged, now - DAY);
+    assert_memory_equal(&aged, &ref, sizeof(aged));
+    td_sigstate_init(&aged);
+    ref = aged;
+    td_sigstate_age(&aged, now);
+    assert_memory_equal(&aged, &ref, sizeof(aged));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_age_equals_folding_an_empty_event_at_now),
         cmocka_unit_test(test_catalog_is_consistent),
         cmocka_unit_test(test_every_signal_has_a_row),
         cmocka_unit_test(test_every_row_matches_its_definition),

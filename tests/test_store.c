@@ -16,6 +16,7 @@
 
 #include "harness.h"
 #include "signals.h"
+#include "proto.h"
 #include "store.h"
 
 #define DAY 86400000LL
@@ -141,13 +142,13 @@ static void test_readable_hash_matches_the_c_merge(void **state) {
     }
 }
 
-static int load_rc;     /* what td_mstate_read_load said last */
+static int load_rc;     /* what td_proto_load_parse said last */
 static int load_passes; /* loads the last load_state() needed */
 
 static int
 load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
-    const redisReply *wm, *meta;
-    load_rc = td_mstate_read_load(opaque, r, &wm, &meta, errstr, errstr_size);
+    td_proto_loaded_t l;
+    load_rc = td_proto_load_parse(opaque, r, "", &l, errstr, errstr_size);
     return load_rc == TD_ERR ? TD_ERR : TD_OK;
 }
 
@@ -159,13 +160,12 @@ static td_mstate_t *load_state(td_mscache_t *c, const char *m) {
     load_passes = 0;
     for (int fields = 0; fields < 2; fields++) {
         td_rbatch_reset(batch);
-        td_store_load(st, batch, m, strlen(m), fields);
-        td_rbatch_end(batch, load_cb, e);
+        td_proto_load(st, batch, m, strlen(m), fields, load_cb, e);
         assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)),
                          TD_OK);
         load_passes++;
         if (load_rc == TD_OK) break;
-        assert_int_equal(load_rc, TD_MSTATE_FIELDS);
+        assert_int_equal(load_rc, TD_PROTO_FIELDS);
     }
     assert_int_equal(load_rc, TD_OK);
     return e;
@@ -198,7 +198,7 @@ static void test_stored_state_is_the_exact_c_merge(void **state) {
 }
 
 /* Merges d into entry e and queues its put from "orders/0" at
- * lo..lo+10, as a flush does, into the reset batch; the caller ends it.
+ * lo..lo+10, as a flush does, into the reset batch, ending with cb.
  * With score >= 0 the put carries a score hash (score, tier 2, the next
  * version and publication mark when given); else it carries mark, if
  * any, on its own. */
@@ -206,8 +206,12 @@ static void queue_merged_put(td_mstate_t *e,
                              const td_sigdelta_t *d,
                              int64_t lo,
                              const td_mpub_t *mark,
-                             int score) {
+                             int score,
+                             td_rbatch_cb_t cb,
+                             void *opaque) {
     char num[4][32];
+    td_proto_src_t src = {"orders/0", lo, lo + 10};
+    td_proto_put_t req = {.e = e, .signals = NULL, .srcs = &src, .nsrc = 1};
     const char *fv[] = {"score", num[0],      "tier", "2",           "version",
                         num[1],  "pub_score", num[2], "pub_version", num[3]};
     size_t fvlen[10];
@@ -218,7 +222,8 @@ static void queue_merged_put(td_mstate_t *e,
     td_mstate_from_sigstate(e, &s);
     e->version++;
     td_rbatch_reset(batch);
-    td_store_put_signals(batch, e->id, e->idlen, &s);
+    req.expected = e->version - 1;
+    req.signals = &s;
     if (score >= 0) {
         snprintf(num[0], sizeof(num[0]), "%d", score);
         snprintf(num[1], sizeof(num[1]), "%lld", (long long)e->sversion + 1);
@@ -228,12 +233,14 @@ static void queue_merged_put(td_mstate_t *e,
         }
         for (int i = 0; i < 10; i++)
             fvlen[i] = strlen(fv[i]);
-        td_store_put_score(batch, e->id, e->idlen, mark ? 5 : 3, fv, fvlen);
+        req.npairs = mark ? 5 : 3;
+        req.fv = fv;
+        req.fvlen = fvlen;
+        req.score_version = e->sversion;
+    } else {
+        req.mark = mark;
     }
-    td_store_put_begin(st, batch, e, e->version - 1, 1);
-    td_store_put_src(batch, "orders/0", lo, lo + 10);
-    td_store_put_mark(batch, score < 0 ? mark : NULL);
-    if (score >= 0) td_store_put_score_version(batch, e->sversion);
+    td_proto_put(st, batch, &req, cb, opaque);
 }
 
 static void test_put_from_an_old_version_is_refused(void **state) {
@@ -253,8 +260,7 @@ static void test_put_from_an_old_version_is_refused(void **state) {
     /* ...so a merge from the version read before is refused whole. */
     before = redisCommand(rc, "DUMP trust:{cas}:signals");
     assert_int_equal(before->type, REDIS_REPLY_STRING);
-    queue_merged_put(e, &d, 10, NULL, -1);
-    td_rbatch_end(batch, grab, &out);
+    queue_merged_put(e, &d, 10, NULL, -1, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_int_equal(out.type, REDIS_REPLY_ARRAY);
     assert_string_equal(out.flags, "STALE");
@@ -306,8 +312,7 @@ static long long put_with_score(td_mscache_t *c,
     long long version = -2;
 
     random_delta(&d, TD_EV_ORDER, 2);
-    queue_merged_put(e, &d, lo, mark, score);
-    td_rbatch_end(batch, grab_put, &version);
+    queue_merged_put(e, &d, lo, mark, score, grab_put, &version);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     td_mscache_del(c, e);
     return version;
@@ -358,8 +363,7 @@ static void test_score_put_behind_the_stored_score_is_refused(void **state) {
     r = redisCommand(rc, "HINCRBY trust:{behind}:score version 1");
     freeReplyObject(r);
     random_delta(&d, TD_EV_ORDER, 2);
-    queue_merged_put(e, &d, 10, NULL, 70);
-    td_rbatch_end(batch, grab, &out);
+    queue_merged_put(e, &d, 10, NULL, 70, grab, &out);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_string_equal(out.flags, "STALE");
     td_h_hget_double(rc, "trust:{behind}:score", "score", &v);
@@ -388,7 +392,7 @@ static void assert_mark(const char *m, double version, double score) {
 static void test_publication_mark_rides_with_a_put(void **state) {
     td_mscache_t *c = td_mscache_new();
     td_mpub_t mark = {.score = 40, .ms = 1000, .version = 1, .tier = 2};
-    char errstr[512], key[64];
+    char errstr[512];
     long long marked = -1;
     double v;
     (void)state;
@@ -404,15 +408,9 @@ static void test_publication_mark_rides_with_a_put(void **state) {
     assert_true(put_with_score(c, "marked", 20, -1, &mark) == -1);
     assert_mark("marked", 1, 40);
     td_rbatch_reset(batch);
-    td_rbatch_begin(batch);
-    td_rbatch_str(batch, "FCALL");
-    td_rbatch_str(batch, td_store_fn(st, "published"));
-    td_rbatch_str(batch, "1");
-    td_rbatch_arg(batch, key, td_key_score(key, sizeof(key), "marked", 6));
     mark.version = 2;
     mark.score = 55;
-    td_store_pub_args(batch, &mark);
-    td_rbatch_end(batch, grab_int, &marked);
+    td_proto_published(st, batch, "marked", &mark, grab_int, &marked);
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_true(marked == 1);
     assert_mark("marked", 2, 55);
@@ -631,8 +629,8 @@ static void test_put_without_state_checks_the_watermarks(void **state) {
     r = redisCommand(rc, "DEL trust:{nostate}:state");
     freeReplyObject(r);
     td_mstate_t *e = td_mscache_add(c, "nostate", 7);
-    queue_merged_put(e, &d, 50, NULL, -1); /* orders/0 at 50..60: applied */
-    td_rbatch_end(batch, grab, &out);
+    queue_merged_put(e, &d, 50, NULL, -1, grab,
+                     &out); /* orders/0 at 50..60: applied */
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_string_equal(out.flags, "STALE");
     r = redisCommand(rc, "EXISTS trust:{nostate}:state");
@@ -656,8 +654,7 @@ test_cached_state_replaying_below_a_watermark_is_refused(void **state) {
     random_delta(&d, TD_EV_ORDER, 3);
     assert_string_equal(apply("cached", "orders/0", 0, 100, &d).flags, "1");
     td_mstate_t *e = load_state(c, "cached");
-    queue_merged_put(e, &d, 50, NULL, -1); /* orders/0 at 50..60 */
-    td_rbatch_end(batch, grab, &out);
+    queue_merged_put(e, &d, 50, NULL, -1, grab, &out); /* orders/0 at 50..60 */
     assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)), TD_OK);
     assert_string_equal(out.flags, "STALE");
     td_h_hget_double(rc, "trust:{cached}:wm", "orders/0", &wm);
@@ -687,13 +684,15 @@ static void test_put_checks_every_source_watermark(void **state) {
         td_sigstate_merge(&s, &d);
         td_mstate_from_sigstate(e, &s);
         e->version++;
+        td_proto_src_t srcs[2] = {{"orders/0", 100, 110},
+                                  {"reviews/0", lo, lo + 10}};
+        td_proto_put_t req = {.e = e,
+                              .expected = e->version - 1,
+                              .signals = &s,
+                              .srcs = srcs,
+                              .nsrc = 2};
         td_rbatch_reset(batch);
-        td_store_put_signals(batch, e->id, e->idlen, &s);
-        td_store_put_begin(st, batch, e, e->version - 1, 2);
-        td_store_put_src(batch, "orders/0", 100, 110);
-        td_store_put_src(batch, "reviews/0", lo, lo + 10);
-        td_store_put_mark(batch, NULL);
-        td_rbatch_end(batch, grab, &out);
+        td_proto_put(st, batch, &req, grab, &out);
         assert_int_equal(td_store_exec(st, batch, errstr, sizeof(errstr)),
                          TD_OK);
         assert_string_equal(out.flags, lo == 50 ? "STALE" : "OK");
@@ -741,6 +740,70 @@ static void test_partition_claim_fences_the_previous_owner(void **state) {
     r = part("set", "1", "20", "30");
     assert_int_equal(r->type, REDIS_REPLY_ERROR);
     assert_non_null(strstr(r->str, "TDFENCED"));
+    freeReplyObject(r);
+}
+
+/* td_part set with the last offsets its owner saw stored. */
+static redisReply *part_acked(const char *epoch,
+                              const char *c,
+                              const char *i,
+                              const char *ack_c,
+                              const char *ack_i) {
+    char errstr[256];
+    return td_store_cmd(
+        st, errstr, sizeof(errstr), "FCALL %s 1 %s set %s %s %s %s %s",
+        td_store_fn(st, "part"), "trust:part:{t/2}", epoch, c, i, ack_c, ack_i);
+}
+
+static void assert_error(redisReply *r, const char *prefix) {
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_ERROR);
+    assert_true(!strncmp(r->str, prefix, strlen(prefix)));
+    freeReplyObject(r);
+}
+
+static void assert_ok(redisReply *r) {
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_string_equal(r->str, "OK");
+    freeReplyObject(r);
+}
+
+/* A record behind what its owner saw stored is TDLOST, not TDFENCED: the
+ * store went back in time (issue 18). */
+static void test_partition_record_behind_its_owner_is_lost(void **state) {
+    char errstr[256];
+    redisReply *r;
+    (void)state;
+
+    /* missing altogether (Redis restarted empty, FLUSHALL) */
+    assert_error(part_acked("3", "10", "20", "-1", "-1"), "TDLOST");
+    r = td_store_cmd(st, errstr, sizeof(errstr), "FCALL %s 1 %s claim 3",
+                     td_store_fn(st, "part"), "trust:part:{t/2}");
+    /* the claimer's floor: epoch 3, not 1 */
+    assert_string_equal(r->element[0]->str, "3");
+    freeReplyObject(r);
+    assert_ok(part_acked("3", "10", "20", "-1", "-1"));
+    /* a retry of the same write, and the flush's completion */
+    assert_ok(part_acked("3", "10", "20", "10", "20"));
+    assert_ok(part_acked("3", "20", "20", "10", "20"));
+    /* the store lost the completion: behind what the owner saw */
+    r = redisCommand(rc, "HSET trust:part:{t/2} committed 10");
+    freeReplyObject(r);
+    assert_error(part_acked("3", "20", "30", "20", "20"), "TDLOST");
+    /* an older epoch than the owner's is a loss too... */
+    r = redisCommand(rc, "HSET trust:part:{t/2} epoch 2 committed 20");
+    freeReplyObject(r);
+    assert_error(part_acked("3", "20", "30", "20", "20"), "TDLOST");
+    /* ...a newer one a new owner */
+    r = redisCommand(rc, "HSET trust:part:{t/2} epoch 4");
+    freeReplyObject(r);
+    assert_error(part_acked("3", "20", "30", "20", "20"), "TDFENCED");
+    /* a claim below the stored epoch just bumps it */
+    r = td_store_cmd(st, errstr, sizeof(errstr), "FCALL %s 1 %s claim 1",
+                     td_store_fn(st, "part"), "trust:part:{t/2}");
+    assert_string_equal(r->element[0]->str, "5");
+    assert_string_equal(r->element[1]->str, "20");
     freeReplyObject(r);
 }
 
@@ -805,6 +868,7 @@ int main(void) {
             test_cached_state_replaying_below_a_watermark_is_refused),
         cmocka_unit_test(test_put_checks_every_source_watermark),
         cmocka_unit_test(test_partition_claim_fences_the_previous_owner),
+        cmocka_unit_test(test_partition_record_behind_its_owner_is_lost),
         cmocka_unit_test(test_library_is_reloaded_after_redis_lost_it),
         cmocka_unit_test(test_unreachable_redis_is_an_error_not_a_crash),
     };

@@ -22,6 +22,9 @@
 #                      [A-Za-z0-9] only: it is written into a config line.
 #   REDIS_BASE_CONF    static config (default /usr/local/etc/redis/redis.conf)
 #   REDIS_DATA_DIR     must match `dir` in it (default /data)
+#
+# Arguments are passed on to redis-server, e.g. --loadmodule of trustd's
+# module (deploy/RUNBOOK.md "The Redis module").
 set -eu
 
 base_conf=${REDIS_BASE_CONF:-/usr/local/etc/redis/redis.conf}
@@ -72,4 +75,4 @@ if [ -s "$nodes_conf" ]; then
     mv "$nodes_conf.tmp" "$nodes_conf"
 fi
 
-exec redis-server "$run_conf"
+exec redis-server "$run_conf" "$@"
