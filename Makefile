@@ -17,6 +17,8 @@ CSTD      = -std=c11 -D_GNU_SOURCE
 WARN      = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
             -Wno-missing-field-initializers
 PKGS      = rdkafka avro-c hiredis libmicrohttpd
+# The schema registry client (registry.c): HTTP and its JSON.
+PKGS     += libcurl jansson
 CFLAGS   += $(CSTD) $(OPT) $(WARN) $(SAN) -Iprocessor -I$(BUILD)/gen \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
@@ -26,6 +28,9 @@ DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
            libhiredis-dev libcmocka-dev libmicrohttpd-dev redis-server \
            redis-tools clang libclang-rt-14-dev valgrind yamllint \
            clang-format
+# The schema registry client (Apicurio for its tests runs on the JRE and
+# Maven below).
+DEB_PKGS += libcurl4-openssl-dev libjansson-dev
 
 # A JRE and Maven: the real Apache Kafka of `make test-kafka` and the demo.
 DEB_PKGS += openjdk-17-jre-headless maven
@@ -77,8 +82,9 @@ $(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	@mkdir -p $@
 
 # Every .avsc in schemas/ is compiled into the binary so trustd knows each
-# writer schema by fingerprint without reading files at run time.
-$(BUILD)/gen/schemas_gen.c: $(wildcard schemas/*.avsc) tests/gen_schemas.sh | $(BUILD)/gen
+# writer schema by fingerprint without reading files at run time; so is
+# schemas/model.conf, the default model wherever trustd starts.
+$(BUILD)/gen/schemas_gen.c: $(wildcard schemas/*.avsc) schemas/model.conf tests/gen_schemas.sh | $(BUILD)/gen
 	@sh tests/gen_schemas.sh schemas > $@
 
 $(BUILD)/obj/schemas_gen.o: $(BUILD)/gen/schemas_gen.c | $(BUILD)/obj

@@ -61,6 +61,7 @@
 
 #define SO_MAGIC0 0xc3
 #define SO_MAGIC1 0x01
+#define CF_MAGIC  0x00 /* Confluent framing: 00 + 4-byte big-endian id */
 
 #define MAX_SCHEMAS 16    /* embedded schema files */
 #define MAX_FIELDS  16    /* contract fields of one record */
@@ -68,6 +69,7 @@
 #define MAX_NODES   128   /* scan nodes of one schema */
 #define MAX_DEPTH   16    /* schema nesting; deeper (or recursive) refused */
 #define MAX_ITEMS   65536 /* array and map items in one datum */
+#define MAX_IDS     65536 /* Confluent schema ids remembered */
 #define KIND_SCORE  TD_EV__CNT /* schema kind of TrustScore */
 #define KIND_CNT    (TD_EV__CNT + 1)
 
@@ -130,7 +132,8 @@ typedef struct schema_s {
     const char *file;
     avro_schema_t schema;
     uint64_t fp;
-    int kind; /* td_event_kind_t or KIND_SCORE */
+    uint64_t fp_objprim; /* as Python, goavro, older Rust compute it */
+    int kind;            /* td_event_kind_t or KIND_SCORE */
     avro_value_iface_t *iface;
     avro_value_t dec; /* TrustScore only: decoded into, reused */
     avro_value_t enc; /* encoded from, reused */
@@ -149,9 +152,22 @@ typedef struct cap_s {
     size_t len;
 } cap_t;
 
+/* A Confluent schema id and its writer schema: an embedded one with the
+ * same fingerprint, one compiled from the registry's text (own), or none
+ * when that text is unusable (why, err say what decoding answers). */
+typedef struct idmap_s {
+    uint32_t id;
+    schema_t *sc;
+    int own;
+    td_dlq_reason_t why;
+    char *err;
+} idmap_t;
+
 struct td_codec_s {
     schema_t sc[MAX_SCHEMAS];
     int sc_cnt;
+    idmap_t *ids; /* sorted by id */
+    size_t id_cnt, id_cap;
     schema_t *current[KIND_CNT]; /* reader schema per kind */
     cap_t caps[MAX_FIELDS];      /* top-level fields of the last event */
     uint8_t *msg; /* copy of the last event, which its strings borrow */
@@ -797,9 +813,11 @@ scan_node(scan_t *st, const schema_t *sc, int ni, cap_t *cap) {
  * Codec life cycle
  */
 
+/* By either fingerprint: the spec's, or the one other libraries compute
+ * (fingerprint.h), for single-object headers written by them. */
 static schema_t *find_by_fp(td_codec_t *c, uint64_t fp) {
     for (int i = 0; i < c->sc_cnt; i++) {
-        if (c->sc[i].fp == fp) return &c->sc[i];
+        if (c->sc[i].fp == fp || c->sc[i].fp_objprim == fp) return &c->sc[i];
     }
     return NULL;
 }
@@ -833,9 +851,12 @@ static int load_schema(td_codec_t *c,
         seterr(errstr, errstr_size, "%s: top level is not a record", src->file);
         return TD_ERR;
     }
-    if (td_fp_schema(sc->schema, &sc->fp, errstr, errstr_size) != TD_OK)
+    if (td_fp_schema(sc->schema, &sc->fp, errstr, errstr_size) != TD_OK ||
+        td_fp_schema_objprim(sc->schema, src->json, &sc->fp_objprim, errstr,
+                             errstr_size) != TD_OK)
         return TD_ERR;
     dup = find_by_fp(c, sc->fp);
+    if (dup == sc) dup = find_by_fp(c, sc->fp_objprim);
     if (dup != sc) {
         seterr(errstr, errstr_size, "%s and %s have the same fingerprint",
                dup->file, sc->file);
@@ -948,6 +969,16 @@ void td_codec_destroy(td_codec_t *c) {
         if (sc->iface != NULL) avro_value_iface_decref(sc->iface);
         if (sc->schema != NULL) avro_schema_decref(sc->schema);
     }
+    for (size_t i = 0; i < c->id_cnt; i++) {
+        idmap_t *im = &c->ids[i];
+
+        if (im->own) {
+            avro_schema_decref(im->sc->schema);
+            free(im->sc);
+        }
+        free(im->err);
+    }
+    free(c->ids);
     if (c->reader != NULL) avro_reader_free(c->reader);
     if (c->writer != NULL) avro_writer_free(c->writer);
     free(c->msg);
@@ -962,22 +993,225 @@ uint64_t td_codec_fingerprint(const td_codec_t *c, const char *schema_file) {
 }
 
 /*
+ * Confluent schema ids
+ */
+
+/* The writer schema of Confluent id in c, or NULL. */
+static idmap_t *find_id(const td_codec_t *c, uint32_t id) {
+    size_t lo = 0, hi = c->id_cnt;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (c->ids[mid].id == id) return &c->ids[mid];
+        if (c->ids[mid].id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
+int td_codec_schema_id(const void *value, size_t len, uint32_t *id) {
+    const uint8_t *p = value;
+
+    if (p == NULL || len < TD_CODEC_CF_HDR_LEN || p[0] != CF_MAGIC) return 0;
+    *id = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 |
+          (uint32_t)p[4];
+    return 1;
+}
+
+int td_codec_has_id(const td_codec_t *c, uint32_t id) {
+    return find_id(c, id) != NULL;
+}
+
+/* Makes the writer schema of a registry text: parsed, of a record trustd
+ * reads, resolved against its reader schema and compiled. NULL with *why
+ * and errstr when it cannot be used. */
+static schema_t *compile_id(td_codec_t *c,
+                            const char *json,
+                            size_t len,
+                            int *own,
+                            td_dlq_reason_t *why,
+                            char *errstr,
+                            size_t errstr_size) {
+    avro_schema_t s = NULL;
+    schema_t *sc, *known;
+    char name[128];
+    uint64_t fp;
+
+    *why = TD_DLQ_INCOMPATIBLE_SCHEMA;
+    *own = 0;
+    if (avro_schema_from_json_length(json, len, &s) != 0) {
+        seterr(errstr, errstr_size, "%s", avro_strerror());
+        return NULL;
+    }
+    if (!is_avro_record(s) || td_fp_schema(s, &fp, errstr, errstr_size)) {
+        if (!is_avro_record(s))
+            seterr(errstr, errstr_size, "top level is not a record");
+        avro_schema_decref(s);
+        return NULL;
+    }
+    /* The same schema as an embedded one: share it (and its checks). */
+    known = find_by_fp(c, fp);
+    for (size_t i = 0; known == NULL && i < c->id_cnt; i++) {
+        if (c->ids[i].own && c->ids[i].sc->fp == fp) known = c->ids[i].sc;
+    }
+    if (known != NULL) {
+        avro_schema_decref(s);
+        return known;
+    }
+    sc = calloc(1, sizeof(*sc));
+    if (sc == NULL) {
+        avro_schema_decref(s);
+        seterr(errstr, errstr_size, "out of memory");
+        return NULL;
+    }
+    sc->schema = s;
+    sc->fp = fp;
+    sc->file = "registry schema";
+    sc->kind = -1;
+    fullname(s, name, sizeof(name));
+    for (int k = 0; k < TD_EV__CNT; k++) {
+        if (strcmp(kinds[k].record, name) == 0) sc->kind = k;
+    }
+    if (sc->kind < 0) {
+        *why = TD_DLQ_WRONG_TYPE;
+        seterr(errstr, errstr_size, "record %s is not an event trustd reads",
+               name);
+    } else if (resolve_schema(c, sc, errstr, errstr_size) == TD_OK &&
+               scan_compile(sc, sc->schema, NULL, 0, errstr, errstr_size) >=
+                   0) {
+        *own = 1;
+        return sc;
+    }
+    avro_schema_decref(s);
+    free(sc);
+    return NULL;
+}
+
+int td_codec_add_id(td_codec_t *c,
+                    uint32_t id,
+                    const char *json,
+                    size_t len,
+                    char *errstr,
+                    size_t errstr_size) {
+    idmap_t im = {.id = id};
+    char why[256] = "";
+    size_t at = 0;
+
+    if (find_id(c, id) != NULL) return TD_OK;
+    if (c->id_cnt >= MAX_IDS) {
+        seterr(errstr, errstr_size, "more than %d schema ids", MAX_IDS);
+        return TD_ERR;
+    }
+    if (c->id_cnt == c->id_cap) {
+        size_t n = c->id_cap ? c->id_cap * 2 : 16;
+        idmap_t *p = realloc(c->ids, n * sizeof(*p));
+
+        if (p == NULL) {
+            seterr(errstr, errstr_size, "out of memory");
+            return TD_ERR;
+        }
+        c->ids = p;
+        c->id_cap = n;
+    }
+    im.sc = compile_id(c, json, len, &im.own, &im.why, why, sizeof(why));
+    if (im.sc == NULL && (im.err = strdup(why)) == NULL) {
+        seterr(errstr, errstr_size, "out of memory");
+        return TD_ERR;
+    }
+    while (at < c->id_cnt && c->ids[at].id < id)
+        at++;
+    memmove(&c->ids[at + 1], &c->ids[at], (c->id_cnt - at) * sizeof(im));
+    c->ids[at] = im;
+    c->id_cnt++;
+    if (im.sc == NULL) {
+        seterr(errstr, errstr_size, "schema id %u: %s", id, why);
+        return TD_ERR;
+    }
+    return TD_OK;
+}
+
+/*
  * Decoding
  */
 
-/* Steps 1-2: header checks, fingerprint lookup and the scan of the datum
- * in p[0..len); caps (or NULL) receives the top-level fields. */
+/* Step 1 for either framing: finds the writer schema and the header
+ * length. */
+static td_dlq_reason_t parse_header(td_codec_t *c,
+                                    const uint8_t *p,
+                                    size_t len,
+                                    schema_t **scp,
+                                    size_t *hdrp,
+                                    char *errstr,
+                                    size_t errstr_size) {
+    uint64_t fp = 0;
+    uint32_t id;
+    const idmap_t *im;
+
+    if (td_codec_schema_id(p, len, &id)) {
+        im = find_id(c, id);
+        if (im == NULL) {
+            seterr(errstr, errstr_size,
+                   "schema id %u unknown to the registry and the schema map",
+                   id);
+            return TD_DLQ_UNKNOWN_SCHEMA_ID;
+        }
+        if (im->sc == NULL) {
+            seterr(errstr, errstr_size, "schema id %u: %s", id, im->err);
+            return im->why;
+        }
+        *scp = im->sc;
+        *hdrp = TD_CODEC_CF_HDR_LEN;
+        return TD_DLQ_OK;
+    }
+    if (p[0] == CF_MAGIC) {
+        seterr(errstr, errstr_size,
+               "value of %zu bytes is shorter than the %d-byte Confluent "
+               "header",
+               len, TD_CODEC_CF_HDR_LEN);
+        return TD_DLQ_TRUNCATED;
+    }
+    if (p[0] != SO_MAGIC0 || len < 2 || p[1] != SO_MAGIC1) {
+        seterr(errstr, errstr_size,
+               "value starts with %02x %02x, not c3 01 or 00", p[0],
+               len > 1 ? p[1] : 0);
+        return TD_DLQ_BAD_MAGIC;
+    }
+    if (len < TD_CODEC_HDR_LEN) {
+        seterr(errstr, errstr_size,
+               "value of %zu bytes is shorter than the %d-byte header", len,
+               TD_CODEC_HDR_LEN);
+        return TD_DLQ_TRUNCATED;
+    }
+    for (int i = 7; i >= 0; i--)
+        fp = (fp << 8) | p[2 + i];
+    *scp = find_by_fp(c, fp);
+    if (*scp == NULL) {
+        seterr(errstr, errstr_size, "writer schema fingerprint %016llx unknown",
+               (unsigned long long)fp);
+        return TD_DLQ_UNKNOWN_SCHEMA;
+    }
+    *hdrp = TD_CODEC_HDR_LEN;
+    return TD_DLQ_OK;
+}
+
+/* Steps 1-2: header checks, writer schema lookup and the scan of the datum
+ * in p[0..len); caps (or NULL) receives the top-level fields, *hdrp the
+ * header length. */
 static td_dlq_reason_t parse_msg(td_codec_t *c,
                                  const uint8_t *p,
                                  size_t len,
                                  size_t max_len,
                                  cap_t *caps,
                                  schema_t **scp,
+                                 size_t *hdrp,
                                  char *errstr,
                                  size_t errstr_size) {
     scan_t st;
-    uint64_t fp = 0;
-    schema_t *sc;
+    schema_t *sc = NULL;
+    size_t hdr = 0;
     td_dlq_reason_t r;
 
     if (p == NULL || len == 0) {
@@ -989,28 +1223,12 @@ static td_dlq_reason_t parse_msg(td_codec_t *c,
                max_len);
         return TD_DLQ_TOO_LARGE;
     }
-    if (p[0] != SO_MAGIC0 || len < 2 || p[1] != SO_MAGIC1) {
-        seterr(errstr, errstr_size, "value starts with %02x %02x, not c3 01",
-               p[0], len > 1 ? p[1] : 0);
-        return TD_DLQ_BAD_MAGIC;
-    }
-    if (len < TD_CODEC_HDR_LEN) {
-        seterr(errstr, errstr_size,
-               "value of %zu bytes is shorter than the %d-byte header", len,
-               TD_CODEC_HDR_LEN);
-        return TD_DLQ_TRUNCATED;
-    }
-    for (int i = 7; i >= 0; i--)
-        fp = (fp << 8) | p[2 + i];
-    sc = find_by_fp(c, fp);
-    if (sc == NULL) {
-        seterr(errstr, errstr_size, "writer schema fingerprint %016llx unknown",
-               (unsigned long long)fp);
-        return TD_DLQ_UNKNOWN_SCHEMA;
-    }
+    r = parse_header(c, p, len, &sc, &hdr, errstr, errstr_size);
+    if (r != TD_DLQ_OK) return r;
     *scp = sc;
+    *hdrp = hdr;
 
-    st.p = p + TD_CODEC_HDR_LEN;
+    st.p = p + hdr;
     st.end = p + len;
     st.field = NULL;
     st.items = 0;
@@ -1173,6 +1391,7 @@ td_dlq_reason_t td_codec_decode(td_codec_t *c,
                                 size_t errstr_size) {
     td_validate_t defaults;
     schema_t *sc = NULL;
+    size_t hdr;
     td_dlq_reason_t r;
 
     if (v == NULL) {
@@ -1203,7 +1422,7 @@ td_dlq_reason_t td_codec_decode(td_codec_t *c,
         memcpy(c->msg, value, value_len);
         value = c->msg;
     }
-    r = parse_msg(c, value, value_len, v->max_message_bytes, c->caps, &sc,
+    r = parse_msg(c, value, value_len, v->max_message_bytes, c->caps, &sc, &hdr,
                   errstr, errstr_size);
     if (r != TD_DLQ_OK) return r;
     if (sc->kind != (int)expect) {
@@ -1622,12 +1841,13 @@ int td_codec_decode_score(td_codec_t *c,
                           size_t errstr_size) {
     td_validate_t v;
     schema_t *sc = NULL;
+    size_t hdr = 0;
     char why[256];
     td_dlq_reason_t r;
 
     td_validate_defaults(&v);
     memset(rec, 0, sizeof(*rec));
-    r = parse_msg(c, value, len, v.max_message_bytes, NULL, &sc, why,
+    r = parse_msg(c, value, len, v.max_message_bytes, NULL, &sc, &hdr, why,
                   sizeof(why));
     if (r != TD_DLQ_OK) {
         seterr(errstr, errstr_size, "%s: %s", td_dlq_reason_name(r), why);
@@ -1639,9 +1859,8 @@ int td_codec_decode_score(td_codec_t *c,
         return TD_ERR;
     }
     /* The scan has checked every length and count, so avro-c may read. */
-    avro_reader_memory_set_source(c->reader,
-                                  (const char *)value + TD_CODEC_HDR_LEN,
-                                  (int64_t)(len - TD_CODEC_HDR_LEN));
+    avro_reader_memory_set_source(c->reader, (const char *)value + hdr,
+                                  (int64_t)(len - hdr));
     if (avro_value_read(c->reader, &sc->dec) != 0) {
         seterr(errstr, errstr_size, "avro-c: %s", avro_strerror());
         return TD_ERR;

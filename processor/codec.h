@@ -2,12 +2,18 @@
  * codec.h - Avro single-object decoding, validation and encoding of trustd's
  * events and scores.
  *
- * Wire format (Avro single-object encoding): C3 01, the 8-byte little-endian
- * CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form
- * (fingerprint.h), then the Avro binary datum. Every schema in schemas/ is
- * compiled in (schemas_gen.h); a file without a ".vN" suffix is the current
- * (reader) schema of its record, the others are older writer schemas that
- * still decode. Fields a writer lacks take the reader schema's default.
+ * Wire formats, told apart by the first byte:
+ *   - Avro single-object encoding: C3 01, the 8-byte little-endian
+ *     CRC-64-AVRO fingerprint of the writer schema's Parsing Canonical Form
+ *     (fingerprint.h; also the form Python, goavro and older Rust compute),
+ *     then the Avro binary datum. Every schema in schemas/ is compiled in
+ *     (schemas_gen.h); a file without a ".vN" suffix is the current
+ *     (reader) schema of its record, the others are older writer schemas
+ *     that still decode.
+ *   - Confluent: 00, a 4-byte big-endian schema id, then the datum. The
+ *     codec knows an id once td_codec_add_id() gave it the writer schema
+ *     (registry.h fetches them); until then the id is unknown.
+ * Fields a writer lacks take the reader schema's default.
  *
  * td_codec_decode() never trusts the wire: it decodes with a bounds-checking
  * scan of the datum driven by the writer schema, so hostile lengths, counts,
@@ -30,6 +36,8 @@
 
 /* Bytes of the single-object header: C3 01 + 8-byte fingerprint. */
 #define TD_CODEC_HDR_LEN 10
+/* Bytes of the Confluent header: 00 + 4-byte big-endian schema id. */
+#define TD_CODEC_CF_HDR_LEN 5
 
 typedef struct td_codec_s td_codec_t;
 
@@ -71,6 +79,29 @@ td_dlq_reason_t td_codec_decode(td_codec_t *codec,
                                 td_event_t *ev,
                                 char *errstr,
                                 size_t errstr_size);
+
+/* If value is Confluent-framed (00 and a 4-byte id, at least
+ * TD_CODEC_CF_HDR_LEN bytes), sets *id and returns 1; else returns 0. */
+int td_codec_schema_id(const void *value, size_t len, uint32_t *id);
+
+/* 1 if td_codec_add_id() was given id (usable or not), else 0. */
+int td_codec_has_id(const td_codec_t *codec, uint32_t id);
+
+/* Gives the codec the writer schema of Confluent id: json[0..len), the
+ * schema text from a registry or the schema map. The same schema as an
+ * embedded (or an earlier) one shares it; any other is resolved against
+ * the reader schema of its record and compiled. Text that cannot be used
+ * (does not parse, a record trustd does not read, fields the reader cannot
+ * resolve) is remembered too: messages with that id then decode to
+ * TD_DLQ_WRONG_TYPE or TD_DLQ_INCOMPATIBLE_SCHEMA, and this returns TD_ERR
+ * with errstr saying why. TD_OK otherwise, or if id is known already. The
+ * caller keeps json. */
+int td_codec_add_id(td_codec_t *codec,
+                    uint32_t id,
+                    const char *json,
+                    size_t len,
+                    char *errstr,
+                    size_t errstr_size);
 
 /* Encodes ev with the current schema of ev->kind as a single-object message
  * into buf[0..size) and sets *lenp. Returns TD_OK, or TD_ERR with errstr

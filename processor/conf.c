@@ -157,10 +157,17 @@ static const td_conf_prop_t td_conf_properties[] = {
     TD_CONF_INT(max_merchants, TD_CONF_TRUSTD, 1, 100000000, "200000", "Flush early once this many merchants are cached; also the most exact merchant states kept between flushes"),
     TD_CONF_DOUBLE(publish_min_step, TD_CONF_TRUSTD, 0, 100, "0.5", "Publish a score when it moved at least this many points"),
     TD_CONF_INT(publish_max_interval_ms, TD_CONF_TRUSTD, 0, 86400000, "300000", "Republish a score after this many milliseconds even if it moved less"),
-    TD_CONF_STR(model_file, TD_CONF_BOTH, "schemas/model.conf", "Scoring model file"),
+    TD_CONF_STR(model_file, TD_CONF_BOTH, "", "Scoring model file (empty: the model built into the binary, schemas/model.conf at build time)"),
     TD_CONF_INT64(min_event_time_ms, TD_CONF_TRUSTD, 0, INT64_MAX, "1420070400000", "Events with an earlier event_time (epoch milliseconds) go to the DLQ"),
     TD_CONF_INT64(max_future_skew_ms, TD_CONF_TRUSTD, 0, INT64_MAX, "300000", "Events more than this many milliseconds in the future go to the DLQ"),
     TD_CONF_INT(max_message_bytes, TD_CONF_TRUSTD, 16, 104857600, "65536", "Larger Kafka messages go to the DLQ"),
+    /* Confluent-framed events: writer schemas by id */
+    TD_CONF_STR(schema_registry_url, TD_CONF_TRUSTD, "", "Base URL of a Confluent-compatible schema registry API, e.g. http://registry:8081 (empty: none)"),
+    TD_CONF_STR(schema_registry_user, TD_CONF_TRUSTD, "", "Schema registry HTTP basic auth user (empty: none)"),
+    TD_CONF_STR(schema_registry_password, TD_CONF_TRUSTD | TD_CONF_SECRET, "", "Schema registry HTTP basic auth password"),
+    TD_CONF_INT(schema_registry_timeout_ms, TD_CONF_TRUSTD, 10, 60000, "2000", "Longest schema registry request, connecting included (milliseconds)"),
+    TD_CONF_INT(schema_registry_retry_max_ms, TD_CONF_TRUSTD, 200, 600000, "30000", "Longest backoff between schema registry retries (milliseconds)"),
+    TD_CONF_STR(schema_map_file, TD_CONF_TRUSTD, "", "File of 'ID PATH' lines giving Confluent schema ids their .avsc without a registry (empty: none)"),
     /* Operations */
     TD_CONF_STR(http_addr, TD_CONF_TRUSTD, "127.0.0.1", "Address of the metrics and health HTTP endpoint"),
     TD_CONF_INT(http_port, TD_CONF_TRUSTD, 0, 65535, "9464", "Port of the metrics and health HTTP endpoint (0: disabled)"),

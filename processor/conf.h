@@ -79,6 +79,13 @@ typedef struct td_conf_s {
     int64_t min_event_time_ms;
     int64_t max_future_skew_ms;
     int max_message_bytes;
+    /* Confluent-framed events */
+    char *schema_registry_url;
+    char *schema_registry_user;
+    char *schema_registry_password;
+    int schema_registry_timeout_ms;
+    int schema_registry_retry_max_ms;
+    char *schema_map_file;
     /* Operations */
     char *http_addr;
     int http_port;

@@ -21,11 +21,20 @@
  *               control characters); other bytes are copied as UTF-8.
  *   WHITESPACE  none is written.
  *
+ * Other libraries' form (td_fp_*_objprim): Apache Avro for Python 1.11,
+ * goavro and the Rust crate before its fix write a primitive that carries
+ * attributes (a logicalType, any other property) as {"type":"long"}
+ * instead of "long". avro-c has dropped those attributes by then, so the
+ * walk reads the schema's JSON alongside: a primitive whose JSON is an
+ * object with more than its "type" is written as that object.
+ *
  * The CRC table is the spec's: T[i] = i shifted right 8 times, xoring in
  * EMPTY whenever a 1 falls off. tests/test_fingerprint.c recomputes it.
  */
 #include <stdio.h>
 #include <string.h>
+
+#include <jansson.h>
 
 #include "common.h"
 #include "fingerprint.h"
@@ -130,6 +139,7 @@ typedef struct pcf_out_s {
     size_t size;
     size_t len;
     uint64_t crc;
+    int objprim; /* other libraries' form: see the top of the file */
 } pcf_out_t;
 
 uint64_t td_fp_crc64_update(uint64_t fp, const void *buf, size_t len) {
@@ -200,8 +210,27 @@ static void out_fullname(pcf_out_t *o, avro_schema_t s) {
     out_mem(o, "\"", 1);
 }
 
+/* A primitive: "long", or {"type":"long"} in the other libraries' form when
+ * its JSON j carried attributes. */
+static void out_primitive(pcf_out_t *o, const char *name, const json_t *j) {
+    int obj = o->objprim && json_is_object(j) && json_object_size(j) > 1;
+
+    out_str(o, obj ? "{\"type\":\"" : "\"");
+    out_str(o, name);
+    out_str(o, obj ? "\"}" : "\"");
+}
+
+/* The JSON of field i of record JSON j, or NULL. */
+static json_t *json_field_type(const json_t *j, size_t i) {
+    return json_object_get(json_array_get(json_object_get(j, "fields"), i),
+                           "type");
+}
+
+/* Writes the PCF of s; j is s's JSON (jansson), read only for the other
+ * libraries' form and NULL-safe. */
 static int pcf_walk(pcf_out_t *o,
                     avro_schema_t s,
+                    const json_t *j,
                     int depth,
                     char *errstr,
                     size_t errstr_size) {
@@ -213,28 +242,14 @@ static int pcf_walk(pcf_out_t *o,
 
     switch (avro_typeof(s)) {
     case AVRO_STRING:
-        out_str(o, "\"string\"");
-        return TD_OK;
     case AVRO_BYTES:
-        out_str(o, "\"bytes\"");
-        return TD_OK;
     case AVRO_INT32:
-        out_str(o, "\"int\"");
-        return TD_OK;
     case AVRO_INT64:
-        out_str(o, "\"long\"");
-        return TD_OK;
     case AVRO_FLOAT:
-        out_str(o, "\"float\"");
-        return TD_OK;
     case AVRO_DOUBLE:
-        out_str(o, "\"double\"");
-        return TD_OK;
     case AVRO_BOOLEAN:
-        out_str(o, "\"boolean\"");
-        return TD_OK;
     case AVRO_NULL:
-        out_str(o, "\"null\"");
+        out_primitive(o, avro_schema_type_name(s), j);
         return TD_OK;
     case AVRO_LINK:
         out_fullname(o, avro_schema_link_target(s));
@@ -251,7 +266,8 @@ static int pcf_walk(pcf_out_t *o,
             out_escaped(o, avro_schema_record_field_name(s, (int)i));
             out_str(o, "\",\"type\":");
             if (pcf_walk(o, avro_schema_record_field_get_by_index(s, (int)i),
-                         depth + 1, errstr, errstr_size) != TD_OK)
+                         json_field_type(j, i), depth + 1, errstr,
+                         errstr_size) != TD_OK)
                 return TD_ERR;
             out_mem(o, "}", 1);
         }
@@ -287,15 +303,15 @@ static int pcf_walk(pcf_out_t *o,
     }
     case AVRO_ARRAY:
         out_str(o, "{\"type\":\"array\",\"items\":");
-        if (pcf_walk(o, avro_schema_array_items(s), depth + 1, errstr,
-                     errstr_size) != TD_OK)
+        if (pcf_walk(o, avro_schema_array_items(s), json_object_get(j, "items"),
+                     depth + 1, errstr, errstr_size) != TD_OK)
             return TD_ERR;
         out_mem(o, "}", 1);
         return TD_OK;
     case AVRO_MAP:
         out_str(o, "{\"type\":\"map\",\"values\":");
-        if (pcf_walk(o, avro_schema_map_values(s), depth + 1, errstr,
-                     errstr_size) != TD_OK)
+        if (pcf_walk(o, avro_schema_map_values(s), json_object_get(j, "values"),
+                     depth + 1, errstr, errstr_size) != TD_OK)
             return TD_ERR;
         out_mem(o, "}", 1);
         return TD_OK;
@@ -305,8 +321,9 @@ static int pcf_walk(pcf_out_t *o,
         out_mem(o, "[", 1);
         for (size_t i = 0; i < n; i++) {
             if (i > 0) out_mem(o, ",", 1);
-            if (pcf_walk(o, avro_schema_union_branch(s, (int)i), depth + 1,
-                         errstr, errstr_size) != TD_OK)
+            if (pcf_walk(o, avro_schema_union_branch(s, (int)i),
+                         json_array_get(j, i), depth + 1, errstr,
+                         errstr_size) != TD_OK)
                 return TD_ERR;
         }
         out_mem(o, "]", 1);
@@ -318,19 +335,45 @@ static int pcf_walk(pcf_out_t *o,
     return TD_ERR;
 }
 
-int td_fp_canonical(avro_schema_t s,
-                    char *buf,
-                    size_t size,
-                    size_t *lenp,
-                    char *errstr,
-                    size_t errstr_size) {
-    pcf_out_t o = {buf, size, 0, TD_FP_EMPTY};
+/* The walk for every public function: the spec's form, or with o->objprim
+ * the other libraries' form read alongside json. */
+static int canonical(avro_schema_t s,
+                     const char *json,
+                     pcf_out_t *o,
+                     char *errstr,
+                     size_t errstr_size) {
+    json_t *j = NULL;
+    int rc;
 
-    if (s == NULL) {
-        snprintf(errstr, errstr_size, "no schema");
+    if (s == NULL || (o->objprim && json == NULL)) {
+        snprintf(errstr, errstr_size, "no schema%s", s ? " JSON" : "");
         return TD_ERR;
     }
-    if (pcf_walk(&o, s, 0, errstr, errstr_size) != TD_OK) return TD_ERR;
+    if (o->objprim) {
+        json_error_t jerr;
+
+        j = json_loads(json, JSON_DECODE_ANY, &jerr);
+        if (j == NULL) {
+            snprintf(errstr, errstr_size, "schema JSON: %s", jerr.text);
+            return TD_ERR;
+        }
+    }
+    rc = pcf_walk(o, s, j, 0, errstr, errstr_size);
+    json_decref(j);
+    return rc;
+}
+
+static int to_buf(avro_schema_t s,
+                  const char *json,
+                  int objprim,
+                  char *buf,
+                  size_t size,
+                  size_t *lenp,
+                  char *errstr,
+                  size_t errstr_size) {
+    pcf_out_t o = {buf, size, 0, TD_FP_EMPTY, objprim};
+
+    if (canonical(s, json, &o, errstr, errstr_size) != TD_OK) return TD_ERR;
     if (lenp != NULL) *lenp = o.len;
     if (o.len >= size) {
         if (size > 0) buf[size - 1] = '\0';
@@ -343,17 +386,49 @@ int td_fp_canonical(avro_schema_t s,
     return TD_OK;
 }
 
+static int to_fp(avro_schema_t s,
+                 const char *json,
+                 int objprim,
+                 uint64_t *fp,
+                 char *errstr,
+                 size_t errstr_size) {
+    pcf_out_t o = {NULL, 0, 0, TD_FP_EMPTY, objprim};
+
+    if (canonical(s, json, &o, errstr, errstr_size) != TD_OK) return TD_ERR;
+    *fp = o.crc;
+    return TD_OK;
+}
+
+int td_fp_canonical(avro_schema_t s,
+                    char *buf,
+                    size_t size,
+                    size_t *lenp,
+                    char *errstr,
+                    size_t errstr_size) {
+    return to_buf(s, NULL, 0, buf, size, lenp, errstr, errstr_size);
+}
+
 int td_fp_schema(avro_schema_t s,
                  uint64_t *fp,
                  char *errstr,
                  size_t errstr_size) {
-    pcf_out_t o = {NULL, 0, 0, TD_FP_EMPTY};
+    return to_fp(s, NULL, 0, fp, errstr, errstr_size);
+}
 
-    if (s == NULL) {
-        snprintf(errstr, errstr_size, "no schema");
-        return TD_ERR;
-    }
-    if (pcf_walk(&o, s, 0, errstr, errstr_size) != TD_OK) return TD_ERR;
-    *fp = o.crc;
-    return TD_OK;
+int td_fp_canonical_objprim(avro_schema_t s,
+                            const char *json,
+                            char *buf,
+                            size_t size,
+                            size_t *lenp,
+                            char *errstr,
+                            size_t errstr_size) {
+    return to_buf(s, json, 1, buf, size, lenp, errstr, errstr_size);
+}
+
+int td_fp_schema_objprim(avro_schema_t s,
+                         const char *json,
+                         uint64_t *fp,
+                         char *errstr,
+                         size_t errstr_size) {
+    return to_fp(s, json, 1, fp, errstr, errstr_size);
 }

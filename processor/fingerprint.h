@@ -9,8 +9,9 @@
  * builds the PCF by walking a parsed avro_schema_t and hashes it, either into
  * a caller buffer or streaming without one.
  *
- * Everything here is pure: no allocation, no global mutable state, safe to
- * call from any thread on schemas that are not being modified.
+ * Everything here is pure: no allocation (but the *_objprim pair), no global
+ * mutable state, safe to call from any thread on schemas that are not being
+ * modified.
  */
 #ifndef TD_FINGERPRINT_H
 #define TD_FINGERPRINT_H
@@ -49,5 +50,27 @@ int td_fp_schema(avro_schema_t s,
                  uint64_t *fp,
                  char *errstr,
                  size_t errstr_size);
+
+/*
+ * The same two for the form Apache Avro for Python 1.11 (Debian 12's
+ * python3-avro), goavro and older Rust releases compute: a primitive with
+ * attributes (a logicalType) is written {"type":"long"} where the spec
+ * writes "long". avro-c forgets those attributes, so json must be the text
+ * s was parsed from. Same results and failures as above, plus TD_ERR if
+ * json is NULL or does not parse. Allocates (jansson) while it runs.
+ */
+int td_fp_canonical_objprim(avro_schema_t s,
+                            const char *json,
+                            char *buf,
+                            size_t size,
+                            size_t *lenp,
+                            char *errstr,
+                            size_t errstr_size);
+
+int td_fp_schema_objprim(avro_schema_t s,
+                         const char *json,
+                         uint64_t *fp,
+                         char *errstr,
+                         size_t errstr_size);
 
 #endif

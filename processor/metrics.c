@@ -260,6 +260,19 @@ void td_metrics_write(const td_metrics_t *m,
                  "1 while max_merchants are in memory and a flush still runs "
                  "(a slow or absent Redis): partitions paused, polls go on.");
     fprintf(fp, "trustd_consumption_paused %d\n", LD(m->paused));
+    counter_head(fp, "trustd_registry_paused_partitions", "gauge",
+                 "Partitions paused until the schema registry gives the "
+                 "writer schema of a Confluent-framed message.");
+    fprintf(fp, "trustd_registry_paused_partitions %d\n",
+            LD(m->registry_waiting));
+    counter_head(fp, "trustd_registry_requests_total", "counter",
+                 "Schema registry requests (GET /schemas/ids/{id}) finished.");
+    fprintf(fp, "trustd_registry_requests_total %llu\n",
+            (unsigned long long)LD(m->registry_requests));
+    counter_head(fp, "trustd_registry_errors_total", "counter",
+                 "Schema registry requests that failed and are retried.");
+    fprintf(fp, "trustd_registry_errors_total %llu\n",
+            (unsigned long long)LD(m->registry_errors));
     counter_head(fp, "trustd_flushes_total", "counter", "Flushes completed.");
     fprintf(fp, "trustd_flushes_total %llu\n",
             (unsigned long long)LD(m->flushes));

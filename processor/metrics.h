@@ -82,6 +82,12 @@ typedef struct td_metrics_s {
     _Atomic int redis_ok; /* last Redis call succeeded */
     _Atomic int64_t last_progress_ms; /* monotonic ms of last applied flush */
     _Atomic int64_t started_ms;
+
+    /* Partitions paused until the registry gives a schema id, and its
+     * requests (registry.h). */
+    _Atomic int registry_waiting;
+    _Atomic uint64_t registry_requests;
+    _Atomic uint64_t registry_errors;
 } td_metrics_t;
 
 void td_metrics_init(td_metrics_t *m, const char *const topics[TD_EV__CNT]);

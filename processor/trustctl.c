@@ -506,6 +506,8 @@ static int cmd_get(ctl_t *c, int argc, char **argv) {
         }
         printf(",\"model_version\":");
         json_cstr(stdout, hfield(sc, "model_version"));
+        printf(",\"model_source\":");
+        json_cstr(stdout, hfield(sc, "model_source"));
         printf(",\"reasons\":");
         v = hfield(sc, "reasons");
         if (v && is_json_strarray(v)) {
@@ -558,8 +560,9 @@ static int cmd_get(ctl_t *c, int argc, char **argv) {
         }
     }
     text_reasons(hfield(sc, "reasons"));
-    printf("version       %s (model %s, published %s)\n",
+    printf("version       %s (model %s from %s, published %s)\n",
            or_dash(hfield(sc, "version")), or_dash(hfield(sc, "model_version")),
+           or_dash(hfield(sc, "model_source")),
            or_dash(hfield(sc, "pub_version")));
     v = hfield(sg, "as_of_ms");
     printf("as_of         %s\n",

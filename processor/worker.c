@@ -79,6 +79,8 @@
 #include "mstate.h"
 #include "numfmt.h"
 #include "proto.h"
+#include "registry.h"
+#include "schemas_gen.h"
 #include "store.h"
 #include "worker.h"
 
@@ -91,7 +93,8 @@ enum {
     RL_KAFKA,
     RL_DLQ,
     RL_HOLD, /* a Redis-bound worker may pause and resume every flush */
-    RL_RESUME
+    RL_RESUME,
+    RL_REGISTRY
 };
 
 typedef struct src_s {
@@ -115,6 +118,8 @@ typedef struct src_s {
     int64_t pend_c, pend_i; /* the write in flight */
     int64_t replay_to;      /* rolled back: replaying up to here; -1 none */
     uint64_t pending;       /* events folded since the last flush */
+    int64_t wait_id;        /* paused for this Confluent schema id; -1 none */
+    int64_t wait_off;       /* the offset to read again then */
 } src_t;
 
 /* A score to publish in this flush. */
@@ -136,12 +141,13 @@ typedef struct mark_s {
 /* A score hash as field/value strings (fv[2i], fv[2i + 1]), numbers
  * formatted as td_rbatch_dbl() and td_rbatch_i64() format them: what a
  * put RESTOREs whole and td_score writes (score_pairs). */
-#define SP_PAIRS (13 + TD_SCORE_MAX_DIMS)
+#define SP_PAIRS (14 + TD_SCORE_MAX_DIMS)
 typedef struct spairs_s {
     const char *fv[2 * SP_PAIRS];
     size_t len[2 * SP_PAIRS];
     int cnt; /* strings */
     size_t used;
+    const char *model_source; /* "built-in" or the model file's path */
     /* numbers (< 32 bytes each), sub_<dimension> names (< 4 +
      * TD_MODEL_NAME_MAX), reasons (< 1024); other names are literals */
     char arena[2 * SP_PAIRS * 32 + 1024];
@@ -167,6 +173,8 @@ struct td_worker_s {
     rd_kafka_t *producer;
     td_dlq_t *dlq;
     td_codec_t *codec;
+    td_registry_t *registry; /* writer schemas of Confluent-framed events */
+    int nwait;               /* sources paused for a schema id */
     td_validate_t validate;
     td_store_t *store;
     td_rbatch_t *batch;
@@ -311,6 +319,7 @@ static src_t *src_get(td_worker_t *w, int kind, int32_t partition) {
     td_key_part(s->key, sizeof(s->key), w->topics[kind], partition);
     s->next = s->flushed = s->stored = s->horizon = -1;
     s->ack_c = s->ack_i = s->replay_to = -1;
+    s->wait_id = -1;
     return s;
 }
 
@@ -452,6 +461,9 @@ static void unassign_src(td_worker_t *w, src_t *s, int drop) {
         td_mcache_drop_source(w->inflight, (int)(s - w->srcs));
     }
     if (s->assigned) atomic_fetch_sub(&w->metrics.assigned_partitions, 1);
+    if (s->wait_id >= 0) w->nwait--; /* its next owner reads it again */
+    s->wait_id = -1;
+    atomic_store(&w->metrics.registry_waiting, w->nwait);
     s->assigned = 0;
     s->in_flush = 0;
     s->pending = 0;
@@ -804,6 +816,8 @@ static void score_pairs(spairs_t *sp,
     sp_commit(sp, strlen(sp->arena + sp->used));
     SP_LIT(sp, "model_version");
     sp_ref(sp, rec->model_version, strlen(rec->model_version));
+    SP_LIT(sp, "model_source");
+    sp_ref(sp, sp->model_source, strlen(sp->model_source));
     SP_LIT(sp, "as_of_ms");
     sp_i64(sp, rec->as_of_ms);
     SP_LIT(sp, "updated_ms");
@@ -1550,6 +1564,110 @@ static void ping(td_worker_t *w, int64_t now) {
 
 /* ---- consuming ---- */
 
+/* Pauses source s (on) at offset off while the registry is asked for
+ * schema id, or resumes it there (off) once it answered: librdkafka
+ * resumes at the position after the message handed out last, so the seek
+ * that follows the resume brings it back to off, and the seek's new
+ * version drops whatever was fetched in between. While every partition is
+ * held for Redis (hold), the resume waits for hold to end. */
+static void
+wait_schema(td_worker_t *w, src_t *s, int on, int64_t id, int64_t off) {
+    rd_kafka_topic_partition_list_t *parts =
+        rd_kafka_topic_partition_list_new(1);
+    rd_kafka_error_t *error = NULL;
+    rd_kafka_resp_err_t err;
+
+    rd_kafka_topic_partition_list_add(parts, w->topics[s->kind], s->partition)
+        ->offset = on ? off : s->wait_off;
+    if (on) {
+        err = rd_kafka_pause_partitions(w->consumer, parts);
+    } else {
+        err = rd_kafka_resume_partitions(w->consumer, parts);
+        if (!err) error = rd_kafka_seek_partitions(w->consumer, parts, 0);
+    }
+    if (error) {
+        err = rd_kafka_error_code(error);
+        rd_kafka_error_destroy(error);
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    if (err) {
+        /* Not paused: its messages are dropped until the schema is there,
+         * and read again from off. Not resumed: tried again next poll. */
+        td_log_rl(&w->rl, RL_REGISTRY, TD_LOG_WARNING,
+                  "%s %s for schema id %lld: %s", on ? "pausing" : "resuming",
+                  s->id, (long long)(on ? id : s->wait_id),
+                  rd_kafka_err2str(err));
+        if (!on) return;
+    }
+    if (on) {
+        td_log(TD_LOG_VERBOSE, "%s waits at %lld for schema id %lld", s->id,
+               (long long)off, (long long)id);
+        s->wait_id = id;
+        s->wait_off = off;
+        w->nwait++;
+    } else {
+        td_log(TD_LOG_NOTICE, "%s resumes at %lld: schema id %lld answered",
+               s->id, (long long)s->wait_off, (long long)s->wait_id);
+        s->wait_id = -1;
+        w->nwait--;
+    }
+    atomic_store(&w->metrics.registry_waiting, w->nwait);
+}
+
+/* A Confluent-framed message whose writer schema the codec lacks: gives
+ * it the map's or the registry's text. Returns 1 if the registry has not
+ * answered yet: then the source is paused and the message read again
+ * later, so nothing is dead-lettered for an absent registry. */
+static int await_schema(td_worker_t *w, src_t *s, const rd_kafka_message_t *m) {
+    const char *json = NULL;
+    size_t len = 0;
+    uint32_t id;
+    char errstr[512];
+
+    if (!td_codec_schema_id(m->payload, m->len, &id) ||
+        td_codec_has_id(w->codec, id))
+        return 0;
+    switch (td_registry_get(w->registry, id, &json, &len)) {
+    case TD_REG_FOUND:
+        if (td_codec_add_id(w->codec, id, json, len, errstr, sizeof(errstr)) !=
+            TD_OK)
+            td_log(TD_LOG_WARNING, "%s", errstr); /* once per id */
+        return 0;
+    case TD_REG_UNKNOWN:
+        return 0; /* the codec dead-letters it: unknown_schema_id */
+    case TD_REG_WAIT:
+        break;
+    }
+    wait_schema(w, s, 1, id, m->offset);
+    return 1;
+}
+
+/* Drives the registry's requests while sources wait; resumes those whose
+ * schema id got an answer, and says when the registry fails. */
+static void poll_registry(td_worker_t *w) {
+    const td_registry_stats_t *st = td_registry_stats(w->registry);
+    uint64_t errors = st->errors;
+
+    td_registry_poll(w->registry);
+    atomic_store(&w->metrics.registry_requests, st->requests);
+    atomic_store(&w->metrics.registry_errors, st->errors);
+    if (st->errors > errors)
+        td_log_rl(&w->rl, RL_REGISTRY, TD_LOG_WARNING,
+                  "schema registry: %s; %d partition(s) paused until it "
+                  "answers",
+                  td_registry_error(w->registry), w->nwait);
+    for (int i = 0; i < w->nsrc && !w->held; i++) {
+        src_t *s = &w->srcs[i];
+        const char *json;
+        size_t len;
+
+        if (s->wait_id >= 0 &&
+            td_registry_get(w->registry, (uint32_t)s->wait_id, &json, &len) !=
+                TD_REG_WAIT)
+            wait_schema(w, s, 0, s->wait_id, s->wait_off);
+    }
+}
+
 static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
     char errstr[512];
     td_event_t ev;
@@ -1579,6 +1697,8 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
     }
     if (!s || s->assigned != 1)
         return; /* left over from a revoked assignment */
+    /* Paused for a schema id: read again from there once it is known. */
+    if (s->wait_id >= 0) return;
     if (s->next >= 0 && msg->offset < s->next) return; /* already seen */
     if (s->horizon >= 0 && msg->offset >= s->horizon) {
         /* Every offset below the horizon has been read (or is a gap):
@@ -1587,6 +1707,7 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
         s->horizon = -1;
         flush(w);
     }
+    if (await_schema(w, s, msg)) return;
     reason = td_codec_decode(w->codec, (td_event_kind_t)kind, msg->key,
                              msg->key_len, msg->payload, msg->len, td_now_ms(),
                              &w->validate, &ev, errstr, sizeof(errstr));
@@ -1771,6 +1892,7 @@ int td_worker_run(td_worker_t *w) {
         if (!w->fbusy && now - w->last_flush_ms < w->conf->flush_interval_ms &&
             now - w->last_ping_ms >= 1000 && w->events_since_flush == 0)
             ping(w, now);
+        if (w->nwait > 0) poll_registry(w);
         atomic_store_explicit(&w->metrics.merchants_cached,
                               (int64_t)td_mcache_merchants(w->active),
                               memory_order_relaxed);
@@ -1864,6 +1986,50 @@ err:
     return NULL;
 }
 
+/* The model file, or the one built in (schemas/model.conf at build time):
+ * the score hash says which (model_source). */
+static td_model_t *load_model(td_worker_t *w, char *errstr, size_t size) {
+    const char *file = w->conf->model_file;
+
+    w->sp.model_source = *file ? file : "built-in";
+    td_log(TD_LOG_NOTICE, "model: %s", w->sp.model_source);
+    return *file ? td_model_load(file, errstr, size)
+                 : td_model_load_string("built-in model.conf", td_model_conf,
+                                        errstr, size);
+}
+
+/* The schema registry client; every schema the map file names must be
+ * one the codec can read, or trustd does not start. */
+static td_registry_t *
+registry_new(td_worker_t *w, char *errstr, size_t errstr_size) {
+    const td_conf_t *c = w->conf;
+    td_registry_conf_t rc = {
+        .url = c->schema_registry_url,
+        .user = c->schema_registry_user,
+        .password = c->schema_registry_password,
+        .map_file = c->schema_map_file,
+        .timeout_ms = c->schema_registry_timeout_ms,
+        .retry_max_ms = c->schema_registry_retry_max_ms,
+    };
+    td_registry_t *r = td_registry_new(&rc, errstr, errstr_size);
+
+    for (size_t i = 0; r && i < td_registry_map_cnt(r); i++) {
+        uint32_t id = td_registry_map_id(r, i);
+        const char *json = NULL;
+        size_t len = 0;
+        char why[512];
+
+        td_registry_get(r, id, &json, &len);
+        if (td_codec_add_id(w->codec, id, json, len, why, sizeof(why)) !=
+            TD_OK) {
+            snprintf(errstr, errstr_size, "%s: %s", c->schema_map_file, why);
+            td_registry_destroy(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
 td_worker_t *td_worker_new(const td_conf_t *conf,
                            volatile sig_atomic_t *stop,
                            char *errstr,
@@ -1894,9 +2060,9 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     w->validate.max_future_skew_ms = conf->max_future_skew_ms;
     w->validate.max_message_bytes = (size_t)conf->max_message_bytes;
 
-    if (!(w->model = td_model_load(conf->model_file, errstr, errstr_size)))
-        goto err;
+    if (!(w->model = load_model(w, errstr, errstr_size))) goto err;
     if (!(w->codec = td_codec_new(errstr, errstr_size))) goto err;
+    if (!(w->registry = registry_new(w, errstr, errstr_size))) goto err;
     if (!(w->fcodec = td_codec_new(errstr, errstr_size))) goto err;
     td_store_conf_from(&sc, conf);
     if (!(w->store = td_store_new(&sc, errstr, errstr_size))) goto err;
@@ -1957,6 +2123,7 @@ void td_worker_destroy(td_worker_t *w) {
     td_store_destroy(w->store);
     td_codec_destroy(w->codec);
     td_codec_destroy(w->fcodec);
+    td_registry_destroy(w->registry);
     td_model_destroy(w->model);
     free(w->srcs);
     free(w->pubs);

@@ -26,10 +26,10 @@ mkdir -p "$out/gen" "$out/corpus" "$out/crashes"
 sh tests/gen_schemas.sh schemas > "$out/gen/schemas_gen.c"
 
 cflags="-std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror"
-cflags="$cflags -fno-omit-frame-pointer -Iprocessor -I$out/gen"
+cflags="$cflags -fno-omit-frame-pointer -Iprocessor -Itests -I$out/gen"
 src="processor/codec.c processor/fingerprint.c processor/dlq_reason.c"
-src="$src $out/gen/schemas_gen.c"
-libs=$(pkg-config --libs avro-c 2>/dev/null || echo -lavro)
+src="$src $out/gen/schemas_gen.c tests/fuzz_ids.c"
+libs=$(pkg-config --libs avro-c jansson 2>/dev/null || echo -lavro -ljansson)
 
 # shellcheck disable=SC2086 # word splitting of the flag lists is intended
 $cc $cflags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \

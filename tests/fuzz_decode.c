@@ -14,8 +14,10 @@
  *     equal to the key, ids non-empty, ratings and enums in range);
  *   - encode(decode(x)) is a fixed point: re-encoding the re-decoded event
  *     gives the same bytes again (the same for scores).
- * fuzz_seeds.c writes valid messages of every schema in this layout as the
- * starting corpus.
+ * The codec knows the Confluent schema ids of fuzz_ids.h, so values in both
+ * framings (single-object, and 00 + 4-byte id) reach the datum scan.
+ * fuzz_seeds.c writes valid messages of every schema in this layout, in
+ * both framings, as the starting corpus.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #include "codec.h"
+#include "fuzz_ids.h"
 
 #define NOW_MS 1700000000000LL
 
@@ -46,7 +49,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
     codec = td_codec_new(errstr, sizeof(errstr));
-    if (codec == NULL) {
+    if (codec == NULL || td_fuzz_add_ids(codec, errstr, sizeof(errstr))) {
         fprintf(stderr, "fuzz_decode: %s\n", errstr);
         abort();
     }

@@ -7,14 +7,17 @@
  * Every seed is one valid message in fuzz_decode's input layout (selector,
  * key length, key, value): orders, reviews and refunds encoded with every
  * embedded schema version, with optional fields both null and set, plus
- * TrustScores. The dictionary holds the single-object headers of all
- * schemas, so mutations keep hitting known fingerprints.
+ * TrustScores; each event also Confluent-framed with its fuzz_ids.h id. The
+ * dictionary
+ * holds the single-object headers of all schemas and the Confluent headers
+ * of the fuzzer's ids, so mutations keep hitting known schemas.
  */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "codec.h"
+#include "fuzz_ids.h"
 #include "schemas_gen.h"
 
 #define EV_TIME 1699999990000LL
@@ -48,6 +51,18 @@ static int write_seed(const char *dir,
         return -1;
     }
     return fclose(f);
+}
+
+/* The single-object message so[0..len) again, Confluent-framed with id. */
+static int write_confluent(
+    const char *dir, int sel, uint32_t id, const uint8_t *so, size_t len) {
+    uint8_t buf[4096];
+
+    buf[0] = 0;
+    for (int i = 0; i < 4; i++)
+        buf[1 + i] = (uint8_t)(id >> (8 * (3 - i)));
+    memcpy(buf + 5, so + TD_CODEC_HDR_LEN, len - TD_CODEC_HDR_LEN);
+    return write_seed(dir, sel, "m-42", buf, len - TD_CODEC_HDR_LEN + 5);
 }
 
 static void fill_common(td_event_t *ev, td_event_kind_t kind, int i) {
@@ -122,6 +137,8 @@ static int write_dict(td_codec_t *c, const char *path) {
             fprintf(f, "\\x%02x", (unsigned)(fp >> (8 * b)) & 0xff);
         fprintf(f, "\"\n");
     }
+    for (unsigned id = 1; id <= 8; id++)
+        fprintf(f, "cf_%u=\"\\x00\\x00\\x00\\x00\\x%02x\"\n", id, id);
     return fclose(f);
 }
 
@@ -152,9 +169,12 @@ int main(int argc, char **argv) {
                 td_event_t ev;
 
                 fill_event(&ev, (td_event_kind_t)k, i);
+                uint32_t id = td_fuzz_id_of(files[k][v]);
+
                 if (td_codec_encode_with(c, files[k][v], &ev, buf, sizeof(buf),
                                          &len, errstr, sizeof(errstr)) != 0 ||
-                    write_seed(argv[1], k, "m-42", buf, len) != 0) {
+                    write_seed(argv[1], k, "m-42", buf, len) != 0 ||
+                    write_confluent(argv[1], k, id, buf, len) != 0) {
                     fprintf(stderr, "fuzz_seeds: %s: %s\n", files[k][v],
                             errstr);
                     td_codec_destroy(c);

@@ -1,14 +1,15 @@
 #!/bin/sh
-# gen_schemas.sh - embed the Avro schemas into the binary.
+# gen_schemas.sh - embed the Avro schemas and the score model into the binary.
 #
 # Usage: sh tests/gen_schemas.sh SCHEMA_DIR > build/gen/schemas_gen.c
 #
 # Writes a C file that defines td_schema_srcs[] (declared in
 # processor/schemas_gen.h): one { file name, JSON text } entry per *.avsc in
 # SCHEMA_DIR, sorted by file name, so trustd knows every writer schema by
-# fingerprint without reading files at run time. Each JSON line becomes one
-# C string literal; backslashes, quotes and question marks (trigraphs) are
-# escaped. POSIX sh and sed only.
+# fingerprint without reading files at run time; and td_model_conf, the text
+# of SCHEMA_DIR/model.conf, the model trustd uses unless --model-file names
+# another. Each line becomes one C string literal; backslashes, quotes and
+# question marks (trigraphs) are escaped. POSIX sh and sed only.
 set -eu
 
 dir=${1:?usage: gen_schemas.sh SCHEMA_DIR}
@@ -18,6 +19,11 @@ echo '#include "schemas_gen.h"'
 echo
 echo 'const td_schema_src_t td_schema_srcs[] = {'
 n=0
+# Prints file $1 as C string literals, one per line.
+literal() {
+    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/	/\\t/g' \
+        -e 's/^/     "/' -e 's/$/\\n"/' "$1"
+}
 for f in "$dir"/*.avsc; do
     [ -f "$f" ] || continue
     name=$(basename "$f")
@@ -28,8 +34,7 @@ for f in "$dir"/*.avsc; do
         ;;
     esac
     echo "    {\"$name\","
-    sed -e 's/\\/\\\\/g' -e 's/"/\\"/g' -e 's/?/\\?/g' -e 's/	/\\t/g' \
-        -e 's/^/     "/' -e 's/$/\\n"/' "$f"
+    literal "$f"
     echo '    },'
     n=$((n + 1))
 done
@@ -40,3 +45,12 @@ fi
 echo '};'
 echo
 echo "const size_t td_schema_src_cnt = $n;"
+
+if [ ! -f "$dir/model.conf" ]; then
+    echo "gen_schemas.sh: no model.conf in $dir" >&2
+    exit 1
+fi
+echo
+echo 'const char td_model_conf[] ='
+literal "$dir/model.conf"
+echo '    ;'

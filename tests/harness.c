@@ -28,12 +28,17 @@
 #include <limits.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+#include <jansson.h>
+#include <limits.h>
+
 #include "codec.h"
 #include "loadgen.h"
 #include "proc.h"
 #include "common.h"
 #include "harness.h"
 #include "proto.h"
+#include "schemas_gen.h"
 #include "store.h"
 
 static char tmpdir[256];
@@ -457,6 +462,175 @@ int td_h_trustd_start(td_h_proc_t *p,
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
     return td_h_spawn(p, tag, argv);
+}
+
+/* ---- schema registry ---- */
+
+const char *td_h_schema_json(const char *file) {
+    for (size_t i = 0; i < td_schema_src_cnt; i++) {
+        if (!strcmp(td_schema_srcs[i].file, file))
+            return td_schema_srcs[i].json;
+    }
+    return NULL;
+}
+
+#define REVIEW_HEAD                                                            \
+    "{\"type\":\"record\",\"name\":\"ReviewEvent\",\"namespace\":"             \
+    "\"trustindex\",\"fields\":["                                              \
+    "{\"name\":\"event_id\",\"type\":\"string\"},"                             \
+    "{\"name\":\"event_time\",\"type\":\"long\"},"                             \
+    "{\"name\":\"merchant_id\",\"type\":\"string\"},"                          \
+    "{\"name\":\"order_id\",\"type\":\"string\"},"                             \
+    "{\"name\":\"buyer_id\",\"type\":\"string\"},"
+
+const char td_h_own_review_json[] = REVIEW_HEAD
+    "{\"name\":\"rating\",\"type\":\"int\"},"
+    "{\"name\":\"has_media\",\"type\":\"boolean\",\"default\":false}]}";
+const char td_h_bad_review_json[] =
+    REVIEW_HEAD "{\"name\":\"rating\",\"type\":\"string\"}]}";
+
+#define APICURIO_JAR "apicurio-registry-app-2.6.13.Final-runner.jar"
+
+/* body (malloc'd, NUL-terminated) of an HTTP request, or NULL; *status
+ * gets the HTTP status. POST when post is not NULL. */
+static size_t h_body(char *p, size_t size, size_t n, void *opaque) {
+    char **b = opaque;
+    size_t old = *b ? strlen(*b) : 0, len = size * n;
+    char *nb = realloc(*b, old + len + 1);
+
+    if (!nb) return 0;
+    memcpy(nb + old, p, len);
+    nb[old + len] = '\0';
+    *b = nb;
+    return len;
+}
+
+static char *h_http(const char *url, const char *post, long *status) {
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdr = NULL;
+    char *body = NULL;
+    CURLcode cc;
+
+    *status = 0;
+    if (!c) return NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 5000L);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+    if (post) {
+        hdr = curl_slist_append(
+            hdr, "Content-Type: application/vnd.schemaregistry.v1+json");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, post);
+    }
+    cc = curl_easy_perform(c);
+    if (cc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    if (cc != CURLE_OK) {
+        free(body);
+        return NULL;
+    }
+    return body ? body : strdup("");
+}
+
+static int registry_up(void *arg) {
+    const td_h_registry_t *r = arg;
+    char url[256];
+    long status;
+    char *b;
+
+    snprintf(url, sizeof(url), "%s/subjects", r->url);
+    b = h_http(url, NULL, &status);
+    free(b);
+    return b && status == 200;
+}
+
+/* The jar's path, fetching it with Maven when it is not there yet. */
+static int registry_jar(char *jar, size_t size) {
+    char dir[512], abs[PATH_MAX], cmd[PATH_MAX + 1024];
+    const char *bin = getenv("TD_BIN");
+
+    snprintf(dir, sizeof(dir), "%s/registry", bin && *bin ? bin : "build");
+    snprintf(jar, size, "%s/%s", dir, APICURIO_JAR);
+    if (access(jar, R_OK) == 0) return 0;
+    /* Maven wants an absolute output directory. */
+    mkdir(dir, 0755);
+    if (!realpath(dir, abs)) return -1;
+    snprintf(cmd, sizeof(cmd),
+             "mvn -q -B -f tests/registry/pom.xml -DoutputDirectory=%s "
+             "dependency:unpack >%s/mvn.log 2>&1",
+             abs, td_h_tmpdir());
+    if (system(cmd) != 0 || access(jar, R_OK) != 0) {
+        fprintf(stderr,
+                "harness: cannot fetch Apicurio Registry from Maven Central "
+                "(%s; log in %s/mvn.log): the schema registry tests need it\n",
+                cmd, td_h_tmpdir());
+        return -1;
+    }
+    return 0;
+}
+
+static int registry_spawn(td_h_registry_t *r) {
+    char jar[600], port[64];
+    char *argv[] = {"java",
+                    "-Xmx256m",
+                    "-XX:TieredStopAtLevel=1",
+                    "-Dquarkus.http.host=127.0.0.1",
+                    port,
+                    "-jar",
+                    jar,
+                    NULL};
+
+    if (registry_jar(jar, sizeof(jar)) != 0) return -1;
+    snprintf(port, sizeof(port), "-Dquarkus.http.port=%d", r->port);
+    if (td_h_spawn(&r->proc, "registry", argv) != 0) return -1;
+    if (!td_h_poll(registry_up, r, 60000)) {
+        fprintf(stderr, "harness: Apicurio Registry did not answer on %s\n",
+                r->url);
+        td_h_dump_log(&r->proc);
+        return -1;
+    }
+    return 0;
+}
+
+int td_h_registry_start(td_h_registry_t *r) {
+    memset(r, 0, sizeof(*r));
+    r->port = td_h_free_port();
+    snprintf(r->url, sizeof(r->url), "http://127.0.0.1:%d/apis/ccompat/v7",
+             r->port);
+    return registry_spawn(r);
+}
+
+void td_h_registry_stop(td_h_registry_t *r) {
+    if (r->proc.pid <= 0) return;
+    td_h_signal(&r->proc, SIGKILL);
+    td_h_wait(&r->proc, 10000);
+}
+
+int64_t td_h_registry_register(const td_h_registry_t *r,
+                               const char *subject,
+                               const char *json) {
+    json_t *req = json_pack("{s:s, s:s}", "schema", json, "schemaType", "AVRO");
+    json_t *ans = NULL;
+    char *post = req ? json_dumps(req, JSON_COMPACT) : NULL, url[512], *body;
+    int64_t id = -1;
+    long status;
+
+    snprintf(url, sizeof(url), "%s/subjects/%s/versions", r->url, subject);
+    body = post ? h_http(url, post, &status) : NULL;
+    if (body && status == 200) ans = json_loads(body, 0, NULL);
+    if (json_is_integer(json_object_get(ans, "id")))
+        id = json_integer_value(json_object_get(ans, "id"));
+    else
+        fprintf(stderr, "harness: registering %s: HTTP %ld %s\n", subject,
+                status, body ? body : "");
+    json_decref(req);
+    json_decref(ans);
+    free(post);
+    free(body);
+    return id;
 }
 
 /* ---- producer ---- */

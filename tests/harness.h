@@ -97,6 +97,32 @@ void td_h_dump_log(const td_h_proc_t *p);
  * within timeout_ms. */
 void td_h_stop_graceful(td_h_proc_t *p, int timeout_ms);
 
+/* A real schema registry: Apicurio Registry 2.6.13.Final (in-memory), its
+ * Confluent-compatible API at `url`. The jar is fetched into
+ * $TD_BIN/registry by Maven (tests/registry/pom.xml) the first time; if
+ * that fails, start fails with a message saying so. */
+typedef struct td_h_registry_s {
+    td_h_proc_t proc;
+    int port;
+    char url[128]; /* http://127.0.0.1:port/apis/ccompat/v7 */
+} td_h_registry_t;
+
+int td_h_registry_start(td_h_registry_t *r);
+void td_h_registry_stop(td_h_registry_t *r);
+/* Registers schema json under subject; returns its id, or -1. */
+int64_t td_h_registry_register(const td_h_registry_t *r,
+                               const char *subject,
+                               const char *json);
+
+/* The text of embedded schema file (schemas_gen.h), or NULL. */
+const char *td_h_schema_json(const char *file);
+
+/* Writer schemas of the Confluent tests: a producer's own ReviewEvent (the
+ * common fields, rating and has_media; no logical type), and one whose
+ * rating is a string, which the reader cannot resolve. */
+extern const char td_h_own_review_json[];
+extern const char td_h_bad_review_json[];
+
 /* Starts trustd against the fixtures with test-friendly settings (short
  * flush interval, session.timeout.ms 6000), plus extra args. */
 int td_h_trustd_start(td_h_proc_t *p,

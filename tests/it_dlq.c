@@ -15,6 +15,12 @@
  *                                    stream, the log flood, the 1 MB message
  *   orders/1                         the dead-letter outage (trust-dlq made
  *                                    leaderless, then healed)
+ *   reviews/1                        the schema registry outage
+ *
+ * Confluent-framed events (issue 20) take their writer schemas from a real
+ * Apicurio Registry the harness starts (td_h_registry_start) and from a
+ * schema map file; trustd is started in the temporary directory, so it
+ * scores with its built-in model, not a file relative to the repository.
  *
  * trustd runs with message.timeout.ms=2000 so a dead letter that cannot be
  * delivered fails within the test's time, and log_error_interval_ms=1000
@@ -33,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
+#include <limits.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -55,6 +62,7 @@ static const char *const topics[TD_EV__CNT] = {"orders", "reviews", "refunds"};
 static td_h_redis_t redis;
 static td_h_kafka_t kafka;
 static td_h_proc_t trustd;
+static td_h_registry_t registry;
 static redisContext *rc;
 static rd_kafka_t *prod;
 static td_codec_t *codec;
@@ -479,6 +487,108 @@ static const case_def_t case_defs[] = {
 
 static const case_def_t one_mb_def = {"1 MiB message", TD_DLQ_TOO_LARGE,
                                       TD_EV_ORDER, b_one_mb};
+
+/* ---- Confluent framing (issue 20) ---- */
+
+#define MAP_ID      900001u /* order_event.v1.avsc in the schema map file */
+#define UNKNOWN_ID  999999u /* in neither */
+#define PY_FP_ORDER 0x79f8faa18bc5d14dULL /* Python's fingerprint */
+
+static const char payment_json[] =
+    "{\"type\":\"record\",\"name\":\"Payment\",\"namespace\":\"acme\","
+    "\"fields\":[{\"name\":\"id\",\"type\":\"string\"}]}";
+
+/* What was registered, by subject. */
+#define MAX_REG 16
+static struct {
+    const char *subject;
+    int64_t id;
+} regs[MAX_REG];
+static int nregs;
+
+/* Registers json (once per subject) and gives the local codec the id too,
+ * so case_build() can check the cases. */
+static uint32_t reg_id(const char *subject, const char *json) {
+    char errstr[512];
+    int64_t id;
+
+    for (int i = 0; i < nregs; i++) {
+        if (!strcmp(regs[i].subject, subject)) return (uint32_t)regs[i].id;
+    }
+    id = td_h_registry_register(&registry, subject, json);
+    if (id < 0) fail_msg("cannot register %s", subject);
+    assert_true(nregs < MAX_REG);
+    regs[nregs].subject = subject;
+    regs[nregs++].id = id;
+    td_codec_add_id(codec, (uint32_t)id, json, strlen(json), errstr,
+                    sizeof(errstr));
+    return (uint32_t)id;
+}
+
+/* Replaces a single-object header (10 bytes) by Confluent's (5). */
+static void to_confluent(uint8_t **v, size_t *len, uint32_t id) {
+    uint8_t *p = *v;
+
+    memmove(p + 5, p + TD_CODEC_HDR_LEN, *len - TD_CODEC_HDR_LEN);
+    p[0] = 0;
+    p[1] = (uint8_t)(id >> 24);
+    p[2] = (uint8_t)(id >> 16);
+    p[3] = (uint8_t)(id >> 8);
+    p[4] = (uint8_t)id;
+    *len = *len - TD_CODEC_HDR_LEN + 5;
+}
+
+/* A review in review_json, Confluent-framed with id. */
+static uint8_t *
+cf_review(uint32_t id, const char *merchant, int64_t t, size_t *lenp) {
+    td_h_wbuf_t w = {0};
+    uint8_t *v;
+
+    td_h_wbyte(&w, 0);
+    for (int i = 3; i >= 0; i--)
+        td_h_wbyte(&w, (uint8_t)(id >> (8 * i)));
+    td_h_wstr(&w, "e-cf");
+    td_h_wlong(&w, t);
+    td_h_wstr(&w, merchant);
+    td_h_wstr(&w, "o-1");
+    td_h_wstr(&w, "b-1");
+    td_h_wlong(&w, 4);
+    td_h_wbyte(&w, 0);
+    v = malloc(w.n);
+    assert_non_null(v);
+    memcpy(v, w.b, w.n);
+    *lenp = w.n;
+    return v;
+}
+
+static void b_cf_unknown_id(dcase_t *c) {
+    td_event_t ev;
+    order_with(c, &ev);
+    set_event(c, &ev);
+    to_confluent(&c->value, &c->value_len, UNKNOWN_ID);
+}
+
+static void b_cf_payment(dcase_t *c) {
+    td_event_t ev;
+    order_with(c, &ev);
+    set_event(c, &ev);
+    to_confluent(&c->value, &c->value_len,
+                 reg_id("payments-value", payment_json));
+}
+
+static void b_cf_incompatible(dcase_t *c) {
+    c->value = cf_review(reg_id("reviews-bad-value", td_h_bad_review_json),
+                         c->merchant, c->good_time - 500, &c->value_len);
+}
+
+/* clang-format off */
+static const case_def_t cf_case_defs[] = {
+    {"Confluent id unknown",            TD_DLQ_UNKNOWN_SCHEMA_ID,   TD_EV_ORDER,  b_cf_unknown_id},
+    {"Confluent id of another record",  TD_DLQ_WRONG_TYPE,          TD_EV_ORDER,  b_cf_payment},
+    {"Confluent id of a bad schema",    TD_DLQ_INCOMPATIBLE_SCHEMA, TD_EV_REVIEW, b_cf_incompatible},
+};
+/* clang-format on */
+#define NCF TD_ARRAY_LEN(cf_case_defs)
 
 static int mseq; /* makes every case merchant unique */
 
@@ -962,14 +1072,61 @@ static int all_assigned(void *arg) {
     return ok;
 }
 
+/* The schema map file in the temporary directory: MAP_ID is
+ * order_event.v1.avsc, by a path relative to the map file. */
+static int write_schema_map(char *path, size_t size) {
+    char avsc[512];
+    const char *json = td_h_schema_json("order_event.v1.avsc");
+    FILE *fp;
+
+    snprintf(avsc, sizeof(avsc), "%s/order_v1.avsc", td_h_tmpdir());
+    snprintf(path, size, "%s/schemas.map", td_h_tmpdir());
+    if (!json || !(fp = fopen(avsc, "w"))) return -1;
+    fputs(json, fp);
+    fclose(fp);
+    if (!(fp = fopen(path, "w"))) return -1;
+    fprintf(fp, "# id  schema file\n%u order_v1.avsc\n", MAP_ID);
+    fclose(fp);
+    return 0;
+}
+
+/* Starts trustd in the temporary directory, where no schemas/model.conf
+ * is: the built-in model must serve. */
+static int trustd_start_elsewhere(const char *const *extra) {
+    char cwd[PATH_MAX], bin[PATH_MAX];
+    const char *dir = getenv("TD_BIN");
+    int ret;
+
+    if (!getcwd(cwd, sizeof(cwd)) ||
+        !realpath(dir && *dir ? dir : "build", bin))
+        return -1;
+    setenv("TD_BIN", bin, 1);
+    if (chdir(td_h_tmpdir()) != 0) return -1;
+    ret = td_h_trustd_start(&trustd, "trustd", &kafka, &redis, "it-dlq", extra);
+    if (chdir(cwd) != 0) return -1;
+    return ret;
+}
+
 static int setup(void **state) {
     /* A real broker takes the 1 MiB order only into a topic configured
      * for it (the mock has no limit). */
     static const char *kargs[] = {"--partitions", "2", "--config",
                                   "orders:max.message.bytes=2097152", NULL};
-    char port[16], errstr[512];
-    const char *extra[] = {"--http-port", port, "--log-error-interval-ms",
-                           "1000",        "-X", "message.timeout.ms=2000",
+    char port[16], errstr[512], map[512];
+    const char *extra[] = {"--http-port",
+                           port,
+                           "--log-error-interval-ms",
+                           "1000",
+                           "-X",
+                           "message.timeout.ms=2000",
+                           "--schema-registry-url",
+                           registry.url,
+                           "--schema-map-file",
+                           map,
+                           "--schema-registry-timeout-ms",
+                           "500",
+                           "--schema-registry-retry-max-ms",
+                           "1000",
                            NULL};
     (void)state;
 
@@ -982,11 +1139,18 @@ static int setup(void **state) {
         return -1;
     if (!(rc = td_h_redis_connect(&redis))) return -1;
     if (!(prod = producer_new(kafka.bootstrap))) return -1;
+    if (td_h_registry_start(&registry) != 0) {
+        print_error("it_dlq: no schema registry: the Confluent tests need "
+                    "Apicurio Registry (see above)\n");
+        return -1;
+    }
+    if (write_schema_map(map, sizeof(map)) != 0) return -1;
+    td_codec_add_id(codec, MAP_ID, td_h_schema_json("order_event.v1.avsc"),
+                    strlen(td_h_schema_json("order_event.v1.avsc")), errstr,
+                    sizeof(errstr));
     http_port = td_h_free_port();
     snprintf(port, sizeof(port), "%d", http_port);
-    if (td_h_trustd_start(&trustd, "trustd", &kafka, &redis, "it-dlq", extra) !=
-        0)
-        return -1;
+    if (trustd_start_elsewhere(extra) != 0) return -1;
     /* orders, reviews and refunds with 2 partitions each */
     if (!td_h_poll(all_assigned, (void *)(uintptr_t)6, 30000)) {
         td_h_dump_log(&trustd);
@@ -997,6 +1161,7 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
     (void)state;
+    if (registry.proc.pid > 0) td_h_signal(&registry.proc, SIGCONT);
     if (trustd.pid > 0) {
         td_h_signal(&trustd, SIGKILL);
         td_h_wait(&trustd, 5000);
@@ -1008,6 +1173,7 @@ static int teardown(void **state) {
     if (rc) redisFree(rc);
     td_h_kafka_stop(&kafka);
     td_h_redis_stop(&redis);
+    td_h_registry_stop(&registry);
     dls_clear(&dlq);
     free(dlq.v);
     values_free();
@@ -1401,6 +1567,192 @@ static void test_sigterm_exits_zero_and_skips_no_bad_message(void **state) {
     }
 }
 
+/* ---- Confluent framing and the schema registry ---- */
+
+typedef struct cfgood_s {
+    const char *merchant;
+    td_event_kind_t kind;
+    int64_t t;
+    sent_t sent;
+} cfgood_t;
+
+static int cfgood_applied(void *arg) {
+    cfgood_t *g = arg;
+    for (; g->merchant; g++) {
+        if (!merchant_applied(g->merchant, g->kind, g->t, 1)) return 0;
+    }
+    return 1;
+}
+
+static void
+cfgood_produce(cfgood_t *g, int32_t partition, uint8_t *v, size_t len) {
+    produce(g->kind, partition, g->merchant, strlen(g->merchant), v, len,
+            &g->sent);
+    sent_good[g->kind]++;
+    free(v);
+}
+
+static void test_confluent_events_are_applied_or_dead_lettered(void **state) {
+    static dcase_t cases[NCF];
+    static cfgood_t good[] = {
+        {"cf-registry-order", TD_EV_ORDER, 0, {0}},
+        {"cf-map-order", TD_EV_ORDER, 0, {0}},
+        {"cf-registry-review", TD_EV_REVIEW, 0, {0}},
+        {"cf-python-fingerprint", TD_EV_ORDER, 0, {0}},
+        {NULL, 0, 0, {0}},
+    };
+    want_t want = {cases, NCF};
+    uint32_t order_id =
+        reg_id("orders-value", td_h_schema_json("order_event.avsc"));
+    uint32_t review_id = reg_id("reviews-value", td_h_own_review_json);
+    char errstr[256];
+    td_event_t ev;
+    uint8_t *v;
+    size_t len;
+    (void)state;
+
+    for (int i = 0; good[i].merchant; i++)
+        good[i].t = t_base - 100000 - i * 1000LL;
+    /* The registry's copy of order_event.avsc, by id. */
+    make_event(&ev, TD_EV_ORDER, good[0].merchant, good[0].t);
+    v = encode_new(&ev, &len);
+    to_confluent(&v, &len, order_id);
+    cfgood_produce(&good[0], P_MAIN, v, len);
+    /* order_event.v1.avsc through the schema map file. */
+    make_event(&ev, TD_EV_ORDER, good[1].merchant, good[1].t);
+    v = malloc(4096);
+    assert_non_null(v);
+    if (td_codec_encode_with(codec, "order_event.v1.avsc", &ev, v, 4096, &len,
+                             errstr, sizeof(errstr)) != TD_OK)
+        fail_msg("encode v1: %s", errstr);
+    to_confluent(&v, &len, MAP_ID);
+    cfgood_produce(&good[1], P_MAIN, v, len);
+    /* A producer's own review schema, known only to the registry. */
+    v = cf_review(review_id, good[2].merchant, good[2].t, &len);
+    cfgood_produce(&good[2], P_MAIN, v, len);
+    /* Single-object with the fingerprint Python's avro computes. */
+    make_event(&ev, TD_EV_ORDER, good[3].merchant, good[3].t);
+    v = encode_new(&ev, &len);
+    for (int i = 0; i < 8; i++)
+        v[2 + i] = (uint8_t)(PY_FP_ORDER >> (8 * i));
+    cfgood_produce(&good[3], P_MAIN, v, len);
+
+    for (size_t i = 0; i < NCF; i++)
+        case_build(&cases[i], &cf_case_defs[i], "m-cf");
+    for (size_t i = 0; i < NCF; i++)
+        case_produce(&cases[i], P_MAIN);
+    flush_produced();
+
+    if (!td_h_poll(cfgood_applied, good, 30000)) {
+        for (int i = 0; good[i].merchant; i++) {
+            if (!merchant_applied(good[i].merchant, good[i].kind, good[i].t, 1))
+                print_error("not applied: %s\n", good[i].merchant);
+        }
+        td_h_dump_log(&trustd);
+        fail_msg("Confluent-framed events were not applied");
+    }
+    if (!td_h_poll(cases_applied, &want, 30000) ||
+        !td_h_poll(dlq_has_all, &want, 30000)) {
+        td_h_dump_log(&trustd);
+        fail_msg("Confluent dead letters missing");
+    }
+    for (size_t i = 0; i < NCF; i++)
+        check_dead_letter(&cases[i]);
+    assert_metrics_match_tally();
+    assert_trustd_alive();
+    values_free();
+}
+
+typedef struct gauge_s {
+    const char *name;
+    uint64_t lo;
+} gauge_t;
+
+/* Poll condition: /metrics shows sample name >= lo (lo 0: == 0). */
+static int gauge_reached(void *arg) {
+    gauge_t *g = arg;
+    char *text = http_get("/metrics");
+    uint64_t v = text ? sample(text, g->name) : 0;
+    int ok = text && (g->lo ? v >= g->lo : v == 0);
+
+    free(text);
+    return ok;
+}
+
+static void
+test_registry_outage_pauses_the_partition_without_dead_letters(void **st) {
+    static cfgood_t ev[] = {
+        {"cf-outage-first", TD_EV_REVIEW, 0, {0}},
+        {"cf-outage-after", TD_EV_REVIEW, 0, {0}},
+        {NULL, 0, 0, {0}},
+    };
+    static const char outage_json[] =
+        "{\"type\":\"record\",\"name\":\"ReviewEvent\",\"namespace\":"
+        "\"trustindex\",\"doc\":\"registered just before the outage\","
+        "\"fields\":[{\"name\":\"event_id\",\"type\":\"string\"},"
+        "{\"name\":\"event_time\",\"type\":\"long\"},"
+        "{\"name\":\"merchant_id\",\"type\":\"string\"},"
+        "{\"name\":\"order_id\",\"type\":\"string\"},"
+        "{\"name\":\"buyer_id\",\"type\":\"string\"},"
+        "{\"name\":\"rating\",\"type\":\"int\"},"
+        "{\"name\":\"has_media\",\"type\":\"boolean\",\"default\":false}]}";
+    gauge_t paused = {"trustd_registry_paused_partitions", 1};
+    gauge_t errors = {"trustd_registry_errors_total", 1};
+    gauge_t resumed = {"trustd_registry_paused_partitions", 0};
+    uint32_t id = reg_id("reviews-outage-value", outage_json);
+    int from, cnt;
+    uint8_t *v;
+    size_t len;
+    td_event_t e;
+    (void)st;
+
+    for (int i = 0; ev[i].merchant; i++)
+        ev[i].t = t_base - 200000 - i * 1000LL;
+    log_count(0, NULL, NULL, &from);
+    /* Frozen, not killed: its storage is in memory, and a restarted one
+     * would answer "not found" before the test could register again.
+     * Requests to it time out (schema_registry_timeout_ms, 500 here). */
+    td_h_signal(&registry.proc, SIGSTOP);
+    /* The first sight of id is now, with the registry down; a plain
+     * event follows on the same partition. */
+    v = cf_review(id, ev[0].merchant, ev[0].t, &len);
+    cfgood_produce(&ev[0], P_HOLD, v, len);
+    make_event(&e, TD_EV_REVIEW, ev[1].merchant, ev[1].t);
+    v = encode_new(&e, &len);
+    cfgood_produce(&ev[1], P_HOLD, v, len);
+    flush_produced();
+    assert_delivered(&ev[0].sent, "review with the new id");
+
+    if (!td_h_poll(gauge_reached, &paused, 20000) ||
+        !td_h_poll(gauge_reached, &errors, 20000)) {
+        td_h_dump_log(&trustd);
+        fail_msg("reviews/1 was not paused for the registry");
+    }
+    assert_true(log_count(from, "schema registry:", "paused", NULL) > 0);
+    /* Paused: neither event applied, neither dead-lettered. */
+    assert_false(merchant_applied(ev[1].merchant, TD_EV_REVIEW, ev[1].t, 1));
+    assert_true(dlq_reload() >= 0);
+    for (int i = 0; ev[i].merchant; i++) {
+        dl_find("reviews", P_HOLD, ev[i].sent.offset, &cnt);
+        assert_int_equal(cnt, 0);
+    }
+
+    /* Back: it answers the requests it held, and the retries. */
+    td_h_signal(&registry.proc, SIGCONT);
+    if (!td_h_poll(cfgood_applied, ev, 30000) ||
+        !td_h_poll(gauge_reached, &resumed, 10000)) {
+        td_h_dump_log(&trustd);
+        fail_msg("reviews/1 did not resume when the registry came back");
+    }
+    assert_metrics_match_tally();
+    assert_true(dlq_reload() >= 0);
+    for (int i = 0; ev[i].merchant; i++) {
+        dl_find("reviews", P_HOLD, ev[i].sent.offset, &cnt);
+        assert_int_equal(cnt, 0);
+    }
+    assert_trustd_alive();
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(
@@ -1410,6 +1762,9 @@ int main(void) {
             test_failed_dead_letter_write_holds_the_source_offset, dlq_heal),
         cmocka_unit_test(test_repeated_errors_are_logged_once_per_interval),
         cmocka_unit_test(test_one_mib_message_is_dead_lettered_whole),
+        cmocka_unit_test(test_confluent_events_are_applied_or_dead_lettered),
+        cmocka_unit_test(
+            test_registry_outage_pauses_the_partition_without_dead_letters),
         cmocka_unit_test(test_sigterm_exits_zero_and_skips_no_bad_message),
     };
     return cmocka_run_group_tests_name("it_dlq", tests, setup, teardown);

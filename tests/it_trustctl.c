@@ -353,7 +353,8 @@ static void test_get_prints_score_as_text_and_json(void **state) {
         snprintf(want, sizeof(want), "score         %.2f\n", score);
         text_ok = file_contains(r.out, "merchant      m-01\n") &&
                   file_contains(r.out, want) &&
-                  file_contains(r.out, "orders_paid_30d");
+                  file_contains(r.out, "orders_paid_30d") &&
+                  file_contains(r.out, " from built-in, published ");
         ctl(&r, "--json", "get", "m-01", NULL);
         expect_exit(&r, 0);
         stable = hget("trust:{m-01}:score", "score") == score &&
@@ -371,6 +372,9 @@ static void test_get_prints_score_as_text_and_json(void **state) {
     assert_true(py_num(r.out, "d['published']['version']") == pubv);
     py(r.out, "type(d['reasons']).__name__", got, sizeof(got));
     assert_string_equal(got, "list");
+    /* trustd runs without --model-file: the model built into it. */
+    py(r.out, "d['model_source']", got, sizeof(got));
+    assert_string_equal(got, "built-in");
     assert_true(py_num(r.out, "d['key_signals']['orders_paid_30d']") ==
                 hget("trust:{m-01}:signals", "orders_paid_30d"));
 }

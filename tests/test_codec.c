@@ -667,17 +667,195 @@ static void test_decode_rejects_bad_magic(void **state) {
     assert_int_equal(
         decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
         TD_DLQ_BAD_MAGIC);
-    /* Confluent's framing (00 + schema id) is not ours. */
-    buf[0] = 0x00;
-    assert_int_equal(
-        decode(c, TD_EV_ORDER, buf, len, &out, errstr, sizeof(errstr)),
-        TD_DLQ_BAD_MAGIC);
     assert_int_equal(
         decode(c, TD_EV_ORDER, "\xc3", 1, &out, errstr, sizeof(errstr)),
         TD_DLQ_BAD_MAGIC);
     assert_int_equal(decode(c, TD_EV_ORDER, "{\"json\":1}", 10, &out, errstr,
                             sizeof(errstr)),
                      TD_DLQ_BAD_MAGIC);
+}
+
+
+/*
+ * Other libraries' fingerprints and the Confluent framing
+ */
+
+/* Python's (and goavro's) fingerprint of order_event.avsc and .v1.avsc:
+ * python_golden[] in test_fingerprint.c. */
+#define PY_FP_ORDER    0x79f8faa18bc5d14dULL
+#define PY_FP_ORDER_V1 0x81d9979915d650bdULL
+
+static void set_fp(uint8_t *buf, uint64_t fp) {
+    for (int i = 0; i < 8; i++)
+        buf[2 + i] = (uint8_t)(fp >> (8 * i));
+}
+
+static void test_decode_accepts_other_libraries_fingerprints(void **state) {
+    td_codec_t *c = *state;
+    uint8_t buf[sizeof(py_order_v2)];
+    td_event_t out;
+    char errstr[256];
+
+    memcpy(buf, py_order_v2, sizeof(buf));
+    set_fp(buf, PY_FP_ORDER);
+    assert_int_equal(decode(c, TD_EV_ORDER, buf, sizeof(buf) - 1, &out, errstr,
+                            sizeof(errstr)),
+                     TD_DLQ_OK);
+    assert_int_equal(out.u.order.buyer_order_seq, 4);
+    memcpy(buf, py_order_v1, sizeof(py_order_v1));
+    set_fp(buf, PY_FP_ORDER_V1);
+    assert_int_equal(decode(c, TD_EV_ORDER, buf, sizeof(py_order_v1) - 1, &out,
+                            errstr, sizeof(errstr)),
+                     TD_DLQ_OK);
+    assert_int_equal(out.u.order.status, TD_ORDER_SHIPPED);
+}
+
+/* A Confluent-framed copy of single-object message so with schema id. */
+static size_t
+to_confluent(uint8_t *dst, const void *so, size_t len, uint32_t id) {
+    dst[0] = 0;
+    dst[1] = (uint8_t)(id >> 24);
+    dst[2] = (uint8_t)(id >> 16);
+    dst[3] = (uint8_t)(id >> 8);
+    dst[4] = (uint8_t)id;
+    memcpy(dst + 5, (const uint8_t *)so + TD_CODEC_HDR_LEN,
+           len - TD_CODEC_HDR_LEN);
+    return len - TD_CODEC_HDR_LEN + 5;
+}
+
+/* The id a Confluent test gives a schema: fresh per test, since the
+ * codec is shared and remembers ids. */
+static uint32_t next_id = 1000;
+
+static void test_schema_id_reads_only_whole_confluent_headers(void **state) {
+    uint32_t id = 0;
+
+    (void)state;
+    assert_int_equal(td_codec_schema_id("\x00\x01\x02\x03\x04", 5, &id), 1);
+    assert_true(id == 0x01020304u);
+    assert_int_equal(td_codec_schema_id("\x00\xff\xff\xff\xff\x02", 6, &id), 1);
+    assert_true(id == 0xffffffffu);
+    assert_int_equal(td_codec_schema_id("\x00\x01\x02\x03", 4, &id), 0);
+    assert_int_equal(td_codec_schema_id("\xc3\x01\x02\x03\x04", 5, &id), 0);
+    assert_int_equal(td_codec_schema_id(NULL, 0, &id), 0);
+}
+
+static void test_decode_confluent_with_embedded_schema_text(void **state) {
+    td_codec_t *c = *state;
+    uint8_t so[512], cf[512];
+    td_event_t ev, out;
+    char errstr[256];
+    uint32_t id = next_id++;
+    const char *json = td_h_schema_json("order_event.v1.avsc");
+    size_t len;
+
+    make_order(&ev);
+    ev.u.order.paid_at = TD_NULL_TS;
+    ev.u.order.shipped_at = TD_NULL_TS;
+    ev.u.order.buyer_order_seq = 0;
+    assert_int_equal(td_codec_encode_with(c, "order_event.v1.avsc", &ev, so,
+                                          sizeof(so), &len, errstr,
+                                          sizeof(errstr)),
+                     TD_OK);
+    len = to_confluent(cf, so, len, id);
+    assert_int_equal(td_codec_has_id(c, id), 0);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, cf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_UNKNOWN_SCHEMA_ID);
+    assert_non_null(strstr(errstr, "schema id"));
+    assert_int_equal(
+        td_codec_add_id(c, id, json, strlen(json), errstr, sizeof(errstr)),
+        TD_OK);
+    assert_int_equal(td_codec_has_id(c, id), 1);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, cf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
+    assert_int_equal(out.u.order.status, TD_ORDER_SHIPPED);
+    assert_true(out.u.order.amount_cents == 4999);
+    /* Confluent framing on the wrong topic is still the wrong type. */
+    assert_int_equal(
+        decode(c, TD_EV_REVIEW, cf, len, &out, errstr, sizeof(errstr)),
+        TD_DLQ_WRONG_TYPE);
+    /* Truncated after the header, and a header cut short. */
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, cf, len - 3, &out, errstr, sizeof(errstr)),
+        TD_DLQ_TRUNCATED);
+    assert_int_equal(
+        decode(c, TD_EV_ORDER, cf, 4, &out, errstr, sizeof(errstr)),
+        TD_DLQ_TRUNCATED);
+}
+
+/* A producer's own ReviewEvent, not one of the embedded schemas (fewer
+ * fields, no logical type): compiled and resolved against the reader. */
+static void test_decode_confluent_with_registry_only_schema(void **state) {
+    td_codec_t *c = *state;
+    const char *json = td_h_own_review_json;
+    td_h_wbuf_t w = {0};
+    td_event_t out;
+    char errstr[256];
+    uint32_t id = next_id++;
+
+    assert_int_equal(
+        td_codec_add_id(c, id, json, strlen(json), errstr, sizeof(errstr)),
+        TD_OK);
+    td_h_wbyte(&w, 0);
+    for (int i = 3; i >= 0; i--)
+        td_h_wbyte(&w, (uint8_t)(id >> (8 * i)));
+    td_h_wstr(&w, "evt-1");
+    td_h_wlong(&w, EV_TIME);
+    td_h_wstr(&w, MERCHANT);
+    td_h_wstr(&w, "o-1");
+    td_h_wstr(&w, "b-1");
+    td_h_wlong(&w, 4);
+    td_h_wbyte(&w, 1);
+    assert_int_equal(
+        decode(c, TD_EV_REVIEW, w.b, w.n, &out, errstr, sizeof(errstr)),
+        TD_DLQ_OK);
+    assert_int_equal(out.u.review.rating, 4);
+    assert_int_equal(out.u.review.has_media, 1);
+    assert_int_equal(out.u.review.flagged, 0);
+    /* Trailing bytes are still caught after a Confluent header. */
+    td_h_wbyte(&w, 0);
+    assert_int_equal(decode_w(c, TD_EV_REVIEW, &w, errstr, sizeof(errstr)),
+                     TD_DLQ_TRAILING_BYTES);
+}
+
+static void test_add_id_remembers_unusable_schemas(void **state) {
+    td_codec_t *c = *state;
+    static const struct {
+        const char *json;
+        td_dlq_reason_t why;
+    } bad[] = {
+        {"{\"type\":", TD_DLQ_INCOMPATIBLE_SCHEMA},
+        {"\"long\"", TD_DLQ_INCOMPATIBLE_SCHEMA},
+        {"{\"type\":\"record\",\"name\":\"Payment\",\"namespace\":\"acme\","
+         "\"fields\":[{\"name\":\"a\",\"type\":\"long\"}]}",
+         TD_DLQ_WRONG_TYPE},
+        {td_h_bad_review_json, TD_DLQ_INCOMPATIBLE_SCHEMA},
+        /* a required field missing */
+        {"{\"type\":\"record\",\"name\":\"trustindex.ReviewEvent\",\"fields\":["
+         "{\"name\":\"event_id\",\"type\":\"string\"}]}",
+         TD_DLQ_INCOMPATIBLE_SCHEMA},
+    };
+    uint8_t msg[] = {0, 0, 0, 0, 0, 2, 'x'};
+    td_event_t out;
+    char errstr[256];
+
+    for (size_t i = 0; i < TD_ARRAY_LEN(bad); i++) {
+        uint32_t id = next_id++;
+
+        assert_int_equal(td_codec_add_id(c, id, bad[i].json,
+                                         strlen(bad[i].json), errstr,
+                                         sizeof(errstr)),
+                         TD_ERR);
+        assert_non_null(strstr(errstr, "schema id"));
+        assert_int_equal(td_codec_has_id(c, id), 1);
+        msg[3] = (uint8_t)(id >> 8);
+        msg[4] = (uint8_t)id;
+        assert_int_equal(decode(c, TD_EV_REVIEW, msg, sizeof(msg), &out, errstr,
+                                sizeof(errstr)),
+                         bad[i].why);
+    }
 }
 
 static void test_decode_rejects_unknown_fingerprint(void **state) {
@@ -1410,6 +1588,11 @@ int main(void) {
         cmocka_unit_test(test_decode_rejects_null_or_empty_value_as_tombstone),
         cmocka_unit_test(test_decode_rejects_value_over_max_message_bytes),
         cmocka_unit_test(test_decode_rejects_bad_magic),
+        cmocka_unit_test(test_decode_accepts_other_libraries_fingerprints),
+        cmocka_unit_test(test_schema_id_reads_only_whole_confluent_headers),
+        cmocka_unit_test(test_decode_confluent_with_embedded_schema_text),
+        cmocka_unit_test(test_decode_confluent_with_registry_only_schema),
+        cmocka_unit_test(test_add_id_remembers_unusable_schemas),
         cmocka_unit_test(test_decode_rejects_unknown_fingerprint),
         cmocka_unit_test(test_decode_rejects_truncated_header),
         cmocka_unit_test(test_decode_rejects_truncated_datum),

@@ -164,7 +164,7 @@ static void test_conf_init_sets_documented_defaults(void **state) {
     assert_int_equal(c->max_merchants, 200000);
     assert_true(c->publish_min_step == 0.5);
     assert_int_equal(c->publish_max_interval_ms, 300000);
-    assert_string_equal(c->model_file, "schemas/model.conf");
+    assert_string_equal(c->model_file, ""); /* the built-in model */
     assert_true(c->min_event_time_ms == INT64_C(1420070400000));
     assert_true(c->max_future_skew_ms == 300000);
     assert_int_equal(c->max_message_bytes, 65536);

@@ -12,6 +12,12 @@
  *     {"type":"long"}, while the spec's [PRIMITIVES] rule, Java and this
  *     code write "long". The fingerprints were computed from those strings
  *     by an independent Python implementation of the spec's CRC.
+ *   - python_golden[]: the same, uncorrected: the form Python (and goavro,
+ *     and older Rust) really fingerprint, which td_fp_*_objprim() computes.
+ *     Generated once with /usr/bin/python3 and python3-avro 1.11.1:
+ *     canonical_form of avro.schema.parse(text), and its CRC-64-AVRO by
+ *     the bitwise definition in Python; "extra" covers attributes other
+ *     than logicalType and primitives under arrays, maps and unions.
  * The CRC table itself is checked against a bitwise implementation here.
  */
 #include <setjmp.h>
@@ -24,6 +30,7 @@
 
 #include "common.h"
 #include "fingerprint.h"
+#include "harness.h"
 #include "schemas_gen.h"
 
 typedef struct spec_vector_s {
@@ -216,6 +223,127 @@ static const golden_t golden[] = {
      "\"as_of\",\"type\":\"long\"}]}"},
 };
 
+/* Apache Avro for Python 1.11.1's canonical_form and its fingerprint. */
+static const golden_t python_golden[] = {
+    {"order_event.avsc", 0x79f8faa18bc5d14dULL,
+     "{\"name\":\"trustindex.OrderEvent\",\"type\":\"record\",\"fields\""
+     ":[{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_ti"
+     "me\",\"type\":{\"type\":\"long\"}},{\"name\":\"merchant_id\",\"typ"
+     "e\":\"string\"},{\"name\":\"order_id\",\"type\":\"string\"},{\"nam"
+     "e\":\"buyer_id\",\"type\":\"string\"},{\"name\":\"status\",\"type"
+     "\":{\"name\":\"trustindex.OrderStatus\",\"type\":\"enum\",\"symbol"
+     "s\":[\"CREATED\",\"PAID\",\"SHIPPED\",\"DELIVERED\",\"COMPLETED\","
+     "\"CANCELLED\"]}},{\"name\":\"amount_cents\",\"type\":\"long\"},{\""
+     "name\":\"channel\",\"type\":{\"name\":\"trustindex.Channel\",\"typ"
+     "e\":\"enum\",\"symbols\":[\"LIVE\",\"SHORT_VIDEO\",\"SHELF\"]}},{"
+     "\"name\":\"cancelled_by\",\"type\":[\"null\",{\"name\":\"trustinde"
+     "x.CancelledBy\",\"type\":\"enum\",\"symbols\":[\"BUYER\",\"MERCHAN"
+     "T\",\"PLATFORM\"]}]},{\"name\":\"promised_ship_by\",\"type\":[\"nu"
+     "ll\",{\"type\":\"long\"}]},{\"name\":\"promised_delivery_by\",\"ty"
+     "pe\":[\"null\",{\"type\":\"long\"}]},{\"name\":\"tracking_valid\","
+     "\"type\":[\"null\",\"boolean\"]},{\"name\":\"paid_at\",\"type\":["
+     "\"null\",{\"type\":\"long\"}]},{\"name\":\"shipped_at\",\"type\":["
+     "\"null\",{\"type\":\"long\"}]},{\"name\":\"buyer_order_seq\",\"typ"
+     "e\":\"int\"}]}"},
+    {"order_event.v1.avsc", 0x81d9979915d650bdULL,
+     "{\"name\":\"trustindex.OrderEvent\",\"type\":\"record\",\"fields\""
+     ":[{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_ti"
+     "me\",\"type\":{\"type\":\"long\"}},{\"name\":\"merchant_id\",\"typ"
+     "e\":\"string\"},{\"name\":\"order_id\",\"type\":\"string\"},{\"nam"
+     "e\":\"buyer_id\",\"type\":\"string\"},{\"name\":\"status\",\"type"
+     "\":{\"name\":\"trustindex.OrderStatus\",\"type\":\"enum\",\"symbol"
+     "s\":[\"CREATED\",\"PAID\",\"SHIPPED\",\"DELIVERED\",\"COMPLETED\","
+     "\"CANCELLED\"]}},{\"name\":\"amount_cents\",\"type\":\"long\"},{\""
+     "name\":\"channel\",\"type\":{\"name\":\"trustindex.Channel\",\"typ"
+     "e\":\"enum\",\"symbols\":[\"LIVE\",\"SHORT_VIDEO\",\"SHELF\"]}},{"
+     "\"name\":\"cancelled_by\",\"type\":[\"null\",{\"name\":\"trustinde"
+     "x.CancelledBy\",\"type\":\"enum\",\"symbols\":[\"BUYER\",\"MERCHAN"
+     "T\",\"PLATFORM\"]}]},{\"name\":\"promised_ship_by\",\"type\":[\"nu"
+     "ll\",{\"type\":\"long\"}]},{\"name\":\"promised_delivery_by\",\"ty"
+     "pe\":[\"null\",{\"type\":\"long\"}]},{\"name\":\"tracking_valid\","
+     "\"type\":[\"null\",\"boolean\"]}]}"},
+    {"refund_event.avsc", 0x6d07066d5e8a132bULL,
+     "{\"name\":\"trustindex.RefundEvent\",\"type\":\"record\",\"fields"
+     "\":[{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_"
+     "time\",\"type\":{\"type\":\"long\"}},{\"name\":\"merchant_id\",\"t"
+     "ype\":\"string\"},{\"name\":\"order_id\",\"type\":\"string\"},{\"n"
+     "ame\":\"buyer_id\",\"type\":\"string\"},{\"name\":\"refund_id\",\""
+     "type\":\"string\"},{\"name\":\"status\",\"type\":{\"name\":\"trust"
+     "index.RefundStatus\",\"type\":\"enum\",\"symbols\":[\"REQUESTED\","
+     "\"APPROVED\",\"REJECTED\",\"COMPLETED\",\"ESCALATED\",\"ARBITRATED"
+     "\"]}},{\"name\":\"kind\",\"type\":{\"name\":\"trustindex.RefundKin"
+     "d\",\"type\":\"enum\",\"symbols\":[\"REFUND_ONLY\",\"RETURN_AND_RE"
+     "FUND\"]}},{\"name\":\"reason\",\"type\":{\"name\":\"trustindex.Ref"
+     "undReason\",\"type\":\"enum\",\"symbols\":[\"NO_REASON_7D\",\"QUAL"
+     "ITY\",\"NOT_AS_DESCRIBED\",\"COUNTERFEIT\",\"NOT_RECEIVED\",\"DAMA"
+     "GED\",\"LATE_DELIVERY\",\"OTHER\"]}},{\"name\":\"amount_cents\",\""
+     "type\":\"long\"},{\"name\":\"responsible\",\"type\":[\"null\",{\"n"
+     "ame\":\"trustindex.Responsible\",\"type\":\"enum\",\"symbols\":[\""
+     "MERCHANT\",\"BUYER\",\"PLATFORM\",\"LOGISTICS\"]}]},{\"name\":\"re"
+     "quested_at\",\"type\":[\"null\",{\"type\":\"long\"}]},{\"name\":\""
+     "was_rejected\",\"type\":\"boolean\"}]}"},
+    {"refund_event.v1.avsc", 0xa1625fa7551ea5c2ULL,
+     "{\"name\":\"trustindex.RefundEvent\",\"type\":\"record\",\"fields"
+     "\":[{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_"
+     "time\",\"type\":{\"type\":\"long\"}},{\"name\":\"merchant_id\",\"t"
+     "ype\":\"string\"},{\"name\":\"order_id\",\"type\":\"string\"},{\"n"
+     "ame\":\"buyer_id\",\"type\":\"string\"},{\"name\":\"refund_id\",\""
+     "type\":\"string\"},{\"name\":\"status\",\"type\":{\"name\":\"trust"
+     "index.RefundStatus\",\"type\":\"enum\",\"symbols\":[\"REQUESTED\","
+     "\"APPROVED\",\"REJECTED\",\"COMPLETED\",\"ESCALATED\",\"ARBITRATED"
+     "\"]}},{\"name\":\"kind\",\"type\":{\"name\":\"trustindex.RefundKin"
+     "d\",\"type\":\"enum\",\"symbols\":[\"REFUND_ONLY\",\"RETURN_AND_RE"
+     "FUND\"]}},{\"name\":\"reason\",\"type\":{\"name\":\"trustindex.Ref"
+     "undReason\",\"type\":\"enum\",\"symbols\":[\"NO_REASON_7D\",\"QUAL"
+     "ITY\",\"NOT_AS_DESCRIBED\",\"COUNTERFEIT\",\"NOT_RECEIVED\",\"DAMA"
+     "GED\",\"LATE_DELIVERY\",\"OTHER\"]}},{\"name\":\"amount_cents\",\""
+     "type\":\"long\"},{\"name\":\"responsible\",\"type\":[\"null\",{\"n"
+     "ame\":\"trustindex.Responsible\",\"type\":\"enum\",\"symbols\":[\""
+     "MERCHANT\",\"BUYER\",\"PLATFORM\",\"LOGISTICS\"]}]}]}"},
+    {"review_event.avsc", 0xfc1ace34fafe6c08ULL,
+     "{\"name\":\"trustindex.ReviewEvent\",\"type\":\"record\",\"fields"
+     "\":[{\"name\":\"event_id\",\"type\":\"string\"},{\"name\":\"event_"
+     "time\",\"type\":{\"type\":\"long\"}},{\"name\":\"merchant_id\",\"t"
+     "ype\":\"string\"},{\"name\":\"order_id\",\"type\":\"string\"},{\"n"
+     "ame\":\"buyer_id\",\"type\":\"string\"},{\"name\":\"rating\",\"typ"
+     "e\":\"int\"},{\"name\":\"quality_rating\",\"type\":[\"null\",\"int"
+     "\"]},{\"name\":\"service_rating\",\"type\":[\"null\",\"int\"]},{\""
+     "name\":\"logistics_rating\",\"type\":[\"null\",\"int\"]},{\"name\""
+     ":\"value_rating\",\"type\":[\"null\",\"int\"]},{\"name\":\"has_med"
+     "ia\",\"type\":\"boolean\"},{\"name\":\"is_followup\",\"type\":\"bo"
+     "olean\"},{\"name\":\"flagged\",\"type\":\"boolean\"}]}"},
+    {"trust_score.avsc", 0x75c2dacbb771085fULL,
+     "{\"name\":\"trustindex.TrustScore\",\"type\":\"record\",\"fields\""
+     ":[{\"name\":\"merchant_id\",\"type\":\"string\"},{\"name\":\"score"
+     "\",\"type\":\"double\"},{\"name\":\"tier\",\"type\":\"int\"},{\"na"
+     "me\":\"confidence\",\"type\":\"double\"},{\"name\":\"sub_scores\","
+     "\"type\":{\"type\":\"map\",\"values\":\"double\"}},{\"name\":\"rea"
+     "sons\",\"type\":{\"type\":\"array\",\"items\":\"string\"}},{\"name"
+     "\":\"version\",\"type\":\"long\"},{\"name\":\"model_version\",\"ty"
+     "pe\":\"string\"},{\"name\":\"as_of\",\"type\":{\"type\":\"long\"}}"
+     "]}"},
+    {"extra", 0x3946b2ef5e41b5a1ULL,
+     "{\"name\":\"n.r\",\"type\":\"record\",\"fields\":[{\"name\":\"a\","
+     "\"type\":{\"type\":\"long\"}},{\"name\":\"b\",\"type\":{\"type\":"
+     "\"array\",\"items\":{\"type\":\"string\"}}},{\"name\":\"c\",\"type"
+     "\":{\"type\":\"map\",\"values\":{\"type\":\"bytes\"}}},{\"name\":"
+     "\"d\",\"type\":[\"null\",{\"type\":\"int\"}]},{\"name\":\"e\",\"ty"
+     "pe\":\"long\"}]}"},
+};
+
+/* The schema behind python_golden's "extra". */
+static const char extra_json[] =
+    "{\"type\":\"record\",\"name\":\"r\",\"namespace\":\"n\",\"fields\":["
+    "{\"name\":\"a\",\"type\":{\"type\":\"long\",\"foo\":\"x\"}},"
+    "{\"name\":\"b\",\"type\":{\"type\":\"array\",\"items\":"
+    "{\"type\":\"string\",\"logicalType\":\"uuid\"}}},"
+    "{\"name\":\"c\",\"type\":{\"type\":\"map\",\"values\":"
+    "{\"type\":\"bytes\",\"logicalType\":\"decimal\",\"precision\":4,"
+    "\"scale\":2}}},"
+    "{\"name\":\"d\",\"type\":[\"null\",{\"type\":\"int\","
+    "\"logicalType\":\"date\"}]},"
+    "{\"name\":\"e\",\"type\":{\"type\":\"long\"}}]}";
+
 /* CRC-64-AVRO one bit at a time, straight from the polynomial. */
 static uint64_t crc64_bitwise(const void *buf, size_t len) {
     const unsigned char *p = buf;
@@ -237,12 +365,10 @@ static avro_schema_t parse(const char *json) {
 }
 
 static const char *embedded(const char *file) {
-    for (size_t i = 0; i < td_schema_src_cnt; i++) {
-        if (strcmp(td_schema_srcs[i].file, file) == 0)
-            return td_schema_srcs[i].json;
-    }
-    fail_msg("no embedded schema %s", file);
-    return NULL;
+    const char *json = td_h_schema_json(file);
+
+    if (json == NULL) fail_msg("no embedded schema %s", file);
+    return json;
 }
 
 static void test_crc64_of_nothing_is_empty(void **state) {
@@ -423,6 +549,64 @@ static void test_canonical_rejects_null_schema(void **state) {
     assert_int_equal(td_fp_schema(NULL, &fp, errstr, sizeof(errstr)), TD_ERR);
 }
 
+static void test_objprim_matches_python_for_every_schema(void **state) {
+    char buf[4096], errstr[256];
+
+    (void)state;
+    assert_int_equal(td_schema_src_cnt + 1, TD_ARRAY_LEN(python_golden));
+    for (size_t i = 0; i < TD_ARRAY_LEN(python_golden); i++) {
+        const golden_t *g = &python_golden[i];
+        const char *json =
+            strcmp(g->file, "extra") == 0 ? extra_json : embedded(g->file);
+        avro_schema_t s = parse(json);
+        size_t len = 0;
+        uint64_t fp = 0, spec = 0;
+
+        assert_int_equal(td_fp_canonical_objprim(s, json, buf, sizeof(buf),
+                                                 &len, errstr, sizeof(errstr)),
+                         TD_OK);
+        assert_string_equal(buf, g->canonical);
+        assert_int_equal(
+            td_fp_schema_objprim(s, json, &fp, errstr, sizeof(errstr)), TD_OK);
+        assert_true(fp == g->fp);
+        /* Every schema here has a logical type: the two forms differ. */
+        assert_int_equal(td_fp_schema(s, &spec, errstr, sizeof(errstr)), TD_OK);
+        assert_true(spec != fp);
+        avro_schema_decref(s);
+    }
+}
+
+static void test_objprim_equals_spec_without_attributes(void **state) {
+    const char *json = "{\"type\":\"record\",\"name\":\"r\",\"fields\":["
+                       "{\"name\":\"a\",\"type\":{\"type\":\"long\"}},"
+                       "{\"name\":\"b\",\"type\":[\"null\",\"int\"]}]}";
+    avro_schema_t s = parse(json);
+    char errstr[256];
+    uint64_t fp = 0, spec = 1;
+
+    (void)state;
+    assert_int_equal(td_fp_schema_objprim(s, json, &fp, errstr, sizeof(errstr)),
+                     TD_OK);
+    assert_int_equal(td_fp_schema(s, &spec, errstr, sizeof(errstr)), TD_OK);
+    assert_true(fp == spec);
+    avro_schema_decref(s);
+}
+
+static void test_objprim_rejects_missing_or_bad_json(void **state) {
+    avro_schema_t s = parse("\"long\"");
+    char errstr[256];
+    uint64_t fp;
+
+    (void)state;
+    assert_int_equal(td_fp_schema_objprim(s, NULL, &fp, errstr, sizeof(errstr)),
+                     TD_ERR);
+    assert_int_equal(
+        td_fp_schema_objprim(s, "{\"type\":", &fp, errstr, sizeof(errstr)),
+        TD_ERR);
+    assert_non_null(strstr(errstr, "JSON"));
+    avro_schema_decref(s);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crc64_of_nothing_is_empty),
@@ -436,6 +620,9 @@ int main(void) {
         cmocka_unit_test(test_canonical_escapes_json_strings),
         cmocka_unit_test(test_canonical_reports_needed_size_when_buffer_small),
         cmocka_unit_test(test_canonical_rejects_null_schema),
+        cmocka_unit_test(test_objprim_matches_python_for_every_schema),
+        cmocka_unit_test(test_objprim_equals_spec_without_attributes),
+        cmocka_unit_test(test_objprim_rejects_missing_or_bad_json),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -22,6 +22,7 @@
 
 #include "model.h"
 #include "modeleval.h"
+#include "schemas_gen.h"
 
 #define DAY          86400000LL
 #define T0           1700000000000LL
@@ -220,6 +221,19 @@ static void test_model_loads_shipped_model_conf(void **state) {
     assert_true(strlen(td_model_version(m)) > 0);
     /* A new merchant is neither rewarded nor punished: tier 3. */
     assert_true(prior >= 65 && prior < 80);
+}
+
+/* The model compiled into the binary is schemas/model.conf as built. */
+static void test_model_built_in_is_the_shipped_file(void **state) {
+    td_model_t *m = *state;
+    char errstr[512];
+    td_model_t *b = td_model_load_string("built-in model.conf", td_model_conf,
+                                         errstr, sizeof(errstr));
+
+    if (!b) fail_msg("built-in model did not load: %s", errstr);
+    assert_string_equal(td_model_version(b), td_model_version(m));
+    assert_true(td_model_prior_score(b) == td_model_prior_score(m));
+    td_model_destroy(b);
 }
 
 static void test_model_load_reports_missing_file(void **state) {
@@ -1342,6 +1356,7 @@ static void test_model_eval_high_volume_calibration_holds(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_loads_shipped_model_conf),
+        cmocka_unit_test(test_model_built_in_is_the_shipped_file),
         cmocka_unit_test(test_model_load_reports_missing_file),
         cmocka_unit_test(test_model_load_accepts_comments_quotes_and_equals),
         cmocka_unit_test(test_model_destroy_null_is_noop),
