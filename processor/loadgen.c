@@ -1128,8 +1128,8 @@ static double lg_phi(double x) {
  * round(mu + N(0, 1)), one lower after a refund.
  */
 #define LG_GRID 64
-static double lg_kind_mean(int kind, int k, double (*f)(double, double),
-                           double arg) {
+static double
+lg_kind_mean(int kind, int k, double (*f)(double, double), double arg) {
     const double *rg = lg_kind_range(kind, k);
     double sum = 0;
     for (int i = 0; i < LG_GRID; i++)
@@ -1163,9 +1163,9 @@ void td_loadgen_kind_rates(td_loadgen_kind_t kind, td_loadgen_rates_t *out) {
         asum += aw[i];
     out->cancel = lg_kind_mean(kind, LG_P_CANCEL, lg_f_id, 0);
     out->late_ship = lg_kind_mean(kind, LG_P_SHIP_H, lg_f_late, 0);
-    out->refund = lost + (1 - lost) *
-                             (lg_kind_mean(kind, LG_P_REFUND, lg_f_id, 0) +
-                              0.05 * bt);
+    out->refund =
+        lost +
+        (1 - lost) * (lg_kind_mean(kind, LG_P_REFUND, lg_f_id, 0) + 0.05 * bt);
     out->fault_share =
         (rw[TD_REASON_QUALITY] + rw[TD_REASON_NOT_AS_DESCRIBED]) / rsum;
     out->fake_share = rw[TD_REASON_COUNTERFEIT] / rsum;

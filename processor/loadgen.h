@@ -81,7 +81,7 @@ typedef struct td_loadgen_conf_s {
     /* Simulated event-time rate (default 2/s): the clock advances by about
      * 1/rate per event, or faster when max_open is reached. */
     double events_per_sec_sim;
-    int max_open; /* cap on orders with pending events (100000) */
+    int max_open;             /* cap on orders with pending events (100000) */
     td_loadgen_shape_t shape; /* TD_LOADGEN_MARKET */
 } td_loadgen_conf_t;
 

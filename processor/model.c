@@ -657,8 +657,7 @@ static int parse_cond(parser_t *p, tok_t *t, int n, cond_t *c) {
     }
     if ((sig = td_signal_by_name(name)) < 0)
         return perr(p, "unknown signal '%s'", name);
-    if (what != COND_SIGNAL &&
-        (ind = find_ind(p->m, (td_signal_id_t)sig)) < 0)
+    if (what != COND_SIGNAL && (ind = find_ind(p->m, (td_signal_id_t)sig)) < 0)
         return perr(p, "%s.%s needs a signal line for %s above", name, dot,
                     name);
     sg = &td_signals[sig];
@@ -1022,9 +1021,8 @@ typedef struct evidence_s {
     double n[TD_MODEL_MAX_SIGNALS];
 } evidence_t;
 
-static int rule_applies(const rule_t *r,
-                        const td_sigstate_t *s,
-                        const evidence_t *ev) {
+static int
+rule_applies(const rule_t *r, const td_sigstate_t *s, const evidence_t *ev) {
     for (int c = 0; c < r->ncond; c++) {
         const cond_t *cd = &r->conds[c];
         double v;

@@ -25,8 +25,8 @@
 #include "modeleval.h"
 #include "signals.h"
 
-#define DAY_MS   86400000LL
-#define MAX_DAYS 400
+#define DAY_MS            86400000LL
+#define MAX_DAYS          400
 #define LOW_SHARE_DEFAULT 0.03
 
 /* What the ceiling counts per merchant, over its whole history. */
@@ -167,9 +167,9 @@ static double llr(const double *c, td_loadgen_shape_t shape) {
         int kind;
         double w[2]; /* weight in MARKET, LONG_TAIL */
     } mix[] = {
-        {TD_LG_BAD, {2.0 / 3, 0}},       {TD_LG_FAKE, {1.0 / 3, 0}},
-        {TD_LG_CANCELLER, {0, 0.25}},    {TD_LG_LATE, {0, 0.25}},
-        {TD_LG_REFUNDS, {0, 0.25}},      {TD_LG_COUNTERFEIT, {0, 0.25}},
+        {TD_LG_BAD, {2.0 / 3, 0}},    {TD_LG_FAKE, {1.0 / 3, 0}},
+        {TD_LG_CANCELLER, {0, 0.25}}, {TD_LG_LATE, {0, 0.25}},
+        {TD_LG_REFUNDS, {0, 0.25}},   {TD_LG_COUNTERFEIT, {0, 0.25}},
     };
     td_loadgen_rates_t r;
     double ll[TD_ARRAY_LEN(mix)], top = -INFINITY, sum = 0;
@@ -241,8 +241,8 @@ static double recall_at(const pt_t *pts, int n, double share) {
     return (double)flagged_bad / bad;
 }
 
-static void group(const merchant_t *ms, int n, int bucket, pt_t *pts,
-                  td_eval_group_t *g) {
+static void
+group(const merchant_t *ms, int n, int bucket, pt_t *pts, td_eval_group_t *g) {
     int cnt = 0, low_good = 0;
 
     memset(g, 0, sizeof(*g));
@@ -268,10 +268,9 @@ static void group(const merchant_t *ms, int n, int bucket, pt_t *pts,
         k++;
     }
     g->ceiling_auc = auc(pts, cnt);
-    g->ceiling_recall = recall_at(pts, cnt,
-                                  low_good && g->good
-                                      ? (double)low_good / g->good
-                                      : LOW_SHARE_DEFAULT);
+    g->ceiling_recall = recall_at(
+        pts, cnt,
+        low_good && g->good ? (double)low_good / g->good : LOW_SHARE_DEFAULT);
 }
 
 /*
@@ -450,18 +449,18 @@ err:
 
 void td_eval_print(const td_eval_t *e, FILE *fp) {
     static const char *kind_names[TD_LG__KIND_CNT] = {
-        "good", "bad", "counterfeit+bad", "cancellers", "late shippers",
-        "refunds/low ratings", "counterfeiters"};
-    static const char *names[TD_EVAL_B__CNT] = {"< 5", "5-20", "20-100",
-                                                "100+", "all"};
+        "good",          "bad",           "counterfeit+bad",
+        "cancellers",    "late shippers", "refunds/low ratings",
+        "counterfeiters"};
+    static const char *names[TD_EVAL_B__CNT] = {"< 5", "5-20", "20-100", "100+",
+                                                "all"};
 
     fprintf(fp,
             "%lld events over %.1f days, %d merchants with events (%d with "
             "fewer than 10 paid orders in the last 30 days), prior score "
             "%.1f\n\n",
-            (long long)e->events,
-            (double)(e->end_ms - e->start_ms) / DAY_MS, e->merchants_seen,
-            e->under10_30d, e->prior_score);
+            (long long)e->events, (double)(e->end_ms - e->start_ms) / DAY_MS,
+            e->merchants_seen, e->under10_30d, e->prior_score);
     fprintf(fp, "| paid orders in 90d | good | bad | AUC | ceiling AUC | "
                 "good in tiers 1-5 | bad in tiers 1-5 | ceiling: bad "
                 "flagged at the same good share |\n"

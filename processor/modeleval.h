@@ -35,13 +35,13 @@ typedef struct td_eval_conf_s {
 
 /* One group's numbers (all merchants with events, or one bucket). */
 typedef struct td_eval_group_s {
-    int good, bad;          /* merchants */
-    int tiers[2][5];        /* [bad][tier - 1] */
-    double auc;             /* P(good scores above bad), ties half */
-    double ceiling_auc;     /* the same for the likelihood ratio */
-    double ceiling_recall;  /* bad flagged at the LR threshold that
-                             * flags as many good as tiers 4-5 do (or
-                             * 3 % when none do) */
+    int good, bad;         /* merchants */
+    int tiers[2][5];       /* [bad][tier - 1] */
+    double auc;            /* P(good scores above bad), ties half */
+    double ceiling_auc;    /* the same for the likelihood ratio */
+    double ceiling_recall; /* bad flagged at the LR threshold that
+                            * flags as many good as tiers 4-5 do (or
+                            * 3 % when none do) */
 } td_eval_group_t;
 
 typedef struct td_eval_s {

@@ -12,8 +12,8 @@
  * 4 M events, scored as of each merchant's last event, as trustd
  * publishes). --eb adds the empirical-Bayes priors of every catalog ratio
  * (model.conf's strengths come from there). --check reports the issue-21
- * targets and exits 1 unless all hold. No Kafka, no Redis: modeleval.c folds with the
- * real catalog and scores with the real model. Exit 2 on bad usage.
+ * targets and exits 1 unless all hold. No Kafka, no Redis: modeleval.c folds
+ * with the real catalog and scores with the real model. Exit 2 on bad usage.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,16 +32,16 @@ static void usage(void) {
     exit(2);
 }
 
-static long long num_arg(const char *opt, const char *v, long long lo,
-                         long long hi) {
+static long long
+num_arg(const char *opt, const char *v, long long lo, long long hi) {
     char *end;
     long long x;
 
     if (!v) usage();
     x = strtoll(v, &end, 10);
     if (*end || end == v || x < lo || x > hi) {
-        fprintf(stderr, "td-model-eval: bad %s '%s' (%lld..%lld)\n", opt, v,
-                lo, hi);
+        fprintf(stderr, "td-model-eval: bad %s '%s' (%lld..%lld)\n", opt, v, lo,
+                hi);
         exit(2);
     }
     return x;

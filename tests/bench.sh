@@ -349,7 +349,7 @@ brokers=$KADDR
 
 # The trustd module: every Redis here loads it (native commands), but the
 # Lua row of stage 6.
-MODULE=$B/trustd_module.so
+MODULE=$(cd "$B" && pwd)/trustd_module.so
 [ -r "$MODULE" ] || die "no $MODULE (make bins)"
 
 # A fresh redis-server on a free loopback port: retried if another process
@@ -733,15 +733,6 @@ cg_stage() {
         modarg=(--loadmodule "$MODULE")
     fi
     log "Redis under callgrind ($path): $CG_EVENTS events"
-    "$B/td-kafka" --partitions 4 <&- >"$dir/kafka-cg.out" \
-        2>"$dir/kafka-cg.log" &
-    kafka2_pid=$!
-    kafka_address "$kafka2_pid" kafka-cg 10
-    brokers2=$KADDR
-    "$B/td-loadgen" --brokers "$brokers2" --events "$CG_EVENTS" \
-        --merchants $((MERCHANTS / 20 > 0 ? MERCHANTS / 20 : 1)) \
-        --zipf-s "$ZIPF" --seed "$SEED" 2>"$dir/loadgen-cg.log" ||
-        die "td-loadgen (callgrind load) failed"
     cgport=$(free_port) || die "no free TCP port"
     rm -rf "$dir/redis-cg" "$dir"/redis-cg.* "$dir"/trustd-cg.[0-9]*
     mkdir -p "$dir/redis-cg"
@@ -767,7 +758,7 @@ cg_stage() {
     # writes trustd's profile as it exits.
     valgrind --tool=callgrind --callgrind-out-file="$dir/trustd-cg.%p" \
         "$B/trustd" --brokers "$brokers2" --redis "127.0.0.1:$cgport" \
-        --group bench-cg --http-port "$hport" --flush-max-events "$CG_EVENTS" \
+        --group "bench-cg-$path" --http-port "$hport" --flush-max-events "$CG_EVENTS" \
         --flush-interval-ms 600000 --model-file schemas/model.conf \
         >"$dir/trustd-cg.log" 2>&1 &
     trustd_pid=$!
@@ -801,8 +792,6 @@ cg_stage() {
         sed -n "s/^cmdstat_$puts_cmd:calls=\([0-9]*\),.*/\1/p")
     stop_pid "$cg_pid"
     cg_pid=""
-    stop_pid "$kafka2_pid"
-    kafka2_pid=""
     # Kept in last-run/ for callgrind_annotate.
     cat "$dir"/redis-cg.*.1 >"$dir/redis-callgrind-$path.out" 2>/dev/null
     cat "$dir"/trustd-cg.[0-9]* >"$dir/trustd-callgrind-$path.out" 2>/dev/null
@@ -821,8 +810,20 @@ for p in native lua; do
 done
 if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     command -v callgrind_control >/dev/null; then
+    # One load for both paths, each read by its own group.
+    "$B/td-kafka" --partitions 4 <&- >"$dir/kafka-cg.out" \
+        2>"$dir/kafka-cg.log" &
+    kafka2_pid=$!
+    kafka_address "$kafka2_pid" kafka-cg 10
+    brokers2=$KADDR
+    "$B/td-loadgen" --brokers "$brokers2" --events "$CG_EVENTS" \
+        --merchants $((MERCHANTS / 20 > 0 ? MERCHANTS / 20 : 1)) \
+        --zipf-s "$ZIPF" --seed "$SEED" 2>"$dir/loadgen-cg.log" ||
+        die "td-loadgen (callgrind load) failed"
     cg_stage native
     cg_stage lua
+    stop_pid "$kafka2_pid"
+    kafka2_pid=""
     now
     t_end=$NOW
 fi

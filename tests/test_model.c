@@ -657,8 +657,7 @@ static void test_model_rate_rules_need_the_count_floor(void **state) {
     put(&s, TD_SIG_shipped_late_30d, 2);
     r = score(m, &s);
     assert_int_equal(r.tier, 4);
-    assert_string_equal(r.reasons[0],
-                        "cap: >= 2 late shipments, rate >= 40%");
+    assert_string_equal(r.reasons[0], "cap: >= 2 late shipments, rate >= 40%");
     /* 2 of 10 late (20%): below the rate floor, no cap. */
     put(&s, TD_SIG_orders_paid_30d, 10);
     put(&s, TD_SIG_shipped_30d, 10);
@@ -674,8 +673,7 @@ static void test_model_rate_rules_need_the_count_floor(void **state) {
     assert_true(r.tier >= 4);
     assert_true(r.score <= 64);
     assert_string_equal(r.reasons[0], "cap: late-ship rate >= 50% in 30d");
-    assert_string_equal(r.reasons[1],
-                        "cap: >= 2 late shipments, rate >= 40%");
+    assert_string_equal(r.reasons[1], "cap: >= 2 late shipments, rate >= 40%");
     assert_string_equal(r.reasons[2], "cap: late-ship rate >= 25% in 30d");
 }
 
@@ -1239,8 +1237,8 @@ static void test_model_window_adapts_to_volume(void **state) {
 
 /* A bare new merchant (paid orders, nothing else yet) stays in tier 3
  * after any one bad event. */
-static void test_model_one_bad_event_on_bare_merchant_stays_in_tier_3(
-    void **state) {
+static void
+test_model_one_bad_event_on_bare_merchant_stays_in_tier_3(void **state) {
     td_model_t *m = *state;
 
     for (int n = 1; n <= 3; n++) {

@@ -799,8 +799,8 @@ static void fold_all(td_sigstate_t *s, const td_event_t *ev, int n) {
  */
 static void test_age_equals_folding_an_empty_event_at_now(void **state) {
     td_event_t ev[5] = {paid(20 * DAY), paid(10 * DAY),
-                        cancelled(TD_CANCEL_MERCHANT, 9 * DAY),
-                        lost(5 * DAY), why(lost(5 * DAY), TD_REASON_COUNTERFEIT)};
+                        cancelled(TD_CANCEL_MERCHANT, 9 * DAY), lost(5 * DAY),
+                        why(lost(5 * DAY), TD_REASON_COUNTERFEIT)};
     td_sigstate_t aged, ref;
     td_sigdelta_t d;
     int64_t now = T0 + 40 * DAY;
