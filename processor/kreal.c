@@ -69,20 +69,6 @@ static void nap_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
-static int free_port(void) {
-    struct sockaddr_in sin;
-    socklen_t len = sizeof(sin);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&sin, &len) == 0)
-        port = ntohs(sin.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
-}
 
 /* The release from the broker jar's name (kafka_2.13-<version>.jar). */
 static int find_version(const char *jars, char *out, size_t out_size) {
@@ -385,8 +371,8 @@ td_kreal_t *td_kreal_start(const char *jars,
     for (int i = 0; i < nodes; i++) {
         kr_node_t *nd = &k->node[i];
         nd->id = i + 1;
-        nd->port = free_port();
-        nd->cport = free_port();
+        nd->port = td_proc_free_port();
+        nd->cport = td_proc_free_port();
         snprintf(nd->props, sizeof(nd->props), "%s/node%d.properties", dir,
                  nd->id);
         snprintf(nd->log, sizeof(nd->log), "%s/node%d.log", dir, nd->id);

@@ -18,5 +18,7 @@ pid_t td_proc_spawn(char *const argv[], const char *log);
 /* waitpid with a deadline, polled every 50 ms: the child's waitpid status,
  * or -1 on timeout (or if pid is not a child). */
 int td_proc_wait(pid_t pid, int timeout_ms);
+/* A free TCP port on 127.0.0.1 (-1 if none could be had). */
+int td_proc_free_port(void);
 
 #endif
