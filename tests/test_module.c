@@ -898,7 +898,7 @@ static size_t canonical(
         redisReply *d = cmd(c, "DUMP %b", key, klen);
         n = d->type == REDIS_REPLY_STRING ? d->len : 0;
         assert_true(n <= size);
-        memcpy(out, d->str, n);
+        if (n) memcpy(out, d->str, n); /* nil: a missing key */
         freeReplyObject(d);
     }
     freeReplyObject(e);
