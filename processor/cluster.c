@@ -59,6 +59,13 @@ int td_cluster_keyslot(const void *key, size_t len) {
 /* Commands trustd and trustctl send, and common neighbours. Anything else
  * is routed by argv[1] and treated as a write. */
 /* clang-format off */
+void td_cluster_slot_tag(int slot, char *tag, size_t size) {
+    for (int k = 0;; k++) {
+        int n = snprintf(tag, size, "n%d", k);
+        if (td_cluster_keyslot(tag, (size_t)n) == slot) return;
+    }
+}
+
 static const struct cmd_key {
     const char *name;
     int key;

@@ -27,6 +27,10 @@ uint16_t td_cluster_crc16(const void *buf, size_t len);
  * '}' with at least one byte between them, only those bytes are hashed. */
 int td_cluster_keyslot(const void *key, size_t len);
 
+/* A short key tag ("n<k>", the smallest k) whose keys live in slot: writes
+ * it NUL-terminated into tag (at least 8 bytes). */
+void td_cluster_slot_tag(int slot, char *tag, size_t size);
+
 /*
  * Which argument of a command is its routing key: the index into argv, or
  * -1 for a command without a key (SCAN, PING, WAIT, FUNCTION ...). *write

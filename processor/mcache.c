@@ -124,6 +124,7 @@ td_mdelta_t *td_mcache_delta(td_mcache_t *c,
     }
     d->src = src;
     d->lo = offset;
+    d->floor = TD_MDELTA_FLOOR_UNKNOWN;
     td_sigdelta_init(&d->d, kind);
     d->next = m->deltas;
     m->deltas = d;

@@ -16,11 +16,16 @@
 
 #include "signals.h"
 
+#define TD_MDELTA_FLOOR_UNKNOWN INT64_MIN
+
 typedef struct td_mdelta_s {
     struct td_mdelta_s *next; /* the merchant's next delta */
     int src;                  /* worker source index */
     int64_t lo;               /* offset of the first event folded */
     int skip; /* flush: 1 the merchant's watermark shows it applied */
+    /* Rebuilding after a lost node (worker.c): the merchant's stored
+     * watermark of src, TD_MDELTA_FLOOR_UNKNOWN until read. */
+    int64_t floor;
     td_sigdelta_t d;
 } td_mdelta_t;
 

@@ -60,6 +60,11 @@ size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part) {
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
 }
 
+size_t td_key_node(char *buf, size_t size, const char *tag) {
+    int n = snprintf(buf, size, "trust:node:{%s}", tag);
+    return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
+}
+
 /* A merchant's four keys (state, wm, signals, score), as TD.* commands
  * and the functions take them. */
 static void merchant_keys(td_rbatch_t *b, const char *m, size_t mlen) {
@@ -235,6 +240,21 @@ int64_t td_proto_wm(const td_proto_loaded_t *l, const char *src) {
             return strtoll(wm->element[i + 1]->str, NULL, 10);
     }
     return -1;
+}
+
+void td_proto_wm_get(td_rbatch_t *b,
+                     const char *m,
+                     size_t mlen,
+                     const char *src,
+                     td_rbatch_cb_t cb,
+                     void *opaque) {
+    char key[TD_KEY_MAX];
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "HGET");
+    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), m, mlen));
+    td_rbatch_str(b, src);
+    td_rbatch_end(b, cb, opaque);
 }
 
 /* ---- put ---- */
@@ -416,6 +436,34 @@ bad:
 }
 
 /* ---- partition records ---- */
+
+void td_proto_node_get(td_rbatch_t *b,
+                       const char *tag,
+                       td_rbatch_cb_t cb,
+                       void *opaque) {
+    char key[TD_KEY_MAX];
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "GET");
+    td_rbatch_arg(b, key, td_key_node(key, sizeof(key), tag));
+    td_rbatch_end(b, cb, opaque);
+}
+
+void td_proto_node_set(td_rbatch_t *b,
+                       const char *tag,
+                       const char *token,
+                       int nx,
+                       td_rbatch_cb_t cb,
+                       void *opaque) {
+    char key[TD_KEY_MAX];
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "SET");
+    td_rbatch_arg(b, key, td_key_node(key, sizeof(key), tag));
+    td_rbatch_str(b, token);
+    if (nx) td_rbatch_str(b, "NX");
+    td_rbatch_end(b, cb, opaque);
+}
 
 void td_proto_claim(const td_store_t *st,
                     td_rbatch_t *b,

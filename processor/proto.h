@@ -25,6 +25,10 @@
  *   trust:{<m>}:score:next    hash    Lua form only: the next score hash
  *   trust:scores              zset    merchant_id by score
  *   trust:part:{<topic>/<p>}  hash    epoch, committed, intent
+ *   trust:node:{<tag>}        string  Redis Cluster only: a token written
+ *                                     at first contact into the lowest slot
+ *                                     of each master; gone or replaced means
+ *                                     that node lost its data
  */
 #ifndef TD_PROTO_H
 #define TD_PROTO_H
@@ -48,6 +52,7 @@ size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_score_next(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part);
+size_t td_key_node(char *buf, size_t size, const char *tag);
 
 /* ---- load ---- */
 
@@ -90,6 +95,15 @@ int td_proto_load_parse(td_mstate_t *e,
 
 /* The watermark of source src in a load's watermarks; -1 if none. */
 int64_t td_proto_wm(const td_proto_loaded_t *l, const char *src);
+
+/* Queues a read of m's watermark for source src (HGET; the reply is nil
+ * or the offset). */
+void td_proto_wm_get(td_rbatch_t *b,
+                     const char *m,
+                     size_t mlen,
+                     const char *src,
+                     td_rbatch_cb_t cb,
+                     void *opaque);
 
 /* ---- put ---- */
 
@@ -186,6 +200,22 @@ int td_proto_part_parse(const redisReply *r,
                         td_proto_part_t *out,
                         char *errstr,
                         size_t errstr_size);
+
+/* ---- node markers (Redis Cluster) ---- */
+
+/* Queues a read of the marker of the node serving tag's slot (GET). */
+void td_proto_node_get(td_rbatch_t *b,
+                       const char *tag,
+                       td_rbatch_cb_t cb,
+                       void *opaque);
+
+/* Queues writing token as that marker: only if there is none when nx. */
+void td_proto_node_set(td_rbatch_t *b,
+                       const char *tag,
+                       const char *token,
+                       int nx,
+                       td_rbatch_cb_t cb,
+                       void *opaque);
 
 /* ---- scores ---- */
 

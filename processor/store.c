@@ -689,6 +689,18 @@ int td_store_is_cluster(const td_store_t *st) {
     return st->cluster;
 }
 
+int td_store_master_slots(const td_store_t *st, int *slots, int max) {
+    int m = 0;
+
+    if (!st->cluster || !st->map) return 0;
+    for (int slot = 0; slot < TD_CLUSTER_SLOTS && m < st->nmasters; slot++) {
+        if (td_cluster_slot_node(st->map, slot) != st->masters[m]) continue;
+        if (m < max) slots[m] = slot;
+        m++;
+    }
+    return st->nmasters;
+}
+
 int td_store_native(const td_store_t *st) {
     return st->native;
 }

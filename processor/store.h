@@ -88,6 +88,10 @@ int td_store_connect(td_store_t *st, char *errstr, size_t errstr_size);
 int td_store_healthy(const td_store_t *st);
 /* 1 when speaking the cluster protocol (configured or detected). */
 int td_store_is_cluster(const td_store_t *st);
+/* On a cluster, the lowest slot of each master, as of the last slot map,
+ * into slots (up to max); returns how many masters there are. 0 on one
+ * Redis, or before the map is known. */
+int td_store_master_slots(const td_store_t *st, int *slots, int max);
 /* 1 when the trustd module's native commands are to be used (see above). */
 int td_store_native(const td_store_t *st);
 const td_store_stats_t *td_store_stats(const td_store_t *st);

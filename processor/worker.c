@@ -68,7 +68,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "cluster.h"
 #include "codec.h"
 #include "common.h"
 #include "dlq.h"
@@ -117,9 +119,13 @@ typedef struct src_s {
     int64_t ack_c, ack_i;
     int64_t pend_c, pend_i; /* the write in flight */
     int64_t replay_to;      /* rolled back: replaying up to here; -1 none */
-    uint64_t pending;       /* events folded since the last flush */
-    int64_t wait_id;        /* paused for this Confluent schema id; -1 none */
-    int64_t wait_off;       /* the offset to read again then */
+    /* Rebuilding from the oldest retained offset (rollback(), deep): below
+     * this offset an event is skipped when the merchant's stored
+     * watermark shows it applied; -1 none. */
+    int64_t deep_to;
+    uint64_t pending; /* events folded since the last flush */
+    int64_t wait_id;  /* paused for this Confluent schema id; -1 none */
+    int64_t wait_off; /* the offset to read again then */
 } src_t;
 
 /* A score to publish in this flush. */
@@ -227,18 +233,44 @@ struct td_worker_s {
     int healthy;
     int ever_assigned; /* an ASSIGN rebalance callback ran */
     /* The flusher found Redis behind what this worker wrote (see
-     * rollback()); why, for the log. */
+     * rollback()); why, for the log; fdeep: how deep (DEEP_*). */
     int frollback;
+    int fdeep;
     char frollback_why[384];
     td_log_ratelimit_t rl;
     td_kwatch_t kw; /* brokers down, topics missing or grown */
+    /* Redis Cluster: each master's marker (check_nodes), and the main
+     * thread's own connection for watermark reads while rebuilding. */
+    struct node_mark {
+        int slot; /* the master's lowest slot, where its marker is */
+        char tag[16];
+        char token[40]; /* "" until read */
+    } * marks_seen;
+    int nmarks_seen;
+    int64_t last_nodes_ms;
+    td_store_t *dstore;
+    td_rbatch_t *dbatch;
     td_metrics_t metrics;
     char scorebuf[SCORE_MAX];
+};
+
+/* How a rollback replays (rollback()). */
+enum {
+    DEEP_NO,             /* from committed, merchant watermarks skip */
+    DEEP_FROM_COMMITTED, /* from committed, checking every event */
+    DEEP_FROM_OLDEST     /* from the oldest retained, checking every event */
 };
 
 static int flush(td_worker_t *w);
 static int flush_end(td_worker_t *w);
 static void replay_progress(td_worker_t *w);
+static void sync_nodes(td_worker_t *w, int detect);
+static int deep_floor(td_worker_t *w,
+                      src_t *s,
+                      td_mdelta_t *d,
+                      const char *m,
+                      size_t mlen,
+                      int64_t off);
 
 static void *xrealloc(void *p, size_t n) {
     void *np = realloc(p, n);
@@ -318,7 +350,7 @@ static src_t *src_get(td_worker_t *w, int kind, int32_t partition) {
     snprintf(s->id, sizeof(s->id), "%s/%d", w->topics[kind], (int)partition);
     td_key_part(s->key, sizeof(s->key), w->topics[kind], partition);
     s->next = s->flushed = s->stored = s->horizon = -1;
-    s->ack_c = s->ack_i = s->replay_to = -1;
+    s->ack_c = s->ack_i = s->replay_to = s->deep_to = -1;
     s->wait_id = -1;
     return s;
 }
@@ -469,6 +501,7 @@ static void unassign_src(td_worker_t *w, src_t *s, int drop) {
     s->pending = 0;
     s->horizon = -1;
     s->replay_to = -1;
+    s->deep_to = -1;
     src_metrics(w, s);
 }
 
@@ -551,7 +584,8 @@ static void rebalance_cb(rd_kafka_t *rk,
  * flush stops and flush_end() replays (rollback()). */
 static void rolled_back(td_worker_t *w, const char *why) {
     if (!w->frollback)
-        snprintf(w->frollback_why, sizeof(w->frollback_why), "%s", why);
+        snprintf(w->frollback_why, sizeof(w->frollback_why), "%.*s",
+                 (int)sizeof(w->frollback_why) - 1, why);
     w->frollback = 1;
 }
 
@@ -669,10 +703,24 @@ load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     for (td_mdelta_t *d = ax->m->deltas; d; d = d->next) {
         const src_t *s = &w->srcs[d->src];
         int64_t at = td_proto_wm(&l, s->id);
-        d->skip = at >= s->fpoint;
+        d->skip = at >= s->fpoint || d->lo >= s->fpoint;
         if (!d->skip && at > d->lo) {
-            /* Cannot happen while the protocol holds: say so loudly, keep
-             * the stream going. */
+            /* The delta holds events the merchant has applied and events
+             * it has not: Redis kept this merchant but lost the record's
+             * offsets that would have aligned the replay (a Redis Cluster
+             * node lost, or a worker that died rebuilding after it).
+             * Rebuild event by event. While rebuilding it cannot happen:
+             * say so, keep the stream going. */
+            if (d->floor == TD_MDELTA_FLOOR_UNKNOWN) {
+                snprintf(errstr, errstr_size,
+                         "merchant %s: source %s watermark %lld inside "
+                         "delta %lld..%lld",
+                         ax->m->id, s->id, (long long)at, (long long)d->lo,
+                         (long long)s->fpoint);
+                if (!w->fdeep) w->fdeep = DEEP_FROM_COMMITTED;
+                rolled_back(w, errstr);
+                return TD_ERR;
+            }
             td_log(TD_LOG_WARNING,
                    "merchant %s: TDOVERLAP source %s watermark %lld inside "
                    "delta %lld..%lld (delta skipped)",
@@ -923,9 +971,12 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
         ax->seen = 0;
         /* A cached entry's watermarks are checked by td_put: besides its
          * own, it carries those an earlier owner wrote for sources this
-         * worker may be replaying now (a dead flush's intent). */
+         * worker may be replaying now (a dead flush's intent). A delta
+         * starting at the flush point holds no event (every one was below
+         * the merchant's watermark while rebuilding): writing it would
+         * move the watermark back. */
         for (td_mdelta_t *d = m->deltas; d; d = d->next)
-            d->skip = 0;
+            d->skip = d->lo >= w->srcs[d->src].fpoint;
         n++;
     }
     for (int round = 0;; round++) {
@@ -1301,20 +1352,21 @@ static void replay_progress(td_worker_t *w) {
     }
 }
 
-/* The oldest offset Kafka still holds of s, or -1 if it cannot say: the
- * one the last fetch reported, else asked (a round trip). */
-static int64_t low_watermark(td_worker_t *w, const src_t *s) {
-    int64_t lo = -1, hi = -1;
+/* The oldest offset Kafka holds of s and the next one it will write, as
+ * the last fetch reported (after any earlier owner's flushes), else asked
+ * (a round trip); -1 where it cannot say. */
+static void
+kafka_range(td_worker_t *w, const src_t *s, int64_t *lo, int64_t *hi) {
+    *lo = *hi = -1;
     if (rd_kafka_get_watermark_offsets(w->consumer, w->topics[s->kind],
-                                       s->partition, &lo,
-                                       &hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-        lo >= 0)
-        return lo;
+                                       s->partition, lo,
+                                       hi) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        *lo >= 0 && *hi >= 0)
+        return;
     if (rd_kafka_query_watermark_offsets(w->consumer, w->topics[s->kind],
-                                         s->partition, &lo, &hi,
+                                         s->partition, lo, hi,
                                          2000) != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return -1;
-    return lo;
+        *lo = *hi = -1;
 }
 
 /*
@@ -1328,22 +1380,43 @@ static int64_t low_watermark(td_worker_t *w, const src_t *s) {
  * the oldest retained offset if the record is gone. What Redis kept is
  * consistent (a snapshot or an AOF is a prefix of the writes), so the
  * watermarks of the merchants that survived skip what they hold, and the
- * replay ends exact. If Kafka no longer holds part of the range, that part
- * is lost: said in the log, trustd_replay_lost_offsets_total and /readyz.
+ * replay ends exact.
+ *
+ * On a Redis Cluster what a node kept is not consistent with what the
+ * others kept: a node may lose merchants whose partition records live on
+ * another node, and keep merchants whose records it lost. So there the
+ * rollback is deep: every assigned partition is read again from its
+ * oldest retained offset, and up to the offset Kafka had reached (deep_to)
+ * each event is checked against its merchant's stored watermark
+ * (deep_floor()), which keeps the merchants that survived exact whatever
+ * the flush points. A merchant watermark found inside a delta (load_cb:
+ * a worker died rebuilding, or an operator moved a record's `committed`
+ * back past a completed flush) is rebuilt the same way from `committed`.
+ *
+ * If Kafka no longer holds part of the range, that part is lost: said in
+ * the log, trustd_replay_lost_offsets_total and /readyz.
  */
 static void rollback(td_worker_t *w) {
     rd_kafka_topic_partition_list_t *seek =
         rd_kafka_topic_partition_list_new(w->nsrc > 0 ? w->nsrc : 1);
     rd_kafka_error_t *error;
+    int deep = w->fdeep                        ? w->fdeep
+               : td_store_is_cluster(w->store) ? DEEP_FROM_OLDEST
+                                               : DEEP_NO;
 
-    w->frollback = 0;
+    w->frollback = w->fdeep = 0;
     atomic_fetch_add(&w->metrics.store_rollbacks, 1);
     atomic_store(&w->metrics.replaying, 1);
     td_log(TD_LOG_WARNING,
            "error: redis went back in time (%s): dropping unflushed events "
-           "and cached states, replaying every assigned partition from its "
-           "stored offsets",
-           w->frollback_why);
+           "and cached states, replaying every assigned partition from %s",
+           w->frollback_why,
+           deep == DEEP_FROM_OLDEST
+               ? "its oldest retained offset, each event checked against "
+                 "its merchant's watermark"
+           : deep ? "its stored offsets, each event checked against its "
+                    "merchant's watermark"
+                  : "its stored offsets");
     td_mcache_clear(w->active);
     td_mcache_clear(w->inflight);
     td_mscache_clear(w->states);
@@ -1352,13 +1425,21 @@ static void rollback(td_worker_t *w) {
     w->hot_idx = -1;
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
-        int64_t reached = s->next, lo;
+        int64_t reached = s->next, lo, hi;
         if (s->assigned != 1) continue;
         s->in_flush = 0;
         s->pending = 0;
         if (claim(w, s) != TD_OK) continue; /* stopping */
+        kafka_range(w, s, &lo, &hi);
+        if (deep) {
+            /* A worker that takes over before the rebuild is done finds
+             * merchants ahead of the record's offsets, their watermarks
+             * inside its deltas (load_cb), and rebuilds deeply too. */
+            s->deep_to = hi > reached ? hi : reached;
+            s->horizon = -1;
+            if (deep == DEEP_FROM_OLDEST) s->next = s->flushed = s->stored = -1;
+        }
         s->replay_to = reached > s->next ? reached : -1;
-        lo = low_watermark(w, s);
         if (lo > 0 && s->stored < lo) {
             int64_t lost = lo - (s->stored > 0 ? s->stored : 0);
             atomic_fetch_add(&w->metrics.replay_lost, (uint64_t)lost);
@@ -1397,6 +1478,8 @@ static void rollback(td_worker_t *w) {
         }
     }
     rd_kafka_topic_partition_list_destroy(seek);
+    /* What made this rollback may have made a node's marker go too. */
+    if (deep) sync_nodes(w, 0);
     replay_progress(w);
 }
 
@@ -1540,6 +1623,112 @@ static int flush(td_worker_t *w) {
     flush_end(w); /* if it failed, its cache is retried below */
     if (flush_start(w) != TD_OK) return TD_ERR;
     return flush_end(w);
+}
+
+/* ---- node markers (Redis Cluster) ---- */
+
+#define NODES_MAX 64
+
+typedef struct node_get_s {
+    int got; /* 1 a value, 0 none, -1 no answer */
+    char val[40];
+} node_get_t;
+
+static int
+node_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    node_get_t *g = opaque;
+    if (r->type == REDIS_REPLY_NIL) {
+        g->got = 0;
+        return TD_OK;
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        snprintf(errstr, errstr_size, "node marker: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        return TD_ERR;
+    }
+    snprintf(g->val, sizeof(g->val), "%.*s", (int)r->len, r->str);
+    g->got = 1;
+    return TD_OK;
+}
+
+/* The marker of the master whose lowest slot is slot: its tag, and the
+ * token this worker last saw there ("" none yet). */
+static struct node_mark *node_mark(td_worker_t *w, int slot) {
+    struct node_mark *nm;
+    for (int i = 0; i < w->nmarks_seen; i++) {
+        if (w->marks_seen[i].slot == slot) return &w->marks_seen[i];
+    }
+    w->marks_seen = xrealloc(w->marks_seen, (size_t)(w->nmarks_seen + 1) *
+                                                sizeof(*w->marks_seen));
+    nm = &w->marks_seen[w->nmarks_seen++];
+    nm->slot = slot;
+    td_cluster_slot_tag(slot, nm->tag, sizeof(nm->tag));
+    nm->token[0] = '\0';
+    return nm;
+}
+
+/*
+ * Redis Cluster: every master holds a marker (trust:node:{<tag>}, in its
+ * lowest slot) that the first worker to meet it writes with a token of
+ * its own. A node that comes back without its data (it and its replicas
+ * lost, restarted empty) has no marker, or, once another worker noticed,
+ * a new one: either is a rollback, and a deep one (rollback()), when
+ * detect is set; else the markers are only learnt (after a rollback).
+ * Checked about once a second from the main thread with no flush running.
+ * A node that loses its data while no worker runs is met as new: its
+ * records and merchant versions are then the only checks.
+ */
+static void sync_nodes(td_worker_t *w, int detect) {
+    int slots[NODES_MAX], n, lost = -1, fresh = 0;
+    char errstr[512], token[40];
+    node_get_t got[NODES_MAX];
+    struct node_mark *nm[NODES_MAX];
+
+    n = td_store_master_slots(w->store, slots, NODES_MAX);
+    if (n > NODES_MAX) n = NODES_MAX;
+    if (n == 0) return;
+    for (int i = 0; i < n; i++) /* first: node_mark() may move them */
+        node_mark(w, slots[i]);
+    td_rbatch_reset(w->batch);
+    for (int i = 0; i < n; i++) {
+        nm[i] = node_mark(w, slots[i]);
+        got[i].got = -1;
+        td_proto_node_get(w->batch, nm[i]->tag, node_cb, &got[i]);
+    }
+    /* Unreachable: the flushes and the ping say so. */
+    if (td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) != TD_OK)
+        return;
+    td_rbatch_reset(w->batch);
+    for (int i = 0; i < n; i++) {
+        int known = nm[i]->token[0] != '\0';
+        if (got[i].got == 1) {
+            if (known && strcmp(nm[i]->token, got[i].val)) lost = i;
+            continue;
+        }
+        if (known) lost = i;
+        snprintf(token, sizeof(token), "%llx-%llx-%x",
+                 (unsigned long long)td_now_ms(),
+                 (unsigned long long)td_mono_us(), (unsigned)getpid());
+        td_proto_node_set(w->batch, nm[i]->tag, token, 1, NULL, NULL);
+        td_proto_node_get(w->batch, nm[i]->tag, node_cb, &got[i]);
+        fresh = 1;
+    }
+    if (fresh &&
+        td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) != TD_OK)
+        return; /* the next check finds the same */
+    for (int i = 0; i < n; i++) {
+        if (got[i].got == 1)
+            snprintf(nm[i]->token, sizeof(nm[i]->token), "%s", got[i].val);
+    }
+    if (lost < 0 || !detect) return;
+    snprintf(errstr, sizeof(errstr),
+             "the Redis Cluster node serving slot %d lost its data: marker "
+             "trust:node:{%s} %s",
+             slots[lost], nm[lost]->tag,
+             got[lost].got == 1 ? "replaced" : "missing");
+    w->fdeep = DEEP_FROM_OLDEST;
+    rolled_back(w, errstr);
+    rollback(w);
 }
 
 /* While idle nothing else talks to Redis: check it once a second so
@@ -1703,9 +1892,15 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
     if (s->horizon >= 0 && msg->offset >= s->horizon) {
         /* Every offset below the horizon has been read (or is a gap):
          * flush this source's replay so it ends exactly there. */
+        uint64_t rollbacks = atomic_load(&w->metrics.store_rollbacks);
         s->next = s->horizon;
         s->horizon = -1;
         flush(w);
+        /* Sought back by a rollback (it comes again), or given up (its
+         * next owner reads it). */
+        if (atomic_load(&w->metrics.store_rollbacks) != rollbacks ||
+            s->assigned != 1)
+            return;
     }
     if (await_schema(w, s, msg)) return;
     reason = td_codec_decode(w->codec, (td_event_kind_t)kind, msg->key,
@@ -1733,14 +1928,23 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
         td_mdelta_t *d = td_mcache_delta(w->active, ev.merchant_id.ptr,
                                          ev.merchant_id.len, (int)(s - w->srcs),
                                          (td_event_kind_t)kind, msg->offset);
+        if (msg->offset < s->deep_to || d->floor != TD_MDELTA_FLOOR_UNKNOWN) {
+            int below = deep_floor(w, s, d, ev.merchant_id.ptr,
+                                   ev.merchant_id.len, msg->offset);
+            if (below < 0) return; /* stopping: s is given up */
+            if (below) goto counted;
+        }
         td_sigdelta_add(&d->d, &ev);
         atomic_fetch_add_explicit(&w->metrics.applied[kind], 1,
                                   memory_order_relaxed);
     }
-    /* Counted once accounted for: applied + dead-lettered = consumed. */
+counted:
+    /* Counted once accounted for: applied + dead-lettered + skipped while
+     * rebuilding = consumed. */
     atomic_fetch_add_explicit(&w->metrics.consumed[kind], 1,
                               memory_order_relaxed);
     s->next = msg->offset + 1;
+    if (s->deep_to >= 0 && s->next >= s->deep_to) s->deep_to = -1;
     s->pending++;
     w->events_since_flush++;
     if (s->horizon >= 0 && s->next >= s->horizon) {
@@ -1749,6 +1953,70 @@ static void handle(td_worker_t *w, rd_kafka_message_t *msg) {
         s->horizon = -1;
         flush(w);
     }
+}
+
+static int
+floor_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    int64_t *floor = opaque;
+    if (r->type == REDIS_REPLY_NIL) {
+        *floor = -1;
+        return TD_OK;
+    }
+    if (r->type != REDIS_REPLY_STRING) {
+        snprintf(errstr, errstr_size, "watermark: %s",
+                 r->type == REDIS_REPLY_ERROR ? r->str : "bad reply");
+        return TD_ERR;
+    }
+    *floor = strtoll(r->str, NULL, 10);
+    return TD_OK;
+}
+
+/*
+ * Rebuilding (s->deep_to): 1 if the event at off of the merchant of delta
+ * d is below the merchant's stored watermark of s (applied before Redis
+ * lost what it lost), 0 if it is to be applied. The watermark is read once
+ * per delta, on the main thread's own connection (a flush may be running),
+ * and the delta then starts at or past it, so its put never overlaps what
+ * the merchant holds. -1 if stopping before Redis answered: s is given up
+ * with its unflushed events, for its next owner to read again.
+ */
+static int deep_floor(td_worker_t *w,
+                      src_t *s,
+                      td_mdelta_t *d,
+                      const char *m,
+                      size_t mlen,
+                      int64_t off) {
+    char errstr[512];
+    int backoff = 50;
+
+    while (d->floor == TD_MDELTA_FLOOR_UNKNOWN) {
+        td_store_conf_t sc;
+        if (!w->dstore) {
+            td_store_conf_from(&sc, w->conf);
+            w->dstore = td_store_new(&sc, errstr, sizeof(errstr));
+        }
+        if (w->dstore) {
+            td_rbatch_reset(w->dbatch);
+            td_proto_wm_get(w->dbatch, m, mlen, s->id, floor_cb, &d->floor);
+            if (td_store_exec(w->dstore, w->dbatch, errstr, sizeof(errstr)) ==
+                TD_OK) {
+                if (d->floor > d->lo) d->lo = d->floor;
+                break;
+            }
+        }
+        d->floor = TD_MDELTA_FLOOR_UNKNOWN;
+        td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
+                  "rebuilding %s: reading a watermark: %s; retrying in %d ms",
+                  s->id, errstr, backoff);
+        if (give_up(w)) {
+            flush_end(w); /* the flusher must not hold s's deltas */
+            unassign_src(w, s, 1);
+            return -1;
+        }
+        nap(w, backoff);
+        backoff = next_backoff(w, backoff);
+    }
+    return off < d->floor;
 }
 
 static void update_watermarks(td_worker_t *w) {
@@ -1880,6 +2148,11 @@ int td_worker_run(td_worker_t *w) {
             }
             if (!w->fbusy) {
                 update_watermarks(w);
+                if (td_store_is_cluster(w->store) &&
+                    now - w->last_nodes_ms >= 1000) {
+                    w->last_nodes_ms = now;
+                    sync_nodes(w, 1);
+                }
                 if (flush_start(w) != TD_OK) rc = 1;
                 w->last_flush_ms = now;
             }
@@ -2067,6 +2340,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     td_store_conf_from(&sc, conf);
     if (!(w->store = td_store_new(&sc, errstr, errstr_size))) goto err;
     w->batch = td_rbatch_new();
+    w->dbatch = td_rbatch_new();
     w->active = td_mcache_new();
     w->inflight = td_mcache_new();
     w->states = td_mscache_new();
@@ -2121,6 +2395,9 @@ void td_worker_destroy(td_worker_t *w) {
     td_mscache_destroy(w->states);
     td_rbatch_destroy(w->batch);
     td_store_destroy(w->store);
+    td_rbatch_destroy(w->dbatch);
+    td_store_destroy(w->dstore);
+    free(w->marks_seen);
     td_codec_destroy(w->codec);
     td_codec_destroy(w->fcodec);
     td_registry_destroy(w->registry);

@@ -232,14 +232,6 @@ static int cluster_consistent(void *arg) {
     return system(cmd) == 0;
 }
 
-/* A merchant-like tag of slot s: "mv<n>" with the smallest n. */
-static void tag_in_slot(int s, char *tag, size_t size) {
-    for (int n = 0;; n++) {
-        snprintf(tag, size, "mv%d", n);
-        if (td_cluster_keyslot(tag, strlen(tag)) == s) return;
-    }
-}
-
 static int other_master(int not ) {
     for (int i = 0; i < cl.n; i++) {
         if (i != not &&!strcmp(td_h_cluster_role(&cl, i), "master")) return i;
@@ -263,7 +255,7 @@ static void test_store_follows_moved_ask_and_tryagain(void **state) {
     redisReply *r;
     (void)state;
 
-    tag_in_slot(slot, tag, sizeof(tag));
+    td_cluster_slot_tag(slot, tag, sizeof(tag));
     snprintf(k1, sizeof(k1), "trust:{%s}:signals", tag);
     snprintf(k2, sizeof(k2), "trust:{%s}:wm", tag);
     snprintf(k3, sizeof(k3), "trust:{%s}:score", tag);
@@ -503,10 +495,13 @@ static void assert_exact(world_t *w, td_h_proc_t *p) {
     }
 }
 
-/* trustd against the cluster; cluster = 0 leaves it to detection, with
- * one seed. */
-static void
-trustd_start(world_t *w, td_h_proc_t *p, const char *tag, int cluster) {
+/* trustd against the cluster, in group tag; cluster = 0 leaves it to
+ * detection, with one seed. */
+static void trustd_start_in(world_t *w,
+                            td_h_proc_t *p,
+                            const char *tag,
+                            const char *group,
+                            int cluster) {
     static const char *const with[] = {"--redis-cluster", "--flush-max-events",
                                        "300", NULL};
     static const char *const detect[] = {"--flush-max-events", "300", NULL};
@@ -515,9 +510,14 @@ trustd_start(world_t *w, td_h_proc_t *p, const char *tag, int cluster) {
     memset(&seeds, 0, sizeof(seeds));
     snprintf(seeds.addr, sizeof(seeds.addr), "%.63s",
              cluster ? cl.seeds : cl.node[0].addr);
-    assert_int_equal(td_h_trustd_start(p, tag, &w->kafka, &seeds, tag,
+    assert_int_equal(td_h_trustd_start(p, tag, &w->kafka, &seeds, group,
                                        cluster ? with : detect),
                      0);
+}
+
+static void
+trustd_start(world_t *w, td_h_proc_t *p, const char *tag, int cluster) {
+    trustd_start_in(w, p, tag, tag, cluster);
 }
 
 /* Runs trustctl against the cluster; returns its exit status and its
@@ -678,6 +678,72 @@ static void test_trustd_rides_through_master_failover(void **state) {
     world_stop(w);
 }
 
+static int sh2(const char *fmt, const char *a, const char *b) {
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), fmt, a, b);
+    return system(cmd);
+}
+
+/* Issue 18: a master and its replica are both lost mid-stream and come
+ * back empty. The workers notice (the node's marker is gone), rebuild
+ * from the oldest retained offsets, skipping what the merchants on the
+ * other masters hold, and end exact. */
+static void lost_shard_ends_exact(int nworkers) {
+    world_t *w = world_start(300);
+    td_h_proc_t p[2];
+    char group[32];
+    int m, rep;
+
+    snprintf(group, sizeof(group), "g-lost-shard-%d", nworkers);
+    produce(w, 4000);
+    for (int i = 0; i < nworkers; i++)
+        trustd_start_in(w, &p[i], "trustd-lost-shard", group, 1);
+    progress_t pr = {
+        w, (long long)(w->produced * (0.2 + (double)(rnd() % 40) / 100))};
+    assert_true(td_h_poll(reached, &pr, 60000));
+    m = td_h_cluster_master_of(
+        &cl, td_cluster_keyslot(td_h_ref_id(w->ref, 0),
+                                strlen(td_h_ref_id(w->ref, 0))));
+    rep = replica_of(m);
+    assert_true(m >= 0 && rep >= 0);
+    /* The replica first, so that nothing is promoted. */
+    td_h_redis_kill(&cl.node[rep]);
+    td_h_redis_kill(&cl.node[m]);
+    for (int i = 0; i < 2; i++) {
+        const char *dir = cl.node[i ? rep : m].dir;
+        assert_int_equal(
+            sh2("rm -rf '%s/appendonlydir' '%s/dump.rdb'", dir, dir), 0);
+    }
+    produce(w, 1000);
+    assert_int_equal(td_h_cluster_restart(&cl, m), 0);
+    assert_int_equal(td_h_cluster_restart(&cl, rep), 0);
+    assert_true(td_h_poll(cluster_consistent, NULL, 60000));
+    produce(w, 2000);
+    for (int i = 0; i < nworkers; i++)
+        assert_exact(w, &p[i]);
+    /* Loud: the workers said what happened. */
+    int said = 0;
+    for (int i = 0; i < nworkers; i++)
+        said += log_has(&p[i], "went back in time");
+    if (!said) {
+        td_h_dump_log(&p[0]);
+        fail_msg("no worker reported the lost node");
+    }
+    for (int i = 0; i < nworkers; i++)
+        td_h_stop_graceful(&p[i], 20000);
+    world_stop(w);
+}
+
+static void test_trustd_rebuilds_a_lost_shard(void **state) {
+    (void)state;
+    lost_shard_ends_exact(1);
+}
+
+static void test_trustd_rebuilds_a_lost_shard_two_workers(void **state) {
+    (void)state;
+    lost_shard_ends_exact(2);
+}
+
 static int group_setup(void **state) {
     (void)state;
     return td_h_cluster_start(&cl, 3, 1, 2000) == 0 ? 0 : -1;
@@ -700,6 +766,8 @@ int main(void) {
             test_trustd_on_cluster_ends_exact_and_trustctl_reads_it),
         cmocka_unit_test(test_trustd_rides_through_resharding),
         cmocka_unit_test(test_trustd_rides_through_master_failover),
+        cmocka_unit_test(test_trustd_rebuilds_a_lost_shard),
+        cmocka_unit_test(test_trustd_rebuilds_a_lost_shard_two_workers),
     };
     seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)td_now_ms();
     if (!seed) seed = 1;

@@ -542,6 +542,57 @@ test_rollback_beyond_retention_rebuilds_what_is_retained(void **state) {
     free(w);
 }
 
+/* RUNBOOK "Re-read from offset X": with the workers stopped, an operator
+ * moves every orders record's `committed` back to half of it (epoch + 1,
+ * intent left). Merchants updated since then have watermarks inside the
+ * replayed range: the worker says so, reads the range again checking each
+ * event against its merchant's watermark, and ends exact. */
+static void test_operator_rewind_ends_exact(void **state) {
+    world_t *w = malloc(sizeof(*w));
+    td_h_proc_t p;
+    redisReply *keys;
+    (void)state;
+
+    world_start(w, NULL, 300);
+    assert_int_equal(td_h_trustd_start(&p, "trustd-rewind", &w->kafka,
+                                       &w->redis, "g-rewind", fast_flush),
+                     0);
+    /* In steps, so that merchants' watermarks are many flush points. */
+    for (int i = 1; i <= 8; i++) {
+        produce(w, 500, -1);
+        assert_true(td_h_committed_reached(w->rc, 500 * i, 60000));
+    }
+    td_h_stop_graceful(&p, 15000);
+    keys = redisCommand(w->rc, "KEYS trust:part:{orders/*");
+    assert_non_null(keys);
+    assert_true(keys->elements > 0);
+    for (size_t i = 0; i < keys->elements; i++) {
+        const char *k = keys->element[i]->str;
+        redisReply *c = redisCommand(w->rc, "HGET %s committed", k);
+        assert_non_null(c);
+        if (c->type == REDIS_REPLY_STRING) {
+            freeReplyObject(redisCommand(w->rc, "HSET %s committed %lld", k,
+                                         atoll(c->str) / 2));
+            freeReplyObject(redisCommand(w->rc, "HINCRBY %s epoch 1", k));
+        }
+        freeReplyObject(c);
+    }
+    freeReplyObject(keys);
+    assert_int_equal(td_h_trustd_start(&p, "trustd-rewind", &w->kafka,
+                                       &w->redis, "g-rewind", fast_flush),
+                     0);
+    produce(w, 1000, -1);
+    assert_exact(w, &p, 1);
+    grep_t said = {&p, "inside delta"};
+    if (!log_matches(&said)) {
+        td_h_dump_log(&p);
+        fail_msg("the rewind was not rebuilt event by event");
+    }
+    td_h_stop_graceful(&p, 15000);
+    world_stop(w);
+    free(w);
+}
+
 int main(void) {
     const char *s = getenv("TD_SEED");
     const struct CMUnitTest tests[] = {
@@ -558,6 +609,7 @@ int main(void) {
         cmocka_unit_test(
             test_redis_restored_older_snapshot_two_workers_ends_exact),
         cmocka_unit_test(test_flushall_mid_stream_ends_exact),
+        cmocka_unit_test(test_operator_rewind_ends_exact),
         cmocka_unit_test(test_flushall_mid_stream_two_workers_ends_exact),
         cmocka_unit_test(
             test_rollback_beyond_retention_rebuilds_what_is_retained),

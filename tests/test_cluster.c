@@ -82,6 +82,22 @@ static int key_of(int argc, const char *const *argv, int *write) {
     return td_cluster_cmd_key(argc, argv, len, write);
 }
 
+/* Node markers need a tag in any given slot: every slot has one, short. */
+static void test_slot_tag_lands_in_its_slot(void **state) {
+    char tag[16], key[40];
+    (void)state;
+    for (int slot = 0; slot < TD_CLUSTER_SLOTS; slot += 97) {
+        td_cluster_slot_tag(slot, tag, sizeof(tag));
+        assert_true(strlen(tag) < 8);
+        assert_int_equal(td_cluster_keyslot(tag, strlen(tag)), slot);
+        snprintf(key, sizeof(key), "trust:node:{%s}", tag);
+        assert_int_equal(td_cluster_keyslot(key, strlen(key)), slot);
+    }
+    td_cluster_slot_tag(TD_CLUSTER_SLOTS - 1, tag, sizeof(tag));
+    assert_int_equal(td_cluster_keyslot(tag, strlen(tag)),
+                     TD_CLUSTER_SLOTS - 1);
+}
+
 static void test_cmd_key_finds_fcall_first_key(void **state) {
     const char *fcall[] = {
         "FCALL",        "td_apply_x",      "3", "trust:{m}:signals",
@@ -375,6 +391,7 @@ int main(void) {
         cmocka_unit_test(test_crc16_matches_xmodem_check_value),
         cmocka_unit_test(test_keyslot_equals_redis_cluster_keyslot),
         cmocka_unit_test(test_keyslot_hash_tag_rules),
+        cmocka_unit_test(test_slot_tag_lands_in_its_slot),
         cmocka_unit_test(test_cmd_key_finds_fcall_first_key),
         cmocka_unit_test(test_cmd_key_for_key_and_keyless_commands),
         cmocka_unit_test(test_load_slots_maps_every_slot_to_its_master),
