@@ -46,7 +46,8 @@ LIB_OBJ  = $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
 BINS     = $(patsubst %,$(BUILD)/%,$(MAINS))
 # The Redis module (processor/module/, loaded with --loadmodule).
 MODULE     = $(BUILD)/trustd_module.so
-MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c
+MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c \
+             processor/history.c
 MOD_OBJ    = $(patsubst %.c,$(BUILD)/obj/mod/%.o,$(notdir $(MOD_SRC)))
 MOD_CFLAGS = $(CSTD) $(OPT) $(WARN) -fPIC -fvisibility=hidden -Iprocessor
 
@@ -112,14 +113,14 @@ $(foreach m,$(MAINS),$(eval $(call main_rule,$(m))))
 $(BUILD)/obj/mod:
 	@mkdir -p $@
 
-$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h | $(BUILD)/obj/mod
+$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h processor/history.h | $(BUILD)/obj/mod
 	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/mod/rdump.o: processor/rdump.c processor/rdump.h | $(BUILD)/obj/mod
+$(BUILD)/obj/mod/%.o: processor/%.c processor/%.h | $(BUILD)/obj/mod
 	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
 
 $(MODULE): $(MOD_OBJ)
-	@echo "  LINK    $@"; $(CC) -shared -o $@ $^ -lpthread
+	@echo "  LINK    $@"; $(CC) -shared -o $@ $^ -lm -lpthread
 
 # test_module loads the module into its redis-server.
 $(BUILD)/tests/test_module: $(MODULE)

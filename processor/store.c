@@ -55,6 +55,7 @@
 #include <time.h>
 
 #include "cluster.h"
+#include "history.h"
 #include "log.h"
 #include "numfmt.h"
 #include "rdump.h"
@@ -170,6 +171,11 @@ static int
 cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr, size_t errstr_size);
 static void grow(void **p, size_t *cap, size_t n, size_t sz);
 
+/* The history's numbers as the library's text spells them. */
+_Static_assert(TD_HISTORY_POINT == 16 && TD_HISTORY_MAX == 64 &&
+                   TD_HISTORY_DAYS * 86400 == 7776000,
+               "history() in lib_fixed");
+
 /* Fixed functions of the library; BN (base names) comes from the catalog. */
 static const char lib_fixed[] =
     /* A merchant's exact state, watermarks and last publication, read in
@@ -198,6 +204,32 @@ static const char lib_fixed[] =
     /* A refused put drops the :next hashes it brought (a crash between
      * their RESTORE and the put leaves signals:next until the merchant's
      * next update, score:next until its next score, replaces them). */
+    /* The score history (history.h): h, the value of key k, with the
+     * point head .. version (8 bytes little-endian; exact below 2^53)
+     * appended, points over 90 days older than the head dropped, the
+     * last 64 kept; what td_history_append() does. */
+    "local function secs(s, i)\n"
+    "  local a, b, c, d = string.byte(s, i, i + 3)\n"
+    "  return a + 256 * (b + 256 * (c + 256 * d))\n"
+    "end\n"
+    "local function history(k, h, head, v)\n"
+    "  local n = math.floor(#h / 16)\n"
+    "  local first, horizon = 0, secs(head, 1) - 7776000\n"
+    "  while first < n and secs(h, 16 * first + 1) < horizon do\n"
+    "    first = first + 1\n"
+    "  end\n"
+    "  if n - first > 63 then first = n - 63 end\n"
+    "  local b = {}\n"
+    "  for i = 1, 8 do\n"
+    "    b[i] = v % 256\n"
+    "    v = (v - b[i]) / 256\n"
+    "  end\n"
+    "  redis.call('SET', k, string.sub(h, 16 * first + 1, 16 * n) .. head\n"
+    "    .. string.char(unpack(b)))\n"
+    "end\n"
+    "local function head_error()\n"
+    "  return redis.error_reply('ERR history head is not 8 bytes')\n"
+    "end\n"
     "local function refuse(keys)\n"
     "  redis.call('DEL', keys[5], keys[6])\n"
     "  return {'STALE'}\n"
@@ -219,7 +251,9 @@ static const char lib_fixed[] =
      * publication not yet marked (version, score, tier, ms; or one ""):
      * an earlier flush's publication rides with this put instead of a
      * td_published call of its own; then, when the put carries a score,
-     * the score hash's expected version ("" for none). Every guard is
+     * the score hash's expected version ("" for none) and the head of
+     * its history point (KEYS[7]), appended with the new version. Every
+     * guard is
      * checked before the first write, with as few calls as it takes:
      * each redis.call costs Redis about as much as the command itself. */
     "local function td_put(keys, args)\n"
@@ -244,10 +278,15 @@ static const char lib_fixed[] =
     "  end\n"
     "  local p = 4 + 3 * nsrc\n"
     "  local mk = args[p] ~= ''\n"
-    "  local sv = args[mk and p + 4 or p + 1]\n"
+    "  local q = mk and p + 4 or p + 1\n"
+    "  local sv, hd, h = args[q], args[q + 1], nil\n"
     "  if sv and ((redis.call('HGET', keys[4], 'version') or '') ~= sv or\n"
     "      redis.call('EXISTS', keys[6]) == 0) then\n"
     "    return refuse(keys)\n"
+    "  end\n"
+    "  if sv then\n"
+    "    if not hd or #hd ~= 8 then return head_error() end\n"
+    "    h = redis.call('GET', keys[7]) or ''\n"
     "  end\n"
     /* The first write: fails (no signals:next) before any other. */
     "  if redis.pcall('RENAME', keys[5], keys[3]).err then\n"
@@ -259,7 +298,11 @@ static const char lib_fixed[] =
     "  if mk then\n"
     "    mark(keys[4], args[p], args[p + 1], args[p + 2], args[p + 3])\n"
     "  end\n"
-    "  if sv then return {'OK', (tonumber(sv) or 0) + 1} end\n"
+    "  if sv then\n"
+    "    local v = (tonumber(sv) or 0) + 1\n"
+    "    history(keys[7], h, hd, v)\n"
+    "    return {'OK', v}\n"
+    "  end\n"
     "  return {'OK'}\n"
     "end\n"
     /* Partition records. claim bumps the owner epoch (fencing earlier
@@ -302,10 +345,14 @@ static const char lib_fixed[] =
     "  redis.call('HSET', keys[1], 'committed', args[3], 'intent', args[4])\n"
     "  return 'OK'\n"
     "end\n"
-    /* A new score: reserve the next version and write the fields. */
+    /* A new score: reserve the next version, write the fields (ARGV[2..])
+     * and the version's history point (KEYS[2]; ARGV[1] its head). */
     "local function td_score(keys, args)\n"
+    "  if #args[1] ~= 8 then return head_error() end\n"
+    "  local h = redis.call('GET', keys[2]) or ''\n"
     "  local v = redis.call('HINCRBY', keys[1], 'version', 1)\n"
-    "  redis.call('HSET', keys[1], unpack(args))\n"
+    "  redis.call('HSET', keys[1], unpack(args, 2))\n"
+    "  history(keys[2], h, args[1], v)\n"
     "  return v\n"
     "end\n"
     /* A delivered publication not carried by a put (mark() above). */
@@ -599,11 +646,19 @@ static int probe_module(td_store_t *st,
     }
     has = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
           r->element[0]->type == REDIS_REPLY_ARRAY;
+    /* A module before the score history takes 4 keys (its last key, the
+     * reply's fifth element): trustd writes with the Lua library there
+     * until the module is upgraded. */
+    if (has && (r->element[0]->elements < 5 ||
+                r->element[0]->element[4]->type != REDIS_REPLY_INTEGER ||
+                r->element[0]->element[4]->integer < 5))
+        has = 0;
     freeReplyObject(r);
     if (!has && st->module == TD_REDIS_MODULE_REQUIRE) {
         snprintf(errstr, errstr_size,
-                 "redis: the trustd module is not loaded (no TD.PUT), and "
-                 "redis_module=module requires it");
+                 "redis: the trustd module is not loaded (no TD.PUT), or "
+                 "predates the score history, and redis_module=module "
+                 "requires it");
         return TD_ERR;
     }
     if (has != st->native)
