@@ -1203,7 +1203,7 @@ int td_h_ref_history_ok(const td_h_ref_t *r,
     static const char hm[] =
         "HMGET trust:{%s}:score version score tier confidence";
     char errstr[256] = "";
-    int bad = 0;
+    int bad = 0, kept = 0;
 
     for (int i = 0; i < r->cnt; i++) {
         if (st) {
@@ -1232,8 +1232,15 @@ int td_h_ref_history_ok(const td_h_ref_t *r,
         }
         if (!bad && td_h_history_check(r->m[i].id, h, s, why, why_size) != 0)
             bad = 1;
+        kept += h && h->type == REDIS_REPLY_STRING;
         if (h) freeReplyObject(h);
         if (s) freeReplyObject(s);
+    }
+    if (!bad && r->cnt > 0 && kept == 0) {
+        /* Every merchant with events gets a first score: a check that
+         * finds no history at all checks nothing. */
+        snprintf(why, why_size, "no merchant has a score history");
+        bad = 1;
     }
     return !bad;
 }

@@ -322,8 +322,8 @@ int td_h_history_check(const char *m,
                        size_t why_size);
 
 /* td_h_history_check() for every merchant of the reference, read through
- * st (one Redis or a cluster) or, with st NULL, rc. 1 when all pass, else
- * 0 with the first failure in why. */
+ * st (one Redis or a cluster) or, with st NULL, rc. 1 when all pass and at
+ * least one merchant has a history, else 0 with the first failure in why. */
 struct td_store_s;
 int td_h_ref_history_ok(const td_h_ref_t *r,
                         struct td_store_s *st,
