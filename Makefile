@@ -94,6 +94,19 @@ $(BUILD)/obj/schemas_gen.o: $(BUILD)/gen/schemas_gen.c | $(BUILD)/obj
 $(BUILD)/obj/%.o: processor/%.c $(wildcard processor/*.h processor/*.def) | $(BUILD)/obj
 	@echo "  CC      $@"; $(CC) $(CFLAGS) -c -o $@ $<
 
+# The Lua function library's fixed functions as a C string for store.c,
+# without their comment and blank lines (POSIX sed; as gen_schemas.sh
+# escapes backslashes, quotes and question marks).
+$(BUILD)/gen/store_lib.h: processor/store_lib.lua | $(BUILD)/gen
+	@echo "  GEN     $@"; { \
+	  echo '/* Generated from processor/store_lib.lua: do not edit. */'; \
+	  echo 'static const char lib_fixed[] ='; \
+	  sed -e '/^ *--/d' -e '/^ *$$/d' -e 's/\\/\\\\/g' -e 's/"/\\"/g' \
+	      -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
+	  echo '    ;'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/store.o: $(BUILD)/gen/store_lib.h
+
 $(BUILD)/obj/harness.o: tests/harness.c tests/harness.h $(wildcard processor/*.h) | $(BUILD)/obj
 	@echo "  CC      $@"; $(CC) $(CFLAGS) -Itests -c -o $@ $<
 

@@ -433,6 +433,8 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             rc = -1;
             goto done;
         }
+        /* The score's history point, with the version the hash now has. */
+        history_append(w.history, argv[a.head], a.sv + 1);
     }
     rm.StringSet(w.state, argv[TD_PUT_STATE]);
     if (a.nsrc > 0) {
@@ -463,9 +465,7 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (mark_now && mark_write(ctx, &w.score, argv[4], argv + a.mark) != 0) {
         snprintf(errstr, sizeof(errstr), "ERR HSET of the mark");
         rc = -1;
-        goto done;
     }
-    if (a.score >= 0) history_append(w.history, argv[a.head], a.sv + 1);
 done:
     put_term(&w);
     margs_term(&m);
