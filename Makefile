@@ -46,7 +46,8 @@ LIB_OBJ  = $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
 BINS     = $(patsubst %,$(BUILD)/%,$(MAINS))
 # The Redis module (processor/module/, loaded with --loadmodule).
 MODULE     = $(BUILD)/trustd_module.so
-MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c
+MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c \
+             processor/history.c
 MOD_OBJ    = $(patsubst %.c,$(BUILD)/obj/mod/%.o,$(notdir $(MOD_SRC)))
 MOD_CFLAGS = $(CSTD) $(OPT) $(WARN) -fPIC -fvisibility=hidden -Iprocessor
 
@@ -93,6 +94,19 @@ $(BUILD)/obj/schemas_gen.o: $(BUILD)/gen/schemas_gen.c | $(BUILD)/obj
 $(BUILD)/obj/%.o: processor/%.c $(wildcard processor/*.h processor/*.def) | $(BUILD)/obj
 	@echo "  CC      $@"; $(CC) $(CFLAGS) -c -o $@ $<
 
+# The Lua function library's fixed functions as a C string for store.c,
+# without their comment and blank lines (POSIX sed; as gen_schemas.sh
+# escapes backslashes, quotes and question marks).
+$(BUILD)/gen/store_lib.h: processor/store_lib.lua | $(BUILD)/gen
+	@echo "  GEN     $@"; { \
+	  echo '/* Generated from processor/store_lib.lua: do not edit. */'; \
+	  echo 'static const char lib_fixed[] ='; \
+	  sed -e '/^ *--/d' -e '/^ *$$/d' -e 's/\\/\\\\/g' -e 's/"/\\"/g' \
+	      -e 's/?/\\?/g' -e 's/^/    "/' -e 's/$$/\\n"/' $<; \
+	  echo '    ;'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/obj/store.o: $(BUILD)/gen/store_lib.h
+
 $(BUILD)/obj/harness.o: tests/harness.c tests/harness.h $(wildcard processor/*.h) | $(BUILD)/obj
 	@echo "  CC      $@"; $(CC) $(CFLAGS) -Itests -c -o $@ $<
 
@@ -112,14 +126,14 @@ $(foreach m,$(MAINS),$(eval $(call main_rule,$(m))))
 $(BUILD)/obj/mod:
 	@mkdir -p $@
 
-$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h | $(BUILD)/obj/mod
+$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h processor/history.h | $(BUILD)/obj/mod
 	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
 
-$(BUILD)/obj/mod/rdump.o: processor/rdump.c processor/rdump.h | $(BUILD)/obj/mod
+$(BUILD)/obj/mod/%.o: processor/%.c processor/%.h | $(BUILD)/obj/mod
 	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
 
 $(MODULE): $(MOD_OBJ)
-	@echo "  LINK    $@"; $(CC) -shared -o $@ $^ -lpthread
+	@echo "  LINK    $@"; $(CC) -shared -o $@ $^ -lm -lpthread
 
 # test_module loads the module into its redis-server.
 $(BUILD)/tests/test_module: $(MODULE)

@@ -9,12 +9,14 @@
 #include <string.h>
 
 static void put_le(unsigned char *p, uint64_t v, int n) {
-    for (int i = 0; i < n; i++) p[i] = (unsigned char)(v >> (8 * i));
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
 }
 
 static uint64_t get_le(const unsigned char *p, int n) {
     uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--) v = (v << 8) | p[i];
+    for (int i = n - 1; i >= 0; i--)
+        v = (v << 8) | p[i];
     return v;
 }
 
@@ -51,9 +53,8 @@ size_t td_history_append(unsigned char *out,
                          const unsigned char head[TD_HISTORY_HEAD],
                          uint64_t version) {
     uint32_t now = td_history_secs(head);
-    uint32_t horizon = now > TD_HISTORY_DAYS * 86400u
-                           ? now - TD_HISTORY_DAYS * 86400u
-                           : 0;
+    uint32_t horizon =
+        now > TD_HISTORY_DAYS * 86400u ? now - TD_HISTORY_DAYS * 86400u : 0;
     size_t n = oldlen / TD_HISTORY_POINT, first = 0, len;
 
     while (first < n &&

@@ -55,6 +55,10 @@ size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "score");
 }
 
+size_t td_key_history(char *buf, size_t size, const char *m, size_t mlen) {
+    return mkey(buf, size, m, mlen, "history");
+}
+
 size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part) {
     int n = snprintf(buf, size, "trust:part:{%s/%d}", topic, (int)part);
     return n < 0 ? 0 : (size_t)n < size ? (size_t)n : size - 1;
@@ -375,7 +379,9 @@ void td_proto_put(const td_store_t *st,
                           td_key_score_next(key, sizeof(key), e->id, e->idlen),
                           cp, clen);
     }
-    begin_call(st, b, "put", 6);
+    /* Keys: the merchant's four, then TD.PUT's history; td_put's two
+     * :next keys, then its history. */
+    begin_call(st, b, "put", 7);
     merchant_keys(b, e->id, e->idlen);
     if (!native) {
         td_rbatch_arg(b, key,
@@ -383,6 +389,7 @@ void td_proto_put(const td_store_t *st,
         td_rbatch_arg(b, key,
                       td_key_score_next(key, sizeof(key), e->id, e->idlen));
     }
+    td_rbatch_arg(b, key, td_key_history(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, blob, td_mstate_version_bytes(req->expected, blob));
     td_mstate_pack(e, blob);
     td_rbatch_arg(b, blob, sizeof(blob));
@@ -400,6 +407,7 @@ void td_proto_put(const td_store_t *st,
     if (cp) {
         score_version_arg(b, req->score_version);
         if (native) td_rbatch_arg(b, cp, clen);
+        td_rbatch_arg(b, req->head, TD_HISTORY_HEAD);
     }
     td_rbatch_end(b, cb, opaque);
 }
@@ -548,15 +556,19 @@ int td_proto_part_parse(const redisReply *r,
 void td_proto_score(const td_store_t *st,
                     td_rbatch_t *b,
                     const char *m,
+                    const unsigned char head[TD_HISTORY_HEAD],
                     int npairs,
                     const char *const *fv,
                     const size_t *fvlen,
                     td_rbatch_cb_t cb,
                     void *opaque) {
     char key[TD_KEY_MAX];
+    size_t mlen = strlen(m);
 
-    begin_call(st, b, "score", 1);
-    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), m, strlen(m)));
+    begin_call(st, b, "score", 2);
+    td_rbatch_arg(b, key, td_key_score(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, key, td_key_history(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, head, TD_HISTORY_HEAD);
     for (int i = 0; i < 2 * npairs; i++)
         td_rbatch_arg(b, fv[i], fvlen[i]);
     td_rbatch_end(b, cb, opaque);

@@ -23,6 +23,9 @@
  *                                     reasons, version, model_version,
  *                                     updated_ms, pub_*
  *   trust:{<m>}:score:next    hash    Lua form only: the next score hash
+ *   trust:{<m>}:history       string  one 16-byte point per score version
+ *                                     (history.h), appended by the write
+ *                                     that makes the version
  *   trust:scores              zset    merchant_id by score
  *   trust:part:{<topic>/<p>}  hash    epoch, committed, intent
  *   trust:node:{<tag>}        string  Redis Cluster only: a token written
@@ -37,6 +40,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "history.h"
 #include "mstate.h"
 #include "signals.h"
 #include "store.h"
@@ -51,6 +55,7 @@ size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_score_next(char *buf, size_t size, const char *m, size_t mlen);
+size_t td_key_history(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part);
 size_t td_key_node(char *buf, size_t size, const char *tag);
 
@@ -129,6 +134,9 @@ typedef struct td_proto_put_s {
     const char *const *fv;
     const size_t *fvlen;
     int64_t score_version;
+    /* With a score: its history point's head (td_history_head()); the
+     * server appends it with the score's new version. */
+    unsigned char head[TD_HISTORY_HEAD];
 } td_proto_put_t;
 
 /* Queues the put; cb gets its last command's reply (parse it with
@@ -220,10 +228,12 @@ void td_proto_node_set(td_rbatch_t *b,
 /* ---- scores ---- */
 
 /* A new score no put carried (a retried flush): the next version of m's
- * score hash with npairs field/value pairs. Reply: the version (integer). */
+ * score hash with npairs field/value pairs, and its history point (head
+ * plus that version). Reply: the version (integer). */
 void td_proto_score(const td_store_t *st,
                     td_rbatch_t *b,
                     const char *m,
+                    const unsigned char head[TD_HISTORY_HEAD],
                     int npairs,
                     const char *const *fv,
                     const size_t *fvlen,

@@ -4,9 +4,9 @@
  * Redis Cluster.
  *
  * The function library is built once per process from the signal catalog
- * (td_signals_lua) plus the fixed functions below, and named after a hash of
- * its text: "trustd_<hash>" with functions "td_put_<hash>" and so on. Two
- * builds with different catalogs therefore load side by side instead of
+ * (td_signals_lua) plus the fixed functions (store_lib.lua), and named after a
+ * hash of its text: "trustd_<hash>" with functions "td_put_<hash>" and so on.
+ * Two builds with different catalogs therefore load side by side instead of
  * replacing each other during a rolling upgrade. Functions are persisted by
  * Redis (RDB/AOF) and replicated; if Redis comes back without them (no AOF),
  * FCALL fails with "Function not found", the batch fails, and the next
@@ -55,6 +55,7 @@
 #include <time.h>
 
 #include "cluster.h"
+#include "history.h"
 #include "log.h"
 #include "numfmt.h"
 #include "rdump.h"
@@ -170,148 +171,13 @@ static int
 cl_exec(td_store_t *st, td_rbatch_t *b, char *errstr, size_t errstr_size);
 static void grow(void **p, size_t *cap, size_t n, size_t sz);
 
-/* Fixed functions of the library; BN (base names) comes from the catalog. */
-static const char lib_fixed[] =
-    /* A merchant's exact state, watermarks and last publication, read in
-     * one atomic step; plus its base values from the signals hash when the
-     * packed state is missing or of another catalog (ARGV[1]: this build's
-     * fingerprint). */
-    "local function td_load(keys, args)\n"
-    "  local s = redis.call('GET', keys[1])\n"
-    "  local w = redis.call('HGETALL', keys[2])\n"
-    "  local m = redis.call('HMGET', keys[4], 'pub_score', 'pub_tier',\n"
-    "    'pub_ms', 'version', 'model_version', 'pub_version')\n"
-    "  for i = 1, 6 do m[i] = m[i] or '' end\n"
-    "  if s and string.sub(s, 9, 16) == args[1] then return {s, w, m} end\n"
-    "  return {s or '', w, m,\n"
-    "    redis.call('HMGET', keys[3], 'as_of_ms', unpack(BN))}\n"
-    "end\n"
-    /* Marks version v of a score hash as delivered to Kafka; never moves
-     * backwards. */
-    "local function mark(k, v, score, tier, ms)\n"
-    "  local pv = tonumber(redis.call('HGET', k, 'pub_version') or '0')\n"
-    "  if tonumber(v) <= pv then return 0 end\n"
-    "  redis.call('HSET', k, 'pub_version', v, 'pub_score', score,\n"
-    "    'pub_tier', tier, 'pub_ms', ms)\n"
-    "  return 1\n"
-    "end\n"
-    /* A refused put drops the :next hashes it brought (a crash between
-     * their RESTORE and the put leaves signals:next until the merchant's
-     * next update, score:next until its next score, replaces them). */
-    "local function refuse(keys)\n"
-    "  redis.call('DEL', keys[5], keys[6])\n"
-    "  return {'STALE'}\n"
-    "end\n"
-    /* A merged state: written only if the stored state is still the one
-     * it was merged from (ARGV[1], its version bytes) and no watermark of
-     * the applied sources is past the delta's start. The version alone
-     * would not do: a cached state carries watermarks an earlier owner
-     * wrote for sources this worker replays later (worker.c). Then the
-     * state, the watermarks and the readable hash move together.
-     * The readable hash was RESTOREd just before as KEYS[5]
-     * (signals:next, rdump.h) and is renamed into place: one RESTORE
-     * instead of an HSET per field, and its 3 KB never pass through Lua.
-     * A new score likewise: the whole score hash, with its next version
-     * and the last delivered publication, was RESTOREd as KEYS[6]
-     * (score:next), and is renamed into place if the stored hash is still
-     * at the version it follows. ARGV: expected version, state, nsrc,
-     * (source, first, next) x nsrc; the merchant's last delivered
-     * publication not yet marked (version, score, tier, ms; or one ""):
-     * an earlier flush's publication rides with this put instead of a
-     * td_published call of its own; then, when the put carries a score,
-     * the score hash's expected version ("" for none). Every guard is
-     * checked before the first write, with as few calls as it takes:
-     * each redis.call costs Redis about as much as the command itself. */
-    "local function td_put(keys, args)\n"
-    "  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then\n"
-    "    return refuse(keys)\n"
-    "  end\n"
-    "  local nsrc = tonumber(args[3])\n"
-    "  local src, wm = {}, {}\n"
-    "  for i = 1, nsrc do\n"
-    "    local p = 1 + 3 * i\n"
-    "    src[i] = args[p]\n"
-    "    wm[2 * i - 1] = args[p]\n"
-    "    wm[2 * i] = args[p + 2]\n"
-    "  end\n"
-    "  if nsrc > 0 then\n"
-    "    local at = redis.call('HMGET', keys[2], unpack(src))\n"
-    "    for i = 1, nsrc do\n"
-    "      if at[i] and tonumber(at[i]) > tonumber(args[2 + 3 * i]) then\n"
-    "        return refuse(keys)\n"
-    "      end\n"
-    "    end\n"
-    "  end\n"
-    "  local p = 4 + 3 * nsrc\n"
-    "  local mk = args[p] ~= ''\n"
-    "  local sv = args[mk and p + 4 or p + 1]\n"
-    "  if sv and ((redis.call('HGET', keys[4], 'version') or '') ~= sv or\n"
-    "      redis.call('EXISTS', keys[6]) == 0) then\n"
-    "    return refuse(keys)\n"
-    "  end\n"
-    /* The first write: fails (no signals:next) before any other. */
-    "  if redis.pcall('RENAME', keys[5], keys[3]).err then\n"
-    "    return refuse(keys)\n"
-    "  end\n"
-    "  redis.call('SET', keys[1], args[2])\n"
-    "  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end\n"
-    "  if sv then redis.call('RENAME', keys[6], keys[4]) end\n"
-    "  if mk then\n"
-    "    mark(keys[4], args[p], args[p + 1], args[p + 2], args[p + 3])\n"
-    "  end\n"
-    "  if sv then return {'OK', (tonumber(sv) or 0) + 1} end\n"
-    "  return {'OK'}\n"
-    "end\n"
-    /* Partition records. claim bumps the owner epoch (fencing earlier
-     * owners) past ARGV[2]-1, the floor the claimer asks for (a record
-     * that went back in time may hold an epoch it already used), and
-     * returns the stored offsets. set writes committed and intent for the
-     * owner's epoch only, and tells a newer owner (TDFENCED) from a store
-     * that lost writes (TDLOST): the record is gone, its epoch older than
-     * the owner's, or its offsets behind ARGV[5..6], the last ones the
-     * owner saw stored. */
-    "local function td_part(keys, args)\n"
-    "  if args[1] == 'claim' then\n"
-    "    local e = tonumber(redis.call('HGET', keys[1], 'epoch') or '0')\n"
-    "    local floor = tonumber(args[2] or '1') - 1\n"
-    "    if floor > e then e = floor end\n"
-    "    e = e + 1\n"
-    "    redis.call('HSET', keys[1], 'epoch', string.format('%d', e))\n"
-    "    local r = redis.call('HMGET', keys[1], 'committed', 'intent')\n"
-    "    return {string.format('%d', e), r[1] or '', r[2] or ''}\n"
-    "  end\n"
-    "  local r = redis.call('HMGET', keys[1], 'epoch', 'committed', 'intent')\n"
-    "  if not r[1] then\n"
-    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is missing')\n"
-    "  end\n"
-    "  local e, mine = tonumber(r[1]), tonumber(args[2])\n"
-    "  if e > mine then\n"
-    "    return redis.error_reply('TDFENCED ' .. keys[1] .. ' is owned by '\n"
-    "      .. 'epoch ' .. r[1] .. ', not ' .. args[2])\n"
-    "  end\n"
-    "  if e < mine then\n"
-    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is at epoch '\n"
-    "      .. r[1] .. ', behind ' .. args[2])\n"
-    "  end\n"
-    "  if args[5] and (tonumber(r[2] or '-1') < tonumber(args[5]) or\n"
-    "      tonumber(r[3] or '-1') < tonumber(args[6])) then\n"
-    "    return redis.error_reply('TDLOST ' .. keys[1] .. ' is at committed '\n"
-    "      .. (r[2] or 'none') .. ' intent ' .. (r[3] or 'none')\n"
-    "      .. ', behind ' .. args[5] .. '/' .. args[6])\n"
-    "  end\n"
-    "  redis.call('HSET', keys[1], 'committed', args[3], 'intent', args[4])\n"
-    "  return 'OK'\n"
-    "end\n"
-    /* A new score: reserve the next version and write the fields. */
-    "local function td_score(keys, args)\n"
-    "  local v = redis.call('HINCRBY', keys[1], 'version', 1)\n"
-    "  redis.call('HSET', keys[1], unpack(args))\n"
-    "  return v\n"
-    "end\n"
-    /* A delivered publication not carried by a put (mark() above). */
-    "local function td_published(keys, args)\n"
-    "  return mark(keys[1], args[1], args[2], args[3], args[4])\n"
-    "end\n";
+/* The fixed functions of the library, processor/store_lib.lua compiled in
+ * as lib_fixed (build/gen/store_lib.h, made by the Makefile); BN (base
+ * names) comes from the catalog. history() there spells these numbers. */
+_Static_assert(TD_HISTORY_POINT == 16 && TD_HISTORY_MAX == 64 &&
+                   TD_HISTORY_DAYS * 86400 == 7776000,
+               "history() in store_lib.lua");
+#include "store_lib.h"
 
 static const char *fn_bases[TD_STORE_FNS] = {"load", "put", "part", "score",
                                              "published"};
@@ -599,11 +465,19 @@ static int probe_module(td_store_t *st,
     }
     has = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
           r->element[0]->type == REDIS_REPLY_ARRAY;
+    /* A module before the score history takes 4 keys (its last key, the
+     * reply's fifth element): trustd writes with the Lua library there
+     * until the module is upgraded. */
+    if (has && (r->element[0]->elements < 5 ||
+                r->element[0]->element[4]->type != REDIS_REPLY_INTEGER ||
+                r->element[0]->element[4]->integer < 5))
+        has = 0;
     freeReplyObject(r);
     if (!has && st->module == TD_REDIS_MODULE_REQUIRE) {
         snprintf(errstr, errstr_size,
-                 "redis: the trustd module is not loaded (no TD.PUT), and "
-                 "redis_module=module requires it");
+                 "redis: the trustd module is not loaded (no TD.PUT), or "
+                 "predates the score history, and redis_module=module "
+                 "requires it");
         return TD_ERR;
     }
     if (has != st->native)

@@ -8,6 +8,8 @@
  *   get MERCHANT        score, tier, confidence, sub-scores, reasons and key
  *                       signals of one merchant
  *   signals MERCHANT    every signal with its value, unit, window, meaning
+ *   history MERCHANT    the merchant's published scores (time, score, tier,
+ *                       confidence, version), oldest first
  *   top [N]             best / worst N merchants by score (default 10)
  *   bottom [N]
  *   offsets             offsets stored in Redis per input partition, against
@@ -53,6 +55,7 @@
 #include "codec.h"
 #include "common.h"
 #include "conf.h"
+#include "history.h"
 #include "log.h"
 #include "signals.h"
 #include "proto.h"
@@ -579,6 +582,70 @@ out:
     if (sg) {
         freeReplyObject(sg);
     }
+    return rc;
+}
+
+/* ---- history ---- */
+
+/* The score history (history.h), oldest first. Unknown: no history, no
+ * score and no signals hash. */
+static int cmd_history(ctl_t *c, int argc, char **argv) {
+    const char *m = argv[0];
+    td_history_point_t pts[TD_HISTORY_MAX];
+    redisReply *h = NULL, *sc = NULL, *sg = NULL;
+    char key[KEY_MAX], t[32];
+    int rc, n = 0;
+
+    if ((rc = check_merchant(m))) return rc;
+    td_key_history(key, sizeof(key), m, strlen(m));
+    rappend(c, "GET %s", key);
+    td_key_score(key, sizeof(key), m, strlen(m));
+    rappend(c, "EXISTS %s", key);
+    td_key_signals(key, sizeof(key), m, strlen(m));
+    rappend(c, "EXISTS %s", key);
+    if ((rc = rget(c, &h)) || (rc = rget(c, &sc)) || (rc = rget(c, &sg)))
+        goto out;
+    if (h->type == REDIS_REPLY_STRING)
+        n = td_history_decode((const unsigned char *)h->str, h->len, pts,
+                              TD_HISTORY_MAX);
+    if (n == 0 && !sc->integer && !sg->integer) {
+        fprintf(stderr, "trustctl: unknown merchant '%s'\n", m);
+        rc = EXIT_NOTFOUND;
+        goto out;
+    }
+    if (c->json) {
+        printf("{\"merchant_id\":");
+        json_cstr(stdout, m);
+        printf(",\"points\":[");
+    } else if (n == 0) {
+        printf("(no score published for %s yet)\n", m);
+    } else {
+        printf("%-21s %6s %4s %10s %8s\n", "time", "score", "tier",
+               "confidence", "version");
+    }
+    for (int i = 0; i < n; i++) {
+        const td_history_point_t *p = &pts[i];
+        struct tm tm;
+        time_t secs = (time_t)(p->ms / 1000);
+
+        if (!gmtime_r(&secs, &tm) ||
+            !strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm))
+            snprintf(t, sizeof(t), "-");
+        if (c->json) {
+            printf("%s{\"time\":\"%s\",\"ms\":%lld,\"score\":%.2f,"
+                   "\"tier\":%d,\"confidence\":%.2f,\"version\":%llu}",
+                   i ? "," : "", t, (long long)p->ms, p->score, p->tier,
+                   p->confidence, (unsigned long long)p->version);
+        } else {
+            printf("%-21s %6.2f %4d %10.2f %8llu\n", t, p->score, p->tier,
+                   p->confidence, (unsigned long long)p->version);
+        }
+    }
+    if (c->json) printf("]}\n");
+out:
+    if (h) freeReplyObject(h);
+    if (sc) freeReplyObject(sc);
+    if (sg) freeReplyObject(sg);
     return rc;
 }
 
@@ -1822,6 +1889,7 @@ static int cmd_reference(ctl_t *c, int argc, char **argv) {
 static const ctl_cmd_t ctl_cmds[] = {
     {"get",       NULL,     1, 1,        1, cmd_get,        "MERCHANT",   "score, tier, confidence, sub-scores, reasons and key signals"},
     {"signals",   NULL,     1, 1,        1, cmd_signals,    "MERCHANT",   "every signal with its value, unit, window and meaning"},
+    {"history",   NULL,     1, 1,        1, cmd_history,    "MERCHANT",   "published scores, oldest first: time, score, tier, confidence, version"},
     {"top",       NULL,     0, 1,        1, cmd_top,        "[N]",        "the N best merchants by score (default 10)"},
     {"bottom",    NULL,     0, 1,        1, cmd_bottom,     "[N]",        "the N worst merchants by score (default 10)"},
     {"offsets",   NULL,     0, 0,        1, cmd_offsets,    "",           "stored offsets per input partition, high watermarks and lag"},

@@ -931,7 +931,11 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
     ax->mark = e->pub.unmarked;
     if (ax->mark && ax->pub < 0) req.mark = &e->pub;
     if (ax->pub >= 0) {
-        score_pairs(&w->sp, &w->pubs[ax->pub].rec, e, w->fnow);
+        const td_score_rec_t *rec = &w->pubs[ax->pub].rec;
+        score_pairs(&w->sp, rec, e, w->fnow);
+        /* Its history point, published when the hash says (updated_ms). */
+        td_history_head(req.head, w->fnow, rec->score, rec->tier,
+                        rec->confidence);
         req.npairs = w->sp.cnt / 2;
         req.fv = w->sp.fv;
         req.fvlen = w->sp.len;
@@ -1021,9 +1025,13 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
 /* Step 3 for a score no put carried (a retried flush found the merchant
  * written already): td_score reserves its version. */
 static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
+    unsigned char head[TD_HISTORY_HEAD];
+
     score_pairs(&w->sp, &pub->rec, NULL, now);
-    td_proto_score(w->store, w->batch, pub->rec.merchant_id, w->sp.cnt / 2,
-                   w->sp.fv, w->sp.len, score_cb, pub);
+    td_history_head(head, now, pub->rec.score, pub->rec.tier,
+                    pub->rec.confidence);
+    td_proto_score(w->store, w->batch, pub->rec.merchant_id, head,
+                   w->sp.cnt / 2, w->sp.fv, w->sp.len, score_cb, pub);
 }
 
 /* Step 3 for a delivered score: its place in trust:scores; the cached

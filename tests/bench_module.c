@@ -185,7 +185,7 @@ static void put(redisContext *c, args_t *a, int mi, int r) {
         if (with_score) restore_next(c, a, td_key_score_next, m, score, clen);
         adds(a, "FCALL");
         adds(a, put_fn);
-        adds(a, "6");
+        adds(a, "7");
     } else {
         adds(a, "TD.PUT");
     }
@@ -197,6 +197,7 @@ static void put(redisContext *c, args_t *a, int mi, int r) {
         key(a, td_key_signals_next, m);
         key(a, td_key_score_next, m);
     }
+    key(a, td_key_history, m);
     version_bytes((uint64_t)r, exp);
     add(a, exp, r ? 8 : 0);
     memset(blob, 'a' + r % 26, sizeof(blob));
@@ -224,6 +225,10 @@ static void put(redisContext *c, args_t *a, int mi, int r) {
         else
             adds(a, "");
         if (!lua) add(a, score, clen);
+        uint8_t head[TD_HISTORY_HEAD];
+        td_history_head(head, 1700000000000LL + 60000LL * r, 50 + mi % 50, 3,
+                        0.8);
+        add(a, head, sizeof(head));
     }
     send(c, a);
 }

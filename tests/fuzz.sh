@@ -52,11 +52,12 @@ $cc $cflags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 # Seeds: argument vectors separated by NUL bytes, as the target reads them.
 mc="$out/module-corpus"
 mkdir -p "$mc"
-printf 'TD.PUT\0s\0w\0g\0c\0\0VVVVVVVVblob\0001\0t/0\0005\0009\0\0P' \
+printf 'TD.PUT\0s\0w\0g\0c\0h\0\0VVVVVVVVblob\0001\0t/0\0005\0009\0\0P' \
     > "$mc/put"
-printf 'TD.PUT\0s\0w\0g\0c\0EEEEEEEE\0VVVVVVVV\0000\0007\0000.5\0002' \
+printf 'TD.PUT\0s\0w\0g\0c\0h\0EEEEEEEE\0VVVVVVVV\0000\0007\0000.5\0002' \
     > "$mc/put-mark"
-printf '\0001700000000000\0P\0003\0Q' >> "$mc/put-mark"
+printf '\0001700000000000\0P\0003\0Q\0HHHHHHHH' >> "$mc/put-mark"
+printf 'TD.SCORE\0c\0h\0HHHHHHHH\0score\0000.5' > "$mc/score"
 printf 'TD.PART\0r\0CLAIM\0007' > "$mc/claim"
 printf 'TD.PART\0r\0SET\0003\00010\00012\00010\00012' > "$mc/set"
 exec "$out/fuzz_module_args" -max_total_time="${FUZZ_MODULE_SECONDS:-12}" \

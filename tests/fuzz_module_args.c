@@ -9,7 +9,7 @@
  * and payload checks. Besides "no crash, no leak, no UB" it checks:
  *   - a rejected vector has an errstr starting "ERR ";
  *   - an accepted TD.PUT vector's indexes lie inside argv and add up to
- *     argc (sources, mark, payloads), its numbers parse;
+ *     argc (sources, mark, payloads, history head), its numbers parse;
  *   - a number td_marg_i64 accepts prints back to the same bytes.
  */
 #include <inttypes.h>
@@ -36,13 +36,14 @@ static void check_put(const td_marg_t *av, int argc) {
 
     check_err(rc, errstr);
     if (rc != 0) return;
-    if (a.nsrc < 0 || a.src != 8) abort();
+    if (a.nsrc < 0 || a.src != TD_PUT_NSRC + 1) abort();
     end = a.src + 3 * a.nsrc;
     if (a.mark >= 0 && a.mark != end) abort();
     end += a.mark >= 0 ? 4 : 1;
     if (a.signals != end) abort();
     if (a.score >= 0 &&
-        (a.score_ver != end + 1 || a.score != end + 2 || a.score != argc - 1))
+        (a.score_ver != end + 1 || a.score != end + 2 || a.head != end + 3 ||
+         a.head != argc - 1 || av[a.head].len != 8))
         abort();
     if (a.score < 0 && a.signals != argc - 1) abort();
     if (av[TD_PUT_STATE].len < TD_PUT_VERSION_LEN) abort();
@@ -85,7 +86,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         check_err(td_mark_args_parse(av, &m, errstr, sizeof(errstr)), errstr);
     }
     errstr[0] = '\0';
-    check_err(td_score_args_check(argc, errstr, sizeof(errstr)), errstr);
+    check_err(td_score_args_check(av, argc, errstr, sizeof(errstr)), errstr);
     for (int i = 0; i < argc; i++) {
         int64_t v;
         char back[32];

@@ -37,6 +37,7 @@
 #include "proc.h"
 #include "common.h"
 #include "harness.h"
+#include "history.h"
 #include "proto.h"
 #include "schemas_gen.h"
 #include "store.h"
@@ -1121,6 +1122,125 @@ int td_h_ref_equal(const td_h_ref_t *r,
             redisCommand(rc, "HGETALL trust:{%s}:signals", r->m[i].id);
         bad = td_h_ref_compare(r, i, h, why, why_size);
         if (h) freeReplyObject(h);
+    }
+    return !bad;
+}
+
+/* ---- the score history ---- */
+
+static int h_str(const redisReply *r) {
+    return r && r->type == REDIS_REPLY_STRING;
+}
+
+int td_h_history_check(const char *m,
+                       const redisReply *hist,
+                       const redisReply *score,
+                       char *why,
+                       size_t why_size) {
+    td_history_point_t p[TD_HISTORY_MAX + 1];
+    const td_history_point_t *last;
+    long long v;
+    int n;
+
+    if (!score || score->type != REDIS_REPLY_ARRAY || score->elements != 4 ||
+        (hist && hist->type != REDIS_REPLY_NIL && !h_str(hist))) {
+        snprintf(why, why_size, "%s: history: no reply", m);
+        return -1;
+    }
+    if (!h_str(score->element[0])) {
+        if (!h_str(hist)) return 0; /* never scored */
+        snprintf(why, why_size, "%s: history without a score version", m);
+        return -1;
+    }
+    v = atoll(score->element[0]->str);
+    if (!h_str(hist) || hist->len % TD_HISTORY_POINT != 0 ||
+        hist->len > TD_HISTORY_BYTES) {
+        snprintf(why, why_size, "%s: score version %lld, history of %zu bytes",
+                 m, v, h_str(hist) ? (size_t)hist->len : 0);
+        return -1;
+    }
+    n = td_history_decode((const unsigned char *)hist->str, hist->len, p,
+                          TD_HISTORY_MAX + 1);
+    for (int i = 0; i < n; i++) {
+        if ((long long)p[i].version != v - n + 1 + i) {
+            snprintf(why, why_size,
+                     "%s: history point %d of %d has version %llu, the "
+                     "score hash %lld",
+                     m, i, n, (unsigned long long)p[i].version, v);
+            return -1;
+        }
+    }
+    if (p[0].version != 1 && n < TD_HISTORY_MAX &&
+        p[0].ms > p[n - 1].ms - (TD_HISTORY_DAYS - 1) * 86400000LL) {
+        snprintf(why, why_size,
+                 "%s: history starts at version %llu with %d points, "
+                 "within the cap and the horizon",
+                 m, (unsigned long long)p[0].version, n);
+        return -1;
+    }
+    last = &p[n - 1];
+    if (!h_str(score->element[1]) || !h_str(score->element[2]) ||
+        !h_str(score->element[3]) ||
+        fabs(last->score - strtod(score->element[1]->str, NULL)) > 0.0051 ||
+        last->tier != atoi(score->element[2]->str) ||
+        fabs(last->confidence - strtod(score->element[3]->str, NULL)) >
+            0.0051) {
+        snprintf(why, why_size,
+                 "%s: last history point (%.2f, tier %d, %.2f) differs from "
+                 "the score hash at version %lld",
+                 m, last->score, last->tier, last->confidence, v);
+        return -1;
+    }
+    return 0;
+}
+
+int td_h_ref_history_ok(const td_h_ref_t *r,
+                        struct td_store_s *st,
+                        redisContext *rc,
+                        char *why,
+                        size_t why_size) {
+    static const char get[] = "GET trust:{%s}:history";
+    static const char hm[] =
+        "HMGET trust:{%s}:score version score tier confidence";
+    char errstr[256] = "";
+    int bad = 0, kept = 0;
+
+    for (int i = 0; i < r->cnt; i++) {
+        if (st) {
+            td_store_append(st, get, r->m[i].id);
+            td_store_append(st, hm, r->m[i].id);
+        } else {
+            redisAppendCommand(rc, get, r->m[i].id);
+            redisAppendCommand(rc, hm, r->m[i].id);
+        }
+    }
+    for (int i = 0; i < r->cnt; i++) {
+        redisReply *h = NULL, *s = NULL;
+        if (st) {
+            h = td_store_reply(st, errstr, sizeof(errstr));
+            s = td_store_reply(st, errstr, sizeof(errstr));
+        } else if (redisGetReply(rc, (void **)&h) != REDIS_OK ||
+                   redisGetReply(rc, (void **)&s) != REDIS_OK) {
+            snprintf(errstr, sizeof(errstr), "%s", rc->errstr);
+            bad = 1;
+            snprintf(why, why_size, "history: %s", errstr);
+            break; /* the connection is broken: nothing more to read */
+        }
+        if (!bad && (!h || !s)) {
+            snprintf(why, why_size, "history: %s", errstr);
+            bad = 1;
+        }
+        if (!bad && td_h_history_check(r->m[i].id, h, s, why, why_size) != 0)
+            bad = 1;
+        kept += h && h->type == REDIS_REPLY_STRING;
+        if (h) freeReplyObject(h);
+        if (s) freeReplyObject(s);
+    }
+    if (!bad && r->cnt > 0 && kept == 0) {
+        /* Every merchant with events gets a first score: a check that
+         * finds no history at all checks nothing. */
+        snprintf(why, why_size, "no merchant has a score history");
+        bad = 1;
     }
     return !bad;
 }

@@ -306,4 +306,29 @@ int td_h_ref_equal(const td_h_ref_t *r,
                    char *why,
                    size_t why_size);
 
+/*
+ * The score history's exactly-once check for merchant m (history.h):
+ * hist is GET trust:{m}:history, score HMGET trust:{m}:score version
+ * score tier confidence. Both missing (never scored) passes. Otherwise
+ * the points' versions are consecutive and end at the hash's version;
+ * none was left out: the first is version 1, or the 64-point cap or the
+ * 90-day horizon dropped the earlier ones; the last point's score, tier
+ * and confidence are the hash's. 0, or -1 with why filled.
+ */
+int td_h_history_check(const char *m,
+                       const redisReply *hist,
+                       const redisReply *score,
+                       char *why,
+                       size_t why_size);
+
+/* td_h_history_check() for every merchant of the reference, read through
+ * st (one Redis or a cluster) or, with st NULL, rc. 1 when all pass and at
+ * least one merchant has a history, else 0 with the first failure in why. */
+struct td_store_s;
+int td_h_ref_history_ok(const td_h_ref_t *r,
+                        struct td_store_s *st,
+                        redisContext *rc,
+                        char *why,
+                        size_t why_size);
+
 #endif

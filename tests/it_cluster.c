@@ -12,7 +12,7 @@
  * (td_sigdelta_add / td_sigstate_merge per event, as in it_exactly_once.c)
  * in steady state, while `redis-cli --cluster reshard` moves 2000 slots
  * under traffic, and when a master is SIGKILLed mid-stream and its replica
- * takes over. trustctl reads the cluster (get, signals, top, bottom,
+ * takes over. trustctl reads the cluster (get, signals, history, top, bottom,
  * offsets).
  *
  * Seeded: TD_SEED=<n> reproduces a run.
@@ -485,13 +485,15 @@ static int all_equal(void *arg) {
         if (!h && !bad) snprintf(last_diff, sizeof(last_diff), "%s", errstr);
         if (h) freeReplyObject(h);
     }
-    return !bad;
+    return !bad && td_h_ref_history_ok(w->ref, w->st, NULL, last_diff,
+                                       sizeof(last_diff));
 }
 
 static void assert_exact(world_t *w, td_h_proc_t *p) {
     if (!td_h_poll(all_equal, w, 90000)) {
         td_h_dump_log(p);
-        fail_msg("signals differ from an uninterrupted run: %s", last_diff);
+        fail_msg("signals or histories differ from an uninterrupted run: %s",
+                 last_diff);
     }
 }
 
@@ -560,6 +562,9 @@ test_trustd_on_cluster_ends_exact_and_trustctl_reads_it(void **state) {
     assert_int_equal(
         trustctl(w, out, sizeof(out), "signals", td_h_ref_id(w->ref, 1)), 0);
     assert_non_null(strstr(out, "\"signals\""));
+    assert_int_equal(
+        trustctl(w, out, sizeof(out), "history", td_h_ref_id(w->ref, 0)), 0);
+    assert_non_null(strstr(out, "\"points\":["));
     assert_int_equal(trustctl(w, out, sizeof(out), "top", "5"), 0);
     assert_non_null(strstr(out, "\"rank\":5"));
     assert_int_equal(trustctl(w, out, sizeof(out), "bottom", "3"), 0);

@@ -2,7 +2,8 @@
  * it_trustctl.c - trustctl end to end: the real trustd fills a real
  * redis-server from the embedded Kafka, then every trustctl command runs as
  * a process against them and its output is checked against Redis and Kafka
- * read directly: get, signals, top/bottom, offsets, scores (with --follow),
+ * read directly: get, signals, history, top/bottom, offsets, scores (with
+ * --follow),
  * dlq list and dlq replay, the exit statuses for an unknown merchant (2) and
  * an unreachable Redis (3). Every --json output must parse with Debian's
  * /usr/bin/python3 -m json.tool; fields are read back with a one-line
@@ -25,6 +26,7 @@
 #include "codec.h"
 #include "common.h"
 #include "harness.h"
+#include "history.h"
 #include "signals.h"
 
 #define HOUR    3600000LL
@@ -396,6 +398,116 @@ static void test_signals_lists_every_signal(void **state) {
                 hget("trust:{m-03}:signals", "as_of_ms"));
 }
 
+/* ---- history ---- */
+
+/* A history written by hand, exactly as printed. */
+static void test_history_prints_each_point_oldest_first(void **state) {
+    unsigned char h[3 * TD_HISTORY_POINT];
+    size_t len = 0;
+    run_t r;
+    char got[256];
+    static const struct {
+        int64_t ms;
+        double score;
+        int tier;
+        double conf;
+    } pts[3] = {{1700000000999LL, 55.5, 3, 0.5},
+                {1700086400000LL, 61.25, 4, 0.75},
+                {1700172800000LL, 100, 5, 1}};
+    (void)state;
+
+    for (int i = 0; i < 3; i++) {
+        unsigned char head[TD_HISTORY_HEAD];
+        td_history_head(head, pts[i].ms, pts[i].score, pts[i].tier,
+                        pts[i].conf);
+        len = td_history_append(h, h, len, head, (uint64_t)(7 + i));
+    }
+    freeReplyObject(redisCommand(rc, "SET trust:{m-hist}:history %b", h, len));
+    ctl(&r, "history", "m-hist", NULL);
+    expect_exit(&r, 0);
+    char *out = slurp(r.out);
+    assert_string_equal(out,
+                        "time                   score tier confidence  "
+                        "version\n"
+                        "2023-11-14T22:13:20Z   55.50    3       0.50        "
+                        "7\n"
+                        "2023-11-15T22:13:20Z   61.25    4       0.75        "
+                        "8\n"
+                        "2023-11-16T22:13:20Z  100.00    5       1.00        "
+                        "9\n");
+    free(out);
+    ctl(&r, "--json", "history", "m-hist", NULL);
+    expect_exit(&r, 0);
+    expect_json(r.out);
+    py(r.out, "d['merchant_id']", got, sizeof(got));
+    assert_string_equal(got, "m-hist");
+    assert_true(py_num(r.out, "len(d['points'])") == 3);
+    py(r.out, "d['points'][0]['time']", got, sizeof(got));
+    assert_string_equal(got, "2023-11-14T22:13:20Z");
+    assert_true(py_num(r.out, "d['points'][0]['ms']") == 1700000000000.0);
+    assert_true(py_num(r.out, "d['points'][1]['score']") == 61.25);
+    assert_true(py_num(r.out, "d['points'][1]['tier']") == 4);
+    assert_true(py_num(r.out, "d['points'][1]['confidence']") == 0.75);
+    assert_true(py_num(r.out, "d['points'][2]['version']") == 9);
+
+    /* a merchant with signals but no score yet: no points, exit 0 */
+    freeReplyObject(
+        redisCommand(rc, "HSET trust:{m-unscored}:signals as_of_ms 1"));
+    ctl(&r, "--json", "history", "m-unscored", NULL);
+    expect_exit(&r, 0);
+    assert_true(py_num(r.out, "len(d['points'])") == 0);
+    ctl(&r, "history", "m-unscored", NULL);
+    expect_exit(&r, 0);
+    assert_true(file_contains(r.out, "no score published"));
+}
+
+/* trustd's own history of m-01: one point per score version, the last
+ * the score hash's. */
+static void test_history_shows_what_trustd_published(void **state) {
+    run_t r;
+    int stable = 0;
+    double v = NAN, score = NAN;
+    redisReply *h = NULL;
+    (void)state;
+
+    for (int attempt = 0; attempt < 20 && !stable; attempt++) {
+        if (h) freeReplyObject(h);
+        v = hget("trust:{m-01}:score", "version");
+        score = hget("trust:{m-01}:score", "score");
+        h = redisCommand(rc, "GET trust:{m-01}:history");
+        ctl(&r, "--json", "history", "m-01", NULL);
+        expect_exit(&r, 0);
+        stable = hget("trust:{m-01}:score", "version") == v;
+    }
+    assert_true(stable);
+    assert_non_null(h);
+    assert_int_equal(h->type, REDIS_REPLY_STRING);
+    expect_json(r.out);
+    int n = (int)(h->len / TD_HISTORY_POINT);
+    assert_true(n >= 1);
+    assert_true(py_num(r.out, "len(d['points'])") == n);
+    assert_true(py_num(r.out, "d['points'][-1]['version']") == v);
+    assert_true(fabs(py_num(r.out, "d['points'][-1]['score']") - score) <=
+                0.0051);
+    assert_true(py_num(r.out, "d['points'][-1]['tier']") ==
+                hget("trust:{m-01}:score", "tier"));
+    /* oldest first, by version */
+    char got[64];
+    py(r.out,
+       "all(d['points'][i]['version'] + 1 == d['points'][i+1]['version'] "
+       "for i in range(len(d['points'])-1))",
+       got, sizeof(got));
+    assert_string_equal(got, "True");
+    freeReplyObject(h);
+    ctl(&r, "history", "m-01", NULL);
+    expect_exit(&r, 0);
+    assert_true(file_contains(r.out, "time "));
+
+    ctl(&r, "history", "m-nobody", NULL);
+    expect_exit(&r, 2);
+    assert_true(file_contains(r.err, "unknown merchant 'm-nobody'"));
+}
+
 /* ---- top, bottom ---- */
 
 static void check_rank(const char *cmd, const char *zcmd) {
@@ -741,6 +853,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_get_prints_score_as_text_and_json),
         cmocka_unit_test(test_signals_lists_every_signal),
+        cmocka_unit_test(test_history_prints_each_point_oldest_first),
+        cmocka_unit_test(test_history_shows_what_trustd_published),
         cmocka_unit_test(test_top_and_bottom_follow_the_scores),
         cmocka_unit_test(test_unknown_merchant_exits_2),
         cmocka_unit_test(test_unreachable_redis_exits_3),

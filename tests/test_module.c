@@ -2,7 +2,8 @@
  * test_module.c - trustd's Redis module (processor/module/) loaded into a
  * real redis-server: the native commands give the Lua library's replies
  * and leave its keys byte for byte (DUMP), over random merchant writes;
- * TD.PART's replies; a replica and the AOF get one TD.PUT per accepted
+ * the score history each score write appends to, also over 64 points and
+ * 90 days; TD.PART's replies; a replica and the AOF get one TD.PUT per accepted
  * write, and the AOF replays to the same keys; bad arguments are an error
  * with nothing written.
  */
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "history.h"
 #include "numfmt.h"
 #include "rdump.h"
 #include "signals.h"
@@ -175,7 +177,17 @@ static void print_reply(const char *tag, const redisReply *r) {
 
 /* ---- merchants ---- */
 
-enum { K_STATE, K_WM, K_SIGNALS, K_SCORE, K_SIGNALS_NEXT, K_SCORE_NEXT, K__N };
+/* In td_put's KEYS order. */
+enum {
+    K_STATE,
+    K_WM,
+    K_SIGNALS,
+    K_SCORE,
+    K_SIGNALS_NEXT,
+    K_SCORE_NEXT,
+    K_HISTORY,
+    K__N
+};
 
 typedef struct keys_s {
     char k[K__N][TD_MERCHANT_ID_MAX + 32];
@@ -192,26 +204,32 @@ static void keys_of(keys_t *k, const char *m) {
         td_key_signals_next(k->k[K_SIGNALS_NEXT], sizeof(k->k[0]), m, n);
     k->l[K_SCORE_NEXT] =
         td_key_score_next(k->k[K_SCORE_NEXT], sizeof(k->k[0]), m, n);
+    k->l[K_HISTORY] = td_key_history(k->k[K_HISTORY], sizeof(k->k[0]), m, n);
 }
 
-/* The DUMPs of a merchant's four keys (nil for a missing one). */
+/* The keys a merchant write leaves (TD.PUT's five, in its order). */
+#define NDUMP 5
+static const int dump_keys[NDUMP] = {K_STATE, K_WM, K_SIGNALS, K_SCORE,
+                                     K_HISTORY};
+
+/* The DUMPs of a merchant's five keys (nil for a missing one). */
 typedef struct dumps_s {
-    redisReply *d[4];
+    redisReply *d[NDUMP];
 } dumps_t;
 
 static void dumps_take(redisContext *c, const keys_t *k, dumps_t *d) {
-    for (int i = 0; i < 4; i++)
-        d->d[i] = cmd(c, "DUMP %b", k->k[i], k->l[i]);
+    for (int i = 0; i < NDUMP; i++)
+        d->d[i] = cmd(c, "DUMP %b", k->k[dump_keys[i]], k->l[dump_keys[i]]);
 }
 
 static void dumps_free(dumps_t *d) {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < NDUMP; i++)
         freeReplyObject(d->d[i]);
 }
 
 static void dumps_equal(const dumps_t *a, const dumps_t *b, const char *tag) {
-    static const char *names[] = {"state", "wm", "signals", "score"};
-    for (int i = 0; i < 4; i++) {
+    static const char *names[] = {"state", "wm", "signals", "score", "history"};
+    for (int i = 0; i < NDUMP; i++) {
         if (!same_reply(a->d[i], b->d[i]))
             fail_msg("%s: DUMP of %s differs", tag, names[i]);
     }
@@ -305,6 +323,8 @@ typedef struct pcase_s {
     int has_signals;
     uint8_t sig_p[8192];
     size_t sig_len;
+    uint8_t hist[TD_HISTORY_BYTES + 2 * TD_HISTORY_POINT];
+    size_t hist_len; /* 0: no history key */
     /* the put */
     uint8_t expected[8];
     size_t expected_len;
@@ -320,11 +340,42 @@ typedef struct pcase_s {
     char sv[24];
     uint8_t new_score[TD_PROTO_SCORE_MAX];
     size_t new_score_len;
+    unsigned char head[TD_HISTORY_HEAD];
 } pcase_t;
 
 static void rnd_bytes(uint8_t *p, size_t n) {
     for (size_t i = 0; i < n; i++)
         p[i] = (uint8_t)rnd(256);
+}
+
+#define T0 1700000000u /* seconds */
+
+/* A head published at secs with random score, tier and confidence. */
+static void rnd_head(unsigned char *head, uint32_t secs) {
+    td_history_head(head, (int64_t)secs * 1000, (double)rnd(10001) / 100,
+                    1 + (int)rnd(5), (double)rnd(101) / 100);
+}
+
+/* A stored history: up to 70 records (past the cap) spread over 200
+ * days before T0 + 100 days, sometimes with a partial record after them.
+ * Random bytes but for the times: the put's trim reads those. */
+static size_t rnd_history(uint8_t *h, size_t cap) {
+    size_t n = rnd(71), len = 0;
+    uint32_t t = T0 - 100 * 86400;
+
+    for (size_t i = 0; i < n && len + TD_HISTORY_POINT <= cap; i++) {
+        t += (uint32_t)rnd(6 * 86400);
+        rnd_bytes(h + len, TD_HISTORY_POINT);
+        for (int j = 0; j < 4; j++)
+            h[len + j] = (uint8_t)(t >> (8 * j));
+        len += TD_HISTORY_POINT;
+    }
+    if (rnd(5) == 0 && len + TD_HISTORY_POINT <= cap) {
+        size_t part = 1 + rnd(TD_HISTORY_POINT - 1);
+        rnd_bytes(h + len, part);
+        len += part;
+    }
+    return len;
 }
 
 static void case_new(pcase_t *c) {
@@ -345,6 +396,7 @@ static void case_new(pcase_t *c) {
     c->has_signals = rnd(10) < 7;
     if (c->has_signals)
         c->sig_len = signals_payload(c->sig_p, sizeof(c->sig_p));
+    c->hist_len = rnd(3) ? rnd_history(c->hist, sizeof(c->hist)) : 0;
 
     /* the put */
     if (rnd(100) < 85) {
@@ -397,6 +449,7 @@ static void case_new(pcase_t *c) {
     c->new_score_len =
         score_payload(c->new_score, sizeof(c->new_score),
                       (c->sv[0] ? strtoll(c->sv, NULL, 10) : 0) + 1, pv);
+    rnd_head(c->head, T0 + (uint32_t)rnd(100 * 86400));
 }
 
 /* Writes the case's stored keys for merchant k (after deleting them). */
@@ -416,6 +469,9 @@ static void case_setup(redisContext *r, const pcase_t *c, const keys_t *k) {
         restore(r, k->k[K_SCORE], k->l[K_SCORE], c->score_p, c->score_len);
     if (c->has_signals)
         restore(r, k->k[K_SIGNALS], k->l[K_SIGNALS], c->sig_p, c->sig_len);
+    if (c->hist_len)
+        ok(cmd(r, "SET %b %b", k->k[K_HISTORY], k->l[K_HISTORY], c->hist,
+               c->hist_len));
 }
 
 static void put_common(vec_t *a, const pcase_t *c) {
@@ -441,13 +497,14 @@ static void case_native(vec_t *a, const pcase_t *c, const keys_t *k) {
     a->n = 0;
     a->used = 0;
     vec_str(a, "TD.PUT");
-    for (int i = 0; i < 4; i++)
-        vec_add(a, k->k[i], k->l[i]);
+    for (int i = 0; i < NDUMP; i++)
+        vec_add(a, k->k[dump_keys[i]], k->l[dump_keys[i]]);
     put_common(a, c);
     vec_add(a, c->new_sig, c->new_sig_len);
     if (c->with_score) {
         vec_str(a, c->sv);
         vec_add(a, c->new_score, c->new_score_len);
+        vec_add(a, c->head, TD_HISTORY_HEAD);
     }
 }
 
@@ -462,11 +519,14 @@ static redisReply *case_lua(vec_t *a, const pcase_t *c, const keys_t *k) {
     a->used = 0;
     vec_str(a, "FCALL");
     vec_str(a, td_store_fn(st, "put"));
-    vec_str(a, "6");
+    vec_str(a, "7");
     for (int i = 0; i < K__N; i++)
         vec_add(a, k->k[i], k->l[i]);
     put_common(a, c);
-    if (c->with_score) vec_str(a, c->sv);
+    if (c->with_score) {
+        vec_str(a, c->sv);
+        vec_add(a, c->head, TD_HISTORY_HEAD);
+    }
     return run(a);
 }
 
@@ -498,6 +558,27 @@ static void load_equals_multi(const keys_t *k) {
     }
     freeReplyObject(n);
     freeReplyObject(m);
+}
+
+/* m's history ends with head and version v, within the cap; returns how
+ * many points it holds. */
+static int
+last_point_is(const keys_t *k, const unsigned char *head, long long v) {
+    redisReply *r = cmd(rc, "GET %b", k->k[K_HISTORY], k->l[K_HISTORY]);
+    td_history_point_t p[TD_HISTORY_MAX + 1];
+    int n;
+
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(r->len % TD_HISTORY_POINT, 0);
+    assert_true(r->len <= TD_HISTORY_BYTES);
+    n = td_history_decode((const unsigned char *)r->str, r->len, p,
+                          TD_HISTORY_MAX + 1);
+    assert_true(n >= 1);
+    assert_memory_equal(r->str + r->len - TD_HISTORY_POINT, head,
+                        TD_HISTORY_HEAD);
+    assert_int_equal(p[n - 1].version, v);
+    freeReplyObject(r);
+    return n;
 }
 
 static int is_stale(const redisReply *r) {
@@ -541,6 +622,8 @@ static void test_put_equals_the_lua_path(void **state) {
             accepted++;
             scored += c.with_score;
             marked += c.mark;
+            if (c.with_score)
+                last_point_is(&kn, c.head, rn->element[1]->integer);
         }
         load_equals_multi(&kn);
         dumps_free(&before);
@@ -669,11 +752,16 @@ static void test_score_and_published_equal_the_lua_path(void **state) {
                 "for 9 days"};
             int s = (int)rnd(1000), t = (int)rnd(5);
             const char *why = reasons[rnd(2)];
-            rn = cmd(rc, "TD.SCORE %b score 0.%d tier %d reasons %s",
-                     kn.k[K_SCORE], kn.l[K_SCORE], s, t, why);
-            rl = cmd(rc, "FCALL %s 1 %b score 0.%d tier %d reasons %s",
-                     td_store_fn(st, "score"), kl.k[K_SCORE], kl.l[K_SCORE], s,
-                     t, why);
+            rn = cmd(rc, "TD.SCORE %b %b %b score 0.%d tier %d reasons %s",
+                     kn.k[K_SCORE], kn.l[K_SCORE], kn.k[K_HISTORY],
+                     kn.l[K_HISTORY], c.head, (size_t)TD_HISTORY_HEAD, s, t,
+                     why);
+            rl = cmd(rc, "FCALL %s 2 %b %b %b score 0.%d tier %d reasons %s",
+                     td_store_fn(st, "score"), kl.k[K_SCORE], kl.l[K_SCORE],
+                     kl.k[K_HISTORY], kl.l[K_HISTORY], c.head,
+                     (size_t)TD_HISTORY_HEAD, s, t, why);
+            if (rn->type == REDIS_REPLY_INTEGER)
+                last_point_is(&kn, c.head, rn->integer);
         } else {
             snprintf(v, sizeof(v), "%lld",
                      (long long)(c.pub_v - 1 + (int64_t)rnd(3)));
@@ -696,6 +784,115 @@ static void test_score_and_published_equal_the_lua_path(void **state) {
         freeReplyObject(rn);
         freeReplyObject(rl);
     }
+}
+
+/* A merchant's history over many score writes, puts and TD.SCOREs mixed,
+ * through the 64-point cap and gaps past 90 days: the same bytes on both
+ * paths, one point per version, the last the hash's. */
+static void test_history_over_many_scores_equals_the_lua_path(void **state) {
+    static pcase_t c;
+    static vec_t a;
+    keys_t kn, kl;
+    uint32_t t = T0;
+    long long v = 0;
+    int puts = 0, scores = 0, gaps = 0, since = 0;
+    (void)state;
+
+    keys_of(&kn, "hnative");
+    keys_of(&kl, "hlua");
+    for (int i = 0; i < K__N; i++) {
+        ok(cmd(rc, "DEL %b", kn.k[i], kn.l[i]));
+        ok(cmd(rc, "DEL %b", kl.k[i], kl.l[i]));
+    }
+    for (int i = 0; i < 200; i++) {
+        redisReply *rn, *rl, *h;
+        dumps_t dn, dl;
+        unsigned char head[TD_HISTORY_HEAD];
+
+        /* within an hour (64 points span under 90 days), or a gap that
+         * leaves every earlier point behind the horizon */
+        if (rnd(40) == 0) {
+            t += (TD_HISTORY_DAYS + 1 + (uint32_t)rnd(30)) * 86400;
+            gaps++;
+            since = 0;
+        } else {
+            t += (uint32_t)rnd(3600);
+        }
+        since++;
+        rnd_head(head, t);
+        if (i > 0 && rnd(2)) {
+            /* an accepted put with a score, over the stored history */
+            do {
+                case_new(&c);
+            } while (!c.has_state);
+            memcpy(c.expected, c.ver, 8);
+            c.expected_len = 8;
+            c.nsrc = 0;
+            c.has_score = 1;
+            c.score_v = v;
+            c.score_len = score_payload(c.score_p, sizeof(c.score_p), v, 0);
+            c.with_score = 1;
+            snprintf(c.sv, sizeof(c.sv), "%lld", v);
+            c.new_score_len =
+                score_payload(c.new_score, sizeof(c.new_score), v + 1, 0);
+            memcpy(c.head, head, sizeof(head));
+            h = cmd(rc, "GET %b", kn.k[K_HISTORY], kn.l[K_HISTORY]);
+            c.hist_len = h->len;
+            memcpy(c.hist, h->str, h->len);
+            freeReplyObject(h);
+            case_setup(rc, &c, &kn);
+            case_setup(rc, &c, &kl);
+            case_native(&a, &c, &kn);
+            rn = run(&a);
+            rl = case_lua(&a, &c, &kl);
+            assert_int_equal(rn->type, REDIS_REPLY_ARRAY);
+            assert_int_equal(rn->elements, 2);
+            v = rn->element[1]->integer;
+            puts++;
+        } else {
+            rn = cmd(rc, "TD.SCORE %b %b %b score 0.5", kn.k[K_SCORE],
+                     kn.l[K_SCORE], kn.k[K_HISTORY], kn.l[K_HISTORY], head,
+                     sizeof(head));
+            rl = cmd(rc, "FCALL %s 2 %b %b %b score 0.5",
+                     td_store_fn(st, "score"), kl.k[K_SCORE], kl.l[K_SCORE],
+                     kl.k[K_HISTORY], kl.l[K_HISTORY], head, sizeof(head));
+            assert_int_equal(rn->type, REDIS_REPLY_INTEGER);
+            v = rn->integer;
+            scores++;
+        }
+        if (!same_reply(rn, rl)) {
+            print_reply("native", rn);
+            print_reply("lua", rl);
+            fail_msg("write %d: replies differ", i);
+        }
+        assert_int_equal(v, i + 1);
+        int n = last_point_is(&kn, head, v);
+        /* the points' versions run consecutively up to v */
+        {
+            td_history_point_t p[TD_HISTORY_MAX];
+            redisReply *r = cmd(rc, "GET %b", kn.k[K_HISTORY], kn.l[K_HISTORY]);
+            assert_int_equal(td_history_decode((const unsigned char *)r->str,
+                                               r->len, p, TD_HISTORY_MAX),
+                             n);
+            for (int j = 0; j < n; j++) {
+                assert_int_equal(p[j].version, v - n + 1 + j);
+                assert_true(p[j].ms / 1000 + TD_HISTORY_DAYS * 86400 >= t);
+            }
+            freeReplyObject(r);
+        }
+        assert_int_equal(n, since < TD_HISTORY_MAX ? since : TD_HISTORY_MAX);
+        dumps_take(rc, &kn, &dn);
+        dumps_take(rc, &kl, &dl);
+        dumps_equal(&dn, &dl, "history");
+        dumps_free(&dn);
+        dumps_free(&dl);
+        freeReplyObject(rn);
+        freeReplyObject(rl);
+    }
+    printf("# %d puts, %d TD.SCOREs, %d gaps past %d days\n", puts, scores,
+           gaps, TD_HISTORY_DAYS);
+    assert_true(puts > 50 && scores > 50 && gaps > 0);
+    assert_true(since > TD_HISTORY_MAX || gaps > 2); /* the cap was hit */
 }
 
 /* ---- TD.PART ---- */
@@ -950,8 +1147,8 @@ static void test_replica_and_aof_get_one_command_per_write(void **state) {
 
         snprintf(m, sizeof(m), "rep%d", i);
         keys_of(&k, m);
-        for (int j = 0; j < 4; j++)
-            same_on_both(rc, rr, k.k[j], k.l[j]);
+        for (int j = 0; j < NDUMP; j++)
+            same_on_both(rc, rr, k.k[dump_keys[j]], k.l[dump_keys[j]]);
     }
     /* one TD.PUT per accepted write, none for refused ones, and not the
      * RESTOREs it ran: only the setup's own */
@@ -964,8 +1161,8 @@ static void test_replica_and_aof_get_one_command_per_write(void **state) {
     td_h_redis_stop(&rep);
 
     /* The AOF, TD.PUTs and all, replays to the same keys. */
-    static char *before[20][4];
-    static size_t blen[20][4];
+    static char *before[20][NDUMP];
+    static size_t blen[20][NDUMP];
     const char *mod[] = {"--loadmodule", modpath, NULL};
     for (int pass = 0; pass < 2; pass++) {
         for (int i = 0; i < 20; i++) {
@@ -974,9 +1171,10 @@ static void test_replica_and_aof_get_one_command_per_write(void **state) {
 
             snprintf(m, sizeof(m), "rep%d", i);
             keys_of(&k, m);
-            for (int j = 0; j < 4; j++) {
+            for (int j = 0; j < NDUMP; j++) {
                 static char now[1 << 16];
-                size_t n = canonical(rc, k.k[j], k.l[j], now, sizeof(now));
+                size_t n = canonical(rc, k.k[dump_keys[j]], k.l[dump_keys[j]],
+                                     now, sizeof(now));
                 if (pass == 0) {
                     before[i][j] = malloc(n);
                     assert_non_null(before[i][j]);
@@ -984,7 +1182,8 @@ static void test_replica_and_aof_get_one_command_per_write(void **state) {
                     blen[i][j] = n;
                 } else {
                     if (n != blen[i][j] || memcmp(now, before[i][j], n))
-                        fail_msg("%s differs after the AOF replay", k.k[j]);
+                        fail_msg("%s differs after the AOF replay",
+                                 k.k[dump_keys[j]]);
                     free(before[i][j]);
                 }
             }
@@ -1061,53 +1260,65 @@ static void test_bad_arguments_are_errors_that_write_nothing(void **state) {
     c.with_score = 1;
     snprintf(c.sv, sizeof(c.sv), "%lld", (long long)c.score_v);
     case_setup(rc, &c, &k);
-    /* layout: 0 TD.PUT, 1-4 keys, 5 expected, 6 blob, 7 nsrc, 8-10
-     * source, 11-14 mark, 15 signals, 16 score version, 17 score */
+    /* layout: 0 TD.PUT, 1-5 keys, 6 expected, 7 blob, 8 nsrc, 9-11
+     * source, 12-15 mark, 16 signals, 17 score version, 18 score, 19
+     * history head */
     struct {
         int i;
         const char *v;
     } garbage[] = {
-        {6, "short"}, {7, "x"},    {7, "-1"},   {7, "9"},         {7, ""},
-        {9, "1.5"},   {9, ""},     {10, "1e3"}, {10, " 1"},       {11, "v"},
-        {12, "abc"},  {12, "nan"}, {13, "1.5"}, {14, "x"},        {16, "abc"},
-        {16, "-1"},   {15, "x"},   {17, ""},    {5, "123456789"},
+        {7, "short"},      {8, "x"},    {8, "-1"},        {8, "9"},
+        {8, ""},           {10, "1.5"}, {10, ""},         {11, "1e3"},
+        {11, " 1"},        {12, "v"},   {13, "abc"},      {13, "nan"},
+        {14, "1.5"},       {15, "x"},   {17, "abc"},      {17, "-1"},
+        {16, "x"},         {18, ""},    {6, "123456789"}, {19, "short"},
+        {19, "9bytes!!!"}, {19, ""},
     };
     for (size_t g = 0; g < sizeof(garbage) / sizeof(garbage[0]); g++) {
         bad_put(&a, &c, &k, garbage[g].i, garbage[g].v, strlen(garbage[g].v));
         expect_refused(&a, &k);
     }
-    /* wrong counts: the score version without its payload, one extra,
-     * a mark cut short, the bare command */
+    /* wrong counts: the score without its history head, the score
+     * version without its payload, one extra, a mark cut short, the bare
+     * command */
     bad_put(&a, &c, &k, -1, NULL, 0);
+    a.n--;
+    expect_refused(&a, &k);
     a.n--;
     expect_refused(&a, &k);
     vec_str(&a, "extra");
     vec_str(&a, "extra");
+    vec_str(&a, "extra");
     expect_refused(&a, &k);
-    a.n = 13;
+    a.n = 14;
     expect_refused(&a, &k);
     a.n = 1;
     expect_refused(&a, &k);
-    a.n = 5;
+    a.n = 6;
     expect_refused(&a, &k);
     /* corrupted payloads: a flipped byte (CRC), a newer RDB version */
     memcpy(corrupt, c.new_sig, c.new_sig_len);
     corrupt[c.new_sig_len / 2] ^= 0x40;
-    bad_put(&a, &c, &k, 15, corrupt, c.new_sig_len);
+    bad_put(&a, &c, &k, 16, corrupt, c.new_sig_len);
     expect_refused(&a, &k);
     memcpy(corrupt, c.new_score, c.new_score_len);
     corrupt[3] ^= 1;
-    bad_put(&a, &c, &k, 17, corrupt, c.new_score_len);
+    bad_put(&a, &c, &k, 18, corrupt, c.new_score_len);
     expect_refused(&a, &k);
     memcpy(corrupt, c.new_score, c.new_score_len);
     corrupt[c.new_score_len - 10] = 11;
-    bad_put(&a, &c, &k, 17, corrupt, c.new_score_len);
+    bad_put(&a, &c, &k, 18, corrupt, c.new_score_len);
     expect_refused(&a, &k);
     /* a key of another type */
     ok(cmd(rc, "SET %b x", k.k[K_WM], k.l[K_WM]));
     bad_put(&a, &c, &k, -1, NULL, 0);
     expect_refused(&a, &k);
     ok(cmd(rc, "DEL %b", k.k[K_WM], k.l[K_WM]));
+    /* a history of another type: refused before the first write */
+    ok(cmd(rc, "DEL %b", k.k[K_HISTORY], k.l[K_HISTORY]));
+    ok(cmd(rc, "HSET %b x 1", k.k[K_HISTORY], k.l[K_HISTORY]));
+    bad_put(&a, &c, &k, -1, NULL, 0);
+    expect_refused(&a, &k);
 
     /* the other commands */
     static const char *const other[][8] = {
@@ -1121,7 +1332,16 @@ static void test_bad_arguments_are_errors_that_write_nothing(void **state) {
         {"TD.PART", "trust:{bad}:score", "SET", "1", "2", "3", "4", NULL},
         {"TD.SCORE", "trust:{bad}:score", NULL},
         {"TD.SCORE", "trust:{bad}:score", "f", NULL},
-        {"TD.SCORE", "trust:{bad}:state", "f", "v", NULL},
+        {"TD.SCORE", "trust:{bad}:score", "f", "v", NULL},
+        {"TD.SCORE", "trust:{bad}:score", "trust:{bad}:history", "8bytes!", "f",
+         "v", NULL},
+        {"TD.SCORE", "trust:{bad}:score", "trust:{bad}:history", "8bytes!!",
+         "f", NULL},
+        {"TD.SCORE", "trust:{bad}:state", "trust:{bad}:history", "8bytes!!",
+         "f", "v", NULL},
+        /* the history key a hash (set above) */
+        {"TD.SCORE", "trust:{bad}:score", "trust:{bad}:history", "8bytes!!",
+         "f", "v", NULL},
         {"TD.PUBLISHED", "trust:{bad}:score", "1", "2", "3", NULL},
         {"TD.PUBLISHED", "trust:{bad}:score", "x", "0.5", "1", "2", NULL},
         {"TD.PUBLISHED", "trust:{bad}:score", "99", "0.5", "1.5", "2", NULL},
@@ -1203,6 +1423,7 @@ int main(void) {
         cmocka_unit_test(test_each_guard_refuses_without_writing),
         cmocka_unit_test(test_long_source_name_converts_the_watermarks_as_hset),
         cmocka_unit_test(test_score_and_published_equal_the_lua_path),
+        cmocka_unit_test(test_history_over_many_scores_equals_the_lua_path),
         cmocka_unit_test(test_part_claim_and_set_follow_the_spec),
         cmocka_unit_test(test_part_claim_equals_the_lua_path),
         cmocka_unit_test(test_replica_and_aof_get_one_command_per_write),

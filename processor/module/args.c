@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "args.h"
+#include "history.h"
 #include "rdump.h"
 
 int td_marg_i64(const char *p, size_t len, int64_t *out) {
@@ -80,20 +81,20 @@ int td_put_args_parse(const td_marg_t *argv,
     int i, rest;
 
     memset(a, 0, sizeof(*a));
-    a->mark = a->score = a->score_ver = -1;
-    /* name, 4 keys, expected, state, nsrc, mark, signals */
-    if (argc < 10) goto arity;
+    a->mark = a->score = a->score_ver = a->head = -1;
+    /* name, 5 keys, expected, state, nsrc, mark, signals */
+    if (argc < 11) goto arity;
     if (argv[TD_PUT_EXPECT].len > TD_PUT_VERSION_LEN)
         return bad(errstr, errstr_size, "expected version is over 8 bytes",
                    TD_PUT_EXPECT);
     if (argv[TD_PUT_STATE].len < TD_PUT_VERSION_LEN)
         return bad(errstr, errstr_size, "state blob is under 8 bytes",
                    TD_PUT_STATE);
-    if (td_marg_i64(argv[7].p, argv[7].len, &n) != 0 || n < 0 ||
-        n > (argc - 10) / 3)
-        return bad(errstr, errstr_size, "bad source count", 7);
+    if (td_marg_i64(argv[TD_PUT_NSRC].p, argv[TD_PUT_NSRC].len, &n) != 0 ||
+        n < 0 || n > (argc - 11) / 3)
+        return bad(errstr, errstr_size, "bad source count", TD_PUT_NSRC);
     a->nsrc = (int)n;
-    a->src = 8;
+    a->src = TD_PUT_NSRC + 1;
     for (i = 0; i < a->nsrc; i++) {
         int p = a->src + 3 * i;
         if (td_marg_i64(argv[p + 1].p, argv[p + 1].len, &v) != 0)
@@ -116,11 +117,15 @@ int td_put_args_parse(const td_marg_t *argv,
         i += 1;
     }
     rest = argc - i;
-    if (rest != 1 && rest != 3) goto arity;
+    if (rest != 1 && rest != 4) goto arity;
     a->signals = i;
-    if (rest == 3) {
+    if (rest == 4) {
         a->score_ver = i + 1;
         a->score = i + 2;
+        a->head = i + 3;
+        if (argv[a->head].len != TD_HISTORY_HEAD)
+            return bad(errstr, errstr_size, "history head is not 8 bytes",
+                       a->head);
         if (argv[i + 1].len > 0 &&
             (td_marg_i64(argv[i + 1].p, argv[i + 1].len, &a->sv) != 0 ||
              a->sv < 0 || a->sv == INT64_MAX))
@@ -172,11 +177,18 @@ arity:
     return -1;
 }
 
-int td_score_args_check(int argc, char *errstr, size_t errstr_size) {
-    if (argc >= 4 && argc % 2 == 0) return 0;
-    snprintf(errstr, errstr_size,
-             "ERR wrong number of arguments for 'td.score' command");
-    return -1;
+int td_score_args_check(const td_marg_t *argv,
+                        int argc,
+                        char *errstr,
+                        size_t errstr_size) {
+    if (argc < 6 || argc % 2 != 0) {
+        snprintf(errstr, errstr_size,
+                 "ERR wrong number of arguments for 'td.score' command");
+        return -1;
+    }
+    if (argv[3].len != TD_HISTORY_HEAD)
+        return bad(errstr, errstr_size, "history head is not 8 bytes", 3);
+    return 0;
 }
 
 int td_payload_check(const char *what,

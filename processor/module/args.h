@@ -19,10 +19,10 @@ typedef struct td_marg_s {
     size_t len;
 } td_marg_t;
 
-/* TD.PUT <state> <wm> <signals> <score> <expected> <state-blob> <nsrc>
- *        [<src> <first> <next>]*nsrc <mark-version|"">
+/* TD.PUT <state> <wm> <signals> <score> <history> <expected> <state-blob>
+ *        <nsrc> [<src> <first> <next>]*nsrc <mark-version|"">
  *        [<mark-score> <mark-tier> <mark-ms>] <signals-payload>
- *        [<score-expected-version|""> <score-payload>]
+ *        [<score-expected-version|""> <score-payload> <history-head>]
  * Indexes are into argv (argv[0] is the command name); -1: absent. */
 typedef struct td_put_args_s {
     int nsrc;
@@ -33,11 +33,14 @@ typedef struct td_put_args_s {
     int score;     /* the score payload; -1: the put carries no score */
     int score_ver; /* the score hash's expected version ("" allowed) */
     int64_t sv;    /* its value, 0 for "" */
+    int head;      /* the history point's head (history.h), with a score */
 } td_put_args_t;
 
-#define TD_PUT_KEYS   4
-#define TD_PUT_STATE  6 /* argv index of the state blob */
-#define TD_PUT_EXPECT 5
+#define TD_PUT_KEYS    5
+#define TD_PUT_HISTORY 5 /* argv index of the history key */
+#define TD_PUT_EXPECT  6
+#define TD_PUT_STATE   7 /* argv index of the state blob */
+#define TD_PUT_NSRC    8
 /* The stored state's bytes td_put compares (GETRANGE 0 7). */
 #define TD_PUT_VERSION_LEN 8
 
@@ -78,8 +81,12 @@ int td_mark_args_parse(const td_marg_t *argv,
                        td_mark_args_t *a,
                        char *errstr,
                        size_t errstr_size);
-/* TD.SCORE <score> <field> <value> ...: at least one pair. */
-int td_score_args_check(int argc, char *errstr, size_t errstr_size);
+/* TD.SCORE <score> <history> <history-head> <field> <value> ...: at
+ * least one pair, a head of TD_HISTORY_HEAD bytes. */
+int td_score_args_check(const td_marg_t *argv,
+                        int argc,
+                        char *errstr,
+                        size_t errstr_size);
 
 /* Checks a DUMP payload's footer as RESTORE does: at least the 10 footer
  * bytes, an RDB version Redis 7.0 reads (<= TD_PAYLOAD_RDB_MAX), and the

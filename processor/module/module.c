@@ -5,14 +5,14 @@
  * deploy/RUNBOOK.md's "The Redis module").
  *
  *   TD.LOAD <state> <wm> <signals> <score> <fingerprint>
- *   TD.PUT <state> <wm> <signals> <score> <expected> <state-blob> <nsrc>
- *          [<src> <first> <next>]*nsrc <mark-version|"">
+ *   TD.PUT <state> <wm> <signals> <score> <history> <expected>
+ *          <state-blob> <nsrc> [<src> <first> <next>]*nsrc <mark-version|"">
  *          [<mark-score> <mark-tier> <mark-ms>] <signals-payload>
- *          [<score-expected-version|""> <score-payload>]
+ *          [<score-expected-version|""> <score-payload> <history-head>]
  *   TD.PART <record> CLAIM [<min-epoch>]
  *   TD.PART <record> SET <epoch> <committed> <intent>
  *                        [<ack-committed> <ack-intent>]
- *   TD.SCORE <score> <field> <value> ...
+ *   TD.SCORE <score> <history> <history-head> <field> <value> ...
  *   TD.PUBLISHED <score> <version> <score> <tier> <ms>
  *
  * Keys stay plain strings and hashes, byte for byte what the Lua path
@@ -24,13 +24,16 @@
  * signals payload (RESTORE checks its footer before writing), so a refused
  * or bad command writes nothing. A command that wrote replicates itself,
  * verbatim: one compact command per write in the AOF and to replicas,
- * which run it again.
+ * which run it again. That holds for the score history too (history.h):
+ * the point's time comes with the command, its version from the score
+ * hash the replica holds, so a replica appends the same 16 bytes.
  */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "args.h"
+#include "history.h"
 #include "rdump.h"
 #include "rmapi.h"
 
@@ -188,6 +191,25 @@ static int restore(RedisModuleCtx *ctx,
     return rc;
 }
 
+/* Appends a point (head + version) to the history key k, opened for
+ * writing and empty or a string, and trims it (td_history_append()). */
+static void
+history_append(RedisModuleKey *k, RedisModuleString *head, int64_t version) {
+    unsigned char out[TD_HISTORY_BYTES];
+    const char *old = NULL, *hp;
+    size_t oldlen = 0, hlen, len;
+    RedisModuleString *v;
+
+    if (rm.KeyType(k) == REDISMODULE_KEYTYPE_STRING)
+        old = rm.StringDMA(k, &oldlen, REDISMODULE_READ);
+    hp = rm.StringPtrLen(head, &hlen); /* TD_HISTORY_HEAD: args.c */
+    len = td_history_append(out, (const unsigned char *)old, oldlen,
+                            (const unsigned char *)hp, (uint64_t)version);
+    v = rm.CreateString(NULL, (const char *)out, len);
+    rm.StringSet(k, v);
+    rm.FreeString(NULL, v);
+}
+
 /* ---- TD.LOAD ---- */
 
 /* The 4 replies of store.c's MULTI GET, HGETALL, HMGET, EXISTS, EXEC (a
@@ -280,7 +302,7 @@ static int reply_stale(RedisModuleCtx *ctx) {
 }
 
 typedef struct put_s {
-    RedisModuleKey *state, *wm, *score;
+    RedisModuleKey *state, *wm, *score, *history;
     RedisModuleString **wmfv; /* source, next pairs */
     RedisModuleString *wmstack[32];
 } put_t;
@@ -289,6 +311,7 @@ static void put_term(put_t *w) {
     rm.CloseKey(w->state);
     rm.CloseKey(w->wm);
     rm.CloseKey(w->score);
+    rm.CloseKey(w->history);
     if (w->wmfv && w->wmfv != w->wmstack) rm.Free(w->wmfv);
 }
 
@@ -355,7 +378,11 @@ static int put_guards(RedisModuleCtx *ctx,
         int same = len == av[a->score_ver].len &&
                    memcmp(vp, av[a->score_ver].p, len) == 0;
         if (s) rm.FreeString(NULL, s);
-        return same ? 1 : 0;
+        if (!same) return 0;
+        w->history = open_w(ctx, argv[TD_PUT_HISTORY],
+                            REDISMODULE_KEYTYPE_STRING, &wrong);
+        if (!w->history) goto wrongtype;
+        return 1;
     }
     /* A mark on the stored score hash, decided now. */
     int due = mark_due(w->score, a->mark_version);
@@ -406,6 +433,8 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             rc = -1;
             goto done;
         }
+        /* The score's history point, with the version the hash now has. */
+        history_append(w.history, argv[a.head], a.sv + 1);
     }
     rm.StringSet(w.state, argv[TD_PUT_STATE]);
     if (a.nsrc > 0) {
@@ -576,24 +605,35 @@ static int part_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
 
 /* ---- TD.SCORE, TD.PUBLISHED ---- */
 
-/* HINCRBY score version 1, then HSET of the pairs; replies the version. */
+/* HINCRBY score version 1, then HSET of the pairs and the history point
+ * of that version; replies the version. */
 static int score_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     char errstr[128];
-    RedisModuleKey *k;
+    margs_t m;
+    RedisModuleKey *k, *h;
     RedisModuleString *nv;
     int64_t v = 0;
-    int wrong = 0;
+    int wrong = 0, rc;
 
-    if (td_score_args_check(argc, errstr, sizeof(errstr)) != 0)
-        return rm.ReplyWithError(ctx, errstr);
+    rc = td_score_args_check(margs_init(&m, argv, argc), argc, errstr,
+                             sizeof(errstr));
+    margs_term(&m);
+    if (rc != 0) return rm.ReplyWithError(ctx, errstr);
     k = open_w(ctx, argv[1], REDISMODULE_KEYTYPE_HASH, &wrong);
     if (!k) return rm.ReplyWithError(ctx, REDISMODULE_ERRORMSG_WRONGTYPE);
+    h = open_w(ctx, argv[2], REDISMODULE_KEYTYPE_STRING, &wrong);
+    if (!h) {
+        rm.CloseKey(k);
+        return rm.ReplyWithError(ctx, REDISMODULE_ERRORMSG_WRONGTYPE);
+    }
     if (hget_i64(k, F_VERSION, &v) < 0) {
         rm.CloseKey(k);
+        rm.CloseKey(h);
         return rm.ReplyWithError(ctx, "ERR hash value is not an integer");
     }
     if (v == INT64_MAX) {
         rm.CloseKey(k);
+        rm.CloseKey(h);
         return rm.ReplyWithError(ctx,
                                  "ERR increment or decrement would overflow");
     }
@@ -601,8 +641,10 @@ static int score_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     nv = rm.CreateStringFromLongLong(NULL, v);
     rm.HashSet(k, REDISMODULE_HASH_NONE, fields[F_VERSION], nv, NULL);
     rm.FreeString(NULL, nv);
-    hset(ctx, &k, argv[1], argv + 2, (argc - 2) / 2);
+    hset(ctx, &k, argv[1], argv + 4, (argc - 4) / 2);
     rm.CloseKey(k);
+    history_append(h, argv[3], v);
+    rm.CloseKey(h);
     rm.ReplicateVerbatim(ctx);
     return rm.ReplyWithLongLong(ctx, v);
 }
@@ -646,9 +688,9 @@ static const struct {
     int first, last;
 } commands[] = {
     {"td.load",      load_cmd,      "readonly",       1, 4},
-    {"td.put",       put_cmd,       "write deny-oom", 1, 4},
+    {"td.put",       put_cmd,       "write deny-oom", 1, 5},
     {"td.part",      part_cmd,      "write deny-oom", 1, 1},
-    {"td.score",     score_cmd,     "write deny-oom", 1, 1},
+    {"td.score",     score_cmd,     "write deny-oom", 1, 2},
     {"td.published", published_cmd, "write deny-oom", 1, 1},
 };
 /* clang-format on */
@@ -661,7 +703,8 @@ static int rm_init(RedisModuleCtx *ctx, const char *name) {
             return REDISMODULE_ERR;
     }
     if (rm.IsModuleNameBusy(name)) return REDISMODULE_ERR;
-    rm.SetModuleAttribs(ctx, name, 1, REDISMODULE_APIVER_1);
+    /* 2: TD.PUT and TD.SCORE write the score history (key 5, key 2). */
+    rm.SetModuleAttribs(ctx, name, 2, REDISMODULE_APIVER_1);
     return REDISMODULE_OK;
 }
 
