@@ -648,6 +648,20 @@ static int log_has(const td_h_proc_t *p, const char *what) {
     return system(cmd) == 0;
 }
 
+/* Waits until 20-60 % of the stream is committed, then names a shard to
+ * break: the master of the first merchant's slot (as good as any) and its
+ * replica. */
+static void midway_shard(world_t *w, int *m, int *rep) {
+    progress_t pr = {
+        w, (long long)(w->produced * (0.2 + (double)(rnd() % 40) / 100))};
+    assert_true(td_h_poll(reached, &pr, 60000));
+    *m = td_h_cluster_master_of(
+        &cl, td_cluster_keyslot(td_h_ref_id(w->ref, 0),
+                                strlen(td_h_ref_id(w->ref, 0))));
+    *rep = replica_of(*m);
+    assert_true(*m >= 0 && *rep >= 0);
+}
+
 static void test_trustd_rides_through_master_failover(void **state) {
     world_t *w = world_start(300);
     td_h_proc_t p;
@@ -657,15 +671,7 @@ static void test_trustd_rides_through_master_failover(void **state) {
 
     produce(w, 4000);
     trustd_start(w, &p, "trustd-failover", 1);
-    progress_t pr = {
-        w, (long long)(w->produced * (0.2 + (double)(rnd() % 40) / 100))};
-    assert_true(td_h_poll(reached, &pr, 60000));
-    /* The master of the most merchants' slots is as good as any. */
-    m = td_h_cluster_master_of(
-        &cl, td_cluster_keyslot(td_h_ref_id(w->ref, 0),
-                                strlen(td_h_ref_id(w->ref, 0))));
-    rep = replica_of(m);
-    assert_true(m >= 0 && rep >= 0);
+    midway_shard(w, &m, &rep);
     td_h_redis_kill(&cl.node[m]);
     produce(w, 2000);
     pm.replica = rep;
@@ -703,14 +709,7 @@ static void lost_shard_ends_exact(int nworkers) {
     produce(w, 4000);
     for (int i = 0; i < nworkers; i++)
         trustd_start_in(w, &p[i], "trustd-lost-shard", group, 1);
-    progress_t pr = {
-        w, (long long)(w->produced * (0.2 + (double)(rnd() % 40) / 100))};
-    assert_true(td_h_poll(reached, &pr, 60000));
-    m = td_h_cluster_master_of(
-        &cl, td_cluster_keyslot(td_h_ref_id(w->ref, 0),
-                                strlen(td_h_ref_id(w->ref, 0))));
-    rep = replica_of(m);
-    assert_true(m >= 0 && rep >= 0);
+    midway_shard(w, &m, &rep);
     /* The replica first, so that nothing is promoted. */
     td_h_redis_kill(&cl.node[rep]);
     td_h_redis_kill(&cl.node[m]);
