@@ -157,6 +157,8 @@ static const td_conf_prop_t td_conf_properties[] = {
     TD_CONF_INT(max_merchants, TD_CONF_TRUSTD, 1, 100000000, "200000", "Flush early once this many merchants are cached; also the most exact merchant states kept between flushes"),
     TD_CONF_DOUBLE(publish_min_step, TD_CONF_TRUSTD, 0, 100, "0.5", "Publish a score when it moved at least this many points"),
     TD_CONF_INT(publish_max_interval_ms, TD_CONF_TRUSTD, 0, 86400000, "300000", "Republish a score after this many milliseconds even if it moved less"),
+    TD_CONF_INT(sweep_merchants_per_s, TD_CONF_TRUSTD, 0, 1000000, "100", "Re-score up to this many quiet merchants a second, their signals aged to now, so that windows and caps expire without new events (0: never)"),
+    TD_CONF_INT64(sweep_quiet_ms, TD_CONF_TRUSTD, 0, INT64_MAX, "3600000", "A merchant is quiet, and re-scored by the sweep, once its score was last published this many milliseconds ago"),
     TD_CONF_STR(model_file, TD_CONF_BOTH, "", "Scoring model file (empty: the model built into the binary, schemas/model.conf at build time)"),
     TD_CONF_INT64(min_event_time_ms, TD_CONF_TRUSTD, 0, INT64_MAX, "1420070400000", "Events with an earlier event_time (epoch milliseconds) go to the DLQ"),
     TD_CONF_INT64(max_future_skew_ms, TD_CONF_TRUSTD, 0, INT64_MAX, "300000", "Events more than this many milliseconds in the future go to the DLQ"),

@@ -75,6 +75,8 @@ typedef struct td_conf_s {
     int max_merchants;
     double publish_min_step;
     int publish_max_interval_ms;
+    int sweep_merchants_per_s;
+    int64_t sweep_quiet_ms;
     char *model_file;
     int64_t min_event_time_ms;
     int64_t max_future_skew_ms;
