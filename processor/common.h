@@ -63,4 +63,15 @@ static inline void *td_xcalloc(size_t n, size_t sz) {
     return p;
 }
 
+/* realloc that aborts the same way; returns the new pointer (the old one
+ * is dead). */
+static inline void *td_xrealloc(void *p, size_t n) {
+    void *np = realloc(p, n);
+    if (!np) {
+        fprintf(stderr, "trustd: out of memory (%zu bytes)\n", n);
+        abort();
+    }
+    return np;
+}
+
 #endif
