@@ -63,7 +63,8 @@ static inline void *td_xcalloc(size_t n, size_t sz) {
     return p;
 }
 
-/* realloc that aborts the same way. */
+/* realloc that aborts the same way; returns the new pointer (the old one
+ * is dead). */
 static inline void *td_xrealloc(void *p, size_t n) {
     void *np = realloc(p, n ? n : 1);
     if (!np) {
@@ -71,6 +72,18 @@ static inline void *td_xrealloc(void *p, size_t n) {
         abort();
     }
     return np;
+}
+
+/* Grows *p (an array of elements of size sz, *cap of them) to hold at least
+ * n, doubling from 64; aborts on OOM like td_xrealloc(). */
+static inline void td_grow(void **p, size_t *cap, size_t n, size_t sz) {
+    size_t nc;
+    if (n <= *cap) return;
+    nc = *cap ? *cap : 64;
+    while (nc < n)
+        nc *= 2;
+    *p = td_xrealloc(*p, nc * sz);
+    *cap = nc;
 }
 
 #endif

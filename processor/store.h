@@ -12,7 +12,7 @@
  * and proto.c sends TD.* commands then, the function library otherwise.
  *
  * Every script touches the keys of one merchant (or one partition record)
- * only. Commands are queued into a td_rbatch_t and sent with
+ * only. Commands are queued into a td_rbatch_t (rbatch.h) and sent with
  * td_store_exec(), which pipelines them, reloads the function library when
  * Redis lost it, and reports connection failures so the caller can retry the
  * whole batch: every command trustd sends is safe to repeat.
@@ -37,12 +37,12 @@
 #include "common.h"
 #include "conf.h"
 #include "mstate.h"
+#include "rbatch.h"
 #include "signals.h"
 
 #define TD_STORE_ARGV_MAX 512
 
 typedef struct td_store_s td_store_t;
-typedef struct td_rbatch_s td_rbatch_t;
 
 typedef struct td_store_conf_s {
     const char *addrs; /* "host:port[,host:port...]" or a unix socket path */
@@ -65,15 +65,6 @@ typedef struct td_store_stats_s {
     uint64_t commands;
     uint64_t errors; /* connection failures and error replies */
 } td_store_stats_t;
-
-/*
- * Reply callback: reply is borrowed (valid during the call). Return TD_OK, or
- * TD_ERR with errstr filled to fail the batch.
- */
-typedef int (*td_rbatch_cb_t)(void *opaque,
-                              const redisReply *reply,
-                              char *errstr,
-                              size_t errstr_size);
 
 /* Connects lazily: returns NULL only on bad configuration. */
 td_store_t *
@@ -98,24 +89,6 @@ const td_store_stats_t *td_store_stats(const td_store_t *st);
 /* Name of a function of the loaded library, e.g. "put" ->
  * "td_put_<hash>". Static storage. */
 const char *td_store_fn(const td_store_t *st, const char *base);
-
-td_rbatch_t *td_rbatch_new(void);
-void td_rbatch_destroy(td_rbatch_t *b);
-/* Empties the batch, keeping its memory. */
-void td_rbatch_reset(td_rbatch_t *b);
-size_t td_rbatch_cnt(const td_rbatch_t *b);
-
-/* Building one command: begin, add arguments, end with its callback. In
- * cluster mode the command's key picks the node (see td_store_exec()). */
-void td_rbatch_begin(td_rbatch_t *b);
-void td_rbatch_arg(td_rbatch_t *b, const void *p, size_t len);
-void td_rbatch_str(td_rbatch_t *b, const char *s);
-void td_rbatch_i64(td_rbatch_t *b, int64_t v);
-void td_rbatch_dbl(td_rbatch_t *b, double v); /* %.17g */
-/* Formats an argument in place. */
-void td_rbatch_fmt(td_rbatch_t *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-void td_rbatch_end(td_rbatch_t *b, td_rbatch_cb_t cb, void *opaque);
 
 /*
  * Sends every command of the batch pipelined and calls each callback with its
