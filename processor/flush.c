@@ -130,23 +130,26 @@ void td_flush_queue_part(td_worker_t *w, src_t *s, int64_t c, int64_t i) {
 static int want_publish(const td_worker_t *w,
                         const td_score_rec_t *rec,
                         const td_mpub_t *last,
-                        int64_t now) {
+                        int64_t now,
+                        int swept) {
     if (last->ms == 0) return 1; /* never published */
     if (fabs(rec->score - last->score) >= w->conf->publish_min_step) return 1;
     if (rec->tier != last->tier) return 1;
     /* A new model: republish rather than wait for the score to drift. */
     if (!last->model_ok) return 1;
-    return w->conf->publish_max_interval_ms > 0 &&
+    /* A re-score without new events publishes only what moved. */
+    return !swept && w->conf->publish_max_interval_ms > 0 &&
            now - last->ms >= w->conf->publish_max_interval_ms;
 }
 
-/* Scores the merchant's state st (its entry's, merged); returns the index
- * of a new pubs entry if the score moved enough since the last
- * publication, else -1. */
+/* Scores the merchant's state st (its entry's, merged; or aged to now when
+ * swept); returns the index of a new pubs entry if the score moved enough
+ * since the last publication, else -1. */
 static long consider_score(td_worker_t *w,
                            td_mstate_t *e,
                            const td_sigstate_t *st,
-                           int reserve) {
+                           int reserve,
+                           int swept) {
     pub_t *pub;
 
     if (st->as_of == TD_NULL_TS) return -1;
@@ -159,7 +162,7 @@ static long consider_score(td_worker_t *w,
     snprintf(pub->rec.merchant_id, sizeof(pub->rec.merchant_id), "%.*s",
              (int)e->idlen, e->id);
     td_model_score(w->model, st, &pub->rec);
-    if (!want_publish(w, &pub->rec, &e->pub, w->fnow)) return -1;
+    if (!want_publish(w, &pub->rec, &e->pub, w->fnow, swept)) return -1;
     pub->e = e;
     pub->reserve = reserve;
     pub->dropped = 0;
@@ -226,12 +229,12 @@ load_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         apply += !d->skip;
     }
     /* Nothing left to write (a retried flush): the score may still be
-     * unpublished. */
-    if (!apply) {
+     * unpublished. A merchant to sweep goes on to its put (queue_put). */
+    if (!apply && !ax->m->sweep) {
         td_sigstate_t st;
         ax->todo = 0;
         td_mstate_to_sigstate(e, &st);
-        consider_score(w, e, &st, 1);
+        consider_score(w, e, &st, 1, 0);
     }
     return TD_OK;
 }
@@ -264,6 +267,7 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
         ax->e->sversion = pr.version;
     }
     if (ax->mark) ax->e->pub.unmarked = 0;
+    if (ax->swept) atomic_fetch_add(&w->metrics.swept, 1);
     ax->todo = 0;
     atomic_fetch_add(&w->metrics.merchant_writes, 1);
     return TD_OK;
@@ -398,13 +402,27 @@ static void queue_put(td_worker_t *w, applyctx_t *ax) {
         td_sigstate_merge(&st, &d->d);
         nsrc++;
     }
-    if (nsrc == 0) { /* all applied before (a replay after a crash) */
+    ax->swept = 0;
+    if (nsrc > 0) {
+        td_mstate_from_sigstate(e, &st);
+        ax->pub = consider_score(w, e, &st, 0, 0);
+    } else if (ax->m->sweep && w->fnow - e->pub.ms >= w->conf->sweep_quiet_ms) {
+        /* A quiet merchant (sweep.h): scored with its signals aged to
+         * now, so that windows and caps expire; published if that moved
+         * it. Its state and readable hash stay as of its last event: the
+         * put writes them unchanged, for the state version's guard. */
+        td_sigstate_t aged = st;
+        td_sigstate_age(&aged, w->fnow);
+        ax->pub = consider_score(w, e, &aged, 0, 1);
+        ax->swept = ax->pub >= 0;
+    } else {
+        ax->pub = -1; /* all applied before (a replay after a crash) */
+    }
+    if (nsrc == 0 && !ax->swept) {
         ax->todo = 0;
         return;
     }
-    td_mstate_from_sigstate(e, &st);
     e->version = expected + 1;
-    ax->pub = consider_score(w, e, &st, 0);
     if ((size_t)nsrc > w->psrccap) {
         w->psrccap = (size_t)nsrc;
         w->psrc = td_xrealloc(w->psrc, w->psrccap * sizeof(*w->psrc));
@@ -459,7 +477,7 @@ static int write_merchants(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
     for (td_merchant_t *m = td_mcache_first(w->inflight); m; m = m->lnext) {
         applyctx_t *ax = &w->actx[n];
-        if (!m->deltas) continue;
+        if (!m->deltas && !m->sweep) continue;
         ax->w = w;
         ax->m = m;
         ax->e = td_mscache_get(w->states, m->id, m->idlen);

@@ -70,48 +70,54 @@ static void rehash(td_mcache_t *c) {
     c->nbuckets = nb;
 }
 
+td_merchant_t *
+td_mcache_merchant(td_mcache_t *c, const char *id, size_t idlen) {
+    uint32_t h = td_hash_id(id, idlen);
+    size_t i = h & (c->nbuckets - 1);
+    td_merchant_t *m;
+
+    for (m = c->buckets[i]; m; m = m->hnext) {
+        if (m->hash == h && m->idlen == idlen && !memcmp(m->id, id, idlen))
+            return m;
+    }
+    if (c->merchants >= c->nbuckets) {
+        rehash(c);
+        i = h & (c->nbuckets - 1);
+    }
+    if (c->free_merchants) {
+        m = c->free_merchants;
+        c->free_merchants = m->hnext;
+    } else {
+        m = td_xcalloc(1, sizeof(*m));
+        c->allocated_bytes += sizeof(*m);
+    }
+    m->hash = h;
+    m->idlen = (uint8_t)idlen;
+    memcpy(m->id, id, idlen);
+    m->id[idlen] = '\0';
+    m->deltas = NULL;
+    m->sweep = 0;
+    m->lnext = NULL;
+    m->hnext = c->buckets[i];
+    c->buckets[i] = m;
+    if (c->tail)
+        c->tail->lnext = m;
+    else
+        c->head = m;
+    c->tail = m;
+    c->merchants++;
+    return m;
+}
+
 td_mdelta_t *td_mcache_delta(td_mcache_t *c,
                              const char *id,
                              size_t idlen,
                              int src,
                              td_event_kind_t kind,
                              int64_t offset) {
-    uint32_t h = td_hash_id(id, idlen);
-    size_t i = h & (c->nbuckets - 1);
-    td_merchant_t *m;
+    td_merchant_t *m = td_mcache_merchant(c, id, idlen);
     td_mdelta_t *d;
 
-    for (m = c->buckets[i]; m; m = m->hnext) {
-        if (m->hash == h && m->idlen == idlen && !memcmp(m->id, id, idlen))
-            break;
-    }
-    if (!m) {
-        if (c->merchants >= c->nbuckets) {
-            rehash(c);
-            i = h & (c->nbuckets - 1);
-        }
-        if (c->free_merchants) {
-            m = c->free_merchants;
-            c->free_merchants = m->hnext;
-        } else {
-            m = td_xcalloc(1, sizeof(*m));
-            c->allocated_bytes += sizeof(*m);
-        }
-        m->hash = h;
-        m->idlen = (uint8_t)idlen;
-        memcpy(m->id, id, idlen);
-        m->id[idlen] = '\0';
-        m->deltas = NULL;
-        m->lnext = NULL;
-        m->hnext = c->buckets[i];
-        c->buckets[i] = m;
-        if (c->tail)
-            c->tail->lnext = m;
-        else
-            c->head = m;
-        c->tail = m;
-        c->merchants++;
-    }
     for (d = m->deltas; d; d = d->next) {
         if (d->src == src) return d;
     }

@@ -35,6 +35,7 @@ typedef struct td_merchant_s {
     td_mdelta_t *deltas;
     uint32_t hash;
     uint8_t idlen;
+    uint8_t sweep; /* to be re-scored without new events (sweep.h) */
     char id[TD_MERCHANT_ID_MAX + 1];
 } td_merchant_t;
 
@@ -42,6 +43,10 @@ typedef struct td_mcache_s td_mcache_t;
 
 td_mcache_t *td_mcache_new(void);
 void td_mcache_destroy(td_mcache_t *c);
+
+/* The entry of merchant id (1..TD_MERCHANT_ID_MAX bytes), created with no
+ * deltas if missing. Never NULL. */
+td_merchant_t *td_mcache_merchant(td_mcache_t *c, const char *id, size_t idlen);
 
 /* The delta of (merchant, src), created empty (first offset `offset`) if
  * missing. id must be 1..TD_MERCHANT_ID_MAX bytes. Never NULL (aborts on

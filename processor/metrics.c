@@ -231,6 +231,11 @@ void td_metrics_write(const td_metrics_t *m,
                  "state; reloaded and merged again.");
     fprintf(fp, "trustd_state_reloads_total %llu\n",
             (unsigned long long)LD(m->state_reloads));
+    counter_head(fp, "trustd_sweep_scores_total", "counter",
+                 "Scores of quiet merchants the sweep re-scored (signals "
+                 "aged to now) and published because they moved.");
+    fprintf(fp, "trustd_sweep_scores_total %llu\n",
+            (unsigned long long)LD(m->swept));
     counter_head(fp, "trustd_store_rollbacks_total", "counter",
                  "Times Redis was found behind what this worker wrote "
                  "(restarted empty or from an older copy, FLUSHALL): every "

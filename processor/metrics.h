@@ -68,6 +68,7 @@ typedef struct td_metrics_s {
     _Atomic int64_t merchants_cached;
     _Atomic int64_t states_cached;  /* exact merchant states in memory */
     _Atomic uint64_t state_reloads; /* td_put refused as STALE */
+    _Atomic uint64_t swept;         /* quiet merchants' re-scores written */
     /* Redis found behind what this worker wrote (worker.c rollback()),
      * replaying since, and offsets the replays needed that Kafka no
      * longer retained. */

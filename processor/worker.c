@@ -667,11 +667,13 @@ static int flush_start(td_worker_t *w) {
         }
         /* Publications of the last flush are marked by the next one at the
          * latest, so idle workers flush once more. */
+        if (w->nsweep > 0) need = 1;
         if (!need && w->nmarks == 0 && td_dlq_inflight(w->dlq) == 0 &&
             td_dlq_failed(w->dlq) == 0)
             return TD_OK;
         take_flushable(w);
         w->events_since_flush = 0;
+        w->nsweep = 0;
         atomic_store(&w->metrics.merchants_cached,
                      (int64_t)td_mcache_merchants(w->active));
     } /* else a flush given up earlier (shutdown): retry it as it was */
@@ -688,6 +690,48 @@ static int flush(td_worker_t *w) {
     flush_end(w); /* if it failed, its cache is retried below */
     if (flush_start(w) != TD_OK) return TD_ERR;
     return flush_end(w);
+}
+
+/* ---- re-scoring quiet merchants (sweep.h) ---- */
+
+static int
+sweep_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size);
+
+/* A merchant is this worker's to sweep when it is assigned the orders
+ * partition td_sweep_partition() names. */
+static int sweep_mine(void *opaque, const char *id, size_t len) {
+    td_worker_t *w = opaque;
+    int64_t nparts = atomic_load(&w->metrics.topic_partitions[TD_EV_ORDER]);
+    const src_t *s =
+        src_find(w, TD_EV_ORDER, td_sweep_partition(id, len, (int)nparts));
+    return s && s->assigned == 1;
+}
+
+static int
+sweep_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    td_worker_t *w = opaque;
+    return td_sweep_page(&w->sweep, r, sweep_mine, w, errstr, errstr_size);
+}
+
+/* Reads the next page of merchants and marks this worker's in the active
+ * cache for the next flush, which re-scores the quiet ones. Main thread,
+ * no flush running. */
+static void sweep_page(td_worker_t *w, int64_t now) {
+    char errstr[256];
+
+    if (atomic_load(&w->metrics.topic_partitions[TD_EV_ORDER]) <= 0) return;
+    td_rbatch_reset(w->batch);
+    td_sweep_queue(&w->sweep, w->batch, now, sweep_cb, w);
+    if (td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) != TD_OK) {
+        td_log_rl(&w->rl, RL_FLUSH, TD_LOG_VERBOSE, "sweep: %s", errstr);
+        return;
+    }
+    for (int i = 0; i < w->sweep.nids; i++) {
+        td_merchant_t *m = td_mcache_merchant(w->active, w->sweep.ids[i],
+                                              strlen(w->sweep.ids[i]));
+        m->sweep = 1;
+        w->nsweep++;
+    }
 }
 
 /* ---- node markers (Redis Cluster) ---- */
@@ -1219,6 +1263,7 @@ int td_worker_run(td_worker_t *w) {
                     w->last_nodes_ms = now;
                     sync_nodes(w, 1);
                 }
+                if (td_sweep_due(&w->sweep, now)) sweep_page(w, now);
                 if (flush_start(w) != TD_OK) rc = 1;
                 w->last_flush_ms = now;
             }
@@ -1407,6 +1452,7 @@ td_worker_t *td_worker_new(const td_conf_t *conf,
     if (!(w->store = td_store_new(&sc, errstr, errstr_size))) goto err;
     w->batch = td_rbatch_new();
     w->dbatch = td_rbatch_new();
+    td_sweep_init(&w->sweep, conf->sweep_merchants_per_s);
     w->active = td_mcache_new();
     w->inflight = td_mcache_new();
     w->states = td_mscache_new();
@@ -1466,6 +1512,7 @@ void td_worker_destroy(td_worker_t *w) {
     td_rbatch_destroy(w->dbatch);
     td_store_destroy(w->dstore);
     free(w->marks_seen);
+    td_sweep_term(&w->sweep);
     td_codec_destroy(w->codec);
     td_codec_destroy(w->fcodec);
     td_registry_destroy(w->registry);

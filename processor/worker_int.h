@@ -23,6 +23,7 @@
 #include "proto.h"
 #include "registry.h"
 #include "store.h"
+#include "sweep.h"
 #include "worker.h"
 
 #define SCORE_MAX 4096
@@ -107,6 +108,7 @@ typedef struct applyctx_s {
     int fields;     /* load it with its readable hash (td_store_load) */
     int mark;       /* its put carries the entry's unmarked publication */
     uint64_t seen;  /* state version it was refused at: never less now */
+    int swept;      /* its put carries a quiet merchant's re-score */
 } applyctx_t;
 
 struct td_worker_s {
@@ -196,6 +198,8 @@ struct td_worker_s {
     int64_t last_nodes_ms;
     td_store_t *dstore;
     td_rbatch_t *dbatch;
+    td_sweep_t sweep; /* quiet merchants to re-score (sweep.h) */
+    uint64_t nsweep;  /* of them in the active cache */
     td_metrics_t metrics;
     char scorebuf[SCORE_MAX];
 };

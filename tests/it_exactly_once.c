@@ -41,6 +41,7 @@ typedef struct world_s {
 
 static uint64_t seed;
 static int soak;
+static int gen_days_ago = 3; /* the generated events start this long ago */
 
 static uint64_t rnd(void) {
     seed ^= seed << 13;
@@ -63,7 +64,7 @@ world_start(world_t *w, const char *const *kafka_args, int merchants) {
     td_loadgen_conf_defaults(&lc);
     lc.seed = rnd();
     lc.merchants = merchants;
-    lc.start_ms = td_now_ms() - 3 * 86400000LL;
+    lc.start_ms = td_now_ms() - gen_days_ago * 86400000LL;
     w->gen = td_loadgen_new(&lc, errstr, sizeof(errstr));
     assert_non_null(w->gen);
     w->ref = td_h_ref_new();
@@ -598,6 +599,79 @@ static void test_operator_rewind_ends_exact(void **state) {
     free(w);
 }
 
+typedef struct swept_s {
+    world_t *w;
+    int64_t since; /* wall clock when trustd started */
+    int quiet;     /* merchants whose score is still as of their events */
+    int old;       /* re-scored merchants whose last event is months old */
+} swept_t;
+
+/* td_h_poll predicate: every merchant's score was re-scored as of now
+ * (score as_of_ms at or after s->since) while its signals stay as of its
+ * last event, months ago. */
+static int all_swept(void *arg) {
+    swept_t *s = arg;
+    s->quiet = 0;
+    s->old = 0;
+    for (int i = 0; i < td_h_ref_count(s->w->ref); i++) {
+        const char *m = td_h_ref_id(s->w->ref, i);
+        redisReply *sc =
+            redisCommand(s->w->rc, "HGET trust:{%s}:score as_of_ms", m);
+        redisReply *sg =
+            redisCommand(s->w->rc, "HGET trust:{%s}:signals as_of_ms", m);
+        if (!sc || !sg || sc->type != REDIS_REPLY_STRING ||
+            sg->type != REDIS_REPLY_STRING || atoll(sc->str) < s->since)
+            s->quiet++;
+        else if (atoll(sg->str) < s->since - 30 * 86400000LL)
+            s->old++;
+        if (sc) freeReplyObject(sc);
+        if (sg) freeReplyObject(sg);
+    }
+    return s->quiet < s->old / 4 && s->old > 0;
+}
+
+/* Issue 21: merchants whose last events are months old are re-scored
+ * without new events (their signals aged to now) by the sweep, through
+ * the guarded put: signals stay exact, each re-score is one history point
+ * with the next version. */
+static void test_sweep_rescores_quiet_merchants_exactly_once(void **state) {
+    static const char *const sweep[] = {"--flush-max-events",
+                                        "300",
+                                        "--sweep-quiet-ms",
+                                        "0",
+                                        "--sweep-merchants-per-s",
+                                        "1000",
+                                        NULL};
+    world_t *w = malloc(sizeof(*w));
+    swept_t s;
+    td_h_proc_t p;
+    (void)state;
+
+    gen_days_ago = 120;
+    world_start(w, NULL, 100);
+    gen_days_ago = 3;
+    produce(w, 2000, -1);
+    s.w = w;
+    s.since = td_now_ms();
+    assert_int_equal(td_h_trustd_start(&p, "trustd-sweep", &w->kafka, &w->redis,
+                                       "g-sweep", sweep),
+                     0);
+    assert_exact(w, &p, 1);
+    if (!td_h_poll(all_swept, &s, 60000)) {
+        td_h_dump_log(&p);
+        fail_msg("%d merchants were not re-scored as of now, %d were", s.quiet,
+                 s.old);
+    }
+    print_message("sweep: %d merchants re-scored as of now, %d unmoved\n",
+                  s.old, s.quiet);
+    /* Sweeping on: still exact, histories consistent. */
+    produce(w, 500, -1);
+    assert_exact(w, &p, 1);
+    td_h_stop_graceful(&p, 15000);
+    world_stop(w);
+    free(w);
+}
+
 int main(void) {
     const char *s = getenv("TD_SEED");
     const struct CMUnitTest tests[] = {
@@ -615,6 +689,7 @@ int main(void) {
             test_redis_restored_older_snapshot_two_workers_ends_exact),
         cmocka_unit_test(test_flushall_mid_stream_ends_exact),
         cmocka_unit_test(test_operator_rewind_ends_exact),
+        cmocka_unit_test(test_sweep_rescores_quiet_merchants_exactly_once),
         cmocka_unit_test(test_flushall_mid_stream_two_workers_ends_exact),
         cmocka_unit_test(
             test_rollback_beyond_retention_rebuilds_what_is_retained),
