@@ -42,7 +42,7 @@ MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c
 MAIN_SRC = $(patsubst %,processor/%.c,$(subst -,_,$(PROGRAMS)))
 LIB_SRC  = $(filter-out $(MAIN_SRC),$(wildcard processor/*.c))
 LIB_OBJ  = $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
-           $(BUILD)/obj/schemas_gen.o
+           $(BUILD)/obj/schemas_gen.o $(BUILD)/obj/page_gen.o
 BINS     = $(patsubst %,$(BUILD)/%,$(MAINS))
 # The Redis module (processor/module/, loaded with --loadmodule).
 MODULE     = $(BUILD)/trustd_module.so
@@ -88,6 +88,14 @@ $(BUILD)/gen/schemas_gen.c: $(wildcard schemas/*.avsc) schemas/model.conf tests/
 	@sh tests/gen_schemas.sh schemas > $@
 
 $(BUILD)/obj/schemas_gen.o: $(BUILD)/gen/schemas_gen.c | $(BUILD)/obj
+	@echo "  CC      $@"; $(CC) $(CFLAGS) -c -o $@ $<
+
+# trustctl serve's page (processor/page/: HTML, CSS, JS) is compiled in too,
+# so the binary serves it without files or network.
+$(BUILD)/gen/page_gen.c: $(wildcard processor/page/*) tests/gen_page.sh | $(BUILD)/gen
+	@sh tests/gen_page.sh processor/page > $@
+
+$(BUILD)/obj/page_gen.o: $(BUILD)/gen/page_gen.c processor/page_gen.h | $(BUILD)/obj
 	@echo "  CC      $@"; $(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: processor/%.c $(wildcard processor/*.h processor/*.def) | $(BUILD)/obj

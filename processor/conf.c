@@ -178,6 +178,8 @@ static const td_conf_prop_t td_conf_properties[] = {
     TD_CONF_INT(shutdown_timeout_ms, TD_CONF_TRUSTD, 0, 3600000, "8000", "Longest graceful shutdown (final flush and commit) in milliseconds"),
     /* trustctl */
     TD_CONF_BOOL(json, TD_CONF_TRUSTCTL, "false", "Print command output as JSON"),
+    TD_CONF_STR(listen, TD_CONF_TRUSTCTL, "127.0.0.1:8080", "trustctl serve: IPv4 address and port of the merchant page and its API (port 0: any free port)"),
+    TD_CONF_STR(serve_token, TD_CONF_TRUSTCTL | TD_CONF_SECRET | TD_CONF_NOFLAG, "", "trustctl serve: bearer token every request must carry; required unless listen is a loopback address. Config file or TRUST_SERVE_TOKEN only"),
     {.name = NULL},
 };
 /* clang-format on */
@@ -826,6 +828,13 @@ static int td_conf_arg_parse(int argc,
             return td_conf_err(errstr, errstr_size,
                                "setting '%s' is not used by %s", name,
                                td_conf_prog_name(prog));
+        }
+        if (arg->prop->flags & TD_CONF_NOFLAG) {
+            /* A flag's value shows in ps to every user of the host. */
+            return td_conf_err(errstr, errstr_size,
+                               "setting '%s' cannot be a flag: set it in the "
+                               "config file or the environment",
+                               name);
         }
     }
 

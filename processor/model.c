@@ -1002,6 +1002,19 @@ const char *td_model_version(const td_model_t *m) {
     return m->version;
 }
 
+int td_model_signal_prior(const td_model_t *m,
+                          int sig,
+                          double *prior,
+                          const char **dim) {
+    for (int i = 0; i < m->nind; i++) {
+        if ((int)m->inds[i].sig != sig) continue;
+        *prior = m->inds[i].prior;
+        if (dim) *dim = m->dims[m->inds[i].dim].name;
+        return 1;
+    }
+    return 0;
+}
+
 double td_model_prior_score(const td_model_t *m) {
     return m->prior_score;
 }
