@@ -52,7 +52,8 @@ static td_h_kafka_t kafka;
 static td_h_proc_t trustd, serve;
 static redisContext *rc;
 static td_model_t *model;
-static int port; /* of the read-only serve */
+static int port;           /* of the read-only serve */
+static long long produced; /* events, all topics */
 
 static const char *const merchants[NMERCH] = {"pg-01", "pg-02", "pg-03",
                                               "pg-04", "pg-05"};
@@ -214,6 +215,7 @@ static void produce(td_h_producer_t *p,
         ev.u.refund.amount_cents = 900;
     }
     assert_int_equal(td_h_produce(p, &ev, -1), 0);
+    produced++;
 }
 
 /* Merchant i gets fewer orders, more refunds and worse reviews than
@@ -296,7 +298,9 @@ static int setup(void **state) {
     produce_events();
     if (td_h_trustd_start(&trustd, "trustd", &kafka, &redis, "it-serve", NULL))
         return -1;
-    if (!td_h_poll(all_published, NULL, 60000)) {
+    /* Every event applied (committed), then every score published. */
+    if (!td_h_committed_reached(rc, produced, 60000) ||
+        !td_h_poll(all_published, NULL, 60000)) {
         td_h_dump_log(&trustd);
         return -1;
     }

@@ -1,0 +1,129 @@
+/*
+ * page_test.js - trustctl serve's page in headless Chromium (Debian's
+ * /usr/bin/chromium driven by playwright-core; no browser download).
+ *
+ *   node tests/browser/page_test.js BASE_URL EXPECT_JSON SHOT_DIR
+ *
+ * EXPECT_JSON (written by tests/it_serve.c from Redis) names a merchant and
+ * what the page must show for it: score, tier, reasons, history points.
+ * Checks those, switches to Chinese and checks a label, opens an unknown
+ * merchant and checks the message, and saves a screenshot of each step in
+ * SHOT_DIR. Requests to anything but BASE_URL are aborted and fail the
+ * test: the page must need no network. Exit status 0 when all hold.
+ */
+'use strict';
+
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const {chromium} = require('playwright-core');
+
+const [base, expectFile, shots] = process.argv.slice(2);
+const want = JSON.parse(fs.readFileSync(expectFile, 'utf8'));
+const failures = [];
+
+function check(what, got, expected) {
+  const ok = JSON.stringify(got) === JSON.stringify(expected);
+  console.log(`${ok ? 'ok  ' : 'FAIL'} ${what}: ${JSON.stringify(got)}` +
+    (ok ? '' : ` (expected ${JSON.stringify(expected)})`));
+  if (!ok) failures.push(what);
+}
+
+async function main() {
+  fs.mkdirSync(shots, {recursive: true});
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'td-chromium-'));
+  const ctx = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic',
+      '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+    viewport: {width: 1200, height: 1600},
+  });
+  const outside = [];
+  await ctx.route('**/*', (route) => {
+    const u = route.request().url();
+    if (u.startsWith(base + '/')) return route.continue();
+    outside.push(u);
+    return route.abort();
+  });
+  try {
+    const page = ctx.pages()[0] || await ctx.newPage();
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    page.setDefaultTimeout(15000);
+
+    /* One merchant, in English. */
+    await page.goto(`${base}/merchants/${encodeURIComponent(want.merchant)}`);
+    await page.waitForSelector('#merchant:not([hidden]) #score:not(:empty)');
+    check('merchant id', await page.textContent('#mid'), want.merchant);
+    check('score', await page.textContent('#score'), want.score.toFixed(2));
+    check('tier', await page.textContent('#tier'), String(want.tier));
+    const raws = await page.$$eval('#reasons li[data-raw]',
+      (els) => els.map((e) => e.dataset.raw));
+    check('reasons (as in Redis)', raws, want.reasons);
+    const texts = await page.$$eval('#reasons li', (els) => els.map((e) => e.textContent));
+    check('reasons are in words, not raw', texts.some((t, i) =>
+      raws[i] !== undefined && t === raws[i]), false);
+    check('history points', await page.locator('#history circle.point').count(),
+      want.history_points);
+    check('sub-scores shown', await page.locator('#subs .bar').count() > 0, true);
+    check('signal categories shown',
+      await page.locator('#signals details').count() > 0, true);
+    check('history label', await page.textContent('h2[data-i18n="history"]'),
+      'Score history');
+    await page.screenshot({path: path.join(shots, 'merchant-en.png'), fullPage: true});
+
+    /* Switch to Simplified Chinese. */
+    await page.click('#lang');
+    await page.waitForFunction(() => document.documentElement.lang === 'zh-CN');
+    check('history label (zh)', await page.textContent('h2[data-i18n="history"]'),
+      '评分历史');
+    check('a signal meaning (zh)', await page.textContent(
+      'tr[data-signal="refund_rate_30d"] td'), '每笔已支付订单的退款申请数' +
+      'refund_rate_30d · 越低越好');
+    check('history points (zh)',
+      await page.locator('#history circle.point').count(), want.history_points);
+    await page.screenshot({path: path.join(shots, 'merchant-zh.png'), fullPage: true});
+
+    /* An unknown merchant: a clear message, in Chinese, then English. */
+    await page.fill('#q', 'no-such-merchant-42');
+    await page.press('#q', 'Enter');
+    await page.waitForSelector('#message:not([hidden])');
+    check('unknown merchant (zh)', await page.textContent('#message'),
+      '没有找到商家“no-such-merchant-42”。');
+    check('address of the merchant', new URL(page.url()).pathname,
+      '/merchants/no-such-merchant-42');
+    await page.screenshot({path: path.join(shots, 'unknown-zh.png')});
+    await page.click('#lang');
+    await page.waitForFunction(() =>
+      document.getElementById('message').textContent.startsWith('No merchant'));
+    check('unknown merchant (en)', await page.textContent('#message'),
+      'No merchant with id "no-such-merchant-42".');
+    await page.screenshot({path: path.join(shots, 'unknown-en.png')});
+
+    /* The overview: best, worst, tiers. */
+    await page.goto(base + '/');
+    await page.waitForSelector('#overview:not([hidden]) #top li');
+    check('best merchants listed', await page.locator('#top li').count() > 0, true);
+    check('tier bars', await page.locator('#tiers .bar').count(), 5);
+    await page.screenshot({path: path.join(shots, 'overview.png'), fullPage: true});
+
+    check('no script errors', errors, []);
+  } finally {
+    await ctx.close();
+    fs.rmSync(profile, {recursive: true, force: true});
+  }
+  check('no request left the server', outside, []);
+}
+
+main().then(() => {
+  if (failures.length) {
+    console.log(`page_test: ${failures.length} check(s) failed`);
+    process.exit(1);
+  }
+  console.log(`page_test: all checks passed; screenshots in ${shots}`);
+}, (e) => {
+  console.log('page_test: ' + (e && e.stack || e));
+  process.exit(1);
+});
