@@ -36,11 +36,12 @@ DEB_PKGS += libcurl4-openssl-dev libjansson-dev
 # A JRE and Maven: the real Apache Kafka of `make test-kafka` and the demo.
 DEB_PKGS += openjdk-17-jre-headless maven
 
-# The page test (make test-browser): Debian's Chromium, and Node with npm
+# The page test (make test-browser): Debian's Chromium, a CJK font for
+# the screenshots, and Node with npm
 # for playwright-core (pinned in tests/browser/package-lock.json); Debian's
 # nodejs and npm only when no node and npm are installed at all (a Node from
 # elsewhere brings its own npm, and Debian's npm conflicts with it).
-BROWSER_PKGS = chromium
+BROWSER_PKGS = chromium fonts-wqy-zenhei
 BROWSER_NPM  = build/browser
 
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume

@@ -79,6 +79,8 @@ function el(tag, attrs, ...kids) {
   const e = document.createElement(tag);
   for (const k in attrs || {}) {
     if (k === 'class') e.className = attrs[k];
+    /* Through the CSSOM: the CSP (serve.c) refuses style attributes. */
+    else if (k === 'style') e.style.cssText = attrs[k];
     else e.setAttribute(k, attrs[k]);
   }
   for (const c of kids) e.append(c);

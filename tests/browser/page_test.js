@@ -51,6 +51,12 @@ async function main() {
     const page = ctx.pages()[0] || await ctx.newPage();
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
+    /* Console errors too: a Content-Security-Policy refusal shows there. */
+    page.on('console', (m) => {
+      /* The unknown merchant's 404 is expected; the page shows it. */
+      if (m.type() === 'error' && !/status of 404/.test(m.text()))
+        errors.push(m.text());
+    });
     page.setDefaultTimeout(15000);
 
     /* One merchant, in English. */
@@ -109,7 +115,7 @@ async function main() {
     check('tier bars', await page.locator('#tiers .bar').count(), 5);
     await page.screenshot({path: path.join(shots, 'overview.png'), fullPage: true});
 
-    check('no script errors', errors, []);
+    check('no script or console errors', errors, []);
   } finally {
     await ctx.close();
     fs.rmSync(profile, {recursive: true, force: true});
