@@ -17,6 +17,7 @@
 #include "history.h"
 #include "log.h"
 #include "proto.h"
+#include "reply.h"
 #include "serve.h"
 #include "signals.h"
 #include "signals_zh.h"
@@ -148,15 +149,6 @@ static int rget_n(td_serve_t *s, answer_t *a, redisReply **rs, size_t n) {
     return 0;
 }
 
-/* Value of field in an HGETALL reply, or NULL. */
-static const char *hfield(const redisReply *r, const char *field) {
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        if (r->element[i]->type == REDIS_REPLY_STRING &&
-            !strcmp(r->element[i]->str, field))
-            return r->element[i + 1]->str;
-    }
-    return NULL;
-}
 
 /* A number Redis holds as text, as a JSON number (null when absent or not
  * a number): integers stay integers, the rest round-trip as doubles. */
@@ -194,7 +186,7 @@ static json_t *signals_json(td_serve_t *s, const redisReply *sg) {
             "{s:s, s:s, s:s, s:o, s:s, s:s, s:b, s:s, s:s}", "name", d->name,
             "category", td_category_name(d->category), "category_zh",
             td_category_name_zh(d->category), "value",
-            jnum(hfield(sg, d->name)), "unit", d->unit, "window",
+            jnum(td_reply_hfield(sg, d->name)), "unit", d->unit, "window",
             td_window_name(d->window_ms), "higher_is_better", d->higher_better,
             "meaning", d->meaning, "meaning_zh", td_signal_meaning_zh(i));
         if (td_model_signal_prior(s->model, i, &prior, &dim)) {
@@ -225,13 +217,14 @@ static void api_merchant(td_serve_t *s, answer_t *a, const char *m) {
     static const char *const nums[] = {"score",   "tier",     "confidence",
                                        "version", "as_of_ms", "updated_ms"};
     for (size_t i = 0; i < TD_ARRAY_LEN(nums); i++)
-        json_object_set_new(doc, nums[i], jnum(hfield(rs[0], nums[i])));
+        json_object_set_new(doc, nums[i],
+                            jnum(td_reply_hfield(rs[0], nums[i])));
     json_object_set_new(doc, "model_version",
-                        jstr_or_null(hfield(rs[0], "model_version")));
+                        jstr_or_null(td_reply_hfield(rs[0], "model_version")));
     json_object_set_new(doc, "model_source",
-                        jstr_or_null(hfield(rs[0], "model_source")));
+                        jstr_or_null(td_reply_hfield(rs[0], "model_source")));
     /* trustd stores the reasons as a JSON array of strings. */
-    if ((rv = hfield(rs[0], "reasons"))) {
+    if ((rv = td_reply_hfield(rs[0], "reasons"))) {
         reasons = json_loads(rv, 0, NULL);
         if (!json_is_array(reasons)) {
             json_decref(reasons);
@@ -249,7 +242,7 @@ static void api_merchant(td_serve_t *s, answer_t *a, const char *m) {
     json_object_set_new(doc, "prior_score",
                         json_real(td_model_prior_score(s->model)));
     json_object_set_new(doc, "signals_as_of_ms",
-                        jnum(hfield(rs[1], "as_of_ms")));
+                        jnum(td_reply_hfield(rs[1], "as_of_ms")));
     json_object_set_new(doc, "signals", signals_json(s, rs[1]));
     answer_json(a, 200, doc);
 out:
@@ -326,8 +319,7 @@ api_rank(td_serve_t *s, answer_t *a, struct MHD_Connection *c, int best) {
     arr = json_array();
     for (size_t i = 0; i < cnt; i++) {
         const redisReply *h = rs[i];
-        const char *t = h->elements > 0 ? h->element[0]->str : NULL;
-        const char *cf = h->elements > 1 ? h->element[1]->str : NULL;
+        const char *t = td_reply_hmval(h, 0), *cf = td_reply_hmval(h, 1);
         json_array_append_new(
             arr,
             json_pack("{s:I, s:s, s:o, s:o, s:o}", "rank", (json_int_t)(i + 1),

@@ -59,6 +59,7 @@
 #include "signals.h"
 #include "model.h"
 #include "proto.h"
+#include "reply.h"
 #include "schemas_gen.h"
 #include "serve.h"
 #include "store.h"
@@ -455,21 +456,15 @@ static void rappend(ctl_t *c, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Value of field in an HGETALL reply, or NULL. */
+/* Value of field in an HGETALL reply, or NULL (reply.h: shared with
+ * trustctl serve). */
 static const char *hfield(const redisReply *r, const char *field) {
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        if (r->element[i]->type == REDIS_REPLY_STRING &&
-            !strcmp(r->element[i]->str, field))
-            return r->element[i + 1]->str;
-    }
-    return NULL;
+    return td_reply_hfield(r, field);
 }
 
 /* Element i of an HMGET reply as a string, or NULL when nil. */
 static const char *hmval(const redisReply *r, size_t i) {
-    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
-        return NULL;
-    return r->element[i]->str;
+    return td_reply_hmval(r, i);
 }
 
 /* 0 if m can be a merchant id; else EXIT_NOTFOUND after saying why. */
