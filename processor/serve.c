@@ -372,7 +372,7 @@ static void api_tiers(td_serve_t *s, answer_t *a) {
     }
     tiers = json_object();
     for (int t = 1; t <= TIER_CNT; t++) {
-        char k[4];
+        char k[16];
         snprintf(k, sizeof(k), "%d", t);
         json_object_set_new(tiers, k, json_integer(counts[t]));
     }

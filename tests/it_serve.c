@@ -524,7 +524,7 @@ static void test_tiers_count_every_ranked_merchant(void **state) {
     }
     tiers = json_object_get(doc, "tiers");
     for (int k = 1; k <= 5; k++) {
-        char key[4];
+        char key[16];
         snprintf(key, sizeof(key), "%d", k);
         assert_int_equal(json_integer_value(json_object_get(tiers, key)),
                          want[k]);
@@ -746,6 +746,12 @@ static void test_page_in_headless_chromium(void **state) {
     td_h_dump_log(&p); /* what it checked */
 }
 
+/* Last: after every request above, SIGTERM ends the server with status 0
+ * (under ASan: nothing leaked). */
+static void test_stops_cleanly_on_sigterm(void **state) {
+    serve_stop(&serve);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merchant_api_equals_redis),
@@ -760,6 +766,7 @@ int main(void) {
         cmocka_unit_test(test_token_is_never_a_flag),
         cmocka_unit_test(test_token_is_required_from_env_and_file),
         cmocka_unit_test(test_page_in_headless_chromium),
+        cmocka_unit_test(test_stops_cleanly_on_sigterm),
     };
     return cmocka_run_group_tests_name("it_serve", tests, setup, teardown);
 }
