@@ -61,6 +61,9 @@ const WORDS = {
       disputes: '纠纷', loyalty: '复购', logistics: '物流'},
     windows: {'1d': '1 天', '7d': '7 天', '30d': '30 天', '90d': '90 天',
       lifetime: '全部时间'},
+    units: {orders: '单', cents: '分', ms: '时间', hours: '小时', ratio: '比例',
+      stars: '星', reviews: '条评价', refunds: '笔退款', buyers: '位买家',
+      disputes: '起纠纷', cases: '起', days: '天'},
   },
 };
 
@@ -273,10 +276,10 @@ function drawMerchant() {
           (s.higher_is_better ? w.better : w.lower))),
       el('td', {class: 'num'}, fmt(s.value, s.unit)),
       el('td', {class: 'num'}, 'prior' in s ? fmt(s.prior, s.unit) : ''),
-      el('td', {}, s.unit),
+      el('td', {}, (w.units || {})[s.unit] || s.unit),
       el('td', {}, w.windows[s.window] || s.window)));
-    const head = el('tr', {}, el('th', {}, t('meaning')), el('th', {}, t('value')),
-      el('th', {}, t('platform')), el('th', {}, t('unit')), el('th', {}, t('window')));
+    const head = el('tr', {}, el('th', {}, t('meaning')),
+      el('th', {class: 'num'}, t('value')), el('th', {class: 'num'}, t('platform')), el('th', {}, t('unit')), el('th', {}, t('window')));
     box.append(el('details', {open: '', 'data-category': cat},
       el('summary', {}, lang === 'zh' ? list[0].category_zh : cat), el('table', {}, head, ...rows)));
   }
