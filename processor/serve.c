@@ -9,6 +9,7 @@
 #include <microhttpd.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,8 +45,92 @@ typedef struct answer_s {
     size_t len;
 } answer_t;
 
+/* Length of the well-formed UTF-8 character at p (n bytes left), or 0. */
+static size_t utf8_char(const unsigned char *p, size_t n) {
+    size_t len;
+    uint32_t c;
+
+    if (p[0] < 0x80) return 1;
+    if (p[0] >= 0xc2 && p[0] <= 0xdf) {
+        len = 2;
+        c = p[0] & 0x1f;
+    } else if (p[0] >= 0xe0 && p[0] <= 0xef) {
+        len = 3;
+        c = p[0] & 0x0f;
+    } else if (p[0] >= 0xf0 && p[0] <= 0xf4) {
+        len = 4;
+        c = p[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (len > n) return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((p[i] & 0xc0) != 0x80) return 0;
+        c = (c << 6) | (p[i] & 0x3f);
+    }
+    /* Overlong forms, surrogates and beyond U+10FFFF. */
+    if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) ||
+        (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+        return 0;
+    return len;
+}
+
+static int utf8_valid(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s;
+    for (size_t i = 0, n; i < len; i += n) {
+        if (!(n = utf8_char(p + i, len - i))) return 0;
+    }
+    return 1;
+}
+
+/* s as a JSON string; bytes that are not UTF-8 (a member of trust:scores
+ * written by someone else) become U+FFFD rather than failing the answer. */
+static json_t *jstrn(const char *s, size_t len) {
+    const unsigned char *p = (const unsigned char *)s;
+    char *buf;
+    size_t o = 0;
+    json_t *j;
+
+    if (utf8_valid(s, len)) return json_stringn(s, len);
+    if (!(buf = malloc(3 * len + 1))) abort();
+    for (size_t i = 0, n; i < len; i += n) {
+        if ((n = utf8_char(p + i, len - i))) {
+            memcpy(buf + o, s + i, n);
+            o += n;
+        } else {
+            memcpy(buf + o, "\xef\xbf\xbd", 3);
+            o += 3;
+            n = 1;
+        }
+    }
+    j = json_stringn(buf, o);
+    free(buf);
+    return j;
+}
+
 int td_serve_id_valid(const char *id, size_t len) {
     return len > 0 && len <= TD_MERCHANT_ID_MAX && !memchr(id, '\0', len);
+}
+
+/*
+ * URL unescaping: %HH as usual, except %00, which stays as written, so
+ * that "a%00b" is not read as merchant "a" (the handler gets a C string).
+ */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s) {
+    char *w = s;
+
+    for (const char *r = s; *r; r++) {
+        unsigned hi, lo;
+        if (r[0] == '%' && sscanf(r + 1, "%1x%1x", &hi, &lo) == 2 &&
+            (hi | lo) != 0) {
+            *w++ = (char)(hi << 4 | lo);
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = '\0';
+    return (size_t)(w - s);
 }
 
 int td_serve_check_listen(const td_conf_t *conf,
@@ -89,11 +174,19 @@ int td_serve_check_listen(const td_conf_t *conf,
 /* ---- answers ---- */
 
 static void answer_json(answer_t *a, unsigned status, json_t *doc) {
+    static const char oops[] = "{\"error\":\"cannot encode the answer\","
+                               "\"status\":500}";
     a->status = status;
     a->type = "application/json; charset=utf-8";
-    a->body = json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17));
-    a->len = a->body ? strlen(a->body) : 0;
+    a->body =
+        doc ? json_dumps(doc, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
     json_decref(doc);
+    if (!a->body) {
+        /* Only out of memory or our own bug: say so rather than hang up. */
+        a->status = 500;
+        if (!(a->body = strdup(oops))) abort();
+    }
+    a->len = strlen(a->body);
 }
 
 static void answer_error(answer_t *a, unsigned status, const char *fmt, ...)
@@ -322,10 +415,11 @@ api_rank(td_serve_t *s, answer_t *a, struct MHD_Connection *c, int best) {
         const char *t = td_reply_hmval(h, 0), *cf = td_reply_hmval(h, 1);
         json_array_append_new(
             arr,
-            json_pack("{s:I, s:s, s:o, s:o, s:o}", "rank", (json_int_t)(i + 1),
-                      "merchant_id", z->element[2 * i]->str, "score",
-                      jnum(z->element[2 * i + 1]->str), "tier", jnum(t),
-                      "confidence", jnum(cf)));
+            json_pack("{s:I, s:o, s:o, s:o, s:o}", "rank", (json_int_t)(i + 1),
+                      "merchant_id",
+                      jstrn(z->element[2 * i]->str, z->element[2 * i]->len),
+                      "score", jnum(z->element[2 * i + 1]->str), "tier",
+                      jnum(t), "confidence", jnum(cf)));
     }
     answer_json(a, 200, json_pack("{s:o}", "merchants", arr));
 out:
@@ -420,6 +514,11 @@ static void api_merchants(td_serve_t *s, answer_t *a, const char *rest) {
     if (!td_serve_id_valid(rest, len)) {
         answer_error(a, 400, "malformed merchant id: 1..%d bytes",
                      TD_MERCHANT_ID_MAX);
+        return;
+    }
+    /* Avro strings, and so trustd's ids, are UTF-8; JSON needs it too. */
+    if (!utf8_valid(rest, len)) {
+        answer_error(a, 400, "malformed merchant id: not UTF-8");
         return;
     }
     memcpy(m, rest, len);
@@ -545,7 +644,8 @@ td_serve_t *td_serve_start(const td_conf_t *conf,
     s->d = MHD_start_daemon(
         MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, handler, s,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
     if (!s->d) {
         snprintf(errstr, errstr_size, "serve: cannot listen on %s:%d", addr,
                  port);

@@ -571,6 +571,11 @@ static void test_malformed_requests_are_4xx(void **state) {
     path[n + TD_MERCHANT_ID_MAX] = '\0'; /* 64 bytes: well formed */
     expect_status("GET", path, 404);
     expect_status("GET", "/api/merchants/", 400);
+    expect_status("GET", "/api/merchants/%FF%FE", 400); /* not UTF-8 */
+    expect_status("GET", "/api/merchants/%E5%95%86%E5%AE%B6", 404);
+    /* Not merchant "pg-01": %00 is not decoded into a C string's end. */
+    expect_status("GET", "/api/merchants/pg-01%00x", 404);
+    expect_status("GET", "/api/merchants/pg%2D01", 200);
     expect_status("GET", "/api/merchants/pg-01/nothing", 404);
     expect_status("GET", "/api/nothing", 404);
     expect_status("GET", "/nothing/here", 404);
