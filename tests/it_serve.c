@@ -4,6 +4,7 @@
  * points with td_history_append (trustd's own points stay in front of
  * them), then trustctl serve runs as a process, as a Redis user that may
  * only read, and every API field is checked against Redis read directly.
+ * The same keys copied to a 3-master Redis Cluster give the same answers.
  * Then the error answers (400, 404, 405, 414, 503), the access rules
  * (loopback by default, no non-loopback address without a token, 401
  * without or with a wrong token, the token never a flag) and, with
@@ -694,6 +695,93 @@ static void test_token_is_required_from_env_and_file(void **state) {
     serve_stop(&p);
 }
 
+/* ---- Redis Cluster ---- */
+
+/* RESTOREs key (payload from DUMP) into the cluster, following MOVED. */
+static void
+cluster_restore(td_h_cluster_t *cl, const char *key, const redisReply *dump) {
+    int node = 0;
+
+    for (int hops = 0; hops < 4; hops++) {
+        redisContext *c = td_h_redis_connect(&cl->node[node]);
+        redisReply *r;
+        int to = 0;
+
+        assert_non_null(c);
+        r = redisCommand(c, "RESTORE %s 0 %b", key, dump->str, dump->len);
+        assert_non_null(r);
+        if (r->type == REDIS_REPLY_ERROR &&
+            sscanf(r->str, "MOVED %*d 127.0.0.1:%d", &to) == 1) {
+            for (int i = 0; i < cl->n; i++) {
+                if (cl->node[i].port == to) node = i;
+            }
+            freeReplyObject(r);
+            redisFree(c);
+            continue;
+        }
+        if (r->type == REDIS_REPLY_ERROR)
+            fail_msg("RESTORE %s: %s", key, r->str);
+        freeReplyObject(r);
+        redisFree(c);
+        return;
+    }
+    fail_msg("RESTORE %s: too many redirects", key);
+}
+
+/* Copies what trustd wrote into the single Redis, key by key. */
+static void copy_to_cluster(td_h_cluster_t *cl) {
+    static const char *const kinds[] = {"score", "signals", "history"};
+    redisReply *d;
+
+    for (int i = 0; i < NMERCH; i++) {
+        for (size_t k = 0; k < TD_ARRAY_LEN(kinds); k++) {
+            char key[128];
+            snprintf(key, sizeof(key), "trust:{%s}:%s", merchants[i], kinds[k]);
+            d = redisCommand(rc, "DUMP %s", key);
+            assert_int_equal(d->type, REDIS_REPLY_STRING);
+            cluster_restore(cl, key, d);
+            freeReplyObject(d);
+        }
+    }
+    d = redisCommand(rc, "DUMP trust:scores");
+    assert_int_equal(d->type, REDIS_REPLY_STRING);
+    cluster_restore(cl, "trust:scores", d);
+    freeReplyObject(d);
+}
+
+static void expect_same(int a, int b, const char *path) {
+    json_t *x = get_json(a, path, 200), *y = get_json(b, path, 200);
+    if (!json_equal(x, y))
+        fail_msg("%s differs on the cluster:\n%s\n%s", path,
+                 json_dumps(x, JSON_COMPACT), json_dumps(y, JSON_COMPACT));
+    json_decref(x);
+    json_decref(y);
+}
+
+/* The same data on a 3-master Redis Cluster gives the same answers. */
+static void test_serves_a_redis_cluster(void **state) {
+    static td_h_cluster_t cl;
+    td_h_proc_t p = {0};
+    int pp = td_h_free_port();
+    static const char *const extra[] = {"--redis-cluster", NULL};
+
+    assert_int_equal(td_h_cluster_start(&cl, 3, 0, 2000), 0);
+    copy_to_cluster(&cl);
+    assert_int_equal(serve_start(&p, "127.0.0.1", pp, cl.seeds, extra), 0);
+    for (int i = 0; i < NMERCH; i++) {
+        char path[128];
+        snprintf(path, sizeof(path), "/api/merchants/%s", merchants[i]);
+        expect_same(port, pp, path);
+        snprintf(path, sizeof(path), "/api/merchants/%s/history", merchants[i]);
+        expect_same(port, pp, path);
+    }
+    expect_same(port, pp, "/api/top?n=100");
+    expect_same(port, pp, "/api/bottom?n=3");
+    expect_same(port, pp, "/api/tiers");
+    serve_stop(&p);
+    td_h_cluster_stop(&cl);
+}
+
 /* ---- the page in Chromium ---- */
 
 /* Writes what the page must show for merchant m, from Redis, as JSON for
@@ -766,6 +854,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_merchant_is_404),
         cmocka_unit_test(test_malformed_requests_are_4xx),
         cmocka_unit_test(test_redis_away_is_503_with_reason),
+        cmocka_unit_test(test_serves_a_redis_cluster),
         cmocka_unit_test(test_listens_on_loopback_by_default),
         cmocka_unit_test(test_refuses_other_address_without_token),
         cmocka_unit_test(test_token_is_never_a_flag),
