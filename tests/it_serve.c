@@ -803,9 +803,9 @@ static void write_expect(const char *path, const char *m) {
 
 static void test_page_in_headless_chromium(void **state) {
     const char *root = getenv("TD_BROWSER_ROOT");
-    char expect[512], url[128], shots[512], *argv[8];
-    td_h_proc_t p = {0};
-    int st;
+    char expect[512], url[128], turl[128], shots[512], *argv[8];
+    td_h_proc_t p = {0}, tok = {0};
+    int st, tp;
 
     if (!getenv("TD_BROWSER")) {
         skip(); /* make test-browser */
@@ -821,12 +821,20 @@ static void test_page_in_headless_chromium(void **state) {
     snprintf(shots, sizeof(shots), "%s",
              getenv("TD_BROWSER_SHOTS") ? getenv("TD_BROWSER_SHOTS")
                                         : "build/screenshots");
+    /* A second server that wants a token: the page must ask for it. */
+    tp = td_h_free_port();
+    setenv("TRUST_SERVE_TOKEN", TOKEN, 1);
+    assert_int_equal(serve_start(&tok, "127.0.0.1", tp, redis.addr, NULL), 0);
+    unsetenv("TRUST_SERVE_TOKEN");
+    snprintf(turl, sizeof(turl), "http://127.0.0.1:%d", tp);
     argv[0] = "node";
     argv[1] = "tests/browser/page_test.js";
     argv[2] = url;
     argv[3] = expect;
     argv[4] = shots;
-    argv[5] = NULL;
+    argv[5] = turl;
+    argv[6] = TOKEN;
+    argv[7] = NULL;
     if (root) setenv("NODE_PATH", root, 1);
     assert_int_equal(td_h_spawn(&p, "browser", argv), 0);
     st = td_h_wait(&p, 90000);
@@ -834,9 +842,11 @@ static void test_page_in_headless_chromium(void **state) {
         td_h_signal(&p, SIGKILL);
         td_h_wait(&p, 5000);
         td_h_dump_log(&p);
+        serve_stop(&tok);
         fail_msg("page test failed (status %d)", st);
     }
     td_h_dump_log(&p); /* what it checked */
+    serve_stop(&tok);
 }
 
 /* Last: after every request above, SIGTERM ends the server with status 0

@@ -3,12 +3,14 @@
  * /usr/bin/chromium driven by playwright-core; no browser download).
  *
  *   node tests/browser/page_test.js BASE_URL EXPECT_JSON SHOT_DIR
+ *        [TOKEN_URL TOKEN]
  *
  * EXPECT_JSON (written by tests/it_serve.c from Redis) names a merchant and
  * what the page must show for it: score, tier, reasons, history points.
  * Checks those, switches to Chinese and checks a label, opens an unknown
  * merchant and checks the message, and saves a screenshot of each step in
- * SHOT_DIR. Requests to anything but BASE_URL are aborted and fail the
+ * SHOT_DIR. With TOKEN_URL (a server that needs TOKEN), the page must ask
+ * for the token, refuse a wrong one and show the merchant with the right one. Requests to anything but BASE_URL are aborted and fail the
  * test: the page must need no network. Exit status 0 when all hold.
  */
 'use strict';
@@ -18,7 +20,7 @@ const os = require('os');
 const path = require('path');
 const {chromium} = require('playwright-core');
 
-const [base, expectFile, shots] = process.argv.slice(2);
+const [base, expectFile, shots, tokenBase, token] = process.argv.slice(2);
 const want = JSON.parse(fs.readFileSync(expectFile, 'utf8'));
 const failures = [];
 
@@ -43,7 +45,8 @@ async function main() {
   const outside = [];
   await ctx.route('**/*', (route) => {
     const u = route.request().url();
-    if (u.startsWith(base + '/')) return route.continue();
+    if (u.startsWith(base + '/') || (tokenBase && u.startsWith(tokenBase + '/')))
+      return route.continue();
     outside.push(u);
     return route.abort();
   });
@@ -116,6 +119,25 @@ async function main() {
     await page.screenshot({path: path.join(shots, 'overview.png'), fullPage: true});
 
     check('no script or console errors', errors, []);
+
+    /* A server with a token: the page asks for it. */
+    if (tokenBase) {
+      await page.goto(`${tokenBase}/merchants/${encodeURIComponent(want.merchant)}`);
+      await page.waitForSelector('#token:not([hidden])');
+      await page.fill('#token-input', 'wrong-' + token);
+      await page.click('#token button');
+      await page.waitForFunction(() =>
+        document.getElementById('message').textContent.includes('refused'));
+      check('wrong token refused', await page.textContent('#message'),
+        'The access token was refused.');
+      await page.fill('#token-input', token);
+      await page.click('#token button');
+      await page.waitForSelector('#merchant:not([hidden]) #score:not(:empty)');
+      check('score with the token', await page.textContent('#score'),
+        want.score.toFixed(2));
+      check('token form gone', await page.isHidden('#token'), true);
+      await page.screenshot({path: path.join(shots, 'token.png')});
+    }
   } finally {
     await ctx.close();
     fs.rmSync(profile, {recursive: true, force: true});
