@@ -15,6 +15,7 @@ const WORDS = {
     subs: 'Sub-scores by dimension', reasons: 'Why this score',
     history: 'Score history', signals: 'Signals',
     updated: 'Score version {v}, updated {t}',
+    baseline: 'A merchant without any events scores {p} on this model',
     no_reasons: 'Nothing costs this merchant points against the platform.',
     no_history: 'No history yet.',
     points: '{n} points over {d} days',
@@ -42,6 +43,7 @@ const WORDS = {
     subs: '各维度分项得分', reasons: '得分原因',
     history: '评分历史', signals: '指标',
     updated: '评分版本 {v}，更新于 {t}',
+    baseline: '按当前模型，没有任何记录的商家得 {p} 分',
     no_reasons: '与平台相比，该商家没有被扣分的项目。',
     no_history: '暂无历史记录。',
     points: '{d} 天内 {n} 个点',
@@ -245,6 +247,7 @@ function drawMerchant() {
     doc.confidence === null ? t('none') : (doc.confidence * 100).toFixed(0) + '%';
   $('updated').textContent = doc.updated_ms === null ? '' : t('updated',
     {v: doc.version, t: new Date(doc.updated_ms).toISOString().slice(0, 16).replace('T', ' ')});
+  $('baseline').textContent = t('baseline', {p: doc.prior_score.toFixed(1)});
 
   const subs = $('subs');
   subs.replaceChildren();
