@@ -78,6 +78,11 @@ int td_model_signal_prior(const td_model_t *m,
                           double *prior,
                           const char **dim);
 
+/* The Simplified Chinese text (a rule's reason_zh) of a rule's reason as
+ * published, or NULL when no rule gives that reason or it has no reason_zh.
+ * Lives as long as the model. */
+const char *td_model_reason_zh(const td_model_t *m, const char *reason);
+
 /* The score of a merchant without any events: every indicator at its
  * prior, no rule applied. */
 double td_model_prior_score(const td_model_t *m);

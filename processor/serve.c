@@ -324,7 +324,17 @@ static void api_merchant(td_serve_t *s, answer_t *a, const char *m) {
             reasons = json_pack("[s]", rv);
         }
     }
-    json_object_set_new(doc, "reasons", reasons ? reasons : json_array());
+    if (!reasons) reasons = json_array();
+    json_object_set_new(doc, "reasons", reasons);
+    /* A rule's words in Chinese, from the model file (null for the
+     * indicator reasons, which the page words from the catalog). */
+    json_t *zh = json_array();
+    for (size_t i = 0; i < json_array_size(reasons); i++) {
+        const char *r = json_string_value(json_array_get(reasons, i));
+        const char *z = r ? td_model_reason_zh(s->model, r) : NULL;
+        json_array_append_new(zh, z ? json_string(z) : json_null());
+    }
+    json_object_set_new(doc, "reasons_zh", zh);
     subs = json_object();
     for (size_t i = 0; i + 1 < rs[0]->elements; i += 2) {
         const char *f = rs[0]->element[i]->str;

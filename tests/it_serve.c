@@ -394,6 +394,20 @@ static void test_merchant_api_equals_redis(void **state) {
         assert_non_null(want);
         assert_true(json_equal(reasons, want));
         json_decref(want);
+        /* Their Chinese words: a rule's reason_zh from the model, else
+         * null. */
+        json_t *zh = json_object_get(doc, "reasons_zh");
+        assert_int_equal(json_array_size(zh), json_array_size(reasons));
+        for (size_t k = 0; k < json_array_size(reasons); k++) {
+            const char *z = td_model_reason_zh(
+                model, json_string_value(json_array_get(reasons, k)));
+            json_t *got = json_array_get(zh, k);
+            if (z) {
+                assert_string_equal(json_string_value(got), z);
+            } else {
+                assert_true(json_is_null(got));
+            }
+        }
         /* Sub-scores: every sub_* field and nothing else. */
         subs = json_object_get(doc, "sub_scores");
         for (size_t k = 0; k + 1 < sc->elements; k += 2) {
@@ -789,11 +803,20 @@ static void test_serves_a_redis_cluster(void **state) {
 static void write_expect(const char *path, const char *m) {
     redisReply *sc = hgetall("trust:{%s}:score", m);
     redisReply *h = redisCommand(rc, "GET trust:{%s}:history", m);
-    json_t *doc = json_pack(
-        "{s:s, s:f, s:i, s:o, s:I}", "merchant", m, "score",
-        strtod(hfield(sc, "score"), NULL), "tier", atoi(hfield(sc, "tier")),
-        "reasons", json_loads(hfield(sc, "reasons"), 0, NULL), "history_points",
-        (json_int_t)(h->len / TD_HISTORY_POINT));
+    json_t *reasons = json_loads(hfield(sc, "reasons"), 0, NULL);
+    json_t *zh = json_array();
+    for (size_t k = 0; k < json_array_size(reasons); k++) {
+        const char *z = td_model_reason_zh(
+            model, json_string_value(json_array_get(reasons, k)));
+        json_array_append_new(zh, z ? json_string(z) : json_null());
+    }
+    json_decref(reasons);
+    json_t *doc =
+        json_pack("{s:o, s:s, s:f, s:i, s:o, s:I}", "reasons_zh", zh,
+                  "merchant", m, "score", strtod(hfield(sc, "score"), NULL),
+                  "tier", atoi(hfield(sc, "tier")), "reasons",
+                  json_loads(hfield(sc, "reasons"), 0, NULL), "history_points",
+                  (json_int_t)(h->len / TD_HISTORY_POINT));
     assert_non_null(doc);
     assert_int_equal(json_dump_file(doc, path, 0), 0);
     json_decref(doc);

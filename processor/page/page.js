@@ -178,9 +178,12 @@ async function showOverview() {
  * words with the catalog's meaning; rule reasons are shown as written. */
 const REASON = /^(\w+) (\S+) n=(\S+) \(prior (\S+)\) (-?[\d.]+) pts$/;
 
-function reasonText(raw, sigs) {
+function reasonText(raw, zh, sigs) {
   const m = REASON.exec(raw);
-  if (!m || !sigs[m[1]]) return t('rule', {t: raw.replace(/^cap: /, '')});
+  if (!m || !sigs[m[1]]) {
+    if (lang === 'zh' && zh) return zh;
+    return t('rule', {t: raw.replace(/^cap: /, '')});
+  }
   const s = sigs[m[1]];
   const meaning = lang === 'zh' ? s.meaning_zh : s.meaning;
   const args = {m: meaning, v: fmt(Number(m[2]), s.unit), n: m[3],
@@ -261,8 +264,8 @@ function drawMerchant() {
 
   const ul = $('reasons');
   ul.replaceChildren();
-  for (const raw of doc.reasons)
-    ul.append(el('li', {class: 'worse', 'data-raw': raw}, reasonText(raw, sigs)));
+  doc.reasons.forEach((raw, i) => ul.append(el('li',
+    {class: 'worse', 'data-raw': raw}, reasonText(raw, (doc.reasons_zh || [])[i], sigs))));
   if (!doc.reasons.length)
     ul.append(el('li', {class: 'better'}, t('no_reasons')));
 

@@ -91,6 +91,14 @@ async function main() {
     check('a signal meaning (zh)', await page.textContent(
       'tr[data-signal="refund_rate_30d"] td'), '每笔已支付订单的退款申请数' +
       'refund_rate_30d · 越低越好');
+    /* Rules in the model's Chinese words (reason_zh), the rest worded from
+     * the catalog's Chinese meanings. */
+    const zhTexts = await page.$$eval('#reasons li[data-raw]',
+      (els) => els.map((e) => e.textContent));
+    want.reasons_zh.forEach((z, i) => {
+      if (z) check(`reason ${i} (zh)`, zhTexts[i], z);
+      else check(`reason ${i} (zh) has Chinese words`, /[\u4e00-\u9fff]/.test(zhTexts[i]), true);
+    });
     check('history points (zh)',
       await page.locator('#history circle.point').count(), want.history_points);
     await page.screenshot({path: path.join(shots, 'merchant-zh.png'), fullPage: true});
