@@ -600,6 +600,7 @@ static void test_malformed_requests_are_4xx(void **state) {
     expect_status("POST", "/api/top", 405);
     expect_status("DELETE", "/api/merchants/pg-01", 405);
     expect_status("PUT", "/", 405);
+    expect_status("HEAD", "/api/top", 200);
     memset(path, 'a', sizeof(path) - 1);
     path[0] = '/';
     path[sizeof(path) - 1] = '\0';
