@@ -2,7 +2,8 @@
 #
 #   make demo    build, start embedded Kafka + redis-server + load + trustd
 #                (KAFKA=apache: a real Apache Kafka broker instead)
-#   make test    unit + integration tests, the consumer-group suites again
+#   make test    unit + integration tests, the page in headless Chromium,
+#                the consumer-group suites again
 #                on a real Apache Kafka, the same under ASan/UBSan (mock
 #                only), a 60 s fuzz run of the decoders, the bench smoke,
 #                deploy lint
@@ -35,6 +36,14 @@ DEB_PKGS += libcurl4-openssl-dev libjansson-dev
 # A JRE and Maven: the real Apache Kafka of `make test-kafka` and the demo.
 DEB_PKGS += openjdk-17-jre-headless maven
 
+# The page test (make test-browser): Debian's Chromium, a CJK font for
+# the screenshots, and Node with npm
+# for playwright-core (pinned in tests/browser/package-lock.json); Debian's
+# nodejs and npm only when no node and npm are installed at all (a Node from
+# elsewhere brings its own npm, and Debian's npm conflicts with it).
+BROWSER_PKGS = chromium fonts-wqy-zenhei
+BROWSER_NPM  = build/browser
+
 PROGRAMS = trustd trustctl td-kafka td-loadgen td-consume
 # The offline model evaluation (make model-eval, README "Trust score model").
 PROGRAMS += td-model-eval
@@ -42,7 +51,7 @@ MAINS    = $(foreach m,$(PROGRAMS),$(if $(wildcard processor/$(subst -,_,$(m)).c
 MAIN_SRC = $(patsubst %,processor/%.c,$(subst -,_,$(PROGRAMS)))
 LIB_SRC  = $(filter-out $(MAIN_SRC),$(wildcard processor/*.c))
 LIB_OBJ  = $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
-           $(BUILD)/obj/schemas_gen.o
+           $(BUILD)/obj/schemas_gen.o $(BUILD)/obj/page_gen.o
 BINS     = $(patsubst %,$(BUILD)/%,$(MAINS))
 # The Redis module (processor/module/, loaded with --loadmodule).
 MODULE     = $(BUILD)/trustd_module.so
@@ -57,7 +66,7 @@ UNIT_BIN = $(patsubst tests/%.c,$(BUILD)/tests/%,$(UNIT_SRC))
 IT_BIN   = $(patsubst tests/%.c,$(BUILD)/tests/%,$(IT_SRC))
 TEST_LIB = $(BUILD)/obj/harness.o
 
-.PHONY: all deps demo test unit integration test-asan fuzz bench bench-smoke \
+.PHONY: all deps deps-browser test-browser demo test unit integration test-asan fuzz bench bench-smoke \
         bench-module clang-build kafka-jars test-kafka test-lua \
         soak lint format clean docs
 .DEFAULT_GOAL := all
@@ -79,6 +88,26 @@ deps:
 	  { apt-get update -q >/dev/null && apt-get install -y -q $$missing; }; \
 	fi
 
+deps-browser:
+	@missing=""; for p in $(BROWSER_PKGS); do \
+	  dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v node >/dev/null 2>&1 || missing="$$missing nodejs"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps-browser: installing$$missing"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q $$missing >/dev/null 2>&1 || \
+	  { apt-get update -q >/dev/null && apt-get install -y -q $$missing; }; \
+	fi
+
+# playwright-core at the locked version, into build/ (no browser download:
+# the test drives /usr/bin/chromium).
+$(BROWSER_NPM)/node_modules/.package-lock.json: tests/browser/package.json tests/browser/package-lock.json
+	@echo "  NPM     $(BROWSER_NPM)"; mkdir -p $(BROWSER_NPM); \
+	cp tests/browser/package.json tests/browser/package-lock.json $(BROWSER_NPM)/; \
+	cd $(BROWSER_NPM) && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 \
+	    npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+
 $(BUILD)/obj $(BUILD)/tests $(BUILD)/gen:
 	@mkdir -p $@
 
@@ -89,6 +118,14 @@ $(BUILD)/gen/schemas_gen.c: $(wildcard schemas/*.avsc) schemas/model.conf tests/
 	@sh tests/gen_schemas.sh schemas > $@
 
 $(BUILD)/obj/schemas_gen.o: $(BUILD)/gen/schemas_gen.c | $(BUILD)/obj
+	@echo "  CC      $@"; $(CC) $(CFLAGS) -c -o $@ $<
+
+# trustctl serve's page (processor/page/: HTML, CSS, JS) is compiled in too,
+# so the binary serves it without files or network.
+$(BUILD)/gen/page_gen.c: $(wildcard processor/page/*) tests/gen_page.sh | $(BUILD)/gen
+	@sh tests/gen_page.sh processor/page > $@
+
+$(BUILD)/obj/page_gen.o: $(BUILD)/gen/page_gen.c processor/page_gen.h | $(BUILD)/obj
 	@echo "  CC      $@"; $(CC) $(CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/%.o: processor/%.c $(wildcard processor/*.h processor/*.def) | $(BUILD)/obj
@@ -183,9 +220,20 @@ test-lua: deps
 	@TD_REDIS_PATH=lua TD_BIN=$(BUILD) sh tests/run_tests.sh \
 	    $(patsubst %,$(BUILD)/tests/%,$(LUA_IT))
 
+# trustctl serve's page in headless Chromium: it_serve with TD_BROWSER=1
+# runs tests/browser/page_test.js against a merchant trustd scored;
+# screenshots land in build/screenshots.
+test-browser: deps deps-browser
+	@$(MAKE) --no-print-directory bins $(BUILD)/tests/it_serve \
+	    $(BROWSER_NPM)/node_modules/.package-lock.json
+	@TD_BROWSER=1 TD_BROWSER_ROOT=$(CURDIR)/$(BROWSER_NPM)/node_modules \
+	    TD_BROWSER_SHOTS=$(CURDIR)/build/screenshots TD_BIN=$(BUILD) \
+	    sh tests/run_tests.sh $(BUILD)/tests/it_serve
+
 # The whole test suite: the README's test command and what CI runs.
 test: deps
 	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-lua
 	@$(MAKE) --no-print-directory test-kafka
 	@$(MAKE) --no-print-directory clang-build

@@ -9,6 +9,8 @@
 #   - trustd, one worker
 #   - td-loadgen: realistic traffic (Zipf-distributed merchants, whole order
 #     lifecycles, reviews, refunds, a minority of bad merchants)
+#   - trustctl serve: the merchant page on loopback, DEMO_PAGE (default
+#     127.0.0.1:8080; any free port if that one is taken)
 # and shows the best and worst merchants every two seconds. Ctrl-C stops
 # everything and removes the directory.
 set -u
@@ -17,6 +19,7 @@ B=${1:-build}
 KAFKA=${KAFKA:-mock}
 DEMO_RATE=${DEMO_RATE:-2000}
 DEMO_MERCHANTS=${DEMO_MERCHANTS:-2000}
+DEMO_PAGE=${DEMO_PAGE:-127.0.0.1:8080}
 dir=$(mktemp -d /tmp/trustd-demo.XXXXXX)
 pids=""
 
@@ -88,9 +91,26 @@ ctl() {
     "$B/trustctl" --redis "$dir/redis.sock" --brokers "$brokers" "$@" 2>&1
 }
 
+# The page, read-only, on loopback only (no token: trustctl serve refuses
+# any other address without one).
+page_start() {
+    "$B/trustctl" --redis "$dir/redis.sock" --listen "$1" serve \
+        >"$dir/page.out" 2>"$dir/page.log" &
+    page_pid=$!
+    wait_for 50 grep -q '^serving ' "$dir/page.out"
+}
+if ! page_start "$DEMO_PAGE"; then
+    kill -TERM "$page_pid" 2>/dev/null
+    page_start 127.0.0.1:0 || { cat "$dir/page.log" >&2; stop; }
+fi
+pids="$pids $page_pid"
+page=$(sed -n 's/^serving //p' "$dir/page.out")
+echo "demo: the merchant page at $page"
+
 while :; do
     out=$(
         echo "Trust Index demo - $(date '+%H:%M:%S')  (Ctrl-C to stop)"
+        echo "The merchant page: $page"
         echo
         echo "Best merchants"
         ctl top 8

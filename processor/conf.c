@@ -180,6 +180,8 @@ static const td_conf_prop_t td_conf_properties[] = {
     TD_CONF_INT(shutdown_timeout_ms, TD_CONF_TRUSTD, 0, 3600000, "8000", "Longest graceful shutdown (final flush and commit) in milliseconds"),
     /* trustctl */
     TD_CONF_BOOL(json, TD_CONF_TRUSTCTL, "false", "Print command output as JSON"),
+    TD_CONF_STR(listen, TD_CONF_TRUSTCTL, "127.0.0.1:8080", "trustctl serve: IPv4 address and port of the merchant page and its API (port 0: any free port)"),
+    TD_CONF_STR(serve_token, TD_CONF_TRUSTCTL | TD_CONF_SECRET | TD_CONF_NOFLAG, "", "trustctl serve: bearer token every /api request must carry; required unless listen is a loopback address"),
     {.name = NULL},
 };
 /* clang-format on */
@@ -829,6 +831,13 @@ static int td_conf_arg_parse(int argc,
                                "setting '%s' is not used by %s", name,
                                td_conf_prog_name(prog));
         }
+        if (arg->prop->flags & TD_CONF_NOFLAG) {
+            /* A flag's value shows in ps to every user of the host. */
+            return td_conf_err(errstr, errstr_size,
+                               "setting '%s' cannot be a flag: set it in the "
+                               "config file or the environment",
+                               name);
+        }
     }
 
     if (eq) {
@@ -1134,15 +1143,22 @@ void td_conf_usage(FILE *fp, unsigned prog, const char *progname) {
             meta = " ";
             break;
         }
-        fprintf(fp, "  --%s%s%s\n", flag, meta,
-                p->type == TD_CONF_T_ENUM ? range : "");
+        if (p->flags & TD_CONF_NOFLAG) {
+            /* No flag to show: the variable and the file key. */
+            fprintf(fp, "  TRUST_%s=%s (environment or config file only)\n",
+                    env, meta + 1);
+        } else {
+            fprintf(fp, "  --%s%s%s\n", flag, meta,
+                    p->type == TD_CONF_T_ENUM ? range : "");
+        }
         len = (size_t)snprintf(
             text, sizeof(text), "%s.%s%s%s Default: %s.", p->desc,
             p->type != TD_CONF_T_ENUM && *range ? " Range " : "",
             p->type != TD_CONF_T_ENUM ? range : "",
             p->type != TD_CONF_T_ENUM && *range ? "." : "",
             *p->sdef ? p->sdef : "(empty)");
-        if ((p->flags & TD_CONF_SECRET) && len < sizeof(text)) {
+        if ((p->flags & TD_CONF_SECRET) && !(p->flags & TD_CONF_NOFLAG) &&
+            len < sizeof(text)) {
             /* Other users can read a process' flags with ps. */
             snprintf(text + len, sizeof(text) - len,
                      " Secret: prefer TRUST_%s or the config file.", env);

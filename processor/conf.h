@@ -27,6 +27,7 @@
 #define TD_CONF_TRUSTD   0x1 /* used by trustd */
 #define TD_CONF_TRUSTCTL 0x2 /* used by trustctl */
 #define TD_CONF_SECRET   0x4 /* printed as "****" */
+#define TD_CONF_NOFLAG   0x8 /* file or environment only: not seen in ps */
 
 /* log_level values are the TD_LOG_* levels of log.h. */
 
@@ -98,6 +99,8 @@ typedef struct td_conf_s {
     int shutdown_timeout_ms;
     /* trustctl */
     int json;
+    char *listen;      /* trustctl serve: host:port of the page */
+    char *serve_token; /* trustctl serve: bearer token ("" none) */
     /* librdkafka passthrough, in first-set order; later sets replace. */
     td_kafka_prop_t *kafka_props;
     size_t kafka_prop_cnt;

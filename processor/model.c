@@ -15,7 +15,8 @@
  *       [numerator <base> denominator <base>]
  *       [long_numerator <base> long_denominator <base>] (all on one line)
  *   rule <name> if <cond> [and <cond>]...
- *       cap_tier <n> cap_score <s> reason "<text>" (all on one line)
+ *       cap_tier <n> cap_score <s> reason "<text>" [reason_zh "<text>"]
+ *       (all on one line; reason_zh is for trustctl serve's page)
  *   <cond>: <signal> >=|<= <x>, or <indicator>.count / <indicator>.rate
  *       >=|<= <x> (the k, or k / n, the indicator read)
  *
@@ -118,6 +119,7 @@ typedef struct rule_s {
     double cap_score;
     char reason[TD_SCORE_REASON_MAX];
     size_t reason_len;
+    char reason_zh[TD_SCORE_REASON_MAX]; /* "" when the line has none */
     int line;
 } rule_t;
 
@@ -682,11 +684,12 @@ static int parse_cond(parser_t *p, tok_t *t, int n, cond_t *c) {
 }
 
 static int kw_rule(parser_t *p, tok_t *t, int n) {
-    enum { CAP_TIER, CAP_SCORE, REASON, NOPT };
+    enum { CAP_TIER, CAP_SCORE, REASON, REASON_ZH, NOPT };
     static const optdef_t defs[NOPT] = {
         [CAP_TIER] = {"cap_tier", OPT_NUM, 1},
         [CAP_SCORE] = {"cap_score", OPT_NUM, 1},
         [REASON] = {"reason", OPT_TEXT, 1},
+        [REASON_ZH] = {"reason_zh", OPT_TEXT, 0},
     };
     optval_t v[NOPT];
     td_model_t *m = p->m;
@@ -728,11 +731,17 @@ static int kw_rule(parser_t *p, tok_t *t, int n) {
         return perr(p, "reason must be 1..%d bytes", TD_SCORE_REASON_MAX - 1);
     if (strchr(v[REASON].str, '\\'))
         return perr(p, "reason must not contain a backslash");
+    if (v[REASON_ZH].set &&
+        (strlen(v[REASON_ZH].str) >= TD_SCORE_REASON_MAX || !*v[REASON_ZH].str))
+        return perr(p, "reason_zh must be 1..%d bytes",
+                    TD_SCORE_REASON_MAX - 1);
     snprintf(r->name, sizeof(r->name), "%s", t[0].s);
     r->cap_tier = (int)v[CAP_TIER].num;
     r->cap_score = v[CAP_SCORE].num;
     snprintf(r->reason, sizeof(r->reason), "%s", v[REASON].str);
     r->reason_len = strlen(r->reason);
+    snprintf(r->reason_zh, sizeof(r->reason_zh), "%s",
+             v[REASON_ZH].set ? v[REASON_ZH].str : "");
     r->line = p->line;
     m->nrule++;
     return TD_OK;
@@ -1000,6 +1009,27 @@ void td_model_destroy(td_model_t *m) {
 
 const char *td_model_version(const td_model_t *m) {
     return m->version;
+}
+
+int td_model_signal_prior(const td_model_t *m,
+                          int sig,
+                          double *prior,
+                          const char **dim) {
+    for (int i = 0; i < m->nind; i++) {
+        if ((int)m->inds[i].sig != sig) continue;
+        *prior = m->inds[i].prior;
+        if (dim) *dim = m->dims[m->inds[i].dim].name;
+        return 1;
+    }
+    return 0;
+}
+
+const char *td_model_reason_zh(const td_model_t *m, const char *reason) {
+    for (int i = 0; i < m->nrule; i++) {
+        if (!strcmp(m->rules[i].reason, reason))
+            return *m->rules[i].reason_zh ? m->rules[i].reason_zh : NULL;
+    }
+    return NULL;
 }
 
 double td_model_prior_score(const td_model_t *m) {

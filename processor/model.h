@@ -68,6 +68,21 @@ void td_model_destroy(td_model_t *m);
  * long as the model. */
 const char *td_model_version(const td_model_t *m);
 
+/*
+ * The platform prior of the indicator that reads signal sig: 1 with *prior
+ * (and *dim, its dimension's name, living as long as the model; dim may be
+ * NULL), or 0 when the model scores nothing on sig.
+ */
+int td_model_signal_prior(const td_model_t *m,
+                          int sig,
+                          double *prior,
+                          const char **dim);
+
+/* The Simplified Chinese text (a rule's reason_zh) of a rule's reason as
+ * published, or NULL when no rule gives that reason or it has no reason_zh.
+ * Lives as long as the model. */
+const char *td_model_reason_zh(const td_model_t *m, const char *reason);
+
 /* The score of a merchant without any events: every indicator at its
  * prior, no rule applied. */
 double td_model_prior_score(const td_model_t *m);

@@ -23,6 +23,8 @@
  *   scores [--follow]   read the scores topic the way the allocator does:
  *                       per merchant only the highest version counts
  *   reference           the signal reference page (Markdown)
+ *   serve               the merchant trust page and its JSON API over HTTP
+ *                       (serve.c), on `listen` (loopback unless serve_token)
  *
  * The commands are one table, ctl_cmds[]; --help is written from it. Text
  * output by default; --json prints one JSON document (scores --follow: one
@@ -58,7 +60,11 @@
 #include "history.h"
 #include "log.h"
 #include "signals.h"
+#include "model.h"
 #include "proto.h"
+#include "reply.h"
+#include "schemas_gen.h"
+#include "serve.h"
 #include "store.h"
 
 extern char **environ;
@@ -453,21 +459,15 @@ static void rappend(ctl_t *c, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Value of field in an HGETALL reply, or NULL. */
+/* Value of field in an HGETALL reply, or NULL (reply.h: shared with
+ * trustctl serve). */
 static const char *hfield(const redisReply *r, const char *field) {
-    for (size_t i = 0; i + 1 < r->elements; i += 2) {
-        if (r->element[i]->type == REDIS_REPLY_STRING &&
-            !strcmp(r->element[i]->str, field))
-            return r->element[i + 1]->str;
-    }
-    return NULL;
+    return td_reply_hfield(r, field);
 }
 
 /* Element i of an HMGET reply as a string, or NULL when nil. */
 static const char *hmval(const redisReply *r, size_t i) {
-    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_STRING)
-        return NULL;
-    return r->element[i]->str;
+    return td_reply_hmval(r, i);
 }
 
 /* 0 if m can be a merchant id; else EXIT_NOTFOUND after saying why. */
@@ -1885,6 +1885,49 @@ static int cmd_reference(ctl_t *c, int argc, char **argv) {
 
 /* ---- commands ---- */
 
+/* ---- serve ---- */
+
+/* Serves the page until SIGINT or SIGTERM (serve.h). */
+static int cmd_serve(ctl_t *c, int argc, char **argv) {
+    const char *file = c->conf->model_file;
+    td_model_t *model;
+    td_serve_t *s;
+    sigset_t block, old;
+    char errstr[512];
+
+    model = *file ? td_model_load(file, errstr, sizeof(errstr))
+                  : td_model_load_string("built-in model.conf", td_model_conf,
+                                         errstr, sizeof(errstr));
+    if (!model) {
+        fprintf(stderr, "trustctl: %s\n", errstr);
+        return EXIT_USAGE;
+    }
+    /* Blocked until sigsuspend(), so a signal between the check of
+     * stop_flag and the wait is not lost. */
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigaddset(&block, SIGTERM);
+    sigprocmask(SIG_BLOCK, &block, &old);
+    if (!(s = td_serve_start(c->conf, model, errstr, sizeof(errstr)))) {
+        fprintf(stderr, "trustctl: %s\n", errstr);
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        td_model_destroy(model);
+        return EXIT_USAGE;
+    }
+    /* The address, for scripts (make demo, the tests) to read. */
+    printf("serving http://%.*s:%d/\n",
+           (int)(strrchr(c->conf->listen, ':') - c->conf->listen),
+           c->conf->listen, td_serve_port(s));
+    fflush(stdout);
+    while (!stop_flag) {
+        sigsuspend(&old);
+    }
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    td_serve_stop(s);
+    td_model_destroy(model);
+    return 0;
+}
+
 /* clang-format off */
 static const ctl_cmd_t ctl_cmds[] = {
     {"get",       NULL,     1, 1,        1, cmd_get,        "MERCHANT",   "score, tier, confidence, sub-scores, reasons and key signals"},
@@ -1897,6 +1940,7 @@ static const ctl_cmd_t ctl_cmds[] = {
     {"dlq",       "replay", 0, SPEC_MAX, 0, cmd_dlq_replay, "SPEC...",    "produce dead letters back to their source partition, unchanged; SPEC is DLQPARTITION@OFFSET or [--source] TOPIC/PARTITION@OFFSET"},
     {"scores",    NULL,     0, 0,        0, cmd_scores,     "[--follow]", "the latest score per merchant from the scores topic; --follow keeps reading"},
     {"reference", NULL,     0, 0,        0, cmd_reference,  "",           "the signal reference page (Markdown)"},
+    {"serve",     NULL,     0, 0,        0, cmd_serve,      "",           "the merchant trust page and its read-only JSON API over HTTP on `listen` (default 127.0.0.1:8080); a non-loopback address needs serve_token"},
     {NULL,        NULL,     0, 0,        0, NULL,           NULL,         NULL},
 };
 /* clang-format on */
@@ -2056,7 +2100,7 @@ int main(int argc, char **argv) {
         goto out;
     }
     if (k->redis && (rc = redis_open(&c))) goto out;
-    if (c.follow) {
+    if (c.follow || !strcmp(k->name, "serve")) {
         /* Following ends on a signal, cleanly and with exit status 0. */
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_stop;

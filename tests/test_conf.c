@@ -7,6 +7,7 @@
  * Every test builds its own argv and envp arrays, so the real environment
  * never leaks in; config files are temporary files removed in teardown.
  */
+#include <ctype.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -489,6 +490,37 @@ static void test_conf_flag_of_the_other_program_is_an_error(void **state) {
                         "setting 'flush_interval_ms' is not used by trustctl");
 }
 
+/* serve_token would show in ps as a flag: environment or file only. */
+static void test_conf_secret_token_is_never_a_flag(void **state) {
+    fixture_t *f = *state;
+    char *argv_flag[] = {"trustctl", "--serve-token", "t0k", NULL};
+    char *argv_eq[] = {"trustctl", "--serve_token=t0k", NULL};
+    char *argv_none[] = {"trustctl", NULL};
+    char *envp[] = {"TRUST_SERVE_TOKEN=t0k", NULL};
+
+    assert_int_equal(td_conf_load(&f->conf, TD_CONF_TRUSTCTL, 3, argv_flag,
+                                  NULL, NULL, NULL, NULL, NULL, f->errstr,
+                                  sizeof(f->errstr)),
+                     TD_ERR);
+    assert_string_equal(f->errstr,
+                        "setting 'serve_token' cannot be a flag: set it in the "
+                        "config file or the environment");
+    assert_int_equal(td_conf_load(&f->conf, TD_CONF_TRUSTCTL, 2, argv_eq, NULL,
+                                  NULL, NULL, NULL, NULL, f->errstr,
+                                  sizeof(f->errstr)),
+                     TD_ERR);
+    assert_string_equal(f->conf.serve_token, "");
+    assert_int_equal(td_conf_load(&f->conf, TD_CONF_TRUSTCTL, 1, argv_none,
+                                  envp, NULL, NULL, NULL, NULL, f->errstr,
+                                  sizeof(f->errstr)),
+                     TD_OK);
+    assert_string_equal(f->conf.serve_token, "t0k");
+    assert_int_equal(td_conf_set(&f->conf, "serve_token", "f1le", f->errstr,
+                                 sizeof(f->errstr)),
+                     TD_OK);
+    assert_string_equal(f->conf.serve_token, "f1le");
+}
+
 static void test_conf_flags_accept_dashes_and_underscores(void **state) {
     fixture_t *f = *state;
     char *argv_dash[] = {"trustd",
@@ -714,7 +746,7 @@ static void test_conf_help_lists_every_setting(void **state) {
     for (char *line = printed; line && *line;) {
         char *nl = strchr(line, '\n');
         char *eq = strchr(line, '=');
-        char flag[96], flag_bool[96], row[96];
+        char flag[96], flag_bool[96], row[96], env[96];
         size_t len;
 
         if (*line != '#' && eq && eq < nl) {
@@ -726,7 +758,13 @@ static void test_conf_help_lists_every_setting(void **state) {
             /* Bools read "--name[=BOOL]". */
             snprintf(flag_bool, sizeof(flag_bool), "%.*s[", (int)(len + 4),
                      flag);
-            if (!strstr(both, flag) && !strstr(both, flag_bool)) {
+            /* A setting that is never a flag shows as its variable. */
+            snprintf(env, sizeof(env), "  TRUST_%.*s=", (int)len, line);
+            for (char *c = env + 8; *c; c++) {
+                *c = (char)toupper((unsigned char)*c);
+            }
+            if (!strstr(both, flag) && !strstr(both, flag_bool) &&
+                !strstr(both, env)) {
                 fail_msg("--help lacks %s", flag);
             }
             snprintf(row, sizeof(row), "| `%.*s` |", (int)len, line);
@@ -831,6 +869,7 @@ int main(void) {
         T(test_conf_help_shows_each_program_its_settings),
         T(test_conf_reference_marks_secrets_and_ranges),
         T(test_conf_term_releases_everything_and_allows_init),
+        T(test_conf_secret_token_is_never_a_flag),
 #undef T
     };
 

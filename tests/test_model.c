@@ -298,6 +298,8 @@ static const struct {
     {"long numerator good events", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_paid_90d long_denominator orders_paid_90d\n", "t.conf:7: ", "counts good events"},
     {"long denominator bad events", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_cancelled_merchant_90d long_denominator shipped_late_90d\n", "t.conf:7: ", "long_denominator shipped_late_90d counts bad events"},
     {"long not a base count", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator arbitration_loss_rate_90d long_denominator orders_paid_90d\n", "t.conf:7: ", "not a base count or sum"},
+    {"rule empty reason_zh", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d >= 0.5 cap_tier 3 cap_score 70 reason \"r\" reason_zh \"\"\n", "t.conf:8: ", "reason_zh must be 1..127 bytes"},
+    {"rule reason_zh unquoted", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d >= 0.5 cap_tier 3 cap_score 70 reason \"r\" reason_zh r\n", "t.conf:8: ", "reason_zh takes a quoted text"},
     {"rule evidence without indicator", GOOD_HEAD SIG_A SIG_B "rule x if late_ship_rate_30d.count >= 2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "needs a signal line for late_ship_rate_30d above"},
     {"rule evidence unknown part", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d.mean >= 2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "unknown '.mean'"},
     {"rule evidence good side", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d.rate <= 0.2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "may only test refund_rate_30d.rate >="},
@@ -1351,6 +1353,43 @@ static void test_model_eval_high_volume_calibration_holds(void **state) {
     assert_true(g->tiers[1][3] + g->tiers[1][4] >= 0.9 * g->bad);
 }
 
+/* A rule's reason_zh is what trustctl serve's page shows in Chinese; every
+ * rule of the shipped model has one. */
+static void test_model_rule_reason_zh(void **state) {
+    td_model_t *m =
+        load_text(GOOD_HEAD SIG_A SIG_B
+                  "rule x if refund_rate_30d >= 0.5 cap_tier 3 cap_score 70 "
+                  "reason \"cap: x\" reason_zh \"上限：退款\"\n"
+                  "rule y if refund_rate_30d >= 0.6 cap_tier 4 cap_score 60 "
+                  "reason \"cap: y\"\n");
+    char errstr[512];
+    td_model_t *b;
+    const char *rules;
+
+    assert_string_equal(td_model_reason_zh(m, "cap: x"), "上限：退款");
+    assert_null(td_model_reason_zh(m, "cap: y"));
+    assert_null(td_model_reason_zh(m, "cap: z"));
+    td_model_destroy(m);
+    b = td_model_load_string("built-in model.conf", td_model_conf, errstr,
+                             sizeof(errstr));
+    assert_non_null(b);
+    for (rules = strstr(td_model_conf, "\nrule "); rules;
+         rules = strstr(rules + 1, "\nrule ")) {
+        char reason[TD_SCORE_REASON_MAX];
+        const char *r = strstr(rules, " reason \"");
+        size_t len;
+        assert_non_null(r);
+        r += 9;
+        len = (size_t)(strchr(r, '"') - r);
+        assert_true(len < sizeof(reason));
+        memcpy(reason, r, len);
+        reason[len] = '\0';
+        if (!td_model_reason_zh(b, reason))
+            fail_msg("rule reason '%s' has no reason_zh", reason);
+    }
+    td_model_destroy(b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_loads_shipped_model_conf),
@@ -1398,6 +1437,7 @@ int main(void) {
             test_model_tiny_bad_merchants_lie_between_prior_and_twin),
         cmocka_unit_test(test_model_eval_long_tail_separates_small_merchants),
         cmocka_unit_test(test_model_eval_high_volume_calibration_holds),
+        cmocka_unit_test(test_model_rule_reason_zh),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "signals.h"
+#include "signals_zh.h"
 #include "harness.h"
 
 #define DAY   86400000LL
@@ -835,10 +836,29 @@ static void test_age_equals_folding_an_empty_event_at_now(void **state) {
     assert_memory_equal(&aged, &ref, sizeof(aged));
 }
 
+/* The page shows every signal and category in Chinese too: none may lack
+ * its signals_zh.def line, and none may be left in English by mistake. */
+static void test_every_signal_and_category_has_a_chinese_meaning(void **state) {
+    for (int i = 0; i < TD_SIG__CNT; i++) {
+        const char *zh = td_signal_meaning_zh(i);
+        assert_non_null(zh);
+        assert_true(strlen(zh) > 0);
+        int cjk = 0; /* some non-ASCII (CJK) text in it */
+        for (const char *p = zh; *p; p++)
+            cjk |= (unsigned char)*p >= 0x80;
+        assert_true(cjk);
+    }
+    for (int c = 0; c < TD_CAT__CNT; c++)
+        assert_non_null(td_category_name_zh(c));
+    assert_null(td_signal_meaning_zh(TD_SIG__CNT));
+    assert_null(td_category_name_zh(-1));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_age_equals_folding_an_empty_event_at_now),
         cmocka_unit_test(test_catalog_is_consistent),
+        cmocka_unit_test(test_every_signal_and_category_has_a_chinese_meaning),
         cmocka_unit_test(test_every_signal_has_a_row),
         cmocka_unit_test(test_every_row_matches_its_definition),
         cmocka_unit_test(test_distinct_buyers_are_exact_from_buyer_order_seq),
