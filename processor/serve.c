@@ -262,10 +262,6 @@ static json_t *jstr_or_null(const char *v) {
     return v ? json_string(v) : json_null();
 }
 
-static void history_key(char *key, size_t size, const char *m) {
-    snprintf(key, size, "trust:{%s}:history", m);
-}
-
 /* ---- /api/merchants/{id} ---- */
 
 static json_t *signals_json(td_serve_t *s, const redisReply *sg) {
@@ -362,7 +358,7 @@ static void api_history(td_serve_t *s, answer_t *a, const char *m) {
 
     td_key_score(key, sizeof(key), m, strlen(m));
     td_store_append(s->st, "EXISTS %s", key);
-    history_key(key, sizeof(key), m);
+    td_key_history(key, sizeof(key), m, strlen(m));
     td_store_append(s->st, "GET %s", key);
     if (!rget_n(s, a, rs, 2)) return;
     if (rs[0]->integer == 0 && rs[1]->type != REDIS_REPLY_STRING) {
