@@ -238,7 +238,7 @@ static int setup(void **state) {
         rc, "ACL SETUSER trustd on >pw ~trust:* resetchannels -@all +fcall "
             "+function|load +zadd +ping +wait +cluster|info +cluster|slots "
             "+asking +multi +exec +get +hgetall +hmget +exists +restore "
-            "+getrange +set +hget +hset +hincrby +rename +del");
+            "+getrange +set +hget +hset +hincrby +rename +del +append +zscan");
     ok = r && r->type == REDIS_REPLY_STATUS;
     if (r) freeReplyObject(r);
     return ok ? 0 : -1;
