@@ -9,6 +9,7 @@
  *   confidence signal <base count> half <m>
  *   reasons min_points <x>                (optional, default 0.1)
  *   window signal <base count> small <a> large <b>     (optional)
+ *   deep floor <f> count <c>                           (optional)
  *   dimension <name> weight <w>
  *   signal <ratio or average signal> dimension <name> prior <p>
  *       strength <w> good <g> bad <b> weight <w>
@@ -48,6 +49,13 @@
  * sub-score is non-increasing in every bad event, the weighted sums are
  * too, and a rule can only start to apply, which only lowers min(score,
  * cap).
+ *
+ * The deep line keeps that: below 0 a sub-score is max(the line's value,
+ * -floor * min(1, k - count)); both fall with k and rise with n, so their
+ * max does too, and it is continuous where it leaves 0. A dimension is
+ * clamped at 0, which is monotone. A rule's cap floor + (cap - floor) *
+ * score / 100 rises with the score, so min(score, cap(score)) falls with
+ * every bad event as the score does, and more rules only lower it.
  */
 #include <ctype.h>
 #include <errno.h>
