@@ -9,6 +9,7 @@
  *   confidence signal <base count> half <m>
  *   reasons min_points <x>                (optional, default 0.1)
  *   window signal <base count> small <a> large <b>     (optional)
+ *   deep floor <f> count <c>                           (optional)
  *   dimension <name> weight <w>
  *   signal <ratio or average signal> dimension <name> prior <p>
  *       strength <w> good <g> bad <b> weight <w>
@@ -49,6 +50,13 @@
  * sub-score is non-increasing in every bad event, the weighted sums are
  * too, and a rule can only start to apply, which only lowers min(score,
  * cap).
+ *
+ * The deep line keeps that: below 0 a sub-score is max(the line's value,
+ * -floor * min(1, k - count)); both fall with k and rise with n, so their
+ * max does too, and it is continuous where it leaves 0. A dimension is
+ * clamped at 0, which is monotone. A rule's cap floor + (cap - floor) *
+ * score / 100 rises with the score, so min(score, cap(score)) falls with
+ * every bad event as the score does, and more rules only lower it.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -92,6 +100,7 @@ typedef struct ind_s {
     double slope;     /* 100 / (bad - good): sub-score points per unit */
     double eff;       /* dimension weight * weight: score per sub-point */
     double sub_prior; /* sub-score at the prior */
+    int deep;         /* a lower-is-better rate: may go below 0 (deep) */
     int line;
     char head[HEAD_MAX]; /* "<signal> " */
     char tail[HEAD_MAX]; /* " (prior <p>) " */
@@ -133,6 +142,8 @@ struct td_model_s {
     double win_small;       /* all long window at or below, */
     double win_large;       /* all 30-day window at or above */
     double reason_min;
+    double deep_floor; /* the deep line: lowest sub-score, */
+    double deep_count; /* reached one event past this count */
     dim_t dims[TD_SCORE_MAX_DIMS];
     int ndim;
     ind_t inds[TD_MODEL_MAX_SIGNALS];
@@ -161,6 +172,7 @@ typedef struct parser_s {
     int conf_line;
     int reasons_line;
     int window_line;
+    int deep_line;
 } parser_t;
 
 static int perr(parser_t *p, const char *fmt, ...)
@@ -399,6 +411,26 @@ static int kw_window(parser_t *p, tok_t *t, int n) {
     p->m->win_sig = (td_signal_id_t)sig;
     p->m->win_small = v[SMALL].num;
     p->m->win_large = v[LARGE].num;
+    return TD_OK;
+}
+
+static int kw_deep(parser_t *p, tok_t *t, int n) {
+    enum { FLOOR, COUNT, NOPT };
+    static const optdef_t defs[NOPT] = {
+        [FLOOR] = {"floor", OPT_NUM, 1},
+        [COUNT] = {"count", OPT_NUM, 1},
+    };
+    optval_t v[NOPT];
+
+    if (once(p, &p->deep_line, "deep") != TD_OK) return TD_ERR;
+    if (parse_opts(p, "deep", t, n, defs, NOPT, v) != TD_OK) return TD_ERR;
+    if (!(v[FLOOR].num >= 0 && v[FLOOR].num <= 1000))
+        return perr(p, "deep floor %g out of range (0..1000)", v[FLOOR].num);
+    /* One event weighs at most 1: a count of 1 or more needs two. */
+    if (!(v[COUNT].num >= 1 && v[COUNT].num <= 1e9))
+        return perr(p, "deep count %g out of range (1..1e9)", v[COUNT].num);
+    p->m->deep_floor = v[FLOOR].num;
+    p->m->deep_count = v[COUNT].num;
     return TD_OK;
 }
 
@@ -757,6 +789,7 @@ static const struct {
     {"confidence", kw_confidence},
     {"reasons",    kw_reasons},
     {"window",     kw_window},
+    {"deep",       kw_deep},
     {"dimension",  kw_dimension},
     {"signal",     kw_signal},
     {"rule",       kw_rule},
@@ -779,7 +812,7 @@ static int parse_line(parser_t *p, char *line) {
     }
     return perr(p,
                 "unknown keyword '%s' (expected version, tiers, confidence, "
-                "reasons, window, dimension, signal or rule)",
+                "reasons, window, deep, dimension, signal or rule)",
                 t[0].s);
 }
 
@@ -906,6 +939,9 @@ static int finish(parser_t *p) {
         ind->slope = 100 / (ind->bad - ind->good);
         ind->eff = m->dims[ind->dim].weight * ind->weight;
         ind->sub_prior = sub_score(ind, ind->prior);
+        ind->deep = m->deep_floor > 0 &&
+                    td_signals[ind->sig].agg == TD_AGG_RATIO &&
+                    !td_signals[ind->sig].higher_better;
         m->prior_score += ind->eff * ind->sub_prior;
         /* The constant parts of its reasons, written once. */
         char num[NUM_MAX];
@@ -1146,6 +1182,13 @@ void td_model_score(const td_model_t *m,
         }
         double x = (k + ind->prior * ind->strength) / (nn + ind->strength);
         double sub = sub_score(ind, x);
+        if (ind->deep && sub <= 0 && k > m->deep_count) {
+            /* Past `bad`, confirmed evidence keeps counting: see the
+             * deep line. Both bounds fall with k and rise with n. */
+            double raw = (ind->bad - x) * ind->slope;
+            double lim = -m->deep_floor * fmin(1, k - m->deep_count);
+            sub = fmax(raw, lim);
+        }
 
         ev.k[i] = k;
         ev.n[i] = nn;
@@ -1155,8 +1198,10 @@ void td_model_score(const td_model_t *m,
     out->dim_cnt = m->ndim;
     for (int d = 0; d < m->ndim; d++) {
         out->dim_names[d] = m->dims[d].name;
-        out->dims[d] = dsum[d];
-        score += m->dims[d].weight * dsum[d];
+        /* Deep sub-scores rank merchants inside a dimension; the
+         * dimension itself stays on the published 0..100 scale. */
+        out->dims[d] = dsum[d] < 0 ? 0 : dsum[d];
+        score += m->dims[d].weight * out->dims[d];
     }
     score = score < 0 ? 0 : score > 100 ? 100 : score;
 
@@ -1164,8 +1209,10 @@ void td_model_score(const td_model_t *m,
         const rule_t *ru = &m->rules[r];
         applied[r] = (unsigned char)rule_applies(ru, s, &ev);
         if (!applied[r]) continue;
-        if (ru->cap_score < cap) {
-            cap = ru->cap_score;
+        double lo = ru->cap_tier < TIER_CNT ? m->tiers[ru->cap_tier - 1] : 0;
+        double c = lo + (ru->cap_score - lo) * score / 100;
+        if (c < cap) {
+            cap = c;
         }
         if (ru->cap_tier > tier_cap) {
             tier_cap = ru->cap_tier;

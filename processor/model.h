@@ -13,11 +13,15 @@
  *      strength w: x = (k + p*w) / (n + w) (a Beta(p*w, (1-p)*w) prior
  *      for rates, a Bayesian average for ratings and hours).
  *   2. x maps linearly to a sub-score: 100 at the `good` anchor, 0 at the
- *      `bad` anchor, clamped to 0..100.
- *   3. Dimension sub-score = weighted mean of its indicators; score =
- *      weighted mean of the dimensions (weights sum to 1 at both levels).
- *   4. Hard rules whose conditions all hold cap the score and the tier;
- *      a condition may read a signal or an indicator's k or k / n.
+ *      `bad` anchor, clamped to 0..100; with a `deep` line a lower-is-
+ *      better rate confirmed by a second event goes on below 0.
+ *   3. Dimension sub-score = weighted mean of its indicators, at least 0;
+ *      score = weighted mean of the dimensions (weights sum to 1 at both
+ *      levels).
+ *   4. Hard rules whose conditions all hold cap the score (mapping it onto
+ *      the cap tier's floor..cap_score, so capped merchants keep their
+ *      order) and the tier; a condition may read a signal or an
+ *      indicator's k or k / n.
  *   5. The tier comes from the score and the tier thresholds, and is never
  *      better than any applied rule's cap.
  *

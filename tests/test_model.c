@@ -293,6 +293,10 @@ static const struct {
     {"window on bad events", GOOD_HEAD "window signal shipped_late_90d small 10 large 20\n", "t.conf:6: ", "not a base count of good events"},
     {"window bounds", GOOD_HEAD "window signal orders_paid_90d small 20 large 10\n", "t.conf:6: ", "0 <= small < large"},
     {"duplicate window", GOOD_HEAD "window signal orders_paid_90d small 1 large 2\nwindow signal orders_paid_90d small 1 large 2\n", "t.conf:7: ", "duplicate 'window'"},
+    {"deep floor range", GOOD_HEAD "deep floor -1 count 1.05\n", "t.conf:6: ", "deep floor -1 out of range"},
+    {"deep count below two events", GOOD_HEAD "deep floor 100 count 0.5\n", "t.conf:6: ", "deep count 0.5 out of range"},
+    {"deep without count", GOOD_HEAD "deep floor 100\n", "t.conf:6: ", "deep line needs 'count'"},
+    {"duplicate deep", GOOD_HEAD "deep floor 1 count 1\ndeep floor 1 count 1\n", "t.conf:7: ", "duplicate 'deep'"},
     {"long without window", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_cancelled_merchant_90d long_denominator orders_paid_90d\n", "t.conf:7: ", "long_numerator without a 'window' line"},
     {"long numerator alone", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_cancelled_merchant_90d\n", "t.conf:7: ", "come together"},
     {"long numerator good events", GOOD_HEAD SIG_B "signal merchant_cancel_rate_30d dimension a prior 0.01 strength 7 good 0 bad 0.05 weight 1 long_numerator orders_paid_90d long_denominator orders_paid_90d\n", "t.conf:7: ", "counts good events"},
@@ -1201,6 +1205,82 @@ static void test_model_repeated_severe_events_are_decisive(void **state) {
 }
 
 /*
+ * The deep line: past `bad`, a lower-is-better rate keeps costing once the
+ * evidence count passes `count` (two events), down to -floor; one event
+ * never goes below 0, and the published dimension stays at 0..100.
+ */
+static void test_model_deep_sub_scores_need_two_events(void **state) {
+    static const char text[] =
+        "version = t-1\n"
+        "tiers 90 80 65 50\n"
+        "confidence signal orders_paid_30d half 30\n"
+        "deep floor 100 count 1.05\n"
+        "dimension d weight 1\n"
+        "signal merchant_cancel_rate_30d dimension d prior 0.01 strength 5 "
+        "good 0 bad 0.05 weight 0.2\n"
+        "signal refund_rate_30d dimension d prior 0.05 strength 20 good 0 "
+        "bad 0.5 weight 0.8\n";
+    td_model_t *m = load_text(text);
+    td_sigstate_t s;
+    td_score_rec_t one, two, three;
+    double refund_sub = (0.5 - 20 * 0.05 / 30) / 0.5 * 100;
+
+    (void)state;
+    fresh(&s);
+    put(&s, TD_SIG_orders_paid_30d, 10);
+    put(&s, TD_SIG_orders_cancelled_merchant_30d, 1);
+    one = score(m, &s);
+    /* One cancel in 10: past `bad`, but one event stops at 0. */
+    assert_near(one.score, 0.8 * refund_sub, 1e-9);
+    put(&s, TD_SIG_orders_cancelled_merchant_30d, 2);
+    two = score(m, &s);
+    put(&s, TD_SIG_orders_cancelled_merchant_30d, 3);
+    three = score(m, &s);
+    /* Two cost more than one, three more than two (the floor is reached
+     * at 2.05: (0.05 - 3.05 / 15) / 0.05 * 100 is far below -100). */
+    assert_true(two.score < one.score - 1);
+    assert_near(three.score, 0.8 * refund_sub - 0.2 * 100, 1e-9);
+    /* Without the deep line every sub-score stops at 0. */
+    char flat[sizeof(text)];
+    snprintf(flat, sizeof(flat), "%s", text);
+    memcpy(strstr(flat, "deep floor 100"), "deep floor   0", 14);
+    td_model_t *f = load_text(flat);
+    assert_near(score(f, &s).score, one.score, 1e-9);
+    td_model_destroy(f);
+    td_model_destroy(m);
+}
+
+/*
+ * A capped score keeps the order of the soft scores: the binding rule maps
+ * 0..100 onto its tier's floor..cap_score, so of two capped merchants the
+ * one with the better record still ranks higher, and never above the cap.
+ */
+static void test_model_capped_scores_keep_their_order(void **state) {
+    td_model_t *m = *state;
+    td_sigstate_t s;
+    td_score_rec_t clean, worse;
+
+    fresh(&s);
+    put(&s, TD_SIG_orders_paid_30d, 200);
+    put(&s, TD_SIG_orders_paid_90d, 600);
+    put(&s, TD_SIG_shipped_30d, 200);
+    put(&s, TD_SIG_shipped_tracking_valid_30d, 200);
+    put(&s, TD_SIG_reviews_30d, 100);
+    put(&s, TD_SIG_rating_sum_30d, 490);
+    put(&s, TD_SIG_counterfeit_confirmed_90d, 1);
+    put(&s, TD_SIG_counterfeit_confirmed_total, 1);
+    put(&s, TD_SIG_last_counterfeit_ms, T0 - 10 * DAY);
+    clean = score(m, &s);
+    put(&s, TD_SIG_shipped_late_30d, 20);
+    put(&s, TD_SIG_refunds_requested_30d, 20);
+    worse = score(m, &s);
+    assert_int_equal(clean.tier, 4);
+    assert_int_equal(worse.tier, 4);
+    assert_true(clean.score <= 64 && clean.score >= 50);
+    assert_true(worse.score < clean.score);
+}
+
+/*
  * The window adapts to volume. A small merchant whose cancels are older
  * than a month is judged on its 90 days; a large one on its last 30, so
  * the same old cancels no longer cap it. A state from before the 90-day
@@ -1435,6 +1515,8 @@ int main(void) {
             test_model_one_bad_event_on_bare_merchant_stays_in_tier_3),
         cmocka_unit_test(
             test_model_tiny_bad_merchants_lie_between_prior_and_twin),
+        cmocka_unit_test(test_model_deep_sub_scores_need_two_events),
+        cmocka_unit_test(test_model_capped_scores_keep_their_order),
         cmocka_unit_test(test_model_eval_long_tail_separates_small_merchants),
         cmocka_unit_test(test_model_eval_high_volume_calibration_holds),
         cmocka_unit_test(test_model_rule_reason_zh),
