@@ -1,7 +1,7 @@
 /*
  * cluster.c - Redis Cluster routing: hash slots, key positions, the slot map
  * and redirection replies (see cluster.h). Pure functions over memory; the
- * connections are store.c's.
+ * connections are store_cluster.c's.
  *
  * The map is an array of 16384 node indexes plus the node table. It is
  * replaced as a whole from CLUSTER SLOTS and patched one slot at a time
