@@ -1,7 +1,7 @@
 /*
  * cluster.c - Redis Cluster routing: hash slots, key positions, the slot map
  * and redirection replies (see cluster.h). Pure functions over memory; the
- * connections are store.c's.
+ * connections are store_cluster.c's.
  *
  * The map is an array of 16384 node indexes plus the node table. It is
  * replaced as a whole from CLUSTER SLOTS and patched one slot at a time
@@ -84,6 +84,7 @@ static const struct cmd_key {
     {"ZRANK",       1, 0}, {"ZREVRANK",    1, 0}, {"ZCOUNT",      1, 0},
     {"ZSCAN",       1, 0}, {"PFCOUNT",     1, 0}, {"MEMORY",      2, 0},
     {"OBJECT",      2, 0}, {"DUMP",        1, 0},
+    {"TD.LOAD",     1, 0}, /* the trustd module's; it only reads */
     {"SCAN",        KEY_NONE, 0}, {"PING",    KEY_NONE, 0},
     {"ECHO",        KEY_NONE, 0}, {"INFO",    KEY_NONE, 0},
     {"WAIT",        KEY_NONE, 0}, {"ASKING",  KEY_NONE, 0},

@@ -4,10 +4,10 @@
  * exactly as Redis' keyHashSlot), where a command's key is, the slot -> node
  * map read from CLUSTER SLOTS, and MOVED/ASK/TRYAGAIN/CLUSTERDOWN replies.
  *
- * No I/O here: store.c owns one hiredis connection per node, indexed like
- * this map's nodes, and asks the map where each command goes. Node indexes
- * are stable for the life of the map (nodes are added, never removed), so
- * the store's per-node state can be a plain array.
+ * No I/O here: store_cluster.c owns one hiredis connection per node,
+ * indexed like this map's nodes, and asks the map where each command goes.
+ * Node indexes are stable for the life of the map (nodes are added, never
+ * removed), so the store's per-node state can be a plain array.
  */
 #ifndef TD_CLUSTER_H
 #define TD_CLUSTER_H

@@ -57,11 +57,11 @@
  * merchants, then waits. Offsets move only after every step succeeded.
  *
  * On a Redis Cluster each step's batch succeeds only after WAIT 1 on every
- * master it wrote to (store.c): step 1 is on a replica before step 2 moves
- * a watermark to F, and step 2 before step 3 publishes and before the next
- * flush's step 1 (or the revoke/shutdown one) records F as `committed`. A
- * failover to a replica can thus only lose writes of an unfinished flush,
- * which the next owner replays as after a crash.
+ * master it wrote to (store_cluster.c): step 1 is on a replica before
+ * step 2 moves a watermark to F, and step 2 before step 3 publishes and
+ * before the next flush's step 1 (or the revoke/shutdown one) records F as
+ * `committed`. A failover to a replica can thus only lose writes of an
+ * unfinished flush, which the next owner replays as after a crash.
  */
 #include <errno.h>
 #include <math.h>
@@ -74,6 +74,8 @@
 #include "common.h"
 #include "flush.h"
 #include "numfmt.h"
+
+/* ---- steps 1-3 ---- */
 
 /* The flusher found Redis behind what this worker wrote or read: the
  * flush stops and flush_end() replays (rollback()). */

@@ -25,7 +25,7 @@ typedef struct td_hist_s {
     _Atomic uint64_t sum_micro; /* sum of observations * 1e6 */
 } td_hist_t;
 
-/* The steps of a flush (worker.c), timed for
+/* The steps of a flush (flush.c), timed for
  * trustd_flush_step_seconds_total: where a slow flush spends its time. */
 typedef enum {
     TD_FSTEP_RECORDS,   /* 1. partition records (intents) */

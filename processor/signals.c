@@ -94,7 +94,7 @@ static const struct {
 };
 /* clang-format on */
 
-/* How values are written to the signals hash (td_fmt_g10, worker.c), as
+/* How values are written to the signals hash (td_fmt_g10, proto.c), as
  * the reference page says. The exact merge state is the packed
  * `trust:{m}:state` (mstate.h); 10 digits keep the hash, together with
  * it, within the 4 KB budget. */

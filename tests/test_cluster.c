@@ -140,6 +140,21 @@ static void test_cmd_key_for_key_and_keyless_commands(void **state) {
     assert_int_equal(key_of(0, alone, &w), -1);
 }
 
+/* The trustd module's TD.LOAD only reads (registered "readonly"): no WAIT
+ * follows a round of loads. Its other commands write. */
+static void test_cmd_key_module_load_is_a_read(void **state) {
+    const char *load[] = {"TD.LOAD",         "trust:{m}:state",
+                          "trust:{m}:wm",    "trust:{m}:signals",
+                          "trust:{m}:score", "12345678"};
+    const char *put[] = {"TD.PUT", "trust:{m}:state", "x"};
+    int w = -1;
+    (void)state;
+    assert_int_equal(key_of(6, load, &w), 1);
+    assert_int_equal(w, 0);
+    assert_int_equal(key_of(3, put, &w), 1);
+    assert_int_equal(w, 1);
+}
+
 /* Three masters with one replica each, as CLUSTER SLOTS on 7.0 sends it:
  * the master's slots in two ranges for the first node. */
 static const char slots3[] =
@@ -394,6 +409,7 @@ int main(void) {
         cmocka_unit_test(test_slot_tag_lands_in_its_slot),
         cmocka_unit_test(test_cmd_key_finds_fcall_first_key),
         cmocka_unit_test(test_cmd_key_for_key_and_keyless_commands),
+        cmocka_unit_test(test_cmd_key_module_load_is_a_read),
         cmocka_unit_test(test_load_slots_maps_every_slot_to_its_master),
         cmocka_unit_test(test_load_slots_after_failover_moves_slots),
         cmocka_unit_test(test_load_slots_endpoint_variants),
