@@ -27,12 +27,21 @@ stop() {
     trap - INT TERM EXIT
     echo
     echo "stopping..."
-    for p in $pids; do kill -TERM "$p" 2>/dev/null; done
-    for p in $pids; do wait "$p" 2>/dev/null; done
+    # Last started first: the load generator and trustd flush to Kafka
+    # while it still runs.
+    rev=""
+    for p in $pids; do rev="$p $rev"; done
+    for p in $rev; do
+        kill -TERM "$p" 2>/dev/null
+        wait "$p" 2>/dev/null
+    done
     rm -rf "$dir"
     exit 0
 }
 trap stop INT TERM EXIT
+# Each process runs in a session of its own (setsid): a Ctrl-C reaches this
+# script alone, which stops them in order (stop) instead of all at once,
+# when Kafka would go before the others could flush to it.
 
 # Waits until a command succeeds, at most $1 tenths of a second.
 wait_for() {
@@ -60,7 +69,7 @@ esac
 echo "demo: working directory $dir"
 
 # shellcheck disable=SC2086 # kopts is a list of words
-"$B/td-kafka" --partitions 8 $kopts </dev/null >"$dir/kafka.out" \
+setsid "$B/td-kafka" --partitions 8 $kopts </dev/null >"$dir/kafka.out" \
     2>"$dir/kafka.log" &
 pids="$pids $!"
 if ! wait_for "$kwait" grep -q . "$dir/kafka.out"; then
@@ -70,17 +79,17 @@ fi
 brokers=$(head -n 1 "$dir/kafka.out")
 echo "demo: $kname at $brokers"
 
-redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
+setsid redis-server --port 0 --unixsocket "$dir/redis.sock" --unixsocketperm 700 \
     --dir "$dir" --save '' --appendonly yes >"$dir/redis.log" 2>&1 &
 pids="$pids $!"
 wait_for 100 redis-cli -s "$dir/redis.sock" ping || stop
 echo "demo: redis-server at $dir/redis.sock"
 
-"$B/trustd" --brokers "$brokers" --redis "$dir/redis.sock" --group demo \
+setsid "$B/trustd" --brokers "$brokers" --redis "$dir/redis.sock" --group demo \
     --http-port 0 --model-file schemas/model.conf >"$dir/trustd.log" 2>&1 &
 pids="$pids $!"
 
-"$B/td-loadgen" --brokers "$brokers" --rate "$DEMO_RATE" \
+setsid "$B/td-loadgen" --brokers "$brokers" --rate "$DEMO_RATE" \
     --merchants "$DEMO_MERCHANTS" --seed 42 --events 0 --eps-sim "$DEMO_RATE" \
     >"$dir/loadgen.log" 2>&1 &
 pids="$pids $!"
@@ -94,7 +103,7 @@ ctl() {
 # The page, read-only, on loopback only (no token: trustctl serve refuses
 # any other address without one).
 page_start() {
-    "$B/trustctl" --redis "$dir/redis.sock" --listen "$1" serve \
+    setsid "$B/trustctl" --redis "$dir/redis.sock" --listen "$1" serve \
         >"$dir/page.out" 2>"$dir/page.log" &
     page_pid=$!
     wait_for 50 grep -q '^serving ' "$dir/page.out"
