@@ -270,6 +270,12 @@ put_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     }
     if (ax->mark) ax->e->pub.unmarked = 0;
     if (ax->swept) atomic_fetch_add(&w->metrics.swept, 1);
+    if (ax->e->version == 1) { /* created: see worker_int.h */
+        td_grow((void **)&w->created, &w->createdcap, w->ncreated + 1,
+                sizeof(*w->created));
+        memcpy(w->created[w->ncreated], ax->m->id, ax->m->idlen + 1u);
+        w->ncreated++;
+    }
     ax->todo = 0;
     atomic_fetch_add(&w->metrics.merchant_writes, 1);
     return TD_OK;

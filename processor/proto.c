@@ -261,6 +261,21 @@ void td_proto_wm_get(td_rbatch_t *b,
     td_rbatch_end(b, cb, opaque);
 }
 
+void td_proto_forget(td_rbatch_t *b,
+                     const char *m,
+                     size_t mlen,
+                     td_rbatch_cb_t cb,
+                     void *opaque) {
+    char key[TD_KEY_MAX];
+
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "DEL");
+    td_rbatch_arg(b, key, td_key_state(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), m, mlen));
+    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), m, mlen));
+    td_rbatch_end(b, cb, opaque);
+}
+
 /* ---- put ---- */
 
 /* The readable signals hash as a DUMP payload (rdump.h): `as_of_ms` and

@@ -110,6 +110,16 @@ void td_proto_wm_get(td_rbatch_t *b,
                      td_rbatch_cb_t cb,
                      void *opaque);
 
+/* Queues the deletion of m's state, watermarks and readable hash (its
+ * score hash and history stay, so that versions keep rising): what a
+ * rollback does to a state it created on a store that may have lost the
+ * merchant's older state (worker.c). */
+void td_proto_forget(td_rbatch_t *b,
+                     const char *m,
+                     size_t mlen,
+                     td_rbatch_cb_t cb,
+                     void *opaque);
+
 /* ---- put ---- */
 
 /* A delta of source id applied by a put: offsets lo..next-1. */

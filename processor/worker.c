@@ -419,6 +419,68 @@ static void replay_progress(td_worker_t *w) {
     }
 }
 
+static int
+first_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    uint8_t want[8];
+    size_t n = td_mstate_version_bytes(1, want);
+    (void)errstr, (void)errstr_size;
+    /* Still the state this worker created: nobody wrote it since. */
+    *(int *)opaque = r->type == REDIS_REPLY_STRING && r->len == n &&
+                     !memcmp(r->str, want, n);
+    return TD_OK;
+}
+
+/* Deletes the states this worker created since Redis was last seen intact
+ * (worker_int.h) and nobody wrote since (a merchant another worker wrote
+ * on top keeps its state: a known limit, README), for the replay to
+ * rebuild them from its start. */
+static void forget_created(td_worker_t *w) {
+    char errstr[512], key[TD_KEY_MAX];
+    int backoff = 50, *first;
+
+    if (w->ncreated == 0) return;
+    first = td_xcalloc(w->ncreated, sizeof(*first));
+    while (!td_worker_give_up(w)) {
+        size_t n = 0;
+        td_rbatch_reset(w->batch);
+        for (size_t i = 0; i < w->ncreated; i++) {
+            const char *m = w->created[i];
+            td_rbatch_begin(w->batch);
+            td_rbatch_str(w->batch, "GETRANGE");
+            td_rbatch_arg(w->batch, key,
+                          td_key_state(key, sizeof(key), m, strlen(m)));
+            td_rbatch_str(w->batch, "0");
+            td_rbatch_str(w->batch, "7");
+            td_rbatch_end(w->batch, first_cb, &first[i]);
+        }
+        if (td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) ==
+            TD_OK) {
+            td_rbatch_reset(w->batch);
+            for (size_t i = 0; i < w->ncreated; i++) {
+                if (!first[i]) continue;
+                td_proto_forget(w->batch, w->created[i],
+                                strlen(w->created[i]), NULL, NULL);
+                n++;
+            }
+            if (!n || td_store_exec(w->store, w->batch, errstr,
+                                    sizeof(errstr)) == TD_OK) {
+                td_log(TD_LOG_NOTICE,
+                       "dropped %zu merchant states created since redis was "
+                       "last seen intact: the replay rebuilds them",
+                       n);
+                break;
+            }
+        }
+        td_log_rl(&w->rl, RL_FLUSH, TD_LOG_WARNING,
+                  "dropping created merchant states: %s; retrying in %d ms",
+                  errstr, backoff);
+        td_worker_nap(w, backoff);
+        backoff = td_worker_next_backoff(w, backoff);
+    }
+    free(first);
+    w->ncreated = 0;
+}
+
 /* The oldest offset Kafka holds of s and the next one it will write, as
  * the last fetch reported (after any earlier owner's flushes), else asked
  * (a round trip); -1 where it cannot say. */
@@ -487,6 +549,9 @@ static void rollback(td_worker_t *w) {
     td_mcache_clear(w->active);
     td_mcache_clear(w->inflight);
     td_mscache_clear(w->states);
+    if (deep != TD_DEEP_FROM_COMMITTED)
+        forget_created(w); /* a store that lost data */
+    w->ncreated = 0;
     w->nmarks = w->nfresh = 0;
     w->events_since_flush = 0;
     w->hot_idx = -1;
@@ -579,6 +644,8 @@ static void record_complete(td_worker_t *w) {
     if (td_rbatch_cnt(w->batch) &&
         td_store_exec(w->store, w->batch, errstr, sizeof(errstr)) != TD_OK)
         td_log(TD_LOG_VERBOSE, "recording the flush complete: %s", errstr);
+    else if (!w->frollback && !td_store_is_cluster(w->store))
+        w->ncreated = 0; /* the records were there: nothing was lost */
     for (int i = 0; i < w->nsrc; i++) {
         src_t *s = &w->srcs[i];
         if (s->assigned == 1 && s->ack_c == s->flushed) s->stored = s->flushed;
@@ -829,6 +896,7 @@ static void sync_nodes(td_worker_t *w, int detect) {
         if (got[i].got == 1)
             snprintf(nm[i]->token, sizeof(nm[i]->token), "%s", got[i].val);
     }
+    if (lost < 0 && detect) w->ncreated = 0; /* every node kept its data */
     if (lost < 0 || !detect) return;
     snprintf(errstr, sizeof(errstr),
              "the Redis Cluster node serving slot %d lost its data: marker "
@@ -1512,6 +1580,7 @@ void td_worker_destroy(td_worker_t *w) {
     td_rbatch_destroy(w->dbatch);
     td_store_destroy(w->dstore);
     free(w->marks_seen);
+    free(w->created);
     td_sweep_term(&w->sweep);
     td_codec_destroy(w->codec);
     td_codec_destroy(w->fcodec);

@@ -198,6 +198,13 @@ struct td_worker_s {
     int64_t last_nodes_ms;
     td_store_t *dstore;
     td_rbatch_t *dbatch;
+    /* Merchants whose state this worker created (none was stored) since
+     * Redis was last seen intact (record_complete, sync_nodes): if Redis
+     * lost data before those puts, such a state holds only what came
+     * after; rollback() deletes them for the replay to rebuild. Written by
+     * the flusher during a flush, else by the main thread. */
+    char (*created)[TD_MERCHANT_ID_MAX + 1];
+    size_t ncreated, createdcap;
     td_sweep_t sweep; /* quiet merchants to re-score (sweep.h) */
     uint64_t nsweep;  /* of them in the active cache */
     td_metrics_t metrics;

@@ -843,6 +843,9 @@ if [ "$APACHE" = 1 ]; then
         --merchants "$MERCHANTS" --zipf-s "$ZIPF" --seed "$SEED" \
         2>"$dir/loadgen-ak.log" ||
         die "td-loadgen failed: $(tail -n 3 "$dir/loadgen-ak.log")"
+    # The same partition names as stage 3 (more of them): its records must
+    # go before trustctl lists this broker's partitions.
+    rcli flushall >/dev/null || die "FLUSHALL failed"
     watermarks "$ak_brokers" "$dir/wm-ak.txt" "$rport"
     ak_total=$(awk '{ t += $4 - $3 } END { print t + 0 }' "$dir/wm-ak.txt")
     [ "$ak_total" -eq "$AK_EVENTS" ] ||
@@ -857,8 +860,6 @@ if [ "$APACHE" = 1 ]; then
         kv "$(cat "$dir/consume-ak.out")" eps >>"$dir/consume-ak.runs"
     done
     ak_base=$(sort -n "$dir/consume-ak.runs" | sed -n 2p)
-    # The same partition names as stage 3: its watermarks must go.
-    rcli flushall >/dev/null || die "FLUSHALL failed"
     keys=() hws=()
     while read -r t p _ hi; do
         keys+=("trust:part:{$t/$p}")

@@ -450,13 +450,16 @@ static void back_in_time_ends_exact(back_t how, int nworkers) {
     }
     produce(w, 2000, -1);
     assert_exact(w, p, nworkers);
-    /* Loud: an error line naming it (every worker wrote since). */
+    /* Loud: an error line naming it. Not from every worker: one that got
+     * its partitions only after the loss found nothing to replay. */
+    int said = 0;
     for (int i = 0; i < nworkers; i++) {
-        grep_t said = {&p[i], "went back in time"};
-        if (!log_matches(&said)) {
-            td_h_dump_log(&p[i]);
-            fail_msg("worker %d did not report the rollback", i);
-        }
+        grep_t g = {&p[i], "went back in time"};
+        said += log_matches(&g);
+    }
+    if (!said) {
+        td_h_dump_log(&p[0]);
+        fail_msg("no worker reported the rollback");
     }
     for (int i = 0; i < nworkers; i++)
         td_h_stop_graceful(&p[i], 15000);
