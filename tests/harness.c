@@ -135,26 +135,36 @@ void td_h_dump_log(const td_h_proc_t *p) {
 
 #define HTTP_BODY_MAX (1 << 20)
 
-int td_h_http_get(int port, const char *path, char **body) {
+/* One request on a fresh connection: method, path and an optional extra
+ * header line; returns the status (-1 on failure), *body the body
+ * (caller frees). */
+int td_h_http(int p,
+              const char *method,
+              const char *path,
+              const char *header,
+              char **body) {
     struct sockaddr_in sin;
-    struct timeval tv = {5, 0};
-    char req[256], *buf = malloc(HTTP_BODY_MAX + 1), *sep;
-    size_t len = 0;
+    struct timeval tv = {10, 0};
+    char *req, *buf = malloc(HTTP_BODY_MAX + 1), *sep;
+    size_t len = 0, rlen = strlen(path) + 256 + (header ? strlen(header) : 0);
     ssize_t n;
     int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
 
     *body = NULL;
+    req = malloc(rlen);
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)port);
+    sin.sin_port = htons((uint16_t)p);
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (fd < 0 || !buf ||
+    if (fd < 0 || !buf || !req ||
         connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
         goto out;
-    n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
-                 path);
+    n = snprintf(req, rlen,
+                 "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%sContent-Length: "
+                 "0\r\n\r\n",
+                 method, path, header ? header : "", header ? "\r\n" : "");
     if (write(fd, req, (size_t)n) != n) goto out;
     while (len < HTTP_BODY_MAX &&
            (n = read(fd, buf + len, HTTP_BODY_MAX - len)) > 0)
@@ -169,7 +179,12 @@ int td_h_http_get(int port, const char *path, char **body) {
 out:
     if (fd >= 0) close(fd);
     free(buf);
+    free(req);
     return status;
+}
+
+int td_h_http_get(int port, const char *path, char **body) {
+    return td_h_http(port, "GET", path, NULL, body);
 }
 
 double td_h_sample(const char *body, const char *series) {

@@ -163,6 +163,14 @@ void td_h_producer_destroy(td_h_producer_t *p);
 /* GET path from 127.0.0.1:port over HTTP/1.0: the status (-1: no
  * answer); *body gets the body (malloc'd, NULL without an answer). */
 int td_h_http_get(int port, const char *path, char **body);
+/* One request on a fresh connection: method, path and an optional extra
+ * header line; returns the status (-1 on failure), *body the body (caller
+ * frees). */
+int td_h_http(int port,
+              const char *method,
+              const char *path,
+              const char *header,
+              char **body);
 /* Value of one sample in a Prometheus text exposition: series is the name
  * with its labels exactly as trustd writes them, e.g.
  * trustd_events_consumed_total{topic="orders"}. NAN if absent. */

@@ -39,14 +39,13 @@
 #include "signals.h"
 #include "signals_zh.h"
 
-#define HOUR     3600000LL
-#define DAY      (24 * HOUR)
-#define NMERCH   5
-#define NHIST    7 /* fixture points per merchant */
-#define TOKEN    "s3cret-token"
-#define RO_USER  "page"
-#define RO_PASS  "page-pw"
-#define BODY_MAX (1 << 20)
+#define HOUR    3600000LL
+#define DAY     (24 * HOUR)
+#define NMERCH  5
+#define NHIST   7 /* fixture points per merchant */
+#define TOKEN   "s3cret-token"
+#define RO_USER "page"
+#define RO_PASS "page-pw"
 
 static td_h_redis_t redis;
 static td_h_kafka_t kafka;
@@ -61,51 +60,12 @@ static const char *const merchants[NMERCH] = {"pg-01", "pg-02", "pg-03",
 
 /* ---- HTTP ---- */
 
-/* One request on a fresh connection: method, path and an optional extra
- * header line; returns the status (-1 on failure), *body the body
- * (caller frees). */
 static int http(int p,
                 const char *method,
                 const char *path,
                 const char *header,
                 char **body) {
-    struct sockaddr_in sin;
-    struct timeval tv = {10, 0};
-    char *req, *buf = malloc(BODY_MAX + 1), *sep;
-    size_t len = 0, rlen = strlen(path) + 256 + (header ? strlen(header) : 0);
-    ssize_t n;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), status = -1;
-
-    *body = NULL;
-    req = malloc(rlen);
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)p);
-    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (fd < 0 || !buf || !req ||
-        connect(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0)
-        goto out;
-    n = snprintf(req, rlen,
-                 "%s %s HTTP/1.0\r\nHost: 127.0.0.1\r\n%s%sContent-Length: "
-                 "0\r\n\r\n",
-                 method, path, header ? header : "", header ? "\r\n" : "");
-    if (write(fd, req, (size_t)n) != n) goto out;
-    while (len < BODY_MAX && (n = read(fd, buf + len, BODY_MAX - len)) > 0)
-        len += (size_t)n;
-    buf[len] = '\0';
-    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1) {
-        status = -1;
-        goto out;
-    }
-    sep = strstr(buf, "\r\n\r\n");
-    *body = strdup(sep ? sep + 4 : "");
-out:
-    if (fd >= 0) close(fd);
-    free(buf);
-    free(req);
-    return status;
+    return td_h_http(p, method, path, header, body);
 }
 
 /* GET path from the read-only server, expecting status want; returns the
