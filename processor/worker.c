@@ -5,8 +5,10 @@
  * choosing what to flush (flush_start), then, once the flusher thread
  * ended it, confirming the dead letters, moving the offsets and recording
  * the flush complete (flush_end), or replaying after Redis lost writes
- * (rollback). The flush protocol itself, and why the whole is exactly
- * once, is in flush.c.
+ * (rollback; on a Redis Cluster the node markers, sync_nodes), and
+ * handing quiet merchants to the next flush for a re-score (sweep_page).
+ * The flush protocol itself, and why the whole is exactly once, is in
+ * flush.c.
  */
 #include <librdkafka/rdkafka.h>
 #include <stdarg.h>
