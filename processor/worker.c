@@ -460,8 +460,8 @@ static void forget_created(td_worker_t *w) {
             td_rbatch_reset(w->batch);
             for (size_t i = 0; i < w->ncreated; i++) {
                 if (!first[i]) continue;
-                td_proto_forget(w->batch, w->created[i],
-                                strlen(w->created[i]), NULL, NULL);
+                td_proto_forget(w->batch, w->created[i], strlen(w->created[i]),
+                                NULL, NULL);
                 n++;
             }
             if (!n || td_store_exec(w->store, w->batch, errstr,
