@@ -79,37 +79,62 @@ td_http_t *td_http_start(const char *addr,
                          char *errstr,
                          size_t errstr_size) {
     td_http_t *h = calloc(1, sizeof(*h));
-    struct sockaddr_in sin;
-    const union MHD_DaemonInfo *info;
+    char why[256];
 
     if (!h) {
         snprintf(errstr, errstr_size, "out of memory");
         return NULL;
     }
+    h->metrics = metrics;
+    h->stall_timeout_ms = stall_timeout_ms;
+    h->d = td_http_daemon(addr, port, handler, h, NULL, &h->port, why,
+                          sizeof(why));
+    if (!h->d) {
+        snprintf(errstr, errstr_size, "http: %s", why);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+struct MHD_Daemon *td_http_daemon(const char *addr,
+                                  int port,
+                                  MHD_AccessHandlerCallback on_request,
+                                  void *cls,
+                                  td_http_unescape_t unescape,
+                                  int *bound,
+                                  char *errstr,
+                                  size_t errstr_size) {
+    struct sockaddr_in sin;
+    struct MHD_Daemon *d;
+    const union MHD_DaemonInfo *info;
+
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, addr, &sin.sin_addr) != 1) {
-        snprintf(errstr, errstr_size, "http_addr: '%s' is not an IPv4 address",
-                 addr);
-        free(h);
+        snprintf(errstr, errstr_size, "'%s' is not an IPv4 address", addr);
         return NULL;
     }
-    h->metrics = metrics;
-    h->stall_timeout_ms = stall_timeout_ms;
-    h->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, handler, h,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10, MHD_OPTION_END);
-    if (!h->d) {
-        snprintf(errstr, errstr_size, "http: cannot listen on %s:%d", addr,
-                 port);
-        free(h);
+    d = unescape
+            ? MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port,
+                               NULL, NULL, on_request, cls,
+                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+                               MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL,
+                               MHD_OPTION_END)
+            : MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port,
+                               NULL, NULL, on_request, cls,
+                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
+                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
+                               MHD_OPTION_END);
+    if (!d) {
+        snprintf(errstr, errstr_size, "cannot listen on %s:%d", addr, port);
         return NULL;
     }
-    info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
-    h->port = info ? info->port : port;
-    return h;
+    info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    *bound = info ? info->port : port;
+    return d;
 }
 
 int td_http_port(const td_http_t *h) {

@@ -6,6 +6,7 @@
 #ifndef TD_HTTP_H
 #define TD_HTTP_H
 
+#include <microhttpd.h>
 #include <stddef.h>
 
 #include "metrics.h"
@@ -21,6 +22,22 @@ td_http_t *td_http_start(const char *addr,
                          int stall_timeout_ms,
                          char *errstr,
                          size_t errstr_size);
+/* The libmicrohttpd daemon both HTTP servers run (this endpoint and
+ * trustctl serve, serve.c): its own polling thread, 10 s connection
+ * timeout, on IPv4 addr:port (port 0: any; *bound gets the port);
+ * unescape decodes paths (NULL: libmicrohttpd's own). NULL + errstr on
+ * failure. */
+typedef size_t (*td_http_unescape_t)(void *cls,
+                                     struct MHD_Connection *c,
+                                     char *s);
+struct MHD_Daemon *td_http_daemon(const char *addr,
+                                  int port,
+                                  MHD_AccessHandlerCallback handler,
+                                  void *cls,
+                                  td_http_unescape_t unescape,
+                                  int *bound,
+                                  char *errstr,
+                                  size_t errstr_size);
 /* The port actually bound. */
 int td_http_port(const td_http_t *h);
 void td_http_stop(td_http_t *h); /* NULL ok */

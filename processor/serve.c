@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "history.h"
+#include "http.h"
 #include "log.h"
 #include "proto.h"
 #include "reply.h"
@@ -622,8 +623,6 @@ td_serve_t *td_serve_start(const td_conf_t *conf,
                            size_t errstr_size) {
     td_serve_t *s;
     td_store_conf_t sc;
-    struct sockaddr_in sin;
-    const union MHD_DaemonInfo *info;
     char addr[64], err2[512];
     int port;
 
@@ -643,22 +642,12 @@ td_serve_t *td_serve_start(const td_conf_t *conf,
     if (td_store_connect(s->st, err2, sizeof(err2)) != TD_OK)
         td_log(TD_LOG_WARNING, "serve: Redis at %s not reachable yet: %s",
                conf->redis, err2);
-    memset(&sin, 0, sizeof(sin));
-    sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)port);
-    inet_pton(AF_INET, addr, &sin.sin_addr);
-    s->d = MHD_start_daemon(
-        MHD_USE_INTERNAL_POLLING_THREAD, (uint16_t)port, NULL, NULL, handler, s,
-        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sin,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)10,
-        MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+    s->d = td_http_daemon(addr, port, handler, s, unescape, &s->port, err2,
+                          sizeof(err2));
     if (!s->d) {
-        snprintf(errstr, errstr_size, "serve: cannot listen on %s:%d", addr,
-                 port);
+        snprintf(errstr, errstr_size, "serve: %s", err2);
         goto err;
     }
-    info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : port;
     return s;
 err:
     td_store_destroy(s->st);
