@@ -1654,6 +1654,24 @@ score_field(schema_t *sc, avro_value_t *rec, int sf, avro_value_t *fv) {
     return avro_value_get_by_index(rec, (size_t)sc->wf[sf].idx, fv, NULL);
 }
 
+/* Whether the sub_scores map being encoded holds rec's dimensions, in
+ * order: the model's dimensions are the same for every score, so the map
+ * keeps its keys from record to record and only its values are set. */
+static int dims_kept(avro_value_t *map, const td_score_rec_t *rec) {
+    size_t n;
+
+    if (avro_value_get_size(map, &n) != 0 || n != (size_t)rec->dim_cnt)
+        return 0;
+    for (int i = 0; i < rec->dim_cnt; i++) {
+        avro_value_t child;
+        const char *name = NULL;
+        if (avro_value_get_by_index(map, (size_t)i, &child, &name) != 0 ||
+            !name || strcmp(name, rec->dim_names[i]) != 0)
+            return 0;
+    }
+    return 1;
+}
+
 static int set_score_fields(schema_t *sc,
                             const td_score_rec_t *rec,
                             char *errstr,
@@ -1690,22 +1708,35 @@ static int set_score_fields(schema_t *sc,
           avro_value_set_long(&fv, rec->as_of_ms);
     if (rc != 0 || score_field(sc, r, SF_SUB_SCORES, &fv) != 0) goto avro_err;
     for (int i = 0; i < rec->dim_cnt; i++) {
-        int is_new = 0;
-
         if (rec->dim_names[i] == NULL) {
             seterr(errstr, errstr_size, "dim_names[%d] is NULL", i);
             return TD_ERR;
         }
-        if (avro_value_add(&fv, rec->dim_names[i], &child, NULL, &is_new) ||
-            avro_value_set_double(&child, rec->dims[i]))
-            goto avro_err;
-        if (!is_new) {
-            seterr(errstr, errstr_size, "dimension %s twice",
-                   rec->dim_names[i]);
-            return TD_ERR;
+    }
+    if (dims_kept(&fv, rec)) {
+        /* The model's dimensions, as in the last record: values only. */
+        for (int i = 0; i < rec->dim_cnt; i++) {
+            if (avro_value_get_by_index(&fv, (size_t)i, &child, NULL) ||
+                avro_value_set_double(&child, rec->dims[i]))
+                goto avro_err;
+        }
+    } else {
+        if (avro_value_reset(&fv) != 0) goto avro_err;
+        for (int i = 0; i < rec->dim_cnt; i++) {
+            int is_new = 0;
+
+            if (avro_value_add(&fv, rec->dim_names[i], &child, NULL, &is_new) ||
+                avro_value_set_double(&child, rec->dims[i]))
+                goto avro_err;
+            if (!is_new) {
+                seterr(errstr, errstr_size, "dimension %s twice",
+                       rec->dim_names[i]);
+                return TD_ERR;
+            }
         }
     }
-    if (score_field(sc, r, SF_REASONS, &fv) != 0) goto avro_err;
+    if (score_field(sc, r, SF_REASONS, &fv) != 0 || avro_value_reset(&fv) != 0)
+        goto avro_err;
     for (int i = 0; i < rec->reason_cnt; i++) {
         size_t rl = strnlen(rec->reasons[i], TD_SCORE_REASON_MAX);
 
@@ -1733,10 +1764,7 @@ int td_codec_encode_score(td_codec_t *c,
                           size_t errstr_size) {
     schema_t *sc = c->current[KIND_SCORE];
 
-    if (avro_value_reset(&sc->enc) != 0) {
-        seterr(errstr, errstr_size, "avro-c: %s", avro_strerror());
-        return TD_ERR;
-    }
+    /* Every field is set below; the map keeps its keys (dims_kept). */
     if (set_score_fields(sc, rec, errstr, errstr_size) != TD_OK) return TD_ERR;
     return write_msg(c, sc, buf, size, lenp, errstr, errstr_size);
 }

@@ -161,8 +161,8 @@ static long consider_score(td_worker_t *w,
     }
     pub = &w->pubs[w->npubs];
     memset(&pub->rec, 0, sizeof(pub->rec));
-    snprintf(pub->rec.merchant_id, sizeof(pub->rec.merchant_id), "%.*s",
-             (int)e->idlen, e->id);
+    memcpy(pub->rec.merchant_id, e->id, e->idlen); /* idlen: id max */
+    pub->rec.merchant_id[e->idlen] = '\0';
     td_model_score(w->model, st, &pub->rec);
     if (!want_publish(w, &pub->rec, &e->pub, w->fnow, swept)) return -1;
     pub->e = e;
@@ -303,19 +303,26 @@ ok_cb(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
-/* Appends the reasons as a JSON array of strings. */
+/* Writes the reasons as a JSON array of strings into buf (size bytes,
+ * NUL-terminated); reasons that do not fit whole are left out. */
 static void reasons_json(const td_score_rec_t *rec, char *buf, size_t size) {
     size_t len = 0;
-    len += (size_t)snprintf(buf, size, "[");
-    for (int i = 0; i < rec->reason_cnt && len < size; i++) {
-        len += (size_t)snprintf(buf + len, size - len, "%s\"", i ? "," : "");
-        for (const char *p = rec->reasons[i]; *p && len + 3 < size; p++) {
+
+    buf[len++] = '[';
+    for (int i = 0; i < rec->reason_cnt; i++) {
+        const char *p = rec->reasons[i];
+        /* a comma, quotes, every byte escaped, "]" and the NUL */
+        if (len + 2 * strlen(p) + 5 > size) break;
+        if (i) buf[len++] = ',';
+        buf[len++] = '"';
+        for (; *p; p++) {
             if (*p == '"' || *p == '\\') buf[len++] = '\\';
             buf[len++] = *p;
         }
-        if (len < size) len += (size_t)snprintf(buf + len, size - len, "\"");
+        buf[len++] = '"';
     }
-    if (len < size) snprintf(buf + len, size - len, "]");
+    buf[len++] = ']';
+    buf[len] = '\0';
 }
 
 /* Adds a string to sp: referenced, not copied (it outlives the put). */
@@ -356,6 +363,24 @@ static void score_pairs(spairs_t *sp,
                         int64_t now) {
     sp->cnt = 0;
     sp->used = 0;
+    /* The fields every put and mark reads or writes come first: Redis
+     * finds a listpack hash's fields by scanning from its head. */
+    if (e) {
+        SP_LIT(sp, "version");
+        sp_i64(sp, e->sversion + 1);
+    }
+    if (e && e->pub.version != 0) {
+        SP_LIT(sp, "pub_version");
+        sp_i64(sp, e->pub.version);
+        SP_LIT(sp, "pub_score");
+        sp_dbl(sp, e->pub.score);
+        SP_LIT(sp, "pub_tier");
+        sp_i64(sp, e->pub.tier);
+        SP_LIT(sp, "pub_ms");
+        sp_i64(sp, e->pub.ms);
+    }
+    SP_LIT(sp, "model_version");
+    sp_ref(sp, rec->model_version, strlen(rec->model_version));
     SP_LIT(sp, "score");
     sp_dbl(sp, rec->score);
     SP_LIT(sp, "tier");
@@ -369,26 +394,12 @@ static void score_pairs(spairs_t *sp,
     reasons_json(rec, sp->arena + sp->used, 1024);
     SP_LIT(sp, "reasons");
     sp_commit(sp, strlen(sp->arena + sp->used));
-    SP_LIT(sp, "model_version");
-    sp_ref(sp, rec->model_version, strlen(rec->model_version));
     SP_LIT(sp, "model_source");
     sp_ref(sp, sp->model_source, strlen(sp->model_source));
     SP_LIT(sp, "as_of_ms");
     sp_i64(sp, rec->as_of_ms);
     SP_LIT(sp, "updated_ms");
     sp_i64(sp, now);
-    if (!e) return;
-    SP_LIT(sp, "version");
-    sp_i64(sp, e->sversion + 1);
-    if (e->pub.version == 0) return;
-    SP_LIT(sp, "pub_version");
-    sp_i64(sp, e->pub.version);
-    SP_LIT(sp, "pub_score");
-    sp_dbl(sp, e->pub.score);
-    SP_LIT(sp, "pub_tier");
-    sp_i64(sp, e->pub.tier);
-    SP_LIT(sp, "pub_ms");
-    sp_i64(sp, e->pub.ms);
 }
 
 /* Merges the merchant's deltas into its cached state and queues the
@@ -555,20 +566,12 @@ static void queue_score(td_worker_t *w, pub_t *pub, int64_t now) {
                    w->sp.cnt / 2, w->sp.fv, w->sp.len, score_cb, pub);
 }
 
-/* Step 3 for a delivered score: its place in trust:scores; the cached
- * state remembers it as the last publication, and it is to be marked in
- * the score hash by the merchant's next put or the next flush's sweep. */
-static void queue_zadd(td_worker_t *w, pub_t *pub, int64_t now) {
-    td_rbatch_t *b = w->batch;
+/* Step 3 for a delivered score: the cached state remembers it as the last
+ * publication, to be marked in the score hash by the merchant's next put
+ * or the next flush's sweep. */
+static void delivered(td_worker_t *w, pub_t *pub, int64_t now) {
     const td_score_rec_t *rec = &pub->rec;
     mark_t *mk;
-
-    td_rbatch_begin(b);
-    td_rbatch_str(b, "ZADD");
-    td_rbatch_str(b, TD_KEY_SCORES);
-    td_rbatch_dbl(b, rec->score);
-    td_rbatch_str(b, rec->merchant_id);
-    td_rbatch_end(b, ok_cb, (void *)"ZADD " TD_KEY_SCORES);
 
     pub->e->pub.score = rec->score;
     pub->e->pub.tier = rec->tier;
@@ -579,6 +582,28 @@ static void queue_zadd(td_worker_t *w, pub_t *pub, int64_t now) {
     mk = &w->fresh[w->nfresh++];
     mk->pub = pub->e->pub;
     memcpy(mk->id, rec->merchant_id, sizeof(mk->id));
+}
+
+/* Members per ZADD: one command places many scores in trust:scores (one
+ * key, so one slot on a cluster too). */
+#define ZADD_MEMBERS 256
+
+/* Step 3: the delivered scores' places in trust:scores. */
+static void queue_zadds(td_worker_t *w) {
+    td_rbatch_t *b = w->batch;
+
+    for (size_t i = 0; i < w->npubs; i++) {
+        const td_score_rec_t *rec = &w->pubs[i].rec;
+        if (i % ZADD_MEMBERS == 0) {
+            td_rbatch_begin(b);
+            td_rbatch_str(b, "ZADD");
+            td_rbatch_str(b, TD_KEY_SCORES);
+        }
+        td_rbatch_dbl(b, rec->score);
+        td_rbatch_str(b, rec->merchant_id);
+        if (i % ZADD_MEMBERS == ZADD_MEMBERS - 1 || i + 1 == w->npubs)
+            td_rbatch_end(b, ok_cb, (void *)"ZADD " TD_KEY_SCORES);
+    }
 }
 
 /* Whether a publication of the last flush still needs td_published: not
@@ -747,7 +772,8 @@ static int flush_attempt(td_worker_t *w, char *errstr, size_t errstr_size) {
     }
     w->nfresh = 0;
     for (size_t i = 0; i < w->npubs; i++)
-        queue_zadd(w, &w->pubs[i], now);
+        delivered(w, &w->pubs[i], now);
+    queue_zadds(w);
     sweep_marks(w); /* after: a newer delivery makes a mark moot */
     rc = exec_any(w, errstr, errstr_size);
     step_done(w, TD_FSTEP_INDEX, &t);

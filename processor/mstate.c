@@ -161,15 +161,24 @@ void td_mstate_from_sigstate(td_mstate_t *e, const td_sigstate_t *s) {
     }
 }
 
+/* Little-endian 64-bit words: one move each on little-endian hosts. */
 static void put_u64(uint8_t *p, uint64_t v) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(p, &v, 8);
+#else
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
+#endif
 }
 
 static uint64_t get_u64(const uint8_t *p) {
     uint64_t v = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&v, p, 8);
+#else
     for (int i = 0; i < 8; i++)
         v |= (uint64_t)p[i] << (8 * i);
+#endif
     return v;
 }
 

@@ -13,6 +13,23 @@ static const double pow10_tab[] = {
     1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
     1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+/* "00" .. "99" */
+static const char pairs[] =
+    "00010203040506070809101112131415161718192021222324"
+    "25262728293031323334353637383940414243444546474849"
+    "50515253545556575859606162636465666768697071727374"
+    "75767778798081828384858687888990919293949596979899";
+
+/* floor(log10(ax)) or one less, for a normal ax > 0: from the binary
+ * exponent E, as 2^E <= ax < 2^(E+1) (78913 / 2^18 is log10(2) rounded
+ * down, close enough for every double's exponent). */
+static int exp10_est(double ax) {
+    uint64_t bits;
+    memcpy(&bits, &ax, sizeof(bits));
+    int E = (int)((bits >> 52) & 0x7ff) - 1023;
+    return (int)(((int64_t)E * 78913) >> 18);
+}
+
 static size_t slow(char *buf, double x) {
     int n = snprintf(buf, TD_FMT_G10_MAX, "%.10g", x);
     return n < 0 ? 0 : (size_t)n;
@@ -32,7 +49,7 @@ static uint64_t digits10(double ax, int e, uint64_t *trunc) {
     else
         y = ax * pow10_tab[22] * pow10_tab[k - 22];
     *trunc = (uint64_t)y;
-    return (uint64_t)llround(y);
+    return (uint64_t)(y + 0.5); /* llround: y + 0.5 is exact below 2^52 */
 }
 
 static size_t slow17(char *buf, double x) {
@@ -57,10 +74,11 @@ static size_t put_g(char *buf, int neg, uint64_t m, int P, int e) {
     int nd, i;
     size_t len = 0;
 
-    for (i = P - 1; i >= 0; i--) {
-        digits[i] = (char)('0' + m % 10);
-        m /= 10;
+    for (i = P; i >= 2; i -= 2) {
+        memcpy(digits + i - 2, pairs + 2 * (m % 100), 2);
+        m /= 100;
     }
+    if (i) digits[0] = (char)('0' + m);
     for (nd = P; nd > 1 && digits[nd - 1] == '0'; nd--)
         ;
     if (neg) buf[len++] = '-';
@@ -103,10 +121,16 @@ size_t td_fmt_g10(char *buf, double x) {
     int e;
 
     if (x == 0) return zero(buf, x);
+    /* Whole numbers of up to 10 digits print whole (counts). */
+    if (ax < 1e10 && ax == (double)(uint64_t)ax) {
+        size_t len = 0;
+        if (x < 0) buf[len++] = '-';
+        return len + td_fmt_i64(buf + len, (int64_t)ax);
+    }
     /* NaN, infinities, and magnitudes whose scaling could lose more. */
     if (!(ax >= 1e-34 && ax < 1e31)) return slow(buf, x);
-    /* The decimal exponent; log10 may be one off near powers of ten. */
-    e = (int)floor(log10(ax));
+    /* The decimal exponent, or one less: corrected below. */
+    e = exp10_est(ax);
     m = digits10(ax, e, &t);
     if (t < 1000000000ULL) m = digits10(ax, --e, &t);
     if (t >= 10000000000ULL) m = digits10(ax, ++e, &t);
@@ -124,10 +148,11 @@ size_t td_fmt_g10(char *buf, double x) {
  * 10^(16-e) <= 10^22. Sets *trunc to the quotient before rounding (it
  * tells whether e is right); returns the rounded one, or 0 out of range. */
 static uint64_t digits17(double ax, int e, uint64_t *trunc) {
-    int E;
-    double fr = frexp(ax, &E); /* ax = fr * 2^E, 0.5 <= fr < 1 */
-    uint64_t M = (uint64_t)ldexp(fr, 53);
-    int s = 53 - E; /* ax = M / 2^s */
+    uint64_t bits;
+    memcpy(&bits, &ax, sizeof(bits));
+    /* ax = M / 2^s: ax is normal here (>= 1e-6) */
+    uint64_t M = (bits & ((1ULL << 52) - 1)) | (1ULL << 52);
+    int s = 1075 - (int)((bits >> 52) & 0x7ff);
     int k = 16 - e;
     unsigned __int128 n, q, r, half;
 
@@ -157,8 +182,8 @@ size_t td_fmt_g17(char *buf, double x) {
     }
     if (!(ax >= 1e-6 && ax < 9007199254740992.0)) return slow17(buf, x);
     /* e is right when the truncated digits are 17: 10^e <= ax < 10^(e+1).
-     * log10 may be one off near powers of ten. */
-    e = (int)floor(log10(ax));
+     * The estimate may be one less. */
+    e = exp10_est(ax);
     for (int tries = 0; tries < 3; tries++) {
         m = digits17(ax, e, &t);
         if (m == 0) return slow17(buf, x);

@@ -1392,6 +1392,48 @@ static void test_score_roundtrips(void **state) {
     assert_true(out.as_of_ms == EV_TIME);
 }
 
+/* The encoder keeps the sub_scores map's keys from one record to the
+ * next: a sequence of records (same dimensions, fewer reasons, other
+ * dimensions, a refused one) encodes each exactly as a fresh codec does. */
+static void test_score_sequence_encodes_like_fresh_codecs(void **state) {
+    td_codec_t *c = *state;
+    td_score_rec_t s[4];
+    char errstr[256];
+
+    for (int i = 0; i < 4; i++)
+        make_score(&s[i]);
+    s[1].dims[0] = 12.5;
+    s[1].reason_cnt = 1;
+    s[2].dim_names[1] = "quality";
+    s[2].reason_cnt = 0;
+    s[3].dim_cnt = 1;
+    s[3].dims[0] = 99;
+    for (int i = 0; i < 4; i++) {
+        uint8_t a[1024], b[1024];
+        size_t alen, blen;
+        td_codec_t *fresh = td_codec_new(errstr, sizeof(errstr));
+        td_score_rec_t dup = s[i];
+
+        assert_non_null(fresh);
+        if (i == 3) { /* a refused record between two good ones */
+            dup.dim_cnt = 2;
+            dup.dim_names[1] = dup.dim_names[0];
+            assert_int_equal(td_codec_encode_score(c, &dup, a, sizeof(a), &alen,
+                                                   errstr, sizeof(errstr)),
+                             TD_ERR);
+        }
+        assert_int_equal(td_codec_encode_score(c, &s[i], a, sizeof(a), &alen,
+                                               errstr, sizeof(errstr)),
+                         TD_OK);
+        assert_int_equal(td_codec_encode_score(fresh, &s[i], b, sizeof(b),
+                                               &blen, errstr, sizeof(errstr)),
+                         TD_OK);
+        assert_int_equal(alen, blen);
+        assert_memory_equal(a, b, alen);
+        td_codec_destroy(fresh);
+    }
+}
+
 static void test_decode_score_accepts_python_avro_message(void **state) {
     td_codec_t *c = *state;
     td_score_rec_t out;
@@ -1631,6 +1673,7 @@ int main(void) {
         cmocka_unit_test(test_decode_score_rejects_more_dims_than_fit),
         cmocka_unit_test(test_decode_score_rejects_huge_map_count),
         cmocka_unit_test(test_encode_score_rejects_bad_counts_and_duplicates),
+        cmocka_unit_test(test_score_sequence_encodes_like_fresh_codecs),
         cmocka_unit_test(test_dlq_reason_names_are_unique_lower_snake_case),
         cmocka_unit_test(test_dlq_reason_out_of_range_is_unknown),
         cmocka_unit_test(test_every_dlq_reason_is_exercised),
