@@ -208,15 +208,23 @@ size_t td_fmt_g17(char *buf, double x) {
 size_t td_fmt_i64(char *buf, int64_t v) {
     char tmp[20];
     uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    size_t n = 0, len = 0;
+    size_t n = sizeof(tmp), len = 0;
 
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    /* Two digits at a time, from the right. */
+    while (u >= 100) {
+        n -= 2;
+        memcpy(tmp + n, pairs + 2 * (u % 100), 2);
+        u /= 100;
+    }
+    if (u >= 10) {
+        n -= 2;
+        memcpy(tmp + n, pairs + 2 * u, 2);
+    } else {
+        tmp[--n] = (char)('0' + u);
+    }
     if (v < 0) buf[len++] = '-';
-    while (n)
-        buf[len++] = tmp[--n];
+    memcpy(buf + len, tmp + n, sizeof(tmp) - n);
+    len += sizeof(tmp) - n;
     buf[len] = '\0';
     return len;
 }
