@@ -45,9 +45,10 @@
 #      shutdown flushes store the offsets and mark the publications; its
 #      profile is written as it exits; Redis' is dumped once every offset
 #      is stored): Redis' instructions per merchant write (TD.PUT calls,
-#      or td_put's GETRANGE) and per event, trustd's per event (the
-#      whole process: librdkafka, decode, flushes; start-up and shutdown
-#      included), and their ratio, stable from run to run where CPU
+#      or td_put's GETRANGE) and per event, of which Redis' timer
+#      (serverCron), trustd's per event (the whole process: librdkafka,
+#      decode, flushes; start-up and shutdown included) and its flusher
+#      thread's per write, and their ratio, stable from run to run where CPU
 #      seconds are not. Twice: Redis with the trustd module (native
 #      commands, the main row) and without it (the Lua function library).
 #      The profiles are kept as last-run/redis-callgrind-{native,lua}.out
@@ -191,6 +192,13 @@ now() {
 
 # Floating-point arithmetic: calc 'EXPR' prints the value.
 calc() { awk "BEGIN { x = $1; print x }"; }
+# cg_incl FILE FUNCTION: FUNCTION's inclusive instructions in a callgrind
+# profile (0 if absent).
+cg_incl() {
+    callgrind_annotate --inclusive=yes "$1" 2>/dev/null |
+        awk -v f=":$2 " 'index($0, f) { gsub(",", "", $1); print $1; n = 1; exit }
+            END { if (!n) print 0 }'
+}
 # fmt FORMAT VALUE: printf through awk (handles empty as n/a).
 fmt() {
     if [ -z "$2" ] || [ "$2" = "n/a" ]; then echo "n/a"; return; fi
@@ -805,9 +813,15 @@ cg_stage() {
     printf -v "cg_event_$path" %s "$(calc "$cg_ins / $CG_EVENTS")"
     printf -v "cg_tevent_$path" %s "$(calc "$cg_tins / $CG_EVENTS")"
     printf -v "cg_pct_$path" %s "$(calc "100 * $cg_ins / $cg_tins")"
+    # trustd's flusher thread per write; Redis' timer (serverCron, a cost
+    # per second that callgrind's slowness inflates) per write.
+    printf -v "cg_flusher_$path" %s "$(calc "$(cg_incl "$dir/trustd-callgrind-$path.out" flusher_main) / $cg_puts")"
+    printf -v "cg_cron_$path" %s "$(calc "$(cg_incl "$dir/redis-callgrind-$path.out" serverCron) / $cg_puts")"
 }
 for p in native lua; do
-    for m in puts write event tevent pct; do printf -v "cg_${m}_$p" n/a; done
+    for m in puts write event tevent pct flusher cron; do
+        printf -v "cg_${m}_$p" n/a
+    done
 done
 if [ "$CG_EVENTS" -gt 0 ] && command -v valgrind >/dev/null &&
     command -v callgrind_control >/dev/null; then
@@ -945,7 +959,9 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo "| Redis CPU / trustd CPU | $(fmt '%.1f' "$redis_cpu_s") s / $(fmt '%.1f' "$trustd_cpu") s = $(fmt '%.0f' "$redis_pct") % | ≤ 25 %: $(verdict "$redis_pct" '<=' 25) |"
     echo "| Redis instructions per merchant write, native module (callgrind, $(grp "$CG_EVENTS") events, $(grp "$cg_puts_native") writes) | $(grp "$cg_write_native") ($(grp "$cg_event_native") per event) | ≤ 60,000 |"
     echo "| the same, Lua function library ($(grp "$cg_puts_lua") writes) | $(grp "$cg_write_lua") ($(grp "$cg_event_lua") per event) | no worse than before |"
+    echo "| of which Redis' timer (serverCron: per second, not per write; inflated by callgrind's slowness): native / Lua | $(grp "$cg_cron_native") / $(grp "$cg_cron_lua") per write | |"
     echo "| trustd instructions per event (callgrind, same load, whole process): native / Lua | $(grp "$cg_tevent_native") / $(grp "$cg_tevent_lua") | ≤ 8,000 |"
+    echo "| trustd's flusher thread per merchant write (merge, score, format, payloads, protocol, replies, score encoding): native / Lua | $(grp "$cg_flusher_native") / $(grp "$cg_flusher_lua") | ≤ 25,000 |"
     echo "| Redis instructions / trustd instructions (same load): native / Lua | $(fmt '%.0f' "$cg_pct_native") % / $(fmt '%.0f' "$cg_pct_lua") % | |"
     echo "| CPU per event: td-consume / trustd / Redis | $(fmt '%.2f' "$(calc "1e6 * $base_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $trustd_cpu / $total")") / $(fmt '%.2f' "$(calc "1e6 * $redis_cpu_s / $total")") µs | |"
     echo "| event-to-Redis latency p50 / p99 at $(grp "$lat_rate") events/s | $(fmt '%.0f' "$lat_p50") / $(fmt '%.0f' "$lat_p99") ms | |"
