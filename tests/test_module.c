@@ -177,14 +177,12 @@ static void print_reply(const char *tag, const redisReply *r) {
 
 /* ---- merchants ---- */
 
-/* In td_put's KEYS order. */
 enum {
     K_STATE,
     K_WM,
     K_SIGNALS,
     K_SCORE,
     K_SIGNALS_NEXT,
-    K_SCORE_NEXT,
     K_HISTORY,
     K__N
 };
@@ -202,8 +200,6 @@ static void keys_of(keys_t *k, const char *m) {
     k->l[K_SCORE] = td_key_score(k->k[K_SCORE], sizeof(k->k[0]), m, n);
     k->l[K_SIGNALS_NEXT] =
         td_key_signals_next(k->k[K_SIGNALS_NEXT], sizeof(k->k[0]), m, n);
-    k->l[K_SCORE_NEXT] =
-        td_key_score_next(k->k[K_SCORE_NEXT], sizeof(k->k[0]), m, n);
     k->l[K_HISTORY] = td_key_history(k->k[K_HISTORY], sizeof(k->k[0]), m, n);
 }
 
@@ -508,24 +504,41 @@ static void case_native(vec_t *a, const pcase_t *c, const keys_t *k) {
     }
 }
 
-/* The Lua path, as trustd sends it: RESTOREs as :next keys, FCALL. */
+/* The Lua path, as trustd sends it (proto.c): RESTORE of signals:next,
+ * FCALL with only the keys and arguments the put uses, sources last. */
 static redisReply *case_lua(vec_t *a, const pcase_t *c, const keys_t *k) {
+    int nkeys = c->with_score ? 6 : c->mark ? 5 : 4;
+    static const int order[6] = {K_STATE,        K_WM,    K_SIGNALS,
+                                 K_SIGNALS_NEXT, K_SCORE, K_HISTORY};
+
     restore(rc, k->k[K_SIGNALS_NEXT], k->l[K_SIGNALS_NEXT], c->new_sig,
             c->new_sig_len);
-    if (c->with_score)
-        restore(rc, k->k[K_SCORE_NEXT], k->l[K_SCORE_NEXT], c->new_score,
-                c->new_score_len);
     a->n = 0;
     a->used = 0;
     vec_str(a, "FCALL");
     vec_str(a, td_store_fn(st, "put"));
-    vec_str(a, "7");
-    for (int i = 0; i < K__N; i++)
-        vec_add(a, k->k[i], k->l[i]);
-    put_common(a, c);
+    vec_fmt(a, "%d", nkeys);
+    for (int i = 0; i < nkeys; i++)
+        vec_add(a, k->k[order[i]], k->l[order[i]]);
+    vec_add(a, c->expected, c->expected_len);
+    vec_add(a, c->blob, sizeof(c->blob));
+    if (c->mark) {
+        vec_str(a, c->mark_v);
+        vec_str(a, c->mark_score);
+        vec_str(a, c->mark_tier);
+        vec_str(a, c->mark_ms);
+    } else {
+        vec_str(a, "");
+    }
     if (c->with_score) {
         vec_str(a, c->sv);
+        vec_add(a, c->new_score, c->new_score_len);
         vec_add(a, c->head, TD_HISTORY_HEAD);
+    }
+    for (int i = 0; i < c->nsrc; i++) {
+        vec_str(a, c->src[i]);
+        vec_fmt(a, "%lld", (long long)c->first[i]);
+        vec_fmt(a, "%lld", (long long)c->next[i]);
     }
     return run(a);
 }
