@@ -368,9 +368,10 @@ static void score_version_arg(td_rbatch_t *b, int64_t version) {
  * Lua form (store_lib.lua's td_put): the signals payload RESTOREd as
  * signals:next before the call; KEYS state, wm, signals, signals:next, then
  * the score hash with a mark or a score and the history with a score; ARGV
- * expected version, state, mark, the score (version, payload, head) and the
- * sources last. Every element costs the function a Lua string, so only
- * those it uses are sent, and no count: the sources run to the end.
+ * expected version, state, the mark if any, the score (version, payload,
+ * head) if any and the sources last. Every element costs the function a
+ * hashed Lua string, so only those it uses are sent and no counts: td_put
+ * tells the parts apart by the number of keys and arguments.
  */
 static void put_lua(const td_store_t *st,
                     td_rbatch_t *b,
@@ -403,10 +404,7 @@ static void put_lua(const td_store_t *st,
     td_rbatch_arg(b, blob, td_mstate_version_bytes(req->expected, blob));
     td_mstate_pack(e, blob);
     td_rbatch_arg(b, blob, sizeof(blob));
-    if (req->mark)
-        pub_args(b, req->mark);
-    else
-        td_rbatch_str(b, "");
+    if (req->mark) pub_args(b, req->mark);
     if (cp) {
         score_version_arg(b, req->score_version);
         td_rbatch_arg(b, cp, clen);

@@ -101,14 +101,17 @@ end
 -- put marks a publication or carries a score, and the score history
 -- when it carries a score. ARGV: expected version, state; the
 -- merchant's last delivered publication not yet marked (version,
--- score, tier, ms; or one ""): an earlier flush's publication rides
--- with this put instead of a td_published call of its own; with a
--- score, the score hash's expected version ("" for none), the new
--- score hash as a DUMP payload (under 1 KB, RESTOREd over KEYS[5])
--- and the head of its history point (KEYS[6]), appended with the new
--- version; then (source, first, next) for each source applied. Every
--- element of KEYS and ARGV costs Redis a string and a table slot, so
--- a put sends only those it uses. Every guard is checked before the
+-- score, tier, ms), if any: an earlier flush's publication rides with
+-- this put instead of a td_published call of its own; with a score,
+-- the score hash's expected version ("" for none), the new score hash
+-- as a DUMP payload (under 1 KB, RESTOREd over KEYS[5]) and the head
+-- of its history point (KEYS[6]), appended with the new version; then
+-- (source, first, next) for each source applied. The counts tell the
+-- parts apart: six KEYS for a score, and only the mark's four
+-- arguments leave #ARGV - 2 one above a multiple of three. Every
+-- element of KEYS and ARGV costs Redis a hashed string and a table
+-- slot (about 1,500 instructions, more for the state's bytes), so a
+-- put sends only those it uses. Every guard is checked before the
 -- first write, with as few calls as it takes: each redis.call costs
 -- Redis about as much as the command itself. The first write is the
 -- one that can fail: the RENAME (no signals:next), or, with a score,
@@ -120,11 +123,12 @@ local function td_put(keys, args)
   if call('GETRANGE', keys[1], '0', '7') ~= args[1] then
     return refuse(keys)
   end
-  local mk = args[3] ~= ''
-  local q = mk and 7 or 4
+  local n = #args
+  local mk = (n - 2) % 3 == 1
+  local q = mk and 7 or 3
   local sc = #keys > 5
   local s = sc and q + 3 or q
-  local nsrc = (#args - s + 1) / 3
+  local nsrc = (n - s + 1) / 3
   if nsrc < 0 or nsrc % 1 ~= 0 or (mk and not keys[5]) then
     return redis.error_reply('ERR td_put: wrong number of arguments')
   end

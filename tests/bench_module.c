@@ -219,7 +219,7 @@ static void put_sources(args_t *a, const put_t *p) {
 
 static void put_mark(args_t *a, const put_t *p) {
     if (!p->mark) {
-        adds(a, "");
+        if (!lua) adds(a, "");
         return;
     }
     addi(a, p->mark_v);

@@ -527,8 +527,6 @@ static redisReply *case_lua(vec_t *a, const pcase_t *c, const keys_t *k) {
         vec_str(a, c->mark_score);
         vec_str(a, c->mark_tier);
         vec_str(a, c->mark_ms);
-    } else {
-        vec_str(a, "");
     }
     if (c->with_score) {
         vec_str(a, c->sv);
