@@ -204,8 +204,8 @@ static void put_of(put_t *p, int mi, int r) {
     p->clen = 0;
     if (p->with_score) {
         p->clen = score_payload(score, sizeof(score), mi, p->sv + 1);
-        td_history_head(p->head, 1700000000000LL + 60000LL * r, 50 + mi % 50,
-                        3, 0.8);
+        td_history_head(p->head, 1700000000000LL + 60000LL * r, 50 + mi % 50, 3,
+                        0.8);
     }
 }
 

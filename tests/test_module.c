@@ -177,15 +177,7 @@ static void print_reply(const char *tag, const redisReply *r) {
 
 /* ---- merchants ---- */
 
-enum {
-    K_STATE,
-    K_WM,
-    K_SIGNALS,
-    K_SCORE,
-    K_SIGNALS_NEXT,
-    K_HISTORY,
-    K__N
-};
+enum { K_STATE, K_WM, K_SIGNALS, K_SCORE, K_SIGNALS_NEXT, K_HISTORY, K__N };
 
 typedef struct keys_s {
     char k[K__N][TD_MERCHANT_ID_MAX + 32];
