@@ -50,21 +50,7 @@ local function history(k, h, head, v)
     first = first + 1
   end
   if n - first > 63 then first = n - 63 end
-  local b1 = v % 256
-  v = (v - b1) / 256
-  local b2 = v % 256
-  v = (v - b2) / 256
-  local b3 = v % 256
-  v = (v - b3) / 256
-  local b4 = v % 256
-  v = (v - b4) / 256
-  local b5 = v % 256
-  v = (v - b5) / 256
-  local b6 = v % 256
-  v = (v - b6) / 256
-  local b7 = v % 256
-  local point = head .. string.char(b1, b2, b3, b4, b5, b6, b7,
-    (v - b7) / 256)
+  local point = head .. struct.pack('<I8', v)
   if first == 0 and #h == 16 * n then
     redis.call('APPEND', k, point)
   else
