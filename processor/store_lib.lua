@@ -101,9 +101,10 @@ end
 -- first write, with as few calls as it takes: each redis.call costs
 -- Redis about as much as the command itself. The first write is the
 -- one that can fail: the RENAME (no signals:next), or, with a score,
--- the RESTORE of its payload once signals:next is known to exist; a
--- refused or bad put writes nothing but the DEL of the signals:next
--- it brought.
+-- the RESTORE of its payload once signals:next is known to exist
+-- (Redis' error if it refuses the payload). A refused put writes
+-- nothing but the DEL of the signals:next it brought; a failed one
+-- nothing at all.
 local function td_put(keys, args)
   local call = redis.call
   if call('GETRANGE', keys[1], '0', '7') ~= args[1] then
