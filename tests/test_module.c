@@ -1242,6 +1242,40 @@ static void bad_put(vec_t *a,
     }
 }
 
+/* td_put carries the score payload: one Redis refuses (a bit flipped, so
+ * its CRC fails) is an error after the guards and before any write. */
+static void test_lua_put_with_a_bad_score_payload_writes_nothing(void **state) {
+    static pcase_t c;
+    static vec_t a;
+    dumps_t before, after;
+    redisReply *r;
+    keys_t k;
+    (void)state;
+
+    keys_of(&k, "badlua");
+    do {
+        case_new(&c);
+    } while (!c.has_state || !c.has_score || !c.has_signals);
+    memcpy(c.expected, c.ver, 8);
+    c.expected_len = 8;
+    c.nsrc = 0;
+    c.with_score = 1;
+    snprintf(c.sv, sizeof(c.sv), "%lld", (long long)c.score_v);
+    c.new_score[c.new_score_len / 2] ^= 0x40;
+    case_setup(rc, &c, &k);
+    dumps_take(rc, &k, &before);
+    r = case_lua(&a, &c, &k);
+    if (r->type != REDIS_REPLY_ERROR) {
+        print_reply("reply", r);
+        fail_msg("td_put with a bad score payload: not an error");
+    }
+    freeReplyObject(r);
+    dumps_take(rc, &k, &after);
+    dumps_equal(&before, &after, "bad score payload");
+    dumps_free(&before);
+    dumps_free(&after);
+}
+
 static void test_bad_arguments_are_errors_that_write_nothing(void **state) {
     static pcase_t c;
     static vec_t a;
@@ -1430,6 +1464,7 @@ int main(void) {
         cmocka_unit_test(test_part_claim_and_set_follow_the_spec),
         cmocka_unit_test(test_part_claim_equals_the_lua_path),
         cmocka_unit_test(test_replica_and_aof_get_one_command_per_write),
+        cmocka_unit_test(test_lua_put_with_a_bad_score_payload_writes_nothing),
         cmocka_unit_test(test_bad_arguments_are_errors_that_write_nothing),
         cmocka_unit_test(test_random_garbage_arguments_keep_redis_alive),
     };
