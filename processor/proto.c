@@ -39,10 +39,6 @@ size_t td_key_signals_next(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "signals:next");
 }
 
-size_t td_key_score_next(char *buf, size_t size, const char *m, size_t mlen) {
-    return mkey(buf, size, m, mlen, "score:next");
-}
-
 size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen) {
     return mkey(buf, size, m, mlen, "state");
 }
@@ -337,8 +333,9 @@ static int restore_cb(void *opaque,
     return TD_ERR;
 }
 
-/* Lua form: RESTOREs a payload as a :next key, without an expiry: td_put
- * renames it into place or, refusing, deletes it; no PERSIST per put. */
+/* Lua form: RESTOREs the signals payload as signals:next, without an
+ * expiry: td_put renames it into place or, refusing, deletes it; no
+ * PERSIST per put. */
 static void queue_restore(td_rbatch_t *b,
                           const char *key,
                           size_t klen,
@@ -367,13 +364,66 @@ static void score_version_arg(td_rbatch_t *b, int64_t version) {
         td_rbatch_str(b, "");
 }
 
+/*
+ * Lua form (store_lib.lua's td_put): the signals payload RESTOREd as
+ * signals:next before the call; KEYS state, wm, signals, signals:next, then
+ * the score hash with a mark or a score and the history with a score; ARGV
+ * expected version, state, the mark if any, the score (version, payload,
+ * head) if any and the sources last. Every element costs the function a
+ * hashed Lua string, so only those it uses are sent and no counts: td_put
+ * tells the parts apart by the number of keys and arguments.
+ */
+static void put_lua(const td_store_t *st,
+                    td_rbatch_t *b,
+                    const td_proto_put_t *req,
+                    const uint8_t *sp,
+                    size_t slen,
+                    const uint8_t *cp,
+                    size_t clen,
+                    td_rbatch_cb_t cb,
+                    void *opaque) {
+    const td_mstate_t *e = req->e;
+    int nkeys = cp ? 6 : req->mark ? 5 : 4;
+    char key[TD_KEY_MAX];
+    uint8_t blob[TD_MSTATE_BLOB];
+
+    queue_restore(b, key,
+                  td_key_signals_next(key, sizeof(key), e->id, e->idlen), sp,
+                  slen);
+    begin_call(st, b, "put", nkeys);
+    td_rbatch_arg(b, key, td_key_state(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, key, td_key_wm(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, key, td_key_signals(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, key,
+                  td_key_signals_next(key, sizeof(key), e->id, e->idlen));
+    if (nkeys > 4)
+        td_rbatch_arg(b, key, td_key_score(key, sizeof(key), e->id, e->idlen));
+    if (nkeys > 5)
+        td_rbatch_arg(b, key,
+                      td_key_history(key, sizeof(key), e->id, e->idlen));
+    td_rbatch_arg(b, blob, td_mstate_version_bytes(req->expected, blob));
+    td_mstate_pack(e, blob);
+    td_rbatch_arg(b, blob, sizeof(blob));
+    if (req->mark) pub_args(b, req->mark);
+    if (cp) {
+        score_version_arg(b, req->score_version);
+        td_rbatch_arg(b, cp, clen);
+        td_rbatch_arg(b, req->head, TD_HISTORY_HEAD);
+    }
+    for (int i = 0; i < req->nsrc; i++) {
+        td_rbatch_str(b, req->srcs[i].id);
+        td_rbatch_i64(b, req->srcs[i].lo);
+        td_rbatch_i64(b, req->srcs[i].next);
+    }
+    td_rbatch_end(b, cb, opaque);
+}
+
 void td_proto_put(const td_store_t *st,
                   td_rbatch_t *b,
                   const td_proto_put_t *req,
                   td_rbatch_cb_t cb,
                   void *opaque) {
     const td_mstate_t *e = req->e;
-    int native = td_store_native(st);
     char key[TD_KEY_MAX];
     /* Every field at its longest, plus the payload's framing. */
     uint8_t sbuf[(TD_SIG__CNT + 1) * 2 * (TD_RDUMP_STR_MAX + 4) +
@@ -385,25 +435,13 @@ void td_proto_put(const td_store_t *st,
 
     sp = signals_payload(req->signals, sbuf, sizeof(sbuf), &slen);
     if (req->npairs > 0) cp = score_payload(req, cbuf, sizeof(cbuf), &clen);
-    if (!native) {
-        queue_restore(b, key,
-                      td_key_signals_next(key, sizeof(key), e->id, e->idlen),
-                      sp, slen);
-        if (cp)
-            queue_restore(b, key,
-                          td_key_score_next(key, sizeof(key), e->id, e->idlen),
-                          cp, clen);
+    if (!td_store_native(st)) {
+        put_lua(st, b, req, sp, slen, cp, clen, cb, opaque);
+        return;
     }
-    /* Keys: the merchant's four, then TD.PUT's history; td_put's two
-     * :next keys, then its history. */
-    begin_call(st, b, "put", 7);
+    /* Keys: the merchant's four, then TD.PUT's history. */
+    begin_call(st, b, "put", 5);
     merchant_keys(b, e->id, e->idlen);
-    if (!native) {
-        td_rbatch_arg(b, key,
-                      td_key_signals_next(key, sizeof(key), e->id, e->idlen));
-        td_rbatch_arg(b, key,
-                      td_key_score_next(key, sizeof(key), e->id, e->idlen));
-    }
     td_rbatch_arg(b, key, td_key_history(key, sizeof(key), e->id, e->idlen));
     td_rbatch_arg(b, blob, td_mstate_version_bytes(req->expected, blob));
     td_mstate_pack(e, blob);
@@ -418,10 +456,10 @@ void td_proto_put(const td_store_t *st,
         pub_args(b, req->mark);
     else
         td_rbatch_str(b, "");
-    if (native) td_rbatch_arg(b, sp, slen);
+    td_rbatch_arg(b, sp, slen);
     if (cp) {
         score_version_arg(b, req->score_version);
-        if (native) td_rbatch_arg(b, cp, clen);
+        td_rbatch_arg(b, cp, clen);
         td_rbatch_arg(b, req->head, TD_HISTORY_HEAD);
     }
     td_rbatch_end(b, cb, opaque);

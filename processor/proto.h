@@ -8,9 +8,10 @@
  * keys, byte for byte: the native commands of the trustd Redis module
  * (TD.LOAD, TD.PUT, TD.PART, TD.SCORE, TD.PUBLISHED; processor/module/),
  * used when the server has them (td_store_native()), and the Lua function
- * library (store.c) otherwise. The Lua form of a put RESTOREs its payloads
- * as :next keys that the function renames into place; the native TD.PUT
- * carries them.
+ * library (store.c) otherwise. The Lua form of a put RESTOREs its signals
+ * payload as signals:next, which the function renames into place (3 KB that
+ * would cost Lua more than the RESTORE), and carries the score payload, as
+ * the native TD.PUT carries both.
  *
  * Key layout (every per-merchant key carries the {merchant_id} hash tag, so
  * a merchant's keys share one Redis Cluster slot):
@@ -22,7 +23,6 @@
  *   trust:{<m>}:score         hash    score, tier, confidence, sub-scores,
  *                                     reasons, version, model_version,
  *                                     updated_ms, pub_*
- *   trust:{<m>}:score:next    hash    Lua form only: the next score hash
  *   trust:{<m>}:history       string  one 16-byte point per score version
  *                                     (history.h), appended by the write
  *                                     that makes the version
@@ -54,7 +54,6 @@ size_t td_key_signals_next(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_state(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_wm(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_score(char *buf, size_t size, const char *m, size_t mlen);
-size_t td_key_score_next(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_history(char *buf, size_t size, const char *m, size_t mlen);
 size_t td_key_part(char *buf, size_t size, const char *topic, int32_t part);
 size_t td_key_node(char *buf, size_t size, const char *tag);

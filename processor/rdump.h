@@ -1,8 +1,8 @@
 /*
  * rdump.h - Redis DUMP payloads of small hashes, built by trustd so that
  * one RESTORE writes a merchant's readable signals hash, or its score hash
- * (as signals:next and score:next, which td_put renames into place;
- * store.h).
+ * (TD.PUT; td_put in Lua RESTOREs the score hash itself and renames the
+ * signals hash, RESTOREd as signals:next just before, into place; proto.h).
  *
  * Why: HSET of ~50 fields into a ~90-field listpack hash scans the
  * listpack once per field. A DUMP payload of the whole hash is one

@@ -50,12 +50,7 @@ local function history(k, h, head, v)
     first = first + 1
   end
   if n - first > 63 then first = n - 63 end
-  local b = {}
-  for i = 1, 8 do
-    b[i] = v % 256
-    v = (v - b[i]) / 256
-  end
-  local point = head .. string.char(unpack(b))
+  local point = head .. struct.pack('<I8', v)
   if first == 0 and #h == 16 * n then
     redis.call('APPEND', k, point)
   else
@@ -67,12 +62,15 @@ local function head_error()
   return redis.error_reply('ERR history head is not 8 bytes')
 end
 
--- A refused put drops the :next hashes it brought (a crash between
--- their RESTORE and the put leaves signals:next until the merchant's
--- next update, score:next until its next score, replaces them).
+-- Replies built once: a put allocates as little as it can.
+local OK, STALE = {'OK'}, {'STALE'}
+
+-- A refused put drops the signals:next hash it brought (a crash
+-- between its RESTORE and the put leaves it until the merchant's next
+-- update replaces it).
 local function refuse(keys)
-  redis.call('DEL', keys[5], keys[6])
-  return {'STALE'}
+  redis.call('DEL', keys[4])
+  return STALE
 end
 
 -- A merged state: written only if the stored state is still the one
@@ -81,70 +79,103 @@ end
 -- would not do: a cached state carries watermarks an earlier owner
 -- wrote for sources this worker replays later (worker.c). Then the
 -- state, the watermarks and the readable hash move together.
--- The readable hash was RESTOREd just before as KEYS[5]
+-- The readable hash was RESTOREd just before as KEYS[4]
 -- (signals:next, rdump.h) and is renamed into place: one RESTORE
--- instead of an HSET per field, and its 3 KB never pass through Lua.
--- A new score likewise: the whole score hash, with its next version
--- and the last delivered publication, was RESTOREd as KEYS[6]
--- (score:next), and is renamed into place if the stored hash is still
--- at the version it follows. ARGV: expected version, state, nsrc,
--- (source, first, next) x nsrc; the merchant's last delivered
--- publication not yet marked (version, score, tier, ms; or one ""):
--- an earlier flush's publication rides with this put instead of a
--- td_published call of its own; then, when the put carries a score,
--- the score hash's expected version ("" for none) and the head of
--- its history point (KEYS[7]), appended with the new version. Every
--- guard is
--- checked before the first write, with as few calls as it takes:
--- each redis.call costs Redis about as much as the command itself.
+-- instead of an HSET per field, and its 3 KB never pass through Lua,
+-- where every byte of an argument is hashed.
+-- KEYS: state, wm, signals, signals:next; then the score hash when the
+-- put marks a publication or carries a score, and the score history
+-- when it carries a score. ARGV: expected version, state; the
+-- merchant's last delivered publication not yet marked (version,
+-- score, tier, ms), if any: an earlier flush's publication rides with
+-- this put instead of a td_published call of its own; with a score,
+-- the score hash's expected version ("" for none), the new score hash
+-- as a DUMP payload (under 1 KB, RESTOREd over KEYS[5]) and the head
+-- of its history point (KEYS[6]), appended with the new version; then
+-- (source, first, next) for each source applied. The counts tell the
+-- parts apart: six KEYS for a score, and only the mark's four
+-- arguments leave #ARGV - 2 one above a multiple of three. Every
+-- element of KEYS and ARGV costs Redis a hashed string and a table
+-- slot (about 1,500 instructions, more for the state's bytes), so a
+-- put sends only those it uses. Every guard is checked before the
+-- first write, with as few calls as it takes: each redis.call costs
+-- Redis about as much as the command itself. The first write is the
+-- one that can fail: the RENAME (no signals:next), or, with a score,
+-- the RESTORE of its payload once signals:next is known to exist
+-- (Redis' error if it refuses the payload). A refused put writes
+-- nothing but the DEL of the signals:next it brought; a failed one
+-- nothing at all.
 local function td_put(keys, args)
-  if redis.call('GETRANGE', keys[1], 0, 7) ~= args[1] then
+  local call = redis.call
+  if call('GETRANGE', keys[1], '0', '7') ~= args[1] then
     return refuse(keys)
   end
-  local nsrc = tonumber(args[3])
-  local src, wm = {}, {}
-  for i = 1, nsrc do
-    local p = 1 + 3 * i
-    src[i] = args[p]
-    wm[2 * i - 1] = args[p]
-    wm[2 * i] = args[p + 2]
+  local n = #args
+  local mk = (n - 2) % 3 == 1
+  local q = mk and 7 or 3
+  local sc = #keys > 5
+  local s = sc and q + 3 or q
+  local nsrc = (n - s + 1) / 3
+  if nsrc < 0 or nsrc % 1 ~= 0 or (mk and not keys[5]) then
+    return redis.error_reply('ERR td_put: wrong number of arguments')
   end
-  if nsrc > 0 then
-    local at = redis.call('HMGET', keys[2], unpack(src))
+  -- A watermark equal to the delta's start (the usual case: the
+  -- stored next offset) passes without a conversion.
+  local at
+  if nsrc == 1 then
+    at = call('HGET', keys[2], args[s])
+    if at and at ~= args[s + 1] and
+        tonumber(at) > tonumber(args[s + 1]) then
+      return refuse(keys)
+    end
+  elseif nsrc > 1 then
+    if nsrc == 2 then
+      at = call('HMGET', keys[2], args[s], args[s + 3])
+    else
+      local src = {}
+      for i = 1, nsrc do src[i] = args[s + 3 * i - 3] end
+      at = call('HMGET', keys[2], unpack(src))
+    end
     for i = 1, nsrc do
-      if at[i] and tonumber(at[i]) > tonumber(args[2 + 3 * i]) then
+      local a, f = at[i], args[s + 3 * i - 2]
+      if a and a ~= f and tonumber(a) > tonumber(f) then
         return refuse(keys)
       end
     end
   end
-  local p = 4 + 3 * nsrc
-  local mk = args[p] ~= ''
-  local q = mk and p + 4 or p + 1
-  local sv, hd, h = args[q], args[q + 1], nil
-  if sv and ((redis.call('HGET', keys[4], 'version') or '') ~= sv or
-      redis.call('EXISTS', keys[6]) == 0) then
-    return refuse(keys)
+  local v
+  if sc then
+    local sv, hd = args[q], args[q + 2]
+    if (call('HGET', keys[5], 'version') or '') ~= sv then
+      return refuse(keys)
+    end
+    if #hd ~= 8 then return head_error() end
+    if call('EXISTS', keys[4]) == 0 then return STALE end
+    local h = call('GET', keys[6]) or ''
+    local r = redis.pcall('RESTORE', keys[5], '0', args[q + 1], 'REPLACE')
+    if r.err then return r end
+    call('RENAME', keys[4], keys[3])
+    v = (tonumber(sv) or 0) + 1
+    history(keys[6], h, hd, v)
+  elseif redis.pcall('RENAME', keys[4], keys[3]).err then
+    return STALE
   end
-  if sv then
-    if not hd or #hd ~= 8 then return head_error() end
-    h = redis.call('GET', keys[7]) or ''
+  call('SET', keys[1], args[2])
+  if nsrc == 1 then
+    call('HSET', keys[2], args[s], args[s + 2])
+  elseif nsrc == 2 then
+    call('HSET', keys[2], args[s], args[s + 2], args[s + 3], args[s + 5])
+  elseif nsrc > 2 then
+    local wm = {}
+    for i = 1, nsrc do
+      wm[2 * i - 1] = args[s + 3 * i - 3]
+      wm[2 * i] = args[s + 3 * i - 1]
+    end
+    call('HSET', keys[2], unpack(wm))
   end
--- The first write: fails (no signals:next) before any other.
-  if redis.pcall('RENAME', keys[5], keys[3]).err then
-    return refuse(keys)
-  end
-  redis.call('SET', keys[1], args[2])
-  if nsrc > 0 then redis.call('HSET', keys[2], unpack(wm)) end
-  local v = sv and (tonumber(sv) or 0) + 1
-  if sv then
-    redis.call('RENAME', keys[6], keys[4])
-    history(keys[7], h, hd, v)
-  end
-  if mk then
-    mark(keys[4], args[p], args[p + 1], args[p + 2], args[p + 3])
-  end
-  if sv then return {'OK', v} end
-  return {'OK'}
+  if mk then mark(keys[5], args[3], args[4], args[5], args[6]) end
+  if v then return {'OK', v} end
+  return OK
 end
 
 -- Partition records. claim bumps the owner epoch (fencing earlier

@@ -169,68 +169,122 @@ static void restore_next(redisContext *c,
     send(c, a);
 }
 
-static void put(redisContext *c, args_t *a, int mi, int r) {
-    static uint8_t sig[16384], score[TD_PROTO_SCORE_MAX];
-    static uint8_t blob[TD_MSTATE_BLOB];
-    uint8_t exp[8];
+/* Write r of merchant mi: the same for both forms. */
+typedef struct put_s {
     char m[32];
-    int with_score = r % 3 == 0;
-    long long sv = r / 3; /* score writes before round r */
-    size_t slen = signals_payload(sig, sizeof(sig), mi, r), clen = 0;
+    uint8_t exp[8];
+    size_t explen;
+    int nsrc;
+    long long first, next;
+    int mark;
+    long long mark_v, mark_ms;
+    int with_score;
+    long long sv; /* score writes before round r */
+    size_t slen, clen;
+    unsigned char head[TD_HISTORY_HEAD];
+} put_t;
 
-    snprintf(m, sizeof(m), "%s%d", lua ? "l" : "n", mi);
-    if (with_score) clen = score_payload(score, sizeof(score), mi, sv + 1);
-    if (lua) {
-        restore_next(c, a, td_key_signals_next, m, sig, slen);
-        if (with_score) restore_next(c, a, td_key_score_next, m, score, clen);
-        adds(a, "FCALL");
-        adds(a, put_fn);
-        adds(a, "7");
-    } else {
-        adds(a, "TD.PUT");
-    }
-    key(a, td_key_state, m);
-    key(a, td_key_wm, m);
-    key(a, td_key_signals, m);
-    key(a, td_key_score, m);
-    if (lua) {
-        key(a, td_key_signals_next, m);
-        key(a, td_key_score_next, m);
-    }
-    key(a, td_key_history, m);
-    version_bytes((uint64_t)r, exp);
-    add(a, exp, r ? 8 : 0);
+static uint8_t sig[16384], score[TD_PROTO_SCORE_MAX], blob[TD_MSTATE_BLOB];
+
+static void put_of(put_t *p, int mi, int r) {
+    snprintf(p->m, sizeof(p->m), "%s%d", lua ? "l" : "n", mi);
+    version_bytes((uint64_t)r, p->exp);
+    p->explen = r ? 8 : 0;
     memset(blob, 'a' + r % 26, sizeof(blob));
     version_bytes((uint64_t)r + 1, blob);
-    add(a, blob, sizeof(blob));
-    int nsrc = 1 + (mi + r) % 2;
-    addi(a, nsrc);
-    for (int i = 0; i < nsrc; i++) {
-        adds(a, i ? "reviews/3" : "orders/3");
-        addi(a, 10LL * r);
-        addi(a, 10LL * r + 10);
-    }
-    if (r % 4 == 2) {
-        addi(a, sv + r); /* newer than any mark before */
-        adds(a, "0.60999999999999999");
-        adds(a, "2");
-        addi(a, 1700000000000LL + r);
-    } else {
-        adds(a, "");
-    }
-    if (!lua) add(a, sig, slen);
-    if (with_score) {
-        if (sv > 0)
-            addi(a, sv);
-        else
-            adds(a, "");
-        if (!lua) add(a, score, clen);
-        uint8_t head[TD_HISTORY_HEAD];
-        td_history_head(head, 1700000000000LL + 60000LL * r, 50 + mi % 50, 3,
+    p->nsrc = 1 + (mi + r) % 2;
+    p->first = 10LL * r;
+    p->next = 10LL * r + 10;
+    p->with_score = r % 3 == 0;
+    p->sv = r / 3;
+    p->mark = r % 4 == 2;
+    p->mark_v = p->sv + r; /* newer than any mark before */
+    p->mark_ms = 1700000000000LL + r;
+    p->slen = signals_payload(sig, sizeof(sig), mi, r);
+    p->clen = 0;
+    if (p->with_score) {
+        p->clen = score_payload(score, sizeof(score), mi, p->sv + 1);
+        td_history_head(p->head, 1700000000000LL + 60000LL * r, 50 + mi % 50, 3,
                         0.8);
-        add(a, head, sizeof(head));
     }
+}
+
+static void put_sources(args_t *a, const put_t *p) {
+    for (int i = 0; i < p->nsrc; i++) {
+        adds(a, i ? "reviews/3" : "orders/3");
+        addi(a, p->first);
+        addi(a, p->next);
+    }
+}
+
+static void put_mark(args_t *a, const put_t *p) {
+    if (!p->mark) {
+        if (!lua) adds(a, "");
+        return;
+    }
+    addi(a, p->mark_v);
+    adds(a, "0.60999999999999999");
+    adds(a, "2");
+    addi(a, p->mark_ms);
+}
+
+static void put_score(args_t *a, const put_t *p) {
+    if (p->sv > 0)
+        addi(a, p->sv);
+    else
+        adds(a, "");
+    add(a, score, p->clen);
+    add(a, p->head, sizeof(p->head));
+}
+
+/* TD.PUT (module.c's argument layout). */
+static void put_native(redisContext *c, args_t *a, const put_t *p) {
+    adds(a, "TD.PUT");
+    key(a, td_key_state, p->m);
+    key(a, td_key_wm, p->m);
+    key(a, td_key_signals, p->m);
+    key(a, td_key_score, p->m);
+    key(a, td_key_history, p->m);
+    add(a, p->exp, p->explen);
+    add(a, blob, sizeof(blob));
+    addi(a, p->nsrc);
+    put_sources(a, p);
+    put_mark(a, p);
+    add(a, sig, p->slen);
+    if (p->with_score) put_score(a, p);
     send(c, a);
+}
+
+/* RESTORE of signals:next + FCALL td_put (store_lib.lua's layout). */
+static void put_lua(redisContext *c, args_t *a, const put_t *p) {
+    int nkeys = p->with_score ? 6 : p->mark ? 5 : 4;
+
+    restore_next(c, a, td_key_signals_next, p->m, sig, p->slen);
+    adds(a, "FCALL");
+    adds(a, put_fn);
+    addi(a, nkeys);
+    key(a, td_key_state, p->m);
+    key(a, td_key_wm, p->m);
+    key(a, td_key_signals, p->m);
+    key(a, td_key_signals_next, p->m);
+    if (nkeys > 4) key(a, td_key_score, p->m);
+    if (nkeys > 5) key(a, td_key_history, p->m);
+    add(a, p->exp, p->explen);
+    add(a, blob, sizeof(blob));
+    put_mark(a, p);
+    if (p->with_score) put_score(a, p);
+    put_sources(a, p);
+    send(c, a);
+}
+
+static void put(redisContext *c, args_t *a, int mi, int r) {
+    put_t p;
+
+    put_of(&p, mi, r);
+    if (lua)
+        put_lua(c, a, &p);
+    else
+        put_native(c, a, &p);
 }
 
 static void load(redisContext *c, args_t *a, int mi) {

@@ -177,17 +177,7 @@ static void print_reply(const char *tag, const redisReply *r) {
 
 /* ---- merchants ---- */
 
-/* In td_put's KEYS order. */
-enum {
-    K_STATE,
-    K_WM,
-    K_SIGNALS,
-    K_SCORE,
-    K_SIGNALS_NEXT,
-    K_SCORE_NEXT,
-    K_HISTORY,
-    K__N
-};
+enum { K_STATE, K_WM, K_SIGNALS, K_SCORE, K_SIGNALS_NEXT, K_HISTORY, K__N };
 
 typedef struct keys_s {
     char k[K__N][TD_MERCHANT_ID_MAX + 32];
@@ -202,8 +192,6 @@ static void keys_of(keys_t *k, const char *m) {
     k->l[K_SCORE] = td_key_score(k->k[K_SCORE], sizeof(k->k[0]), m, n);
     k->l[K_SIGNALS_NEXT] =
         td_key_signals_next(k->k[K_SIGNALS_NEXT], sizeof(k->k[0]), m, n);
-    k->l[K_SCORE_NEXT] =
-        td_key_score_next(k->k[K_SCORE_NEXT], sizeof(k->k[0]), m, n);
     k->l[K_HISTORY] = td_key_history(k->k[K_HISTORY], sizeof(k->k[0]), m, n);
 }
 
@@ -508,24 +496,39 @@ static void case_native(vec_t *a, const pcase_t *c, const keys_t *k) {
     }
 }
 
-/* The Lua path, as trustd sends it: RESTOREs as :next keys, FCALL. */
+/* The Lua path, as trustd sends it (proto.c): RESTORE of signals:next,
+ * FCALL with only the keys and arguments the put uses, sources last. */
 static redisReply *case_lua(vec_t *a, const pcase_t *c, const keys_t *k) {
+    int nkeys = c->with_score ? 6 : c->mark ? 5 : 4;
+    static const int order[6] = {K_STATE,        K_WM,    K_SIGNALS,
+                                 K_SIGNALS_NEXT, K_SCORE, K_HISTORY};
+
     restore(rc, k->k[K_SIGNALS_NEXT], k->l[K_SIGNALS_NEXT], c->new_sig,
             c->new_sig_len);
-    if (c->with_score)
-        restore(rc, k->k[K_SCORE_NEXT], k->l[K_SCORE_NEXT], c->new_score,
-                c->new_score_len);
     a->n = 0;
     a->used = 0;
     vec_str(a, "FCALL");
     vec_str(a, td_store_fn(st, "put"));
-    vec_str(a, "7");
-    for (int i = 0; i < K__N; i++)
-        vec_add(a, k->k[i], k->l[i]);
-    put_common(a, c);
+    vec_fmt(a, "%d", nkeys);
+    for (int i = 0; i < nkeys; i++)
+        vec_add(a, k->k[order[i]], k->l[order[i]]);
+    vec_add(a, c->expected, c->expected_len);
+    vec_add(a, c->blob, sizeof(c->blob));
+    if (c->mark) {
+        vec_str(a, c->mark_v);
+        vec_str(a, c->mark_score);
+        vec_str(a, c->mark_tier);
+        vec_str(a, c->mark_ms);
+    }
     if (c->with_score) {
         vec_str(a, c->sv);
+        vec_add(a, c->new_score, c->new_score_len);
         vec_add(a, c->head, TD_HISTORY_HEAD);
+    }
+    for (int i = 0; i < c->nsrc; i++) {
+        vec_str(a, c->src[i]);
+        vec_fmt(a, "%lld", (long long)c->first[i]);
+        vec_fmt(a, "%lld", (long long)c->next[i]);
     }
     return run(a);
 }
@@ -1239,6 +1242,40 @@ static void bad_put(vec_t *a,
     }
 }
 
+/* td_put carries the score payload: one Redis refuses (a bit flipped, so
+ * its CRC fails) is an error after the guards and before any write. */
+static void test_lua_put_with_a_bad_score_payload_writes_nothing(void **state) {
+    static pcase_t c;
+    static vec_t a;
+    dumps_t before, after;
+    redisReply *r;
+    keys_t k;
+    (void)state;
+
+    keys_of(&k, "badlua");
+    do {
+        case_new(&c);
+    } while (!c.has_state || !c.has_score || !c.has_signals);
+    memcpy(c.expected, c.ver, 8);
+    c.expected_len = 8;
+    c.nsrc = 0;
+    c.with_score = 1;
+    snprintf(c.sv, sizeof(c.sv), "%lld", (long long)c.score_v);
+    c.new_score[c.new_score_len / 2] ^= 0x40;
+    case_setup(rc, &c, &k);
+    dumps_take(rc, &k, &before);
+    r = case_lua(&a, &c, &k);
+    if (r->type != REDIS_REPLY_ERROR) {
+        print_reply("reply", r);
+        fail_msg("td_put with a bad score payload: not an error");
+    }
+    freeReplyObject(r);
+    dumps_take(rc, &k, &after);
+    dumps_equal(&before, &after, "bad score payload");
+    dumps_free(&before);
+    dumps_free(&after);
+}
+
 static void test_bad_arguments_are_errors_that_write_nothing(void **state) {
     static pcase_t c;
     static vec_t a;
@@ -1427,6 +1464,7 @@ int main(void) {
         cmocka_unit_test(test_part_claim_and_set_follow_the_spec),
         cmocka_unit_test(test_part_claim_equals_the_lua_path),
         cmocka_unit_test(test_replica_and_aof_get_one_command_per_write),
+        cmocka_unit_test(test_lua_put_with_a_bad_score_payload_writes_nothing),
         cmocka_unit_test(test_bad_arguments_are_errors_that_write_nothing),
         cmocka_unit_test(test_random_garbage_arguments_keep_redis_alive),
     };

@@ -370,7 +370,7 @@ static void test_score_put_behind_the_stored_score_is_refused(void **state) {
     assert_true(v == 40);
     td_h_hget_double(rc, "trust:{behind}:wm", "orders/0", &v);
     assert_true(v == 10); /* the state did not move either */
-    r = redisCommand(rc, "EXISTS trust:{behind}:score:next");
+    r = redisCommand(rc, "EXISTS trust:{behind}:signals:next");
     assert_int_equal(r->integer, 0); /* dropped with the refusal */
     freeReplyObject(r);
     td_mscache_destroy(c);
