@@ -74,6 +74,8 @@
 #   TD_BENCH_PARTITIONS       partitions per input topic (48; smoke 8)
 #   TD_BENCH_SEED             load generator seed (42)
 #   TD_BENCH_LATENCY_S        seconds of latency measurement (20; smoke 3)
+#   TD_BENCH_LATENCY_RATE     its background rate, events/s (half of
+#                             stage 3's), to compare changes at one rate
 #   TD_BENCH_SAMPLE_EVENTS    callgrind sample size (20000; smoke 2000)
 #   TD_BENCH_SAMPLE_REPS      passes over the sample (5; smoke 1)
 #   TD_BENCH_REDIS_AOF        yes|no (yes)
@@ -560,7 +562,7 @@ steps=$(awk '/^trustd_flush_step_seconds_total\{/ {
 
 # ---- 4. latency at half the measured maximum ----
 
-lat_rate=$(awk -v r="$trustd_eps" 'BEGIN { r = int(r / 2); print r < 1 ? 1 : r }')
+lat_rate=${TD_BENCH_LATENCY_RATE:-$(awk -v r="$trustd_eps" 'BEGIN { r = int(r / 2); print r < 1 ? 1 : r }')}
 log "latency: background load at $lat_rate events/s for $LAT_S s, probes" \
     "at $PROBE_RATE/s"
 consumed0=$(metric "$dir/metrics.txt" trustd_events_consumed_total)
