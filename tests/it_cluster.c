@@ -119,6 +119,19 @@ in_order(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
+/* Queues HSET trust:{<tag>-<i>}:score v <i>, its reply checked by cb. */
+static void
+queue_hset(td_rbatch_t *b, const char *tag, int i, ordcb_t *cb, order_t *o) {
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "HSET");
+    td_rbatch_fmt(b, "trust:{%s-%d}:score", tag, i);
+    td_rbatch_str(b, "v");
+    td_rbatch_i64(b, i);
+    cb->o = o;
+    cb->i = i;
+    td_rbatch_end(b, in_order, cb);
+}
+
 static void test_store_routes_batches_and_scans_every_master(void **state) {
     enum { N = 600 };
     td_store_t *st = store_new(cl.seeds, 1, 0, 5000);
@@ -130,16 +143,8 @@ static void test_store_routes_batches_and_scans_every_master(void **state) {
     (void)state;
 
     flush_cluster();
-    for (int i = 0; i < N; i++) {
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "HSET");
-        td_rbatch_fmt(b, "trust:{it-%d}:score", i);
-        td_rbatch_str(b, "v");
-        td_rbatch_i64(b, i);
-        cbs[i].o = &o;
-        cbs[i].i = i;
-        td_rbatch_end(b, in_order, &cbs[i]);
-    }
+    for (int i = 0; i < N; i++)
+        queue_hset(b, "it", i, &cbs[i], &o);
     td_rbatch_begin(b);
     td_rbatch_str(b, "FCALL");
     td_rbatch_str(b, td_store_fn(st, "part"));
@@ -251,14 +256,7 @@ static void test_store_streams_a_batch_with_one_wait_per_master(void **state) {
             node_cmd(i, "CONFIG RESETSTAT");
     }
     for (int i = 0; i < N; i++) {
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "HSET");
-        td_rbatch_fmt(b, "trust:{wait-%d}:score", i);
-        td_rbatch_str(b, "v");
-        td_rbatch_i64(b, i);
-        cbs[i].o = &o;
-        cbs[i].i = i;
-        td_rbatch_end(b, in_order, &cbs[i]);
+        queue_hset(b, "wait", i, &cbs[i], &o);
         if (td_store_exec_part(st, b, 0, errstr, sizeof(errstr)) != TD_OK)
             fail_msg("exec_part: %s", errstr);
     }
@@ -293,14 +291,8 @@ static void test_store_streams_a_batch_with_one_wait_per_master(void **state) {
     assert_int_equal(f.next, 3001);
     o.next = 0;
     td_rbatch_reset(b);
-    for (int i = 0; i < N; i++) {
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "HSET");
-        td_rbatch_fmt(b, "trust:{wait-%d}:score", i);
-        td_rbatch_str(b, "v");
-        td_rbatch_i64(b, i);
-        td_rbatch_end(b, in_order, &cbs[i]);
-    }
+    for (int i = 0; i < N; i++)
+        queue_hset(b, "wait", i, &cbs[i], &o);
     if (td_store_exec(st, b, errstr, sizeof(errstr)) != TD_OK)
         fail_msg("exec after a failed one: %s", errstr);
     assert_int_equal(o.next, N);
