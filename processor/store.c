@@ -524,19 +524,20 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size) {
         return NULL;
     }
     if (st->qhead >= st->qsent) {
-        int rc = TD_OK;
         td_grow((void **)&st->qr, &st->qrcap, cnt, sizeof(*st->qr));
         memset(st->qr + st->qsent, 0, (cnt - st->qsent) * sizeof(*st->qr));
-        if (st->cluster)
-            rc = td_store_cluster_collect(st, q, st->qsent, st->qr + st->qsent,
-                                          st->qerr, sizeof(st->qerr));
-        else
-            rc = td_store_connect(st, st->qerr, sizeof(st->qerr));
-        for (size_t s = st->qsent; s < cnt && rc == TD_OK && !st->cluster;
-             s += PIPELINE_CHUNK) {
-            size_t e = s + PIPELINE_CHUNK < cnt ? s + PIPELINE_CHUNK : cnt;
-            rc = td_store_node_collect(st, q, s, e, st->qr + s, st->qerr,
-                                       sizeof(st->qerr));
+        if (st->cluster) {
+            /* Streamed to every node at once (store_cluster.c). */
+            td_store_cluster_collect(st, q, st->qsent, st->qr + st->qsent,
+                                     st->qerr, sizeof(st->qerr));
+        } else {
+            int rc = td_store_connect(st, st->qerr, sizeof(st->qerr));
+            for (size_t s = st->qsent; s < cnt && rc == TD_OK;
+                 s += PIPELINE_CHUNK) {
+                size_t e = s + PIPELINE_CHUNK < cnt ? s + PIPELINE_CHUNK : cnt;
+                rc = td_store_node_collect(st, q, s, e, st->qr + s, st->qerr,
+                                           sizeof(st->qerr));
+            }
         }
         st->qsent = cnt;
     }

@@ -145,7 +145,8 @@ typedef struct td_store_link_s {
 /* td_store_exec_part() over a link: sends the complete chunks queued since
  * the last call, one chunk ahead of the replies it reads; final: the rest,
  * finish, and every reply. TD_ERR + errstr as soon as send, recv or finish
- * fails (the link cleans up). */
+ * fails; replies the connections still owe are the link's to read (or to
+ * drop the connection). */
 int td_store_stream(td_store_t *st,
                     td_rbatch_t *b,
                     int final,
