@@ -465,10 +465,8 @@ int td_store_exec_part(td_store_t *st,
         if (!st->cluster && td_store_connect(st, errstr, errstr_size) != TD_OK)
             return TD_ERR;
     }
-    if (st->cluster) {
-        if (!final) return TD_OK;
-        return td_store_cluster_exec(st, b, errstr, errstr_size);
-    }
+    if (st->cluster)
+        return td_store_cluster_exec(st, b, final, errstr, errstr_size);
     return td_store_node_exec(st, b, final, errstr, errstr_size);
 }
 
@@ -526,18 +524,20 @@ redisReply *td_store_reply(td_store_t *st, char *errstr, size_t errstr_size) {
         return NULL;
     }
     if (st->qhead >= st->qsent) {
-        int rc = TD_OK;
         td_grow((void **)&st->qr, &st->qrcap, cnt, sizeof(*st->qr));
         memset(st->qr + st->qsent, 0, (cnt - st->qsent) * sizeof(*st->qr));
-        if (!st->cluster) rc = td_store_connect(st, st->qerr, sizeof(st->qerr));
-        for (size_t s = st->qsent; s < cnt && rc == TD_OK;
-             s += PIPELINE_CHUNK) {
-            size_t e = s + PIPELINE_CHUNK < cnt ? s + PIPELINE_CHUNK : cnt;
-            rc = st->cluster
-                     ? td_store_cluster_collect(st, q, s, e, st->qr + s,
-                                                st->qerr, sizeof(st->qerr))
-                     : td_store_node_collect(st, q, s, e, st->qr + s, st->qerr,
-                                             sizeof(st->qerr));
+        if (st->cluster) {
+            /* Streamed to every node at once (store_cluster.c). */
+            td_store_cluster_collect(st, q, st->qsent, st->qr + st->qsent,
+                                     st->qerr, sizeof(st->qerr));
+        } else {
+            int rc = td_store_connect(st, st->qerr, sizeof(st->qerr));
+            for (size_t s = st->qsent; s < cnt && rc == TD_OK;
+                 s += PIPELINE_CHUNK) {
+                size_t e = s + PIPELINE_CHUNK < cnt ? s + PIPELINE_CHUNK : cnt;
+                rc = td_store_node_collect(st, q, s, e, st->qr + s, st->qerr,
+                                           sizeof(st->qerr));
+            }
         }
         st->qsent = cnt;
     }

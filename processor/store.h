@@ -97,11 +97,12 @@ const char *td_store_fn(const td_store_t *st, const char *base);
  * batch later. An error reply is passed to the callback like any other.
  *
  * Cluster: commands are grouped by node (the key is found from the command:
- * FCALL's first key, argv[1] of key commands), each node's pipeline is sent
- * before any is read, and callbacks still run in batch order. Redirections
- * and transient cluster errors never reach a callback; when they persist
- * (about a second), or a WAIT finds no replica, the batch fails as on a
- * connection error.
+ * FCALL's first key, argv[1] of key commands), streamed to every node at
+ * once, and callbacks still run in batch order. Each node written gets one
+ * WAIT at the end of the batch (and one more if it took resent writes).
+ * Redirections and transient cluster errors never reach a callback; when
+ * they persist (about a second), or a WAIT finds no replica, the batch
+ * fails as on a connection error.
  */
 int td_store_exec(td_store_t *st,
                   td_rbatch_t *b,
@@ -110,13 +111,14 @@ int td_store_exec(td_store_t *st,
 
 /*
  * td_store_exec() in parts, for a batch still being built: each call with
- * final 0 sends the complete chunks queued since the last call (one Redis:
- * keeping a chunk queued at Redis while reading the replies of the one
- * before, so Redis works while the caller builds the next commands) and
- * returns; final 1 sends the rest and reads every reply. Callbacks run in
- * order, possibly while the caller is still adding commands (they must
- * not touch the batch). Cluster: everything happens at the final call.
- * After TD_ERR, td_store_exec() retries the whole batch.
+ * final 0 sends the complete chunks queued since the last call (keeping a
+ * chunk queued at Redis, at every node of a cluster, while reading the
+ * replies of the one before, so Redis works while the caller builds the
+ * next commands) and returns; final 1 sends the rest and reads every reply
+ * (cluster: then the WAITs, and resends redirected commands). Callbacks run
+ * in order, possibly while the caller is still adding commands (they must
+ * not touch the batch). After TD_ERR, td_store_exec() retries the whole
+ * batch.
  */
 int td_store_exec_part(td_store_t *st,
                        td_rbatch_t *b,

@@ -6,29 +6,42 @@
  * No cluster client exists for hiredis 0.14 (hiredis-cluster
  * and hiredis-vip need hiredis >= 1.0 or are not packaged in Debian 12), so
  * routing is done here on top of cluster.c's slot map, with one blocking
- * hiredis context per node (struct snode). A round sends a chunk of a batch:
+ * hiredis context per node (struct snode). A batch is streamed like one
+ * Redis's (store_stream.c): chunk after chunk, each chunk's replies read
+ * once the next chunk is out, so every node holds at most a chunk of ours
+ * and they all work in parallel:
  *
- *   1. route: every command's key -> slot -> master (a keyless SCAN goes to
- *      the master its cursor names); connect and load the library where
- *      needed;
- *   2. append each command to its node's context, then WAIT on every node
- *      this connection has unconfirmed writes on; flush every node's output
- *      before reading any, so the nodes work in parallel;
- *   3. read each node's replies in order into the command's slot;
- *   4. settle: MOVED (patch the slot, mark the map stale, resend there), ASK
- *      (ASKING + the command, once, on the named node), TRYAGAIN, LOADING
- *      and CLUSTERDOWN (back off, refresh the map, resend) until a real reply
- *      or the round's retry budget is spent; then WAIT again on nodes that
- *      took resent writes.
+ *   1. send: every command's key -> slot -> master (a keyless SCAN goes to
+ *      the master its cursor names); connect and load the library on a
+ *      node the batch had not used yet; append each command to its node's
+ *      pipeline and write every node's out;
+ *   2. read: each node's replies to the chunk before, in order; hand them
+ *      to the callbacks in batch order, up to the first redirection or
+ *      transient cluster error, which is held (with every reply after it)
+ *      for the end;
+ *   3. end: WAIT once on every node the batch used that has unconfirmed
+ *      writes, behind its last chunk; read the rest;
+ *   4. settle the held replies in order: MOVED (patch the slot, mark the
+ *      map stale, resend there), ASK (ASKING + the command, once, on the
+ *      named node), TRYAGAIN, LOADING and CLUSTERDOWN (back off, refresh
+ *      the map, resend) until a real reply or the batch's retry budget is
+ *      spent; then WAIT again on nodes that took resent writes.
  *
- * A connection error marks the map stale; the next round reads CLUSTER SLOTS
- * from any node that answers (connected ones first, then every node ever
- * seen, seeds included).
+ * Held commands are resent one at a time, in batch order (commands of a
+ * slot that moved all get MOVED from its old master, so their order holds
+ * there too; the map is refreshed by the next batch). Any failure fails the
+ * batch: the replies still owed are read (or the connection dropped) so
+ * that the next batch starts clean, and the caller retries it whole.
+ *
+ * A connection error marks the map stale; the next batch reads CLUSTER
+ * SLOTS from any node that answers (connected ones first, then every node
+ * ever seen, seeds included).
  *
  * WAIT. Replication is asynchronous, so a master can fail over to a replica
  * that lacks its last writes. Exactly-once needs every merchant write and
- * partition record that a flush relies on to survive that, so no round
- * succeeds until WAIT 1 says a replica has this connection's writes. WAIT
+ * partition record that a flush relies on to survive that, so no batch
+ * succeeds until WAIT 1 says a replica has this connection's writes
+ * (callbacks may run before: a batch that then fails is retried). WAIT
  * covers the writes of its own connection only; a write sent on a
  * connection that then broke is covered because a new connection starts
  * with FUNCTION LOAD REPLACE, a write that follows it in the master's
@@ -282,15 +295,6 @@ cl_append(td_rbatch_t *b, size_t idx, const cstate_t *cs, redisContext *c) {
     return redisAppendCommandArgv(c, argc, b->argv, b->argvlen);
 }
 
-/* Writes c's output buffer out completely. */
-static int flush_out(redisContext *c) {
-    int done = 0;
-    do {
-        if (redisBufferWrite(c, &done) != REDIS_OK) return REDIS_ERR;
-    } while (!done);
-    return REDIS_OK;
-}
-
 /* Checks a WAIT reply from node i; clears its dirty flag when enough
  * replicas acknowledged. */
 static int wait_ok(td_store_t *st,
@@ -322,8 +326,8 @@ static int wait_sync(td_store_t *st, int i, char *errstr, size_t errstr_size) {
         redisCommand(st->sn[i].c, "WAIT %d %d", WAIT_REPLICAS, st->wait_ms);
     int rc;
     if (!r) {
-        snprintf(errstr, errstr_size, "redis %s:%d: %s", node_host(st, i),
-                 node_port(st, i), st->sn[i].c->errstr);
+        td_store_conn_err(st->sn[i].c, node_host(st, i), node_port(st, i),
+                          errstr, errstr_size);
         node_drop(st, i);
         return TD_ERR;
     }
@@ -335,7 +339,7 @@ static int wait_sync(td_store_t *st, int i, char *errstr, size_t errstr_size) {
 /*
  * Turns a redirection or transient cluster error in cs->r into the
  * command's real reply by resending it where the cluster says, as often as
- * REDIRECT_MAX and the round's *budget_ms (backoff time) allow. A plain
+ * REDIRECT_MAX and the batch's *budget_ms (backoff time) allow. A plain
  * error reply is left for the caller.
  */
 static int cl_settle(td_store_t *st,
@@ -378,7 +382,7 @@ static int cl_settle(td_store_t *st,
             if (kind == TD_CLUSTER_MOVED) {
                 td_cluster_set_slot(st->map, slot, node);
                 cl_masters_update(st);
-                st->map_ok = 0; /* others moved too: refresh next round */
+                st->map_ok = 0; /* others moved too: refresh next batch */
             } else {
                 asking = 1;
             }
@@ -425,9 +429,8 @@ static int cl_settle(td_store_t *st,
         continue;
     io:
         cs->r = NULL;
-        snprintf(errstr, errstr_size, "redis %s:%d: %s", node_host(st, node),
-                 node_port(st, node),
-                 c->errstr[0] ? c->errstr : "connection lost");
+        td_store_conn_err(c, node_host(st, node), node_port(st, node), errstr,
+                          errstr_size);
         node_drop(st, node);
         return TD_ERR;
     }
@@ -461,203 +464,284 @@ static void scan_cursor(td_store_t *st, const cstate_t *cs, redisReply *r) {
     cur->len = strlen(s);
 }
 
-/*
- * One cluster round over b's commands [start, end) (see the top of this
- * file). On TD_OK every st->cs[k].r holds command start+k's reply; on TD_ERR
- * none is held and errstr says why.
- */
-static int cl_round(td_store_t *st,
-                    td_rbatch_t *b,
-                    size_t start,
-                    size_t end,
-                    char *errstr,
-                    size_t errstr_size) {
-    size_t n = end - start;
-    int budget = TRANSIENT_MAX_MS;
-    int rc = TD_OK;
-    char e2[512];
+/* Whether r is a redirection or a transient cluster error, to be settled
+ * once every reply of the batch is read. */
+static int needs_settle(const redisReply *r) {
+    char host[TD_CLUSTER_HOST_MAX];
+    int slot, port;
 
-    if (!st->map_ok && cl_refresh(st, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
-    td_grow((void **)&st->cs, &st->cscap, n, sizeof(*st->cs));
-    for (size_t k = 0; k < n; k++)
-        st->cs[k].r = NULL;
-    st->nused = 0;
-    for (size_t k = 0; k < n; k++) {
+    return r->type == REDIS_REPLY_ERROR &&
+           td_cluster_classify(r->str, r->len, &slot, host, sizeof(host),
+                               &port) != TD_CLUSTER_REPLY_OK;
+}
+
+/* Hands out the replies of commands [b->done, to) in order: the
+ * collector's array, or the callbacks. Stops at a reply to be settled. */
+static int cl_deliver(td_store_t *st,
+                      td_rbatch_t *b,
+                      size_t to,
+                      char *errstr,
+                      size_t errstr_size) {
+    while (b->done < to) {
+        cstate_t *cs = &st->cs[b->done];
+        redisReply *r = cs->r;
+        int node = cs->node;
+        if (!r || needs_settle(r)) return TD_OK;
+        cs->r = NULL;
+        if (cs->scan_ord >= 0) scan_cursor(st, cs, r);
+        if (st->cout) {
+            st->cout[b->done++ - st->cfrom] = r;
+            continue;
+        }
+        if (td_store_deliver(st, b, b->done++, r, &st->sn[node].lib_loaded,
+                             node_host(st, node), node_port(st, node), errstr,
+                             errstr_size) != TD_OK)
+            return TD_ERR;
+    }
+    return TD_OK;
+}
+
+/* Writes out every used node's pipeline; a node that fails is dropped
+ * (the first failure goes to errstr), the others are still written, so
+ * that every node left connected has all its commands sent. */
+static int cl_flush(td_store_t *st, char *errstr, size_t errstr_size) {
+    int rc = TD_OK;
+
+    for (int u = 0; u < st->nused; u++) {
+        int i = st->used[u];
+        redisContext *c = st->sn[i].c;
+        if (!c || td_store_flush_out(c) == REDIS_OK) continue;
+        if (rc == TD_OK)
+            td_store_conn_err(c, node_host(st, i), node_port(st, i), errstr,
+                              errstr_size);
+        node_drop(st, i);
+        rc = TD_ERR;
+    }
+    return rc;
+}
+
+/* Link send: routes commands [b->sent, to), connects (and loads the
+ * library on) nodes this batch had not used yet, appends each command to
+ * its node's pipeline and writes them all out. */
+static int cl_send(td_store_t *st,
+                   td_rbatch_t *b,
+                   size_t to,
+                   char *errstr,
+                   size_t errstr_size) {
+    size_t cap = st->cscap;
+
+    /* Zeroed, so that cl_end() can find every reply held. */
+    td_grow((void **)&st->cs, &st->cscap, to, sizeof(*st->cs));
+    memset(st->cs + cap, 0, (st->cscap - cap) * sizeof(*st->cs));
+    for (size_t k = b->sent; k < to; k++) {
         cstate_t *cs = &st->cs[k];
         snode_t *sn;
+        cs->r = NULL;
         cs->next = -1;
-        if (cl_route(st, b, start + k, cs, errstr, errstr_size) != TD_OK) {
-            rc = TD_ERR;
-            goto out;
-        }
+        if (cl_route(st, b, k, cs, errstr, errstr_size) != TD_OK) return TD_ERR;
         sn = &st->sn[cs->node];
-        if (!sn->used) {
-            if (node_ready(st, cs->node, errstr, errstr_size) != TD_OK) {
-                rc = TD_ERR;
-                goto out;
-            }
-            sn->used = 1;
-            sn->failed = sn->wait_sent = 0;
-            sn->head = sn->tail = -1;
-            st->used[st->nused++] = cs->node;
+        if (sn->used) continue;
+        if (node_ready(st, cs->node, errstr, errstr_size) != TD_OK)
+            return TD_ERR;
+        sn->used = 1;
+        sn->wait_sent = sn->resent = 0;
+        sn->head = sn->tail = -1;
+        st->used[st->nused++] = cs->node;
+    }
+    for (size_t k = b->sent; k < to; k++) {
+        cstate_t *cs = &st->cs[k];
+        snode_t *sn = &st->sn[cs->node];
+        if (cl_append(b, k, cs, sn->c) != REDIS_OK) {
+            /* Half-appended pipelines: only new connections are safe. */
+            snprintf(errstr, errstr_size, "redis: out of memory");
+            for (int u = 0; u < st->nused; u++)
+                node_drop(st, st->used[u]);
+            return TD_ERR;
         }
         if (sn->tail >= 0)
             st->cs[sn->tail].next = (int)k;
         else
             sn->head = (int)k;
         sn->tail = (int)k;
+        if (cs->write) sn->dirty = 1;
     }
-    for (size_t k = 0; k < n; k++) {
-        cstate_t *cs = &st->cs[k];
-        if (cl_append(b, start + k, cs, st->sn[cs->node].c) != REDIS_OK) {
-            snprintf(errstr, errstr_size, "redis: out of memory");
-            rc = TD_ERR;
-        }
-        if (cs->write) st->sn[cs->node].dirty = 1;
-    }
-    if (rc != TD_OK) {
-        for (int u = 0; u < st->nused; u++)
-            node_drop(st, st->used[u]); /* half-written pipelines */
-        goto out;
-    }
+    b->sent = to;
+    return cl_flush(st, errstr, errstr_size);
+}
+
+/* Link finish: WAIT after the batch's commands on every node it used that
+ * has unconfirmed writes. */
+static int cl_finish(td_store_t *st, char *errstr, size_t errstr_size) {
     for (int u = 0; u < st->nused; u++) {
         snode_t *sn = &st->sn[st->used[u]];
-        if (st->readonly || !sn->dirty) continue;
+        if (st->readonly || !sn->dirty || !sn->c) continue;
         if (redisAppendCommand(sn->c, "WAIT %d %d", WAIT_REPLICAS,
                                st->wait_ms) != REDIS_OK) {
             snprintf(errstr, errstr_size, "redis: out of memory");
             for (int v = 0; v < st->nused; v++)
                 node_drop(st, st->used[v]);
-            rc = TD_ERR;
-            goto out;
+            return TD_ERR;
         }
         sn->wait_sent = 1;
     }
-    /* Every node gets its pipeline before we block reading any. */
-    for (int u = 0; u < st->nused; u++) {
-        int i = st->used[u];
-        if (flush_out(st->sn[i].c) != REDIS_OK) {
-            if (rc == TD_OK)
-                snprintf(errstr, errstr_size, "redis %s:%d: %s",
-                         node_host(st, i), node_port(st, i),
-                         st->sn[i].c->errstr);
-            st->sn[i].failed = 1;
-            rc = TD_ERR;
-        }
-    }
+    return cl_flush(st, errstr, errstr_size);
+}
+
+/* Link recv: reads every node's replies to the commands before to (and
+ * its WAIT's once they are all read), then delivers them in order. */
+static int cl_recv(td_store_t *st,
+                   td_rbatch_t *b,
+                   size_t to,
+                   char *errstr,
+                   size_t errstr_size) {
     for (int u = 0; u < st->nused; u++) {
         int i = st->used[u];
         snode_t *sn = &st->sn[i];
-        redisReply *w = NULL;
-        if (sn->failed) continue;
-        for (int k = sn->head; k >= 0; k = st->cs[k].next) {
-            if (redisGetReply(sn->c, (void **)&st->cs[k].r) != REDIS_OK ||
-                !st->cs[k].r) {
-                st->cs[k].r = NULL;
-                sn->failed = 1;
-                break;
+        int got = 0;
+        if (!sn->c) continue;
+        while (sn->head >= 0 && (size_t)sn->head < to) {
+            cstate_t *cs = &st->cs[sn->head];
+            if (redisGetReply(sn->c, (void **)&cs->r) != REDIS_OK || !cs->r) {
+                cs->r = NULL;
+                goto io;
             }
             st->stats.commands++;
+            sn->head = cs->next;
+            got = 1;
         }
-        if (!sn->failed && sn->wait_sent) {
-            if (redisGetReply(sn->c, (void **)&w) != REDIS_OK || !w) {
-                sn->failed = 1;
-            } else {
-                if (wait_ok(st, i, w, e2, sizeof(e2)) != TD_OK && rc == TD_OK) {
-                    snprintf(errstr, errstr_size, "%s", e2);
-                    rc = TD_ERR;
-                }
-                freeReplyObject(w);
-            }
+        if (sn->head < 0) sn->tail = -1;
+        if (sn->head < 0 && sn->wait_sent) {
+            redisReply *w = NULL;
+            int rc;
+            if (redisGetReply(sn->c, (void **)&w) != REDIS_OK || !w) goto io;
+            sn->wait_sent = 0;
+            rc = wait_ok(st, i, w, errstr, errstr_size);
+            freeReplyObject(w);
+            if (rc != TD_OK) return TD_ERR;
+            got = 1;
         }
-        if (sn->failed) {
-            if (rc == TD_OK)
-                snprintf(errstr, errstr_size, "redis %s:%d: %s",
-                         node_host(st, i), node_port(st, i),
-                         sn->c->errstr[0] ? sn->c->errstr : "connection lost");
-            rc = TD_ERR;
-        } else {
-            st->stats.roundtrips++;
-        }
+        st->stats.roundtrips += got;
+        continue;
+    io:
+        td_store_conn_err(sn->c, node_host(st, i), node_port(st, i), errstr,
+                          errstr_size);
+        node_drop(st, i);
+        return TD_ERR;
     }
-    for (int u = 0; u < st->nused; u++) {
-        if (st->sn[st->used[u]].failed) node_drop(st, st->used[u]);
-    }
-    if (rc != TD_OK) goto out;
+    return cl_deliver(st, b, to, errstr, errstr_size);
+}
 
-    for (size_t k = 0; k < n && rc == TD_OK; k++)
-        rc = cl_settle(st, b, start + k, &st->cs[k], &budget, errstr,
+static const td_store_link_t cl_link = {cl_send, cl_recv, cl_finish};
+
+/* Ends the batch: after a failure, reads (and drops) what the used nodes
+ * still owe so their connections stay usable, and frees the replies not
+ * handed out. */
+static void cl_end(td_store_t *st, int failed) {
+    for (int u = 0; u < st->nused; u++) {
+        int i = st->used[u];
+        snode_t *sn = &st->sn[i];
+        int owed = sn->wait_sent;
+        sn->used = 0;
+        sn->wait_sent = 0;
+        if (!sn->c) continue;
+        for (int k = sn->head; k >= 0; k = st->cs[k].next)
+            owed++;
+        for (; owed > 0; owed--) {
+            redisReply *r = NULL;
+            if (redisGetReply(sn->c, (void **)&r) != REDIS_OK || !r) {
+                node_drop(st, i);
+                break;
+            }
+            freeReplyObject(r);
+        }
+    }
+    st->nused = 0;
+    if (!failed) return;
+    for (size_t k = 0; k < st->cscap; k++) {
+        if (st->cs[k].r) freeReplyObject(st->cs[k].r);
+        st->cs[k].r = NULL;
+    }
+    st->healthy = 0;
+}
+
+/*
+ * The end of a streamed batch: every reply is read and the WAITs are in.
+ * Settles the replies held back (see the top of this file), delivering
+ * each as soon as it and those before it are real replies, then WAITs on
+ * the nodes that took resent writes.
+ */
+static int cl_settle_all(td_store_t *st,
+                         td_rbatch_t *b,
+                         char *errstr,
+                         size_t errstr_size) {
+    int budget = TRANSIENT_MAX_MS;
+    int rc = TD_OK;
+
+    while (rc == TD_OK && b->done < b->sent) {
+        rc = cl_settle(st, b, b->done, &st->cs[b->done], &budget, errstr,
                        errstr_size);
+        if (rc == TD_OK) rc = cl_deliver(st, b, b->sent, errstr, errstr_size);
+    }
     for (int i = 0; i < st->sncap; i++) {
         if (st->sn[i].resent && rc == TD_OK && !st->readonly && st->sn[i].dirty)
             rc = wait_sync(st, i, errstr, errstr_size);
         st->sn[i].resent = 0;
     }
-    for (size_t k = 0; k < n && rc == TD_OK; k++) {
-        if (st->cs[k].scan_ord >= 0) scan_cursor(st, &st->cs[k], st->cs[k].r);
-    }
-out:
-    for (int u = 0; u < st->nused; u++)
-        st->sn[st->used[u]].used = 0;
-    st->nused = 0;
-    if (rc != TD_OK) {
-        for (size_t k = 0; k < n; k++) {
-            if (st->cs[k].r) freeReplyObject(st->cs[k].r);
-            st->cs[k].r = NULL;
-        }
-        st->healthy = 0;
-    }
+    return rc;
+}
+
+/* A new batch: owes nothing, the map is fresh. */
+static int cl_begin(td_store_t *st, char *errstr, size_t errstr_size) {
+    /* A batch the caller gave up on in parts leaves replies owed. */
+    if (st->nused) cl_end(st, 1);
+    if (!st->map_ok && cl_refresh(st, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    return TD_OK;
+}
+
+/* Streams b from b->sent on: its next chunks, or (final) all of it, then
+ * settles it. */
+static int cl_run(td_store_t *st,
+                  td_rbatch_t *b,
+                  int final,
+                  char *errstr,
+                  size_t errstr_size) {
+    int rc = td_store_stream(st, b, final, &cl_link, errstr, errstr_size);
+    if (rc == TD_OK && final) rc = cl_settle_all(st, b, errstr, errstr_size);
+    if (rc != TD_OK || final) cl_end(st, rc != TD_OK);
+    if (rc == TD_OK && final) st->healthy = 1;
     return rc;
 }
 
 int td_store_cluster_collect(td_store_t *st,
                              td_rbatch_t *b,
                              size_t start,
-                             size_t end,
                              redisReply **out,
                              char *errstr,
                              size_t errstr_size) {
-    if (cl_round(st, b, start, end, errstr, errstr_size) != TD_OK)
-        return TD_ERR;
-    for (size_t k = 0; k < end - start; k++) {
-        out[k] = st->cs[k].r;
-        st->cs[k].r = NULL;
+    int rc;
+
+    if (cl_begin(st, errstr, errstr_size) != TD_OK) return TD_ERR;
+    b->sent = b->done = start;
+    st->cout = out;
+    st->cfrom = start;
+    rc = cl_run(st, b, 1, errstr, errstr_size);
+    if (rc != TD_OK) {
+        for (size_t k = start; k < b->done; k++) {
+            freeReplyObject(out[k - start]);
+            out[k - start] = NULL;
+        }
     }
-    st->healthy = 1;
-    return TD_OK;
+    st->cout = NULL;
+    return rc;
 }
 
 int td_store_cluster_exec(td_store_t *st,
                           td_rbatch_t *b,
+                          int final,
                           char *errstr,
                           size_t errstr_size) {
-    for (size_t start = 0; start < b->ccnt; start += PIPELINE_CHUNK) {
-        size_t end =
-            start + PIPELINE_CHUNK < b->ccnt ? start + PIPELINE_CHUNK : b->ccnt;
-        int rc = TD_OK;
-        if (cl_round(st, b, start, end, errstr, errstr_size) != TD_OK)
-            return TD_ERR;
-        for (size_t k = 0; k < end - start; k++) {
-            redisReply *r = st->cs[k].r;
-            struct rcmd *c = &b->cmds[start + k];
-            st->cs[k].r = NULL;
-            if (rc == TD_OK && td_store_missing_function(r)) {
-                snprintf(errstr, errstr_size,
-                         "redis %s:%d lost the trustd functions: %s",
-                         node_host(st, st->cs[k].node),
-                         node_port(st, st->cs[k].node), r->str);
-                st->sn[st->cs[k].node].lib_loaded = 0;
-                st->stats.errors++;
-                rc = TD_ERR;
-            } else if (rc == TD_OK) {
-                if (r->type == REDIS_REPLY_ERROR) st->stats.errors++;
-                rc = c->cb ? c->cb(c->opaque, r, errstr, errstr_size) : TD_OK;
-            }
-            freeReplyObject(r);
-        }
-        if (rc != TD_OK) return TD_ERR;
-    }
-    st->healthy = 1;
-    return TD_OK;
+    if (b->sent == 0 && cl_begin(st, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    return cl_run(st, b, final, errstr, errstr_size);
 }

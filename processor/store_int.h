@@ -1,7 +1,8 @@
 /*
  * store_int.h - the store's state, shared by its parts: store.c (settings,
- * connections, the function library, the tools' queue), store_node.c (one
- * Redis) and store_cluster.c (the Redis Cluster router). Internal.
+ * connections, the function library, the tools' queue), store_stream.c (a
+ * batch streamed on connections), store_node.c (one Redis) and
+ * store_cluster.c (the Redis Cluster router). Internal.
  */
 #ifndef TD_STORE_INT_H
 #define TD_STORE_INT_H
@@ -16,26 +17,25 @@
 
 #define PIPELINE_CHUNK 2048
 /* Cluster: replicas a write must reach, redirections one command may take,
- * time one round may spend backing off TRYAGAIN/CLUSTERDOWN/LOADING, and the
+ * time one batch may spend backing off TRYAGAIN/CLUSTERDOWN/LOADING, and the
  * longest WAIT (also bounded by half the command timeout). */
 #define WAIT_REPLICAS    1
 #define REDIRECT_MAX     16
 #define TRANSIENT_MAX_MS 1000
 #define WAIT_MAX_MS      1000
 
-/* One cluster node's connection and its part of the current round. */
+/* One cluster node's connection and its part of the current batch. */
 typedef struct snode_s {
     redisContext *c;
     int lib_loaded;
     int dirty;      /* writes on c that no WAIT confirmed yet */
-    int used;       /* in this round */
-    int failed;     /* this round's I/O on it failed */
-    int wait_sent;  /* a WAIT follows this round's commands */
+    int used;       /* in this batch */
+    int wait_sent;  /* a WAIT follows the batch's commands, not read yet */
     int resent;     /* took a resent write while settling */
-    int head, tail; /* this round's commands, chained by cstate.next */
+    int head, tail; /* commands sent, reply not read, chained by cstate.next */
 } snode_t;
 
-/* One command of a cluster round. */
+/* One command of a cluster batch. */
 typedef struct cstate_s {
     int node;
     int slot; /* -1: keyless */
@@ -80,10 +80,12 @@ struct td_store_s {
     int sncap;
     int *masters; /* by lowest slot, as td_cluster_masters() */
     int nmasters;
-    int *used; /* nodes of this round */
+    int *used; /* nodes of this batch */
     int nused;
-    cstate_t *cs; /* commands of this round */
+    cstate_t *cs; /* commands of this batch, by index */
     size_t cscap;
+    redisReply **cout; /* td_store_cluster_collect(): replies go here, */
+    size_t cfrom;      /* out[i - cfrom] for command i */
     int wait_ms;
 
     /* td_store_append() queue: commands, then their replies */
@@ -119,6 +121,60 @@ int td_store_missing_function(const redisReply *r);
 /* One Redis: drops the connection after an error. */
 void td_store_drop(td_store_t *st);
 
+/* store_stream.c */
+
+/* How a batch goes out on one Redis or a cluster. send: sends commands
+ * [b->sent, to), b->sent = to. recv: reads the replies of the commands
+ * before to and hands them to td_store_deliver() in order from b->done
+ * (the cluster may stop short at a redirection, settled at the end).
+ * finish: NULL, or what follows the last command (the cluster's WAITs). */
+typedef struct td_store_link_s {
+    int (*send)(td_store_t *st,
+                td_rbatch_t *b,
+                size_t to,
+                char *errstr,
+                size_t errstr_size);
+    int (*recv)(td_store_t *st,
+                td_rbatch_t *b,
+                size_t to,
+                char *errstr,
+                size_t errstr_size);
+    int (*finish)(td_store_t *st, char *errstr, size_t errstr_size);
+} td_store_link_t;
+
+/* td_store_exec_part() over a link: sends the complete chunks queued since
+ * the last call, one chunk ahead of the replies it reads; final: the rest,
+ * finish, and every reply. TD_ERR + errstr as soon as send, recv or finish
+ * fails; replies the connections still owe are the link's to read (or to
+ * drop the connection). */
+int td_store_stream(td_store_t *st,
+                    td_rbatch_t *b,
+                    int final,
+                    const td_store_link_t *l,
+                    char *errstr,
+                    size_t errstr_size);
+/* Writes c's output buffer out completely. REDIS_OK or REDIS_ERR. */
+int td_store_flush_out(redisContext *c);
+/* errstr = "redis host:port: " and c's error ("connection lost" if none). */
+void td_store_conn_err(const redisContext *c,
+                       const char *host,
+                       int port,
+                       char *errstr,
+                       size_t errstr_size);
+/* Hands r, the reply of b's command i, to its callback and frees it. A
+ * reply saying the server lost the function library clears *lib_loaded
+ * and fails (host: the node's, or NULL on one Redis). TD_OK, or TD_ERR
+ * with errstr from the callback or about the library. */
+int td_store_deliver(td_store_t *st,
+                     td_rbatch_t *b,
+                     size_t i,
+                     redisReply *r,
+                     int *lib_loaded,
+                     const char *host,
+                     int port,
+                     char *errstr,
+                     size_t errstr_size);
+
 /* store_node.c: one Redis, on st->c (connected by the caller). */
 
 /* td_store_exec_part() on one Redis. */
@@ -142,16 +198,18 @@ int td_store_node_collect(td_store_t *st,
 /* td_store_connect() on a cluster: the slot map, the library on every
  * master. */
 int td_store_cluster_connect(td_store_t *st, char *errstr, size_t errstr_size);
-/* td_store_exec() on a cluster. */
+/* td_store_exec_part() on a cluster. */
 int td_store_cluster_exec(td_store_t *st,
                           td_rbatch_t *b,
+                          int final,
                           char *errstr,
                           size_t errstr_size);
-/* td_store_node_collect() on a cluster: replies in command order. */
+/* Sends b's commands from start to its end, routed, and stores their
+ * replies in out, in command order (the caller frees them); TD_ERR holds
+ * none. */
 int td_store_cluster_collect(td_store_t *st,
                              td_rbatch_t *b,
                              size_t start,
-                             size_t end,
                              redisReply **out,
                              char *errstr,
                              size_t errstr_size);

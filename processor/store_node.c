@@ -1,7 +1,7 @@
 /*
- * store_node.c - a command batch on one Redis: pipelined on the store's
- * single connection, in chunks of PIPELINE_CHUNK commands, each reply
- * handed to its command's callback in order.
+ * store_node.c - a command batch on one Redis: streamed on the store's
+ * single connection (store_stream.c), each reply handed to its command's
+ * callback in order.
  */
 #include <stdio.h>
 #include <string.h>
@@ -10,28 +10,23 @@
 
 /* One Redis: the connection failed; errstr says how. */
 static int conn_failed(td_store_t *st, char *errstr, size_t errstr_size) {
-    snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
-             st->c->errstr[0] ? st->c->errstr : "connection lost");
+    td_store_conn_err(st->c, st->host, st->port, errstr, errstr_size);
     td_store_drop(st);
     return TD_ERR;
 }
 
 /* One Redis: appends commands [b->sent, to) and writes them out, without
- * reading replies (Redis buffers its replies, so it never waits for us). */
+ * reading replies. */
 static int send_cmds(td_store_t *st,
                      td_rbatch_t *b,
                      size_t to,
                      char *errstr,
                      size_t errstr_size) {
-    int done = 0;
-
     if (td_rbatch_resp(b, b->sent, to, st->c) != REDIS_OK)
         return conn_failed(st, errstr, errstr_size);
     b->sent = to;
-    while (!done) {
-        if (redisBufferWrite(st->c, &done) != REDIS_OK)
-            return conn_failed(st, errstr, errstr_size);
-    }
+    if (td_store_flush_out(st->c) != REDIS_OK)
+        return conn_failed(st, errstr, errstr_size);
     return TD_OK;
 }
 
@@ -43,28 +38,16 @@ static int recv_replies(td_store_t *st,
                         size_t to,
                         char *errstr,
                         size_t errstr_size) {
-    for (; b->done < to; b->done++) {
+    size_t before = b->done;
+
+    while (b->done < to) {
         redisReply *r = NULL;
-        struct rcmd *c = &b->cmds[b->done];
-        int rc = TD_OK;
         if (redisGetReply(st->c, (void **)&r) != REDIS_OK || !r)
             return conn_failed(st, errstr, errstr_size);
         st->stats.commands++;
-        if (td_store_missing_function(r)) {
-            snprintf(errstr, errstr_size,
-                     "redis lost the trustd functions (restarted without "
-                     "AOF?): %s",
-                     r->str);
-            st->lib_loaded = 0;
-            st->stats.errors++;
-            rc = TD_ERR;
-        } else {
-            if (r->type == REDIS_REPLY_ERROR) st->stats.errors++;
-            if (c->cb) rc = c->cb(c->opaque, r, errstr, errstr_size);
-        }
-        freeReplyObject(r);
-        if (rc != TD_OK) {
-            for (b->done++; b->done < b->sent; b->done++) {
+        if (td_store_deliver(st, b, b->done++, r, &st->lib_loaded, NULL, 0,
+                             errstr, errstr_size) != TD_OK) {
+            for (; b->done < b->sent; b->done++) {
                 if (redisGetReply(st->c, (void **)&r) != REDIS_OK) {
                     td_store_drop(st);
                     break;
@@ -74,6 +57,7 @@ static int recv_replies(td_store_t *st,
             return TD_ERR;
         }
     }
+    st->stats.roundtrips += b->done > before;
     return TD_OK;
 }
 
@@ -82,26 +66,11 @@ int td_store_node_exec(td_store_t *st,
                        int final,
                        char *errstr,
                        size_t errstr_size) {
-    if (!final && b->ccnt - b->sent < PIPELINE_CHUNK) return TD_OK;
-    /* Keep one chunk queued at Redis while reading the one before it, so
-     * Redis works while trustd reads replies and builds commands. */
-    while (b->sent < b->ccnt) {
-        size_t prev = b->sent, before = b->done;
-        size_t to = b->sent + PIPELINE_CHUNK;
-        if (to > b->ccnt) to = b->ccnt;
-        if (send_cmds(st, b, to, errstr, errstr_size) != TD_OK ||
-            recv_replies(st, b, prev, errstr, errstr_size) != TD_OK)
-            return TD_ERR;
-        st->stats.roundtrips += b->done > before;
-        if (!final && b->ccnt - b->sent < PIPELINE_CHUNK) return TD_OK;
-    }
-    if (final) {
-        size_t before = b->done;
-        if (recv_replies(st, b, b->sent, errstr, errstr_size) != TD_OK)
-            return TD_ERR;
-        st->stats.roundtrips += b->done > before;
-        st->healthy = 1;
-    }
+    static const td_store_link_t link = {send_cmds, recv_replies, NULL};
+
+    if (td_store_stream(st, b, final, &link, errstr, errstr_size) != TD_OK)
+        return TD_ERR;
+    if (final) st->healthy = 1;
     return TD_OK;
 }
 
@@ -122,8 +91,7 @@ int td_store_node_collect(td_store_t *st,
     for (size_t i = start; i < end; i++) {
         if (redisGetReply(st->c, (void **)&out[i - start]) != REDIS_OK ||
             !out[i - start]) {
-            snprintf(errstr, errstr_size, "redis %s:%d: %s", st->host, st->port,
-                     st->c->errstr[0] ? st->c->errstr : "connection lost");
+            td_store_conn_err(st->c, st->host, st->port, errstr, errstr_size);
             for (size_t k = start; k < i; k++) {
                 freeReplyObject(out[k - start]);
                 out[k - start] = NULL;

@@ -36,7 +36,9 @@
 #      of produce -> visible in Redis (the poll interval bounds the error).
 #      The flushes trustd made meanwhile (count, events, duration) are shown
 #      beside it, since they explain it.
-#   5. The same backlog, a new group, against a 3-master Redis Cluster.
+#   5. The same backlog, a new group, against a 3-master Redis Cluster:
+#      its rate, trustd's CPU and the nodes' (INFO cpu, masters and
+#      replicas apart, since they started) and the flush steps.
 #   6. Instructions: a second td-kafka with a small fixed load
 #      (REDIS_CG_EVENTS events over MERCHANTS / 20 merchants), drained by
 #      trustd under callgrind into a redis-server under callgrind (Redis'
@@ -623,7 +625,7 @@ partitions_left() {
 # cluster mode), a new consumer group, the same topics from the beginning.
 # Done when every partition's stored offset (trustd's /metrics) reached the
 # backlog's high watermark.
-cluster_eps=n/a cluster_ratio=n/a
+cluster_eps=n/a cluster_ratio=n/a cluster_line=n/a
 if [ "${TD_BENCH_CLUSTER:-1}" = 1 ]; then
     port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
     # Six consecutive ports whose cluster-bus ports (+10000) are free too;
@@ -717,6 +719,27 @@ if [ "${TD_BENCH_CLUSTER:-1}" = 1 ]; then
     cluster_eps=$(calc "$total / $cluster_secs")
     cluster_ratio=$(calc "100 * $cluster_eps / $trustd_eps")
     log "trustd on the cluster stored all $total events in $cluster_secs s"
+    # Where the time went: CPU of trustd and of the nodes (since they
+    # started), the flush steps.
+    cluster_trustd_cpu=$(proc_cpu "$trustd_pid")
+    cluster_master_cpu=0 cluster_replica_cpu=0
+    for a in "${caddrs[@]}"; do
+        redis-cli -p "${a#*:}" info all >"$dir/cluster-info-${a#*:}.txt" 2>&1
+        c=$(redis_cpu "$dir/cluster-info-${a#*:}.txt")
+        if [ "$(info_get "$dir/cluster-info-${a#*:}.txt" role)" = master ]; then
+            cluster_master_cpu=$(calc "$cluster_master_cpu + $c")
+        else
+            cluster_replica_cpu=$(calc "$cluster_replica_cpu + $c")
+        fi
+    done
+    cluster_steps=$(awk '/^trustd_flush_step_seconds_total\{/ {
+        match($1, /step="[^"]*"/); st = substr($1, RSTART + 6, RLENGTH - 7)
+        printf "%s%s %.2f s", n++ ? ", " : "", st, $2 }' \
+        "$dir/metrics-cluster.txt")
+    cluster_line="$(grp "$total") events in $cluster_secs s; CPU: trustd"
+    cluster_line+=" $cluster_trustd_cpu s, masters $cluster_master_cpu s,"
+    cluster_line+=" replicas $cluster_replica_cpu s (since the nodes started);"
+    cluster_line+=" flush steps: $cluster_steps"
     stop_pid "$trustd_pid"
     trustd_pid=""
     for p in "${cluster_pids[@]}"; do stop_pid "$p"; done
@@ -980,6 +1003,7 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
         "($(fmt '%.0f' "$(calc "100 * ${flush_sum:-0} / $trustd_secs")") % of the run spent flushing);" \
         "$(grp "$scores") scores published; $(grp "$writes") merchant writes" \
         "($(fmt '%.1f' "$(calc "$total / ($writes > 0 ? $writes : 1)")") events per write); flush steps: $steps"
+    echo "- cluster: $cluster_line"
     echo "- Redis: $(grp "$cmds_total") commands, FCALL $(fmt '%.1f' "$(calc "${fcall_usec:-0} / (${fcalls:-1} > 0 ? ${fcalls:-1} : 1)")") µs per call;" \
         "forked children (AOF rewrite) $(fmt '%.1f' "$redis_child_s") s CPU, not counted above"
     echo "- latency: $probe_line (background: $bg_line);" \

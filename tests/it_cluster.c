@@ -4,7 +4,8 @@
  * cluster-node-timeout 2000 ms) joined by `redis-cli --cluster create`.
  *
  * The store: batches are routed per node and called back in order, SCAN
- * walks every master, a single address is recognised as a cluster node,
+ * walks every master, a batch is streamed while it is built and WAITs
+ * once per master, a single address is recognised as a cluster node,
  * MOVED, ASK and TRYAGAIN are handled during a hand-made slot migration,
  * and a write is not called done while its master has no replica.
  *
@@ -118,6 +119,19 @@ in_order(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
     return TD_OK;
 }
 
+/* Queues HSET trust:{<tag>-<i>}:score v <i>, its reply checked by cb. */
+static void
+queue_hset(td_rbatch_t *b, const char *tag, int i, ordcb_t *cb, order_t *o) {
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "HSET");
+    td_rbatch_fmt(b, "trust:{%s-%d}:score", tag, i);
+    td_rbatch_str(b, "v");
+    td_rbatch_i64(b, i);
+    cb->o = o;
+    cb->i = i;
+    td_rbatch_end(b, in_order, cb);
+}
+
 static void test_store_routes_batches_and_scans_every_master(void **state) {
     enum { N = 600 };
     td_store_t *st = store_new(cl.seeds, 1, 0, 5000);
@@ -129,16 +143,8 @@ static void test_store_routes_batches_and_scans_every_master(void **state) {
     (void)state;
 
     flush_cluster();
-    for (int i = 0; i < N; i++) {
-        td_rbatch_begin(b);
-        td_rbatch_str(b, "HSET");
-        td_rbatch_fmt(b, "trust:{it-%d}:score", i);
-        td_rbatch_str(b, "v");
-        td_rbatch_i64(b, i);
-        cbs[i].o = &o;
-        cbs[i].i = i;
-        td_rbatch_end(b, in_order, &cbs[i]);
-    }
+    for (int i = 0; i < N; i++)
+        queue_hset(b, "it", i, &cbs[i], &o);
     td_rbatch_begin(b);
     td_rbatch_str(b, "FCALL");
     td_rbatch_str(b, td_store_fn(st, "part"));
@@ -196,6 +202,101 @@ static void test_store_routes_batches_and_scans_every_master(void **state) {
     /* A cursor this store did not hand out is refused, not guessed. */
     assert_null(td_store_cmd(st, errstr, sizeof(errstr), "SCAN 9-0"));
 
+    td_rbatch_destroy(b);
+    td_store_destroy(st);
+}
+
+/* calls of WAIT on node i since CONFIG RESETSTAT (INFO commandstats). */
+static long wait_calls(int i) {
+    redisContext *rc = td_h_redis_connect(&cl.node[i]);
+    redisReply *r;
+    const char *p;
+    long calls = 0;
+
+    assert_non_null(rc);
+    r = redisCommand(rc, "INFO commandstats");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    p = strstr(r->str, "cmdstat_wait:calls=");
+    if (p) calls = atol(p + strlen("cmdstat_wait:calls="));
+    freeReplyObject(r);
+    redisFree(rc);
+    return calls;
+}
+
+typedef struct failat_s {
+    int next, fail;
+} failat_t;
+
+static int
+fail_at(void *opaque, const redisReply *r, char *errstr, size_t errstr_size) {
+    failat_t *f = opaque;
+    (void)r;
+    if (f->next++ == f->fail) {
+        snprintf(errstr, errstr_size, "failing at %d", f->fail);
+        return TD_ERR;
+    }
+    return TD_OK;
+}
+
+static void test_store_streams_a_batch_with_one_wait_per_master(void **state) {
+    /* More than two chunks (store_stream.c), on every master. */
+    enum { N = 3 * 2048 + 100 };
+    td_store_t *st = store_new(cl.seeds, 1, 0, 5000);
+    td_rbatch_t *b = td_rbatch_new();
+    static ordcb_t cbs[N];
+    order_t o = {0};
+    char errstr[512];
+    int early, masters = 0;
+    (void)state;
+
+    flush_cluster();
+    for (int i = 0; i < cl.n; i++) {
+        if (!strcmp(td_h_cluster_role(&cl, i), "master"))
+            node_cmd(i, "CONFIG RESETSTAT");
+    }
+    for (int i = 0; i < N; i++) {
+        queue_hset(b, "wait", i, &cbs[i], &o);
+        if (td_store_exec_part(st, b, 0, errstr, sizeof(errstr)) != TD_OK)
+            fail_msg("exec_part: %s", errstr);
+    }
+    /* Replies came back while the batch was built. */
+    early = o.next;
+    if (td_store_exec_part(st, b, 1, errstr, sizeof(errstr)) != TD_OK)
+        fail_msg("exec: %s", errstr);
+    /* One WAIT per master for the whole batch, not one per chunk. */
+    for (int i = 0; i < cl.n; i++) {
+        if (strcmp(td_h_cluster_role(&cl, i), "master")) continue;
+        masters++;
+        assert_int_equal(wait_calls(i), 1);
+    }
+    assert_int_equal(masters, 3);
+    assert_true(early > 0 && early < N);
+    assert_int_equal(o.next, N);
+    assert_int_equal(o.bad, 0);
+
+    /* A failing callback fails the batch mid-stream; what the nodes still
+     * owed is read, so the next batch gets its own replies. */
+    failat_t f = {0, 3000};
+    td_rbatch_reset(b);
+    for (int i = 0; i < N; i++) {
+        td_rbatch_begin(b);
+        td_rbatch_str(b, "HGET");
+        td_rbatch_fmt(b, "trust:{wait-%d}:score", i);
+        td_rbatch_str(b, "v");
+        td_rbatch_end(b, fail_at, &f);
+    }
+    assert_int_equal(td_store_exec(st, b, errstr, sizeof(errstr)), TD_ERR);
+    assert_string_equal(errstr, "failing at 3000");
+    assert_int_equal(f.next, 3001);
+    o.next = 0;
+    td_rbatch_reset(b);
+    for (int i = 0; i < N; i++)
+        queue_hset(b, "wait", i, &cbs[i], &o);
+    if (td_store_exec(st, b, errstr, sizeof(errstr)) != TD_OK)
+        fail_msg("exec after a failed one: %s", errstr);
+    assert_int_equal(o.next, N);
+    assert_int_equal(o.bad, 0);
     td_rbatch_destroy(b);
     td_store_destroy(st);
 }
@@ -763,6 +864,7 @@ int main(void) {
     const char *s = getenv("TD_SEED");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_store_routes_batches_and_scans_every_master),
+        cmocka_unit_test(test_store_streams_a_batch_with_one_wait_per_master),
         cmocka_unit_test(test_store_detects_a_cluster_node_by_itself),
         cmocka_unit_test(test_store_follows_moved_ask_and_tryagain),
         cmocka_unit_test(test_store_write_is_not_done_without_a_replica),
