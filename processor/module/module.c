@@ -233,9 +233,16 @@ static int load_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     rm.CloseKey(k);
 
     /* HGETALL itself: a hash turned hashtable is read in its dict order,
-     * which no key API call gives. */
-    RedisModuleCallReply *r = rm.Call(ctx, "HGETALL", "s0", argv[2]);
-    if (r) {
+     * which no key API call gives. No watermarks yet (a new merchant):
+     * HGETALL's empty reply, without the call. */
+    k = rm.OpenKey(ctx, argv[2], REDISMODULE_READ);
+    int none = k == NULL;
+    rm.CloseKey(k);
+    RedisModuleCallReply *r =
+        none ? NULL : rm.Call(ctx, "HGETALL", "s0", argv[2]);
+    if (none) {
+        rm.ReplyWithArray(ctx, 0);
+    } else if (r) {
         rm.ReplyWithCallReply(ctx, r);
         rm.FreeCallReply(r);
     } else {
