@@ -1011,6 +1011,7 @@ static void test_model_lower_ratings_never_raise_score(void **state) {
 #define END TD_SIG__CNT
 enum {
     EV_QUALITY_REFUND,
+    EV_COUNTERFEIT_CLAIM,
     EV_PARCEL_REFUND,
     EV_PLAIN_REFUND,
     EV_ESCALATION,
@@ -1028,6 +1029,7 @@ static const struct {
     double tol;
 } bad_events[EV__CNT] = {
     [EV_QUALITY_REFUND] = {"quality refund", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_quality_30d, TD_SIG_refunds_merchant_fault_30d, TD_SIG_refunds_merchant_fault_90d, END}, 0},
+    [EV_COUNTERFEIT_CLAIM] = {"counterfeit claim", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_merchant_fault_30d, TD_SIG_refunds_merchant_fault_90d, TD_SIG_refunds_counterfeit_90d, END}, 0},
     [EV_PARCEL_REFUND] = {"lost-parcel refund", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_logistics_30d, TD_SIG_refunds_only_30d, END}, 0},
     [EV_PLAIN_REFUND] = {"no-reason refund", {TD_SIG_refunds_requested_30d, END}, 0},
     [EV_ESCALATION] = {"escalation", {TD_SIG_escalations_30d, END}, 0},
