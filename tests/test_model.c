@@ -1444,11 +1444,11 @@ test_model_tiny_bad_merchants_lie_between_prior_and_twin(void **state) {
 
 /* ---- The shipped model on the offline evaluation (modeleval.c) ----
  * The long-tail market and the high-volume calibration of make
- * model-eval. The issue-21 targets are asserted where the model meets them
- * (AUC >= 0.95 for 5-20 orders, >= 80 % of bad merchants with >= 5 orders
- * in tiers 4-5, <= 3 % of good ones); overall AUC has a floor at what it
- * reaches, 0.976 against the target 0.98 and the likelihood-ratio
- * ceiling's 0.982 (README "Trust score model"). */
+ * model-eval. The issue-21 targets, which tm-2026.3 meets on this stream
+ * (seed 21): AUC >= 0.98 (0.980, the likelihood-ratio ceiling's 0.982)
+ * and >= 0.95 for 5-20 orders, >= 80 % of bad merchants with >= 5 orders
+ * in tiers 4-5, <= 3 % of good ones (README "Trust score model" has the
+ * other seeds). */
 
 static void run(const td_eval_conf_t *c, const td_model_t *m, td_eval_t *e) {
     char errstr[256];
@@ -1469,7 +1469,7 @@ static void test_model_eval_long_tail_separates_small_merchants(void **state) {
      * bucket is the largest. */
     assert_true(e.under10_30d > e.merchants_seen / 2);
     assert_true(e.b[TD_EVAL_B_5_20].good + e.b[TD_EVAL_B_5_20].bad > 500);
-    assert_true(e.b[TD_EVAL_B_ALL].auc >= 0.97);
+    assert_true(e.b[TD_EVAL_B_ALL].auc >= 0.98);
     assert_true(e.b[TD_EVAL_B_5_20].auc >= 0.95);
     assert_true(e.good_low_share <= 0.03);
     assert_true(e.bad_low_share >= 0.8);
