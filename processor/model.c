@@ -10,6 +10,7 @@
  *   reasons min_points <x>                (optional, default 0.1)
  *   window signal <base count> small <a> large <b>     (optional)
  *   deep floor <f> count <c>                           (optional)
+ *   severe <indicator>... per <indicator>              (optional)
  *   dimension <name> weight <w>
  *   signal <ratio or average signal> dimension <name> prior <p>
  *       strength <w> good <g> bad <b> weight <w>
@@ -19,7 +20,9 @@
  *       cap_tier <n> cap_score <s> reason "<text>" [reason_zh "<text>"]
  *       (all on one line; reason_zh is for trustctl serve's page)
  *   <cond>: <signal> >=|<= <x>, or <indicator>.count / <indicator>.rate
- *       >=|<= <x> (the k, or k / n, the indicator read)
+ *       >=|<= <x> (the k, or k / n, the indicator read), or
+ *       severe.count / severe.rate >= <x> (the k of the severe line's
+ *       indicators summed, or that sum over the n its `per` one read)
  *
  * Words are separated by blanks, "..." quotes a text, # starts a comment.
  * Key/value pairs after the name may come in any order. The loader walks
@@ -50,6 +53,13 @@
  * sub-score is non-increasing in every bad event, the weighted sums are
  * too, and a rule can only start to apply, which only lowers min(score,
  * cap).
+ *
+ * The severe line keeps that too: its indicators are lower-is-better
+ * rates, so each k rises with bad events and their sum does; `per` reads a
+ * count that is not bad, and a severe.rate threshold is at most 1, so an
+ * event that adds to both the sum and n (a late shipment is also a
+ * shipment) cannot make the condition stop holding: (K + d) / (n + d) is
+ * at least K / n when K <= n, and at least 1 when K > n.
  *
  * The deep line keeps that: below 0 a sub-score is max(the line's value,
  * -floor * min(1, k - count)); both fall with k and rise with n, so their
@@ -109,12 +119,13 @@ typedef struct ind_s {
 } ind_t;
 
 /* What a rule condition reads. */
-enum { COND_SIGNAL = 0, COND_COUNT, COND_RATE };
+enum { COND_SIGNAL = 0, COND_COUNT, COND_RATE, COND_SEV_COUNT, COND_SEV_RATE };
 
 typedef struct cond_s {
     td_signal_id_t sig;
     int what; /* COND_SIGNAL: the signal; COND_COUNT, COND_RATE: the
-               * evidence k, or k / n, of indicator `ind` */
+               * evidence k, or k / n, of indicator `ind`; COND_SEV_*:
+               * the same summed over the severe line */
     int ind;
     int le; /* 1: value <= x holds, 0: value >= x holds */
     double x;
@@ -144,6 +155,9 @@ struct td_model_s {
     double reason_min;
     double deep_floor; /* the deep line: lowest sub-score, */
     double deep_count; /* reached one event past this count */
+    unsigned char severe[TD_MODEL_MAX_SIGNALS]; /* on the severe line */
+    int nsevere;
+    int severe_per; /* indicator whose n severe.rate divides by */
     dim_t dims[TD_SCORE_MAX_DIMS];
     int ndim;
     ind_t inds[TD_MODEL_MAX_SIGNALS];
@@ -173,6 +187,7 @@ typedef struct parser_s {
     int reasons_line;
     int window_line;
     int deep_line;
+    int severe_line;
 } parser_t;
 
 static int perr(parser_t *p, const char *fmt, ...)
@@ -434,6 +449,47 @@ static int kw_deep(parser_t *p, tok_t *t, int n) {
     return TD_OK;
 }
 
+static int find_ind(const td_model_t *m, td_signal_id_t sig);
+
+/* An indicator named on the severe line: declared above, and a
+ * lower-is-better rate, so its k counts bad events. */
+static int severe_ind(parser_t *p, const tok_t *t) {
+    int sig, ind;
+
+    if (t->quoted || (sig = td_signal_by_name(t->s)) < 0)
+        return perr(p, "unknown signal '%s'", t->s);
+    if ((ind = find_ind(p->m, (td_signal_id_t)sig)) < 0)
+        return perr(p, "severe needs a signal line for %s above", t->s);
+    if (td_signals[sig].agg != TD_AGG_RATIO || td_signals[sig].higher_better)
+        return perr(p,
+                    "%s is not a lower-is-better rate: its count is not "
+                    "a count of bad events",
+                    t->s);
+    return ind;
+}
+
+/* severe <indicator>... per <indicator>: several severe events of any of
+ * these kinds, counted together (rule conditions severe.count and
+ * severe.rate). */
+static int kw_severe(parser_t *p, tok_t *t, int n) {
+    td_model_t *m = p->m;
+    int i, ind;
+
+    if (once(p, &p->severe_line, "severe") != TD_OK) return TD_ERR;
+    for (i = 0; i < n && (t[i].quoted || strcmp(t[i].s, "per") != 0); i++) {
+        if ((ind = severe_ind(p, &t[i])) < 0) return TD_ERR;
+        if (m->severe[ind])
+            return perr(p, "%s twice on the severe line", t[i].s);
+        m->severe[ind] = 1;
+        m->nsevere++;
+    }
+    if (!m->nsevere) return perr(p, "severe needs at least one indicator");
+    if (i + 2 != n) return perr(p, "severe needs 'per <indicator>' at the end");
+    if ((ind = severe_ind(p, &t[i + 1])) < 0) return TD_ERR;
+    m->severe_per = ind;
+    return TD_OK;
+}
+
 static int kw_reasons(parser_t *p, tok_t *t, int n) {
     static const optdef_t defs[] = {{"min_points", OPT_NUM, 1}};
     optval_t v[TD_ARRAY_LEN(defs)];
@@ -689,6 +745,27 @@ static int parse_cond(parser_t *p, tok_t *t, int n, cond_t *c) {
         else
             return perr(p, "unknown '.%s' (expected .count or .rate)", dot);
     }
+    if (what != COND_SIGNAL && !strcmp(name, "severe")) {
+        /* The severe line's evidence: bad counts, so only ">=". */
+        if (!p->m->nsevere)
+            return perr(p, "severe.%s needs a 'severe' line above", dot);
+        if (t[1].quoted || strcmp(t[1].s, ">=") != 0)
+            return perr(p,
+                        "severe.%s counts bad events: a rule may only "
+                        "test severe.%s >= <value>",
+                        dot, dot);
+        c->sig = 0;
+        c->what = what == COND_COUNT ? COND_SEV_COUNT : COND_SEV_RATE;
+        c->ind = -1;
+        c->le = 0;
+        if (parse_num(p, &t[2], t[0].s, &c->x) != TD_OK) return TD_ERR;
+        /* Above 1 an event that adds to both sides could lower the rate
+         * below the threshold (see the top of this file). */
+        if (c->what == COND_SEV_RATE && !(c->x > 0 && c->x <= 1))
+            return perr(p, "severe.rate threshold %g out of range (0 < x <= 1)",
+                        c->x);
+        return TD_OK;
+    }
     if ((sig = td_signal_by_name(name)) < 0)
         return perr(p, "unknown signal '%s'", name);
     if (what != COND_SIGNAL && (ind = find_ind(p->m, (td_signal_id_t)sig)) < 0)
@@ -790,6 +867,7 @@ static const struct {
     {"reasons",    kw_reasons},
     {"window",     kw_window},
     {"deep",       kw_deep},
+    {"severe",     kw_severe},
     {"dimension",  kw_dimension},
     {"signal",     kw_signal},
     {"rule",       kw_rule},
@@ -812,7 +890,8 @@ static int parse_line(parser_t *p, char *line) {
     }
     return perr(p,
                 "unknown keyword '%s' (expected version, tiers, confidence, "
-                "reasons, window, deep, dimension, signal or rule)",
+                "reasons, window, deep, severe, dimension, signal or "
+                "rule)",
                 t[0].s);
 }
 
@@ -1085,6 +1164,8 @@ static inline double base_val(const td_sigstate_t *s, td_signal_id_t i) {
 typedef struct evidence_s {
     double k[TD_MODEL_MAX_SIGNALS];
     double n[TD_MODEL_MAX_SIGNALS];
+    double sev_k; /* k summed over the severe line, */
+    double sev_n; /* n of its `per` indicator */
 } evidence_t;
 
 static int
@@ -1095,6 +1176,11 @@ rule_applies(const rule_t *r, const td_sigstate_t *s, const evidence_t *ev) {
 
         if (cd->what == COND_COUNT) {
             v = ev->k[cd->ind];
+        } else if (cd->what == COND_SEV_COUNT) {
+            v = ev->sev_k;
+        } else if (cd->what == COND_SEV_RATE) {
+            if (!(ev->sev_n > 0)) return 0;
+            v = ev->sev_k / ev->sev_n;
         } else if (cd->what == COND_RATE) {
             /* No denominator is no evidence: the condition fails. */
             if (!(ev->n[cd->ind] > 0)) return 0;
@@ -1168,6 +1254,8 @@ void td_model_score(const td_model_t *m,
     int tier_cap = 1, nr = 0, ncand = 0, rule_slots;
     evidence_t ev;
 
+    ev.sev_k = 0;
+
     for (int i = 0; i < m->nind; i++) {
         const ind_t *ind = &m->inds[i];
         double k = base_val(s, ind->num), nn = base_val(s, ind->den);
@@ -1192,9 +1280,13 @@ void td_model_score(const td_model_t *m,
 
         ev.k[i] = k;
         ev.n[i] = nn;
+        if (m->severe[i]) {
+            ev.sev_k += k;
+        }
         dsum[ind->dim] += ind->weight * sub;
         pts[i] = ind->eff * (sub - ind->sub_prior);
     }
+    ev.sev_n = m->nsevere ? ev.n[m->severe_per] : 0;
     out->dim_cnt = m->ndim;
     for (int d = 0; d < m->ndim; d++) {
         out->dim_names[d] = m->dims[d].name;

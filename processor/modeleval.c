@@ -299,6 +299,8 @@ static void eb_print(const merchant_t *ms, int n, FILE *fp) {
          "negative_review_rate_30d"},
         {"lost arbitrations / shipped", C_LOST, -1, C_SHIPPED,
          "arbitration_loss_rate_90d"},
+        {"counterfeit claims / paid", C_FAKE, -1, C_PAID,
+         "counterfeit_claim_rate_90d"},
     };
 
     fprintf(fp, "| rate (whole stream) | model indicator | merchants | mean | "

@@ -306,6 +306,15 @@ static const struct {
     {"rule reason_zh unquoted", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d >= 0.5 cap_tier 3 cap_score 70 reason \"r\" reason_zh r\n", "t.conf:8: ", "reason_zh takes a quoted text"},
     {"rule evidence without indicator", GOOD_HEAD SIG_A SIG_B "rule x if late_ship_rate_30d.count >= 2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "needs a signal line for late_ship_rate_30d above"},
     {"rule evidence unknown part", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d.mean >= 2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "unknown '.mean'"},
+    {"severe on a good rate", GOOD_HEAD SIG_A SIG_B "severe rating_avg_30d per refund_rate_30d\n", "t.conf:8: ", "rating_avg_30d is not a lower-is-better rate"},
+    {"severe without indicator", GOOD_HEAD SIG_A SIG_B "severe late_ship_rate_30d per refund_rate_30d\n", "t.conf:8: ", "severe needs a signal line for late_ship_rate_30d above"},
+    {"severe without per", GOOD_HEAD SIG_A SIG_B "severe refund_rate_30d\n", "t.conf:8: ", "needs 'per <indicator>' at the end"},
+    {"severe empty", GOOD_HEAD SIG_A SIG_B "severe per refund_rate_30d\n", "t.conf:8: ", "at least one indicator"},
+    {"severe twice", GOOD_HEAD SIG_A SIG_B "severe refund_rate_30d refund_rate_30d per refund_rate_30d\n", "t.conf:8: ", "refund_rate_30d twice"},
+    {"duplicate severe", GOOD_HEAD SIG_A SIG_B "severe refund_rate_30d per refund_rate_30d\nsevere refund_rate_30d per refund_rate_30d\n", "t.conf:9: ", "duplicate 'severe'"},
+    {"severe.count without line", GOOD_HEAD SIG_A SIG_B "rule x if severe.count >= 2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "severe.count needs a 'severe' line above"},
+    {"severe.count good side", GOOD_HEAD SIG_A SIG_B "severe refund_rate_30d per refund_rate_30d\nrule x if severe.count <= 2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:9: ", "may only test severe.count >="},
+    {"severe.rate above 1", GOOD_HEAD SIG_A SIG_B "severe refund_rate_30d per refund_rate_30d\nrule x if severe.rate >= 1.5 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:9: ", "severe.rate threshold 1.5 out of range"},
     {"rule evidence good side", GOOD_HEAD SIG_A SIG_B "rule x if refund_rate_30d.rate <= 0.2 cap_tier 3 cap_score 70 reason \"r\"\n", "t.conf:8: ", "may only test refund_rate_30d.rate >="},
     {"unknown signal", GOOD_HEAD SIG_A "signal refund_rate_7d dimension b prior 0.1 strength 1 good 0 bad 1 weight 1\n", "t.conf:7: ", "unknown signal 'refund_rate_7d'"},
     {"count as indicator", GOOD_HEAD SIG_A "signal orders_paid_30d dimension b prior 0.1 strength 1 good 0 bad 1 weight 1\n", "t.conf:7: ", "not a ratio or average"},
@@ -671,7 +680,8 @@ static void test_model_rate_rules_need_the_count_floor(void **state) {
     for (int i = 0; i < r.reason_cnt; i++)
         assert_null(strstr(r.reasons[i], "cap:"));
 
-    /* 12 of 20 late: the severe late-dispatch cap. */
+    /* 12 of 20 late: the severe late-dispatch cap; 12 severe events in
+     * 20 orders are past the severe line's rule too. */
     put(&s, TD_SIG_orders_paid_30d, 20);
     put(&s, TD_SIG_shipped_30d, 20);
     put(&s, TD_SIG_shipped_late_30d, 12);
@@ -680,7 +690,8 @@ static void test_model_rate_rules_need_the_count_floor(void **state) {
     assert_true(r.score <= 64);
     assert_string_equal(r.reasons[0], "cap: late-ship rate >= 50% in 30d");
     assert_string_equal(r.reasons[1], "cap: >= 2 late shipments, rate >= 40%");
-    assert_string_equal(r.reasons[2], "cap: late-ship rate >= 25% in 30d");
+    assert_string_equal(r.reasons[2],
+                        "cap: >= 3 severe events, >= 35% of orders");
 }
 
 static void test_model_arbitration_floor_caps_below_tier_two(void **state) {
@@ -1000,6 +1011,7 @@ static void test_model_lower_ratings_never_raise_score(void **state) {
 #define END TD_SIG__CNT
 enum {
     EV_QUALITY_REFUND,
+    EV_COUNTERFEIT_CLAIM,
     EV_PARCEL_REFUND,
     EV_PLAIN_REFUND,
     EV_ESCALATION,
@@ -1017,6 +1029,7 @@ static const struct {
     double tol;
 } bad_events[EV__CNT] = {
     [EV_QUALITY_REFUND] = {"quality refund", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_quality_30d, TD_SIG_refunds_merchant_fault_30d, TD_SIG_refunds_merchant_fault_90d, END}, 0},
+    [EV_COUNTERFEIT_CLAIM] = {"counterfeit claim", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_merchant_fault_30d, TD_SIG_refunds_merchant_fault_90d, TD_SIG_refunds_counterfeit_90d, END}, 0},
     [EV_PARCEL_REFUND] = {"lost-parcel refund", {TD_SIG_refunds_requested_30d, TD_SIG_refunds_logistics_30d, TD_SIG_refunds_only_30d, END}, 0},
     [EV_PLAIN_REFUND] = {"no-reason refund", {TD_SIG_refunds_requested_30d, END}, 0},
     [EV_ESCALATION] = {"escalation", {TD_SIG_escalations_30d, END}, 0},
@@ -1205,6 +1218,53 @@ static void test_model_repeated_severe_events_are_decisive(void **state) {
 }
 
 /*
+ * Severe events of different kinds count together (the severe line): one
+ * merchant cancel, one late shipment and one quality refund in 8 orders
+ * put a merchant in tier 4, though no kind has the two its own rule
+ * needs; two such events, or three in 30 orders, do not trigger it.
+ */
+static void
+test_model_severe_events_of_different_kinds_count_together(void **state) {
+    static const char severe[] = "cap: >= 3 severe events, >= 35% of orders";
+    td_model_t *m = *state;
+
+    for (int n = 8; n <= 30; n += 22) {
+        for (int events = 2; events <= 3; events++) {
+            td_sigstate_t s;
+            td_score_rec_t r;
+            int capped = 0;
+
+            fresh(&s);
+            put(&s, TD_SIG_orders_paid_30d, n);
+            put(&s, TD_SIG_orders_paid_90d, n);
+            put(&s, TD_SIG_shipped_30d, n - 1);
+            put(&s, TD_SIG_shipped_90d, n - 1);
+            put(&s, TD_SIG_shipped_tracking_valid_30d, n - 1);
+            put(&s, TD_SIG_reviews_30d, 4);
+            put(&s, TD_SIG_reviews_90d, 4);
+            put(&s, TD_SIG_rating_sum_30d, 18);
+            add_event(&s, EV_CANCEL, 1);
+            add_event(&s, EV_QUALITY_REFUND, 1);
+            if (events == 3) {
+                put(&s, TD_SIG_shipped_late_30d, 1);
+                put(&s, TD_SIG_shipped_late_90d, 1);
+            }
+            r = score(m, &s);
+            for (int i = 0; i < r.reason_cnt; i++)
+                capped |= !strcmp(r.reasons[i], severe);
+            if (capped != (n == 8 && events == 3))
+                fail_msg("%d orders, %d severe events: score %.2f tier %d, "
+                         "severe cap %s",
+                         n, events, r.score, r.tier, capped ? "on" : "off");
+            if (capped) {
+                assert_true(r.tier >= 4 && r.score <= 64);
+                assert_string_equal(r.reasons[0], severe);
+            }
+        }
+    }
+}
+
+/*
  * The deep line: past `bad`, a lower-is-better rate keeps costing once the
  * evidence count passes `count` (two events), down to -floor; one event
  * never goes below 0, and the published dimension stays at 0..100.
@@ -1384,11 +1444,11 @@ test_model_tiny_bad_merchants_lie_between_prior_and_twin(void **state) {
 
 /* ---- The shipped model on the offline evaluation (modeleval.c) ----
  * The long-tail market and the high-volume calibration of make
- * model-eval. The issue-21 targets are asserted where the model meets them
- * (AUC >= 0.95 for 5-20 orders, >= 80 % of bad merchants with >= 5 orders
- * in tiers 4-5, <= 3 % of good ones); overall AUC has a floor at what it
- * reaches, 0.976 against the target 0.98 and the likelihood-ratio
- * ceiling's 0.982 (README "Trust score model"). */
+ * model-eval. The issue-21 targets, which tm-2026.3 meets on this stream
+ * (seed 21): AUC >= 0.98 (0.980, the likelihood-ratio ceiling's 0.982)
+ * and >= 0.95 for 5-20 orders, >= 80 % of bad merchants with >= 5 orders
+ * in tiers 4-5, <= 3 % of good ones (README "Trust score model" has the
+ * other seeds). */
 
 static void run(const td_eval_conf_t *c, const td_model_t *m, td_eval_t *e) {
     char errstr[256];
@@ -1409,7 +1469,7 @@ static void test_model_eval_long_tail_separates_small_merchants(void **state) {
      * bucket is the largest. */
     assert_true(e.under10_30d > e.merchants_seen / 2);
     assert_true(e.b[TD_EVAL_B_5_20].good + e.b[TD_EVAL_B_5_20].bad > 500);
-    assert_true(e.b[TD_EVAL_B_ALL].auc >= 0.97);
+    assert_true(e.b[TD_EVAL_B_ALL].auc >= 0.98);
     assert_true(e.b[TD_EVAL_B_5_20].auc >= 0.95);
     assert_true(e.good_low_share <= 0.03);
     assert_true(e.bad_low_share >= 0.8);
@@ -1516,6 +1576,8 @@ int main(void) {
         cmocka_unit_test(
             test_model_tiny_bad_merchants_lie_between_prior_and_twin),
         cmocka_unit_test(test_model_deep_sub_scores_need_two_events),
+        cmocka_unit_test(
+            test_model_severe_events_of_different_kinds_count_together),
         cmocka_unit_test(test_model_capped_scores_keep_their_order),
         cmocka_unit_test(test_model_eval_long_tail_separates_small_merchants),
         cmocka_unit_test(test_model_eval_high_volume_calibration_holds),

@@ -223,6 +223,10 @@ static void dumps_equal(const dumps_t *a, const dumps_t *b, const char *tag) {
     }
 }
 
+static uint64_t rnd_in(uint64_t *r, uint64_t n) {
+    return td_h_xorshift(r) % n;
+}
+
 /* A readable signals hash as trustd writes it: as_of_ms and most of the
  * catalog's signals with 10 significant digits. */
 static size_t signals_payload(uint8_t *buf, size_t cap) {
@@ -230,14 +234,18 @@ static size_t signals_payload(uint8_t *buf, size_t cap) {
     td_rdump_t d;
     const uint8_t *p;
     size_t len;
+    /* Its own stream, seeded from the cases' one: the cases that follow
+     * do not change when the catalog gains a signal. */
+    uint64_t r = td_h_xorshift(&rng) | 1;
 
     td_rdump_begin(&d, buf, cap);
-    len = td_fmt_i64(num, 1700000000000LL + (int64_t)rnd(1000000000));
+    len = td_fmt_i64(num, 1700000000000LL + (int64_t)rnd_in(&r, 1000000000));
     td_rdump_add(&d, "as_of_ms", 8, num, len);
     for (int i = 0; i < TD_SIG__CNT; i++) {
-        if (rnd(10) == 0) continue;
-        double v = (double)rnd(100000000) / (double)(1 + rnd(1000));
-        len = td_fmt_g10(num, rnd(4) ? v : (double)rnd(100));
+        if (rnd_in(&r, 10) == 0) continue;
+        double v =
+            (double)rnd_in(&r, 100000000) / (double)(1 + rnd_in(&r, 1000));
+        len = td_fmt_g10(num, rnd_in(&r, 4) ? v : (double)rnd_in(&r, 100));
         td_rdump_add(&d, td_signals[i].name, td_signals[i].name_len, num, len);
     }
     p = td_rdump_end(&d, &len);

@@ -377,6 +377,7 @@ static void signal_rows(void) {
     ROW(refund_resolve_hours_avg_30d, (10 + 30 * d30(2 * DAY)) / (1 + d30(2 * DAY)), req_at(refunded(0), -10 * HOUR), req_at(rejected(2 * DAY), -30 * HOUR), refunded(0)),
     ABSENT(refund_resolve_hours_avg_30d, refunded(0), rejected(0)),
     /* ---- disputes and counterfeit ---- */
+    ROW(refunds_counterfeit_90d, 1 + d90(50 * DAY), why(requested(0), TD_REASON_COUNTERFEIT), why(requested(50 * DAY), TD_REASON_COUNTERFEIT), why(requested(0), TD_REASON_QUALITY), why(approved(0), TD_REASON_COUNTERFEIT), why(lost(0), TD_REASON_COUNTERFEIT)),
     ROW(escalations_30d, 1 + d30(6 * DAY), escalated(0), escalated(6 * DAY), lost(0), rejected(0)),
     ROW(arbitrations_lost_90d, 1 + d90(30 * DAY), lost(0), lost(30 * DAY), arbitrated(TD_RESP_BUYER, 0), arbitrated(TD_RESP_PLATFORM, 0), arbitrated(TD_RESP_LOGISTICS, 0), resp(escalated(0), TD_RESP_MERCHANT)),
     ROW(rejections_overturned_90d, 1 + d90(20 * DAY), was_rej(lost(0)), was_rej(lost(20 * DAY)), lost(0), was_rej(arbitrated(TD_RESP_BUYER, 0)), was_rej(rejected(0)), was_rej(escalated(0))),
@@ -386,6 +387,7 @@ static void signal_rows(void) {
     ROW(last_counterfeit_ms, (double)(T0 - 3 * DAY), why(lost(10 * DAY), TD_REASON_COUNTERFEIT), why(lost(3 * DAY), TD_REASON_COUNTERFEIT), why(lost(400 * DAY), TD_REASON_COUNTERFEIT), why(arbitrated(TD_RESP_BUYER, DAY), TD_REASON_COUNTERFEIT), why(lost(0), TD_REASON_QUALITY), why(requested(0), TD_REASON_COUNTERFEIT)),
     ABSENT(last_counterfeit_ms, why(arbitrated(TD_RESP_BUYER, 0), TD_REASON_COUNTERFEIT), why(lost(0), TD_REASON_QUALITY)),
     ROW(escalation_rate_30d, d30(3 * DAY) / (1 + d30(3 * DAY)), paid(0), paid(3 * DAY), escalated(3 * DAY)),
+    ROW(counterfeit_claim_rate_90d, d90(60 * DAY) / (1 + d90(60 * DAY)), paid(0), paid(60 * DAY), why(requested(60 * DAY), TD_REASON_COUNTERFEIT), why(requested(0), TD_REASON_NOT_AS_DESCRIBED)),
     ROW(arbitration_loss_rate_90d, d90(60 * DAY) / (1 + d90(60 * DAY) + d90(100 * DAY)), paid(0), paid(60 * DAY), paid(100 * DAY), lost(60 * DAY), arbitrated(TD_RESP_BUYER, 0)),
     ROW(rejection_overturn_rate_90d, 1 / (2 + d90(30 * DAY)), rejected(0), rejected(0), rejected(30 * DAY), was_rej(lost(0))),
     ABSENT(rejection_overturn_rate_90d, was_rej(lost(0))),
