@@ -147,7 +147,7 @@ $(BUILD)/gen/store_lib.h: processor/store_lib.lua | $(BUILD)/gen
 
 $(BUILD)/obj/store.o: $(BUILD)/gen/store_lib.h
 
-$(BUILD)/obj/harness.o: tests/harness.c tests/harness.h $(wildcard processor/*.h) | $(BUILD)/obj
+$(BUILD)/obj/harness.o: tests/harness.c tests/harness.h $(wildcard processor/*.h processor/*.def) | $(BUILD)/obj
 	@echo "  CC      $@"; $(CC) $(CFLAGS) -Itests -c -o $@ $<
 
 $(BUILD)/libtd.a: $(LIB_OBJ)
