@@ -20,15 +20,12 @@ WARN      = -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
 PKGS      = rdkafka avro-c hiredis libmicrohttpd
 # The schema registry client (registry.c): HTTP and its JSON.
 PKGS     += libcurl jansson
-# ISA-L's CRC-64 for the DUMP payloads trustd builds (rdump.c).
-PKGS     += libisal
-CFLAGS   += -DTD_CRC_ISAL
 CFLAGS   += $(CSTD) $(OPT) $(WARN) $(SAN) -Iprocessor -I$(BUILD)/gen \
             $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS   += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -lpthread
 LDFLAGS  += $(SAN)
 
-DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev libisal-dev \
+DEB_PKGS = build-essential pkg-config librdkafka-dev libavro-dev \
            libhiredis-dev libcmocka-dev libmicrohttpd-dev redis-server \
            redis-tools clang libclang-rt-14-dev valgrind yamllint \
            clang-format

@@ -6,24 +6,13 @@
 
 #include "rdump.h"
 
-#ifdef TD_CRC_ISAL
-#include <isa-l/crc64.h>
-#endif
-
 #define PREFIX           6 /* type byte + the longest RDB length (0x80 + u32) */
 #define LP_HDR           6
 #define LP_EOF           0xFF
 #define LP_COUNT_UNKNOWN 0xFFFF
 
-/* ---- CRC-64/Jones ----
- *
- * trustd computes one per payload, two per merchant write: with ISA-L
- * (TD_CRC_ISAL, trustd's build) by carry-less multiplication, a sixth of
- * the table's instructions; the Redis module, which must load into a
- * Redis without extra libraries, uses the slice-by-8 table. ISA-L's
- * functions invert the CRC on entry and exit; Redis' does not. */
+/* ---- CRC-64/Jones, slice-by-8 ---- */
 
-#ifndef TD_CRC_ISAL
 #define CRC64_POLY_REFLECTED 0x95ac9329ac4bc9b5ULL
 
 static uint64_t crc_tab[8][256];
@@ -45,12 +34,7 @@ static void crc_init(void) {
     }
 }
 
-#endif
-
 uint64_t td_rdump_crc64(uint64_t crc, const void *p, size_t len) {
-#ifdef TD_CRC_ISAL
-    return ~crc64_jones_refl(~crc, p, len);
-#else
     const uint8_t *s = p;
 
     pthread_once(&crc_once, crc_init);
@@ -70,7 +54,6 @@ uint64_t td_rdump_crc64(uint64_t crc, const void *p, size_t len) {
     while (len--)
         crc = crc_tab[0][(crc ^ *s++) & 0xff] ^ (crc >> 8);
     return crc;
-#endif
 }
 
 /* ---- listpack entries ---- */

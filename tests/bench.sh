@@ -290,6 +290,12 @@ proc_cpu() {
         "/proc/$1/stat"
 }
 
+# Its user and system seconds, "U user, S system".
+proc_cpu_split() {
+    awk -v hz="$(getconf CLK_TCK)" \
+        '{ printf "%.2f user, %.2f system\n", $14 / hz, $15 / hz }' "/proc/$1/stat"
+}
+
 proc_status_kb() {
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status"
 }
@@ -521,6 +527,7 @@ while :; do
     sleep "$POLL_S"
 done
 trustd_cpu=$(proc_cpu "$trustd_pid")
+trustd_cpu_split=$(proc_cpu_split "$trustd_pid")
 trustd_hwm=$(proc_status_kb "$trustd_pid" VmHWM)
 rcli info all >"$dir/redis-after.txt"
 http_get "$hport" /metrics >"$dir/metrics.txt"
@@ -997,7 +1004,7 @@ git diff --quiet HEAD -- processor 2>/dev/null || rev="$rev + uncommitted change
     echo "Details:"
     echo
     echo "- baseline (median of 5 runs; rates $base_all events/s): $base_line, CPU $(fmt '%.2f' "$base_cpu") s"
-    echo "- trustd: $(grp "$total") events in $trustd_secs s (first consumed event to last offset stored), CPU $trustd_cpu s;" \
+    echo "- trustd: $(grp "$total") events in $trustd_secs s (first consumed event to last offset stored), CPU $trustd_cpu s ($trustd_cpu_split);" \
         "$(grp "$flushes") flushes, $(fmt '%.0f' "$(calc "$total / ($flushes > 0 ? $flushes : 1)")") events and" \
         "$(fmt '%.0f' "$(calc "1000 * ${flush_sum:-0} / ($flushes > 0 ? $flushes : 1)")") ms per flush on average" \
         "($(fmt '%.0f' "$(calc "100 * ${flush_sum:-0} / $trustd_secs")") % of the run spent flushing);" \
