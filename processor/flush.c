@@ -20,9 +20,10 @@
  *      publication got its version in the merchant's td_put (td_score
  *      reserves one when a retried flush finds nothing left to write);
  *      the TrustScore is produced, dead letters and scores flushed to
- *      Kafka, then ZADD places them in trust:scores (256 a command) and the
- * cached state remembers it as delivered. Its mark in the score hash
- * (pub_version and friends) rides with the merchant's next td_put, or, for the
+ *      Kafka, then ZADD places them in trust:scores (256 a command) and
+ *      the cached state remembers each as delivered. Its mark in the score
+ *      hash (pub_version and friends) rides with the merchant's next
+ *      td_put, or, for the
  *      merchants the next flush does not write, that flush's td_published
  *      (sweep_marks): at most one function call per merchant and flush.
  *      A crash before the mark can only cause an extra publication.
