@@ -330,6 +330,10 @@ static void test_leader_killed_on_three_brokers(void **state) {
         td_h_kafka_query(&w->kafka, "leader orders 0", leader, sizeof(leader)),
         0);
     assert_true(atoi(leader) >= 1);
+    /* The garbage follows the 3000 events: wait for its dead letters,
+     * not just for some committed offsets. */
+    grows_t dlq0 = {w, "trust-dlq", 4};
+    assert_true(td_h_poll(topic_grew, &dlq0, 60000));
     scores_before = scan(w, "trust-scores").records;
     dlq_before = scan(w, "trust-dlq").records;
     assert_true(dlq_before >= 5);
