@@ -699,6 +699,28 @@ int td_h_produce(td_h_producer_t *p, const td_event_t *ev, int32_t partition) {
                             ev->merchant_id.len, p->buf, len);
 }
 
+int td_h_produce_event(td_h_producer_t *p,
+                       td_event_kind_t kind,
+                       const char *m,
+                       int64_t t,
+                       int status,
+                       int rating,
+                       int64_t amount) {
+    td_event_t ev;
+
+    td_h_event(&ev, kind, m, t);
+    if (kind == TD_EV_ORDER) {
+        ev.u.order.status = status;
+        ev.u.order.amount_cents = amount;
+    } else if (kind == TD_EV_REVIEW) {
+        ev.u.review.rating = rating;
+    } else {
+        ev.u.refund.status = status;
+        ev.u.refund.amount_cents = amount;
+    }
+    return td_h_produce(p, &ev, -1);
+}
+
 void td_h_event(td_event_t *ev,
                 td_event_kind_t kind,
                 const char *m,

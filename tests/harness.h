@@ -155,6 +155,15 @@ int td_h_produce_raw(td_h_producer_t *p,
  * call (m is borrowed).
  */
 void td_h_event(td_event_t *ev, td_event_kind_t kind, const char *m, int64_t t);
+/* Produces td_h_event()'s event with what fixtures vary: an order's status
+ * and amount, a review's rating, a refund's status and amount. 0 or -1. */
+int td_h_produce_event(td_h_producer_t *p,
+                       td_event_kind_t kind,
+                       const char *m,
+                       int64_t t,
+                       int status,
+                       int rating,
+                       int64_t amount);
 
 /* Waits until everything produced was acknowledged. */
 int td_h_producer_flush(td_h_producer_t *p);

@@ -163,19 +163,10 @@ static void produce(td_h_producer_t *p,
                     int64_t t,
                     int status,
                     int rating) {
-    td_event_t ev;
+    int64_t amount = kind == TD_EV_ORDER ? 2500 : 900;
 
-    td_h_event(&ev, kind, m, t);
-    if (kind == TD_EV_ORDER) {
-        ev.u.order.status = status;
-        ev.u.order.amount_cents = 2500;
-    } else if (kind == TD_EV_REVIEW) {
-        ev.u.review.rating = rating;
-    } else {
-        ev.u.refund.status = status;
-        ev.u.refund.amount_cents = 900;
-    }
-    assert_int_equal(td_h_produce(p, &ev, -1), 0);
+    assert_int_equal(td_h_produce_event(p, kind, m, t, status, rating, amount),
+                     0);
     produced++;
 }
 

@@ -205,19 +205,8 @@ static void produce_event(td_h_producer_t *p,
                           int status,
                           int rating,
                           int64_t amount) {
-    td_event_t ev;
-
-    td_h_event(&ev, kind, m, t);
-    if (kind == TD_EV_ORDER) {
-        ev.u.order.status = status;
-        ev.u.order.amount_cents = amount;
-    } else if (kind == TD_EV_REVIEW) {
-        ev.u.review.rating = rating;
-    } else {
-        ev.u.refund.status = status;
-        ev.u.refund.amount_cents = amount;
-    }
-    assert_int_equal(td_h_produce(p, &ev, -1), 0);
+    assert_int_equal(td_h_produce_event(p, kind, m, t, status, rating, amount),
+                     0);
     produced[kind]++;
 }
 
