@@ -437,6 +437,32 @@ void td_h_kafka_stop(td_h_kafka_t *k) {
 
 /* ---- trustd ---- */
 
+int td_h_log_has(const td_h_proc_t *p, const char *needle) {
+    FILE *fp = fopen(p->log, "r");
+    char *line = NULL;
+    size_t cap = 0;
+    int found = 0;
+
+    if (!fp) return 0;
+    while (!found && getline(&line, &cap, fp) >= 0)
+        found = strstr(line, needle) != NULL;
+    free(line);
+    fclose(fp);
+    return found;
+}
+
+/* Has trustd logged its first line, or exited (a test of a bad setting)? */
+static int trustd_started(void *arg) {
+    td_h_proc_t *p = arg;
+    siginfo_t si;
+
+    memset(&si, 0, sizeof(si));
+    if (waitid(P_PID, (id_t)p->pid, &si, WEXITED | WNOHANG | WNOWAIT) != 0 ||
+        si.si_pid == p->pid)
+        return 1;
+    return td_h_log_has(p, "trustd starting");
+}
+
 int td_h_trustd_start(td_h_proc_t *p,
                       const char *tag,
                       const td_h_kafka_t *k,
@@ -466,7 +492,11 @@ int td_h_trustd_start(td_h_proc_t *p,
     for (int i = 0; extra && extra[i] && n < 62; i++)
         argv[n++] = (char *)extra[i];
     argv[n] = NULL;
-    return td_h_spawn(p, tag, argv);
+    if (td_h_spawn(p, tag, argv)) return -1;
+    /* Its first line comes after its signal handlers are in place: a test
+     * that stops it at once must not kill it before it can shut down. */
+    td_h_poll(trustd_started, p, 15000);
+    return 0;
 }
 
 /* ---- schema registry ---- */

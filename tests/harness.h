@@ -123,8 +123,12 @@ const char *td_h_schema_json(const char *file);
 extern const char td_h_own_review_json[];
 extern const char td_h_bad_review_json[];
 
+/* 1 if a line of the process' log contains needle. */
+int td_h_log_has(const td_h_proc_t *p, const char *needle);
+
 /* Starts trustd against the fixtures with test-friendly settings (short
- * flush interval, session.timeout.ms 6000), plus extra args. */
+ * flush interval, session.timeout.ms 6000), plus extra args, and waits
+ * until it has logged its first line (or exited). */
 int td_h_trustd_start(td_h_proc_t *p,
                       const char *tag,
                       const td_h_kafka_t *k,
