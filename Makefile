@@ -55,7 +55,7 @@ LIB_OBJ  = $(patsubst processor/%.c,$(BUILD)/obj/%.o,$(LIB_SRC)) \
 BINS     = $(patsubst %,$(BUILD)/%,$(MAINS))
 # The Redis module (processor/module/, loaded with --loadmodule).
 MODULE     = $(BUILD)/trustd_module.so
-MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c \
+MOD_SRC    = $(wildcard processor/module/*.c) processor/rdump.c processor/pack.c \
              processor/history.c
 MOD_OBJ    = $(patsubst %.c,$(BUILD)/obj/mod/%.o,$(notdir $(MOD_SRC)))
 MOD_CFLAGS = $(CSTD) $(OPT) $(WARN) -fPIC -fvisibility=hidden -Iprocessor
@@ -163,7 +163,7 @@ $(foreach m,$(MAINS),$(eval $(call main_rule,$(m))))
 $(BUILD)/obj/mod:
 	@mkdir -p $@
 
-$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h processor/history.h | $(BUILD)/obj/mod
+$(BUILD)/obj/mod/%.o: processor/module/%.c $(wildcard processor/module/*.h) processor/rdump.h processor/history.h processor/pack.h | $(BUILD)/obj/mod
 	@echo "  CC      $@"; $(CC) $(MOD_CFLAGS) -c -o $@ $<
 
 $(BUILD)/obj/mod/%.o: processor/%.c processor/%.h | $(BUILD)/obj/mod

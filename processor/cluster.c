@@ -85,6 +85,7 @@ static const struct cmd_key {
     {"ZSCAN",       1, 0}, {"PFCOUNT",     1, 0}, {"MEMORY",      2, 0},
     {"OBJECT",      2, 0}, {"DUMP",        1, 0},
     {"TD.LOAD",     1, 0}, /* the trustd module's; it only reads */
+    {"TD.PUT",      2, 1}, /* its payload leads (module/args.h) */
     {"SCAN",        KEY_NONE, 0}, {"PING",    KEY_NONE, 0},
     {"ECHO",        KEY_NONE, 0}, {"INFO",    KEY_NONE, 0},
     {"WAIT",        KEY_NONE, 0}, {"ASKING",  KEY_NONE, 0},

@@ -8,6 +8,7 @@
 
 #include "log.h"
 #include "numfmt.h"
+#include "pack.h"
 #include "proto.h"
 #include "rdump.h"
 
@@ -364,6 +365,56 @@ static void score_version_arg(td_rbatch_t *b, int64_t version) {
         td_rbatch_str(b, "");
 }
 
+static void pack_i64(td_pack_t *pk, int64_t v) {
+    char num[TD_FMT_I64_MAX];
+    td_pack_add(pk, num, td_fmt_i64(num, v));
+}
+
+/* TD.PUT's <meta> (module/args.h): the expected version, the sources, the
+ * mark or "", and with a score its expected version and history head. */
+static void put_meta(td_rbatch_t *b, const td_proto_put_t *req) {
+    /* Each element at its longest, with its length (4 bytes at most). */
+    size_t size = 4 * 4 + TD_MSTATE_BLOB + 4 * (TD_FMT_G17_MAX + 4) +
+                  2 * (TD_FMT_I64_MAX + 4) + TD_HISTORY_HEAD;
+    uint8_t stack[2048], *buf;
+    uint8_t ver[TD_MSTATE_BLOB];
+    char num[TD_FMT_G17_MAX];
+    td_pack_t pk;
+
+    for (int i = 0; i < req->nsrc; i++)
+        size += 4 + strlen(req->srcs[i].id) + 2 * (TD_FMT_I64_MAX + 4);
+    buf = size <= sizeof(stack) ? stack : td_xcalloc(1, size);
+    td_pack_init(&pk, buf, size);
+    td_pack_add(&pk, ver, td_mstate_version_bytes(req->expected, ver));
+    pack_i64(&pk, req->nsrc);
+    for (int i = 0; i < req->nsrc; i++) {
+        td_pack_str(&pk, req->srcs[i].id);
+        pack_i64(&pk, req->srcs[i].lo);
+        pack_i64(&pk, req->srcs[i].next);
+    }
+    if (req->mark) {
+        pack_i64(&pk, req->mark->version);
+        td_pack_add(&pk, num, td_fmt_g17(num, req->mark->score));
+        pack_i64(&pk, req->mark->tier);
+        pack_i64(&pk, req->mark->ms);
+    } else {
+        td_pack_add(&pk, "", 0);
+    }
+    if (req->npairs > 0) {
+        if (req->score_version > 0)
+            pack_i64(&pk, req->score_version);
+        else
+            td_pack_add(&pk, "", 0);
+        td_pack_add(&pk, req->head, TD_HISTORY_HEAD);
+    }
+    if (pk.overflow) {
+        td_log(TD_LOG_WARNING, "TD.PUT meta over %zu bytes", size);
+        abort();
+    }
+    td_rbatch_arg(b, buf, pk.len);
+    if (buf != stack) free(buf);
+}
+
 /*
  * Lua form (store_lib.lua's td_put): the signals payload RESTOREd as
  * signals:next before the call; KEYS state, wm, signals, signals:next, then
@@ -439,29 +490,16 @@ void td_proto_put(const td_store_t *st,
         put_lua(st, b, req, sp, slen, cp, clen, cb, opaque);
         return;
     }
-    /* Keys: the merchant's four, then TD.PUT's history. */
+    /* module/args.h: the payload, the merchant's four keys and its
+     * history, the blob, <meta>, the score payload. */
     begin_call(st, b, "put", 5);
+    td_rbatch_arg(b, sp, slen);
     merchant_keys(b, e->id, e->idlen);
     td_rbatch_arg(b, key, td_key_history(key, sizeof(key), e->id, e->idlen));
-    td_rbatch_arg(b, blob, td_mstate_version_bytes(req->expected, blob));
     td_mstate_pack(e, blob);
     td_rbatch_arg(b, blob, sizeof(blob));
-    td_rbatch_i64(b, req->nsrc);
-    for (int i = 0; i < req->nsrc; i++) {
-        td_rbatch_str(b, req->srcs[i].id);
-        td_rbatch_i64(b, req->srcs[i].lo);
-        td_rbatch_i64(b, req->srcs[i].next);
-    }
-    if (req->mark)
-        pub_args(b, req->mark);
-    else
-        td_rbatch_str(b, "");
-    td_rbatch_arg(b, sp, slen);
-    if (cp) {
-        score_version_arg(b, req->score_version);
-        td_rbatch_arg(b, cp, clen);
-        td_rbatch_arg(b, req->head, TD_HISTORY_HEAD);
-    }
+    put_meta(b, req);
+    if (cp) td_rbatch_arg(b, cp, clen);
     td_rbatch_end(b, cb, opaque);
 }
 

@@ -325,18 +325,20 @@ int td_store_probe_module(td_store_t *st,
     }
     has = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
           r->element[0]->type == REDIS_REPLY_ARRAY;
-    /* A module before the score history takes 4 keys (its last key, the
-     * reply's fifth element): trustd writes with the Lua library there
-     * until the module is upgraded. */
+    /* Module version 3's TD.PUT has its keys at 2..6 (the reply's fourth
+     * and fifth elements); with an older module trustd writes with the Lua
+     * library until the module is upgraded. */
     if (has && (r->element[0]->elements < 5 ||
+                r->element[0]->element[3]->type != REDIS_REPLY_INTEGER ||
+                r->element[0]->element[3]->integer != 2 ||
                 r->element[0]->element[4]->type != REDIS_REPLY_INTEGER ||
-                r->element[0]->element[4]->integer < 5))
+                r->element[0]->element[4]->integer != 6))
         has = 0;
     freeReplyObject(r);
     if (!has && st->module == TD_REDIS_MODULE_REQUIRE) {
         snprintf(errstr, errstr_size,
                  "redis: the trustd module is not loaded (no TD.PUT), or "
-                 "predates the score history, and redis_module=module "
+                 "is older than version 3, and redis_module=module "
                  "requires it");
         return TD_ERR;
     }

@@ -26,6 +26,7 @@
 #include "numfmt.h"
 #include "rdump.h"
 #include "signals.h"
+#include "pack.h"
 #include "proto.h"
 #include "store.h"
 
@@ -228,30 +229,49 @@ static void put_mark(args_t *a, const put_t *p) {
     addi(a, p->mark_ms);
 }
 
-static void put_score(args_t *a, const put_t *p) {
+static void put_sv(args_t *a, const put_t *p) {
     if (p->sv > 0)
         addi(a, p->sv);
     else
         adds(a, "");
+}
+
+static void put_score(args_t *a, const put_t *p) {
+    put_sv(a, p);
     add(a, score, p->clen);
     add(a, p->head, sizeof(p->head));
 }
 
-/* TD.PUT (module.c's argument layout). */
+/* TD.PUT (module/args.h's wire form): the small arguments, gathered in
+ * m, go packed in <meta>. */
 static void put_native(redisContext *c, args_t *a, const put_t *p) {
+    static args_t m;
+    static uint8_t meta[4096];
+    td_pack_t pk;
+
+    m.n = 0;
+    m.used = 0;
+    add(&m, p->exp, p->explen);
+    addi(&m, p->nsrc);
+    put_sources(&m, p);
+    put_mark(&m, p);
+    if (p->with_score) {
+        put_sv(&m, p);
+        add(&m, p->head, sizeof(p->head));
+    }
+    td_pack_init(&pk, meta, sizeof(meta));
+    for (int i = 0; i < m.n; i++)
+        td_pack_add(&pk, m.v[i], m.l[i]);
     adds(a, "TD.PUT");
+    add(a, sig, p->slen);
     key(a, td_key_state, p->m);
     key(a, td_key_wm, p->m);
     key(a, td_key_signals, p->m);
     key(a, td_key_score, p->m);
     key(a, td_key_history, p->m);
-    add(a, p->exp, p->explen);
     add(a, blob, sizeof(blob));
-    addi(a, p->nsrc);
-    put_sources(a, p);
-    put_mark(a, p);
-    add(a, sig, p->slen);
-    if (p->with_score) put_score(a, p);
+    add(a, meta, pk.len);
+    if (p->with_score) add(a, score, p->clen);
     send(c, a);
 }
 

@@ -43,7 +43,7 @@ $cc $cflags -fsanitize=address,undefined -fno-sanitize-recover=all \
 # shellcheck disable=SC2086
 $cc $cflags -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
     -o "$out/fuzz_module_args" tests/fuzz_module_args.c \
-    processor/module/args.c processor/rdump.c
+    processor/module/args.c processor/rdump.c processor/pack.c
 
 "$out/fuzz_decode" -max_total_time="$secs" -max_len=4096 -timeout=10 \
     -rss_limit_mb=2048 -print_final_stats=1 -dict="$out/decode.dict" \
@@ -57,6 +57,12 @@ printf 'TD.PUT\0s\0w\0g\0c\0h\0\0VVVVVVVVblob\0001\0t/0\0005\0009\0\0P' \
 printf 'TD.PUT\0s\0w\0g\0c\0h\0EEEEEEEE\0VVVVVVVV\0000\0007\0000.5\0002' \
     > "$mc/put-mark"
 printf '\0001700000000000\0P\0003\0Q\0HHHHHHHH' >> "$mc/put-mark"
+# TD.PUT's <meta> alone (the target also reads the whole input as one):
+# expected, 1 source, no mark; and with a mark, a score version and a head.
+printf '\010EEEEEEEE\0011\003t/0\0015\0019\000' > "$mc/meta"
+printf '\010EEEEEEEE\0010\0017\0030.5\0012\0151700000000000\000' \
+    > "$mc/meta-mark"
+printf '\010HHHHHHHH' >> "$mc/meta-mark"
 printf 'TD.SCORE\0c\0h\0HHHHHHHH\0score\0000.5' > "$mc/score"
 printf 'TD.PART\0r\0CLAIM\0007' > "$mc/claim"
 printf 'TD.PART\0r\0SET\0003\00010\00012\00010\00012' > "$mc/set"

@@ -5,11 +5,16 @@
  *
  * Input layout: arguments separated by 0x00 bytes (argv[0] included); each
  * is copied into a buffer of exactly its size, so ASan sees any read past
- * one. Every parser runs on the vector, and on each argument the number
- * and payload checks. Besides "no crash, no leak, no UB" it checks:
+ * one. Every parser runs on the vector, TD.PUT's as its flat vector and as
+ * its wire form (unpacked, then parsed), and on each argument the number
+ * and payload checks; the whole input is also TD.PUT's <meta> in a wire
+ * vector of 9 and of 10 arguments, so that packed lengths with zero bytes
+ * are reached. Besides "no crash, no leak, no UB" it checks:
  *   - a rejected vector has an errstr starting "ERR ";
  *   - an accepted TD.PUT vector's indexes lie inside argv and add up to
  *     argc (sources, mark, payloads, history head), its numbers parse;
+ *   - an unpacked wire vector's elements are its arguments or lie inside
+ *     its <meta>;
  *   - a number td_marg_i64 accepts prints back to the same bytes.
  */
 #include <inttypes.h>
@@ -55,6 +60,32 @@ static void check_put(const td_marg_t *av, int argc) {
     }
 }
 
+static void check_wire(const td_marg_t *av, int argc) {
+    static td_marg_t v[ARGS_MAX];
+    static int from[ARGS_MAX];
+    char errstr[256] = "";
+    const char *meta;
+    int n = -1;
+    int rc = td_put_args_unpack(av, argc, v, from, ARGS_MAX, &n, errstr,
+                                sizeof(errstr));
+
+    check_err(rc, errstr);
+    if (rc != 0) return;
+    if (n < 1 || n > ARGS_MAX) abort();
+    meta = av[TD_PUT_WIRE_META].p;
+    for (int i = 0; i < n; i++) {
+        if (from[i] >= argc) abort();
+        if (from[i] >= 0 &&
+            (v[i].p != av[from[i]].p || v[i].len != av[from[i]].len))
+            abort();
+        if (from[i] < 0 &&
+            (v[i].p < meta ||
+             v[i].p + v[i].len > meta + av[TD_PUT_WIRE_META].len))
+            abort();
+    }
+    check_put(v, n);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     td_marg_t av[ARGS_MAX];
     char *copies[ARGS_MAX];
@@ -74,6 +105,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
 
     check_put(av, argc);
+    check_wire(av, argc);
+    {
+        td_marg_t w[10] = {
+            {"TD.PUT", 6}, {"P", 1},        {"s", 1},
+            {"w", 1},      {"g", 1},        {"c", 1},
+            {"h", 1},      {"VVVVVVVV", 8}, {(const char *)data, size},
+            {"S", 1}};
+        check_wire(w, 9);
+        check_wire(w, 10);
+    }
     {
         td_part_args_t a;
         errstr[0] = '\0';

@@ -146,12 +146,13 @@ static void test_cmd_key_module_load_is_a_read(void **state) {
     const char *load[] = {"TD.LOAD",         "trust:{m}:state",
                           "trust:{m}:wm",    "trust:{m}:signals",
                           "trust:{m}:score", "12345678"};
-    const char *put[] = {"TD.PUT", "trust:{m}:state", "x"};
+    const char *put[] = {"TD.PUT", "payload", "trust:{m}:state", "x"};
     int w = -1;
     (void)state;
     assert_int_equal(key_of(6, load, &w), 1);
     assert_int_equal(w, 0);
-    assert_int_equal(key_of(3, put, &w), 1);
+    /* TD.PUT's first key follows its payload */
+    assert_int_equal(key_of(4, put, &w), 2);
     assert_int_equal(w, 1);
 }
 

@@ -23,6 +23,7 @@
 #include "harness.h"
 #include "history.h"
 #include "numfmt.h"
+#include "pack.h"
 #include "rdump.h"
 #include "signals.h"
 #include "proto.h"
@@ -489,7 +490,8 @@ static void put_common(vec_t *a, const pcase_t *c) {
     }
 }
 
-static void case_native(vec_t *a, const pcase_t *c, const keys_t *k) {
+/* The flat vector (module/args.h) of a put. */
+static void case_flat(vec_t *a, const pcase_t *c, const keys_t *k) {
     a->n = 0;
     a->used = 0;
     vec_str(a, "TD.PUT");
@@ -502,6 +504,47 @@ static void case_native(vec_t *a, const pcase_t *c, const keys_t *k) {
         vec_add(a, c->new_score, c->new_score_len);
         vec_add(a, c->head, TD_HISTORY_HEAD);
     }
+}
+
+/* Flat indexes of a case's signals and score payloads (-1: none). */
+static int case_sig(const pcase_t *c) {
+    return 9 + 3 * c->nsrc + (c->mark ? 4 : 1);
+}
+
+static int case_score(const pcase_t *c) {
+    return c->with_score ? case_sig(c) + 2 : -1;
+}
+
+/* The wire form (module/args.h) of flat vector f, whose signals payload
+ * is at sig and score payload at score (-1: none): the payload, the
+ * keys, the blob, <meta> (every other element), the score payload. An
+ * index at or past f's end leaves that argument out. */
+static void vec_wire(vec_t *a, const vec_t *f, int sig, int score) {
+    static uint8_t meta[1 << 15];
+    td_pack_t pk;
+
+    a->n = 0;
+    a->used = 0;
+    vec_add(a, f->v[0], f->l[0]);
+    if (sig < f->n) vec_add(a, f->v[sig], f->l[sig]);
+    for (int i = 1; i <= 5 && i < f->n; i++)
+        vec_add(a, f->v[i], f->l[i]);
+    if (f->n > 7) vec_add(a, f->v[7], f->l[7]);
+    td_pack_init(&pk, meta, sizeof(meta));
+    for (int i = 6; i < f->n; i++) {
+        if (i != 7 && i != sig && i != score)
+            td_pack_add(&pk, f->v[i], f->l[i]);
+    }
+    assert_false(pk.overflow);
+    if (f->n > 6) vec_add(a, meta, pk.len);
+    if (score >= 0 && score < f->n) vec_add(a, f->v[score], f->l[score]);
+}
+
+/* TD.PUT as trustd sends it. */
+static void case_native(vec_t *a, const pcase_t *c, const keys_t *k) {
+    static vec_t f;
+    case_flat(&f, c, k);
+    vec_wire(a, &f, case_sig(c), case_score(c));
 }
 
 /* The Lua path, as trustd sends it (proto.c): RESTORE of signals:next,
@@ -1231,23 +1274,39 @@ static void expect_refused(const vec_t *a, const keys_t *k) {
     freeReplyObject(r);
 }
 
-/* A valid put on k with one argument replaced (index i, or -1: none). */
+/* A valid put on k, on the wire, with one element of its flat vector
+ * replaced (index i, or -1: none), then the flat vector cut to n elements
+ * (-1: not cut) and nextra "extra" elements added. */
+static void bad_put_n(vec_t *a,
+                      const pcase_t *c,
+                      const keys_t *k,
+                      int i,
+                      const void *p,
+                      size_t len,
+                      int n,
+                      int nextra) {
+    static vec_t good, f;
+    case_flat(&good, c, k);
+    f.n = 0;
+    f.used = 0;
+    for (int j = 0; j < good.n && (n < 0 || j < n); j++) {
+        if (j == i)
+            vec_add(&f, p, len);
+        else
+            vec_add(&f, good.v[j], good.l[j]);
+    }
+    for (int j = 0; j < nextra; j++)
+        vec_str(&f, "extra");
+    vec_wire(a, &f, case_sig(c), case_score(c));
+}
+
 static void bad_put(vec_t *a,
                     const pcase_t *c,
                     const keys_t *k,
                     int i,
                     const void *p,
                     size_t len) {
-    static vec_t good;
-    case_native(&good, c, k);
-    a->n = 0;
-    a->used = 0;
-    for (int j = 0; j < good.n; j++) {
-        if (j == i)
-            vec_add(a, p, len);
-        else
-            vec_add(a, good.v[j], good.l[j]);
-    }
+    bad_put_n(a, c, k, i, p, len, -1, 0);
 }
 
 /* td_put carries the score payload: one Redis refuses (a bit flipped, so
@@ -1305,7 +1364,7 @@ static void test_bad_arguments_are_errors_that_write_nothing(void **state) {
     c.with_score = 1;
     snprintf(c.sv, sizeof(c.sv), "%lld", (long long)c.score_v);
     case_setup(rc, &c, &k);
-    /* layout: 0 TD.PUT, 1-5 keys, 6 expected, 7 blob, 8 nsrc, 9-11
+    /* flat layout: 0 TD.PUT, 1-5 keys, 6 expected, 7 blob, 8 nsrc, 9-11
      * source, 12-15 mark, 16 signals, 17 score version, 18 score, 19
      * history head */
     struct {
@@ -1324,23 +1383,33 @@ static void test_bad_arguments_are_errors_that_write_nothing(void **state) {
         expect_refused(&a, &k);
     }
     /* wrong counts: the score without its history head, the score
-     * version without its payload, one extra, a mark cut short, the bare
-     * command */
-    bad_put(&a, &c, &k, -1, NULL, 0);
-    a.n--;
-    expect_refused(&a, &k);
-    a.n--;
-    expect_refused(&a, &k);
-    vec_str(&a, "extra");
-    vec_str(&a, "extra");
-    vec_str(&a, "extra");
-    expect_refused(&a, &k);
-    a.n = 14;
-    expect_refused(&a, &k);
-    a.n = 1;
-    expect_refused(&a, &k);
-    a.n = 6;
-    expect_refused(&a, &k);
+     * version without its payload, extras, a mark cut short, the bare
+     * command, keys only */
+    static const int cut[][2] = {{19, 0}, {18, 0}, {20, 1}, {20, 3},
+                                 {17, 3}, {14, 0}, {1, 0},  {6, 0}};
+    for (size_t g = 0; g < sizeof(cut) / sizeof(cut[0]); g++) {
+        bad_put_n(&a, &c, &k, -1, NULL, 0, cut[g][0], cut[g][1]);
+        expect_refused(&a, &k);
+    }
+    /* on the wire: <meta> cut inside a length or an element, or empty, a
+     * length that never ends, an extra argument */
+    {
+        static vec_t w;
+        bad_put(&w, &c, &k, -1, NULL, 0);
+        assert_int_equal(w.n, 10);
+        for (size_t cutat = 0; cutat < 3; cutat++) {
+            bad_put(&a, &c, &k, -1, NULL, 0);
+            a.l[8] = cutat == 0 ? 1 : cutat == 1 ? w.l[8] - 1 : 0;
+            expect_refused(&a, &k);
+        }
+        bad_put(&a, &c, &k, -1, NULL, 0);
+        a.v[8] = "\xff\xff\xff\xff\xff";
+        a.l[8] = 5;
+        expect_refused(&a, &k);
+        bad_put(&a, &c, &k, -1, NULL, 0);
+        vec_str(&a, "extra");
+        expect_refused(&a, &k);
+    }
     /* corrupted payloads: a flipped byte (CRC), a newer RDB version */
     memcpy(corrupt, c.new_sig, c.new_sig_len);
     corrupt[c.new_sig_len / 2] ^= 0x40;

@@ -9,6 +9,7 @@
 
 #include "args.h"
 #include "history.h"
+#include "pack.h"
 #include "rdump.h"
 
 int td_marg_i64(const char *p, size_t len, int64_t *out) {
@@ -70,6 +71,89 @@ int td_mark_args_parse(const td_marg_t *argv,
     if (td_marg_i64(argv[3].p, argv[3].len, &v) != 0)
         return bad(errstr, errstr_size, "mark ms is not an integer", 3);
     return 0;
+}
+
+/* Appends one element to the flat vector. */
+static int vadd(td_marg_t *v,
+                int *from,
+                int cap,
+                int *n,
+                const void *p,
+                size_t len,
+                int src) {
+    if (*n >= cap) return -1;
+    v[*n].p = p;
+    v[*n].len = len;
+    from[*n] = src;
+    (*n)++;
+    return 0;
+}
+
+int td_put_args_unpack(const td_marg_t *argv,
+                       int argc,
+                       td_marg_t *v,
+                       int *from,
+                       int cap,
+                       int *vargc,
+                       char *errstr,
+                       size_t errstr_size) {
+    const uint8_t *p, *end, *e;
+    size_t len = 0;
+    int64_t nsrc;
+    int n = 0, want;
+
+/* The next element of <meta> onto v. */
+#define META_NEXT()                                                            \
+    do {                                                                       \
+        if (td_pack_next(&p, end, &e, &len) != 1) goto bad;                    \
+        if (vadd(v, from, cap, &n, e, len, -1) != 0) goto many;                \
+    } while (0)
+/* Wire argument i onto v. */
+#define WIRE(i)                                                                \
+    do {                                                                       \
+        if (vadd(v, from, cap, &n, argv[i].p, argv[i].len, i) != 0) goto many; \
+    } while (0)
+
+    if (argc != 9 && argc != 10) goto arity;
+    p = (const uint8_t *)argv[TD_PUT_WIRE_META].p;
+    end = p + argv[TD_PUT_WIRE_META].len;
+    WIRE(0);
+    for (int i = 0; i < TD_PUT_KEYS; i++)
+        WIRE(TD_PUT_WIRE_KEY + i);
+    META_NEXT(); /* expected */
+    WIRE(TD_PUT_WIRE_BLOB);
+    META_NEXT(); /* nsrc */
+    if (td_marg_i64((const char *)e, len, &nsrc) != 0 || nsrc < 0 || nsrc > cap)
+        return bad(errstr, errstr_size, "bad source count in meta",
+                   TD_PUT_WIRE_META);
+    for (int i = 0; i < 3 * (int)nsrc + 1; i++)
+        META_NEXT(); /* the sources, the mark version or "" */
+    if (len > 0) {
+        for (int i = 0; i < 3; i++)
+            META_NEXT(); /* the mark's score, tier, ms */
+    }
+    WIRE(TD_PUT_WIRE_SIGNALS);
+    want = argc == 10;
+    if (want) {
+        META_NEXT(); /* the score's expected version */
+        WIRE(TD_PUT_WIRE_SCORE);
+        META_NEXT(); /* the history head */
+    }
+    if (td_pack_next(&p, end, &e, &len) != 0) goto bad;
+    *vargc = n;
+    return 0;
+#undef META_NEXT
+#undef WIRE
+bad:
+    return bad(errstr, errstr_size,
+               "meta does not hold the elements the put needs",
+               TD_PUT_WIRE_META);
+many:
+    return bad(errstr, errstr_size, "too many sources", TD_PUT_WIRE_META);
+arity:
+    snprintf(errstr, errstr_size,
+             "ERR wrong number of arguments for 'td.put' command");
+    return -1;
 }
 
 int td_put_args_parse(const td_marg_t *argv,

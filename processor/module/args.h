@@ -19,11 +19,28 @@ typedef struct td_marg_s {
     size_t len;
 } td_marg_t;
 
-/* TD.PUT <state> <wm> <signals> <score> <history> <expected> <state-blob>
- *        <nsrc> [<src> <first> <next>]*nsrc <mark-version|"">
- *        [<mark-score> <mark-tier> <mark-ms>] <signals-payload>
- *        [<score-expected-version|""> <score-payload> <history-head>]
- * Indexes are into argv (argv[0] is the command name); -1: absent. */
+/*
+ * TD.PUT on the wire:
+ *
+ *   TD.PUT <signals-payload> <state> <wm> <signals> <score> <history>
+ *          <state-blob> <meta> [<score-payload>]
+ *
+ * The payload leads so that Redis' AOF buffer grows to the command's size
+ * in one step. <meta> packs the small arguments (pack.h), in this order:
+ * <expected> <nsrc> [<src> <first> <next>]*nsrc <mark-version|"">
+ * [<mark-score> <mark-tier> <mark-ms>], and with a score payload
+ * <score-expected-version|""> <history-head>.
+ *
+ * td_put_args_unpack() spreads it into the flat vector td_put_args_parse()
+ * reads, whose indexes td_put_args_t holds (v[0] is the command name):
+ *
+ *   <state> <wm> <signals> <score> <history> <expected> <state-blob>
+ *   <nsrc> [<src> <first> <next>]*nsrc <mark-version|"">
+ *   [<mark-score> <mark-tier> <mark-ms>] <signals-payload>
+ *   [<score-expected-version|""> <score-payload> <history-head>]
+ *
+ * -1: absent.
+ */
 typedef struct td_put_args_s {
     int nsrc;
     int src;  /* argv[src + 3i]: source i, then first, next */
@@ -35,6 +52,12 @@ typedef struct td_put_args_s {
     int64_t sv;    /* its value, 0 for "" */
     int head;      /* the history point's head (history.h), with a score */
 } td_put_args_t;
+
+#define TD_PUT_WIRE_SIGNALS 1 /* wire argv: the signals payload */
+#define TD_PUT_WIRE_KEY     2 /* the first of the five keys */
+#define TD_PUT_WIRE_BLOB    7
+#define TD_PUT_WIRE_META    8
+#define TD_PUT_WIRE_SCORE   9 /* the score payload, when argc is 10 */
 
 #define TD_PUT_KEYS    5
 #define TD_PUT_HISTORY 5 /* argv index of the history key */
@@ -66,6 +89,17 @@ typedef struct td_mark_args_s {
 int td_marg_i64(const char *p, size_t len, int64_t *out);
 
 /* Each returns 0, or -1 with errstr filled ("ERR ..."). */
+/* The wire argv into the flat vector v (at most cap elements, *vargc set);
+ * from[i] is the wire index v[i] came from, -1 for one of <meta>. Only the
+ * layout is checked here; td_put_args_parse() checks v. */
+int td_put_args_unpack(const td_marg_t *argv,
+                       int argc,
+                       td_marg_t *v,
+                       int *from,
+                       int cap,
+                       int *vargc,
+                       char *errstr,
+                       size_t errstr_size);
 int td_put_args_parse(const td_marg_t *argv,
                       int argc,
                       td_put_args_t *a,

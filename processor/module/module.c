@@ -5,10 +5,8 @@
  * deploy/RUNBOOK.md's "The Redis module").
  *
  *   TD.LOAD <state> <wm> <signals> <score> <fingerprint>
- *   TD.PUT <state> <wm> <signals> <score> <history> <expected>
- *          <state-blob> <nsrc> [<src> <first> <next>]*nsrc <mark-version|"">
- *          [<mark-score> <mark-tier> <mark-ms>] <signals-payload>
- *          [<score-expected-version|""> <score-payload> <history-head>]
+ *   TD.PUT <signals-payload> <state> <wm> <signals> <score> <history>
+ *          <state-blob> <meta> [<score-payload>]   (meta: args.h)
  *   TD.PART <record> CLAIM [<min-epoch>]
  *   TD.PART <record> SET <epoch> <committed> <intent>
  *                        [<ack-committed> <ack-intent>]
@@ -34,6 +32,7 @@
 
 #include "args.h"
 #include "history.h"
+#include "pack.h"
 #include "rdump.h"
 #include "rmapi.h"
 
@@ -194,17 +193,17 @@ static int restore(RedisModuleCtx *ctx,
 /* Appends a point (head + version) to the history key k, opened for
  * writing and empty or a string, and trims it (td_history_append()). */
 static void
-history_append(RedisModuleKey *k, RedisModuleString *head, int64_t version) {
+history_append(RedisModuleKey *k, const td_marg_t *head, int64_t version) {
     unsigned char out[TD_HISTORY_BYTES];
-    const char *old = NULL, *hp;
-    size_t oldlen = 0, hlen, len;
+    const char *old = NULL;
+    size_t oldlen = 0, len;
     RedisModuleString *v;
 
     if (rm.KeyType(k) == REDISMODULE_KEYTYPE_STRING)
         old = rm.StringDMA(k, &oldlen, REDISMODULE_READ);
-    hp = rm.StringPtrLen(head, &hlen); /* TD_HISTORY_HEAD: args.c */
+    /* head: TD_HISTORY_HEAD bytes (args.c) */
     len = td_history_append(out, (const unsigned char *)old, oldlen,
-                            (const unsigned char *)hp, (uint64_t)version);
+                            (const unsigned char *)head->p, (uint64_t)version);
     v = rm.CreateString(NULL, (const char *)out, len);
     rm.StringSet(k, v);
     rm.FreeString(NULL, v);
@@ -298,7 +297,17 @@ static int mark_write(RedisModuleCtx *ctx,
     RedisModuleString *fv[8] = {
         fields[F_PUB_VERSION], mark[0], fields[F_PUB_SCORE], mark[1],
         fields[F_PUB_TIER],    mark[2], fields[F_PUB_MS],    mark[3]};
-    return hset(ctx, score, name, fv, 4);
+    size_t len;
+
+    for (int i = 0; i < 4; i++) {
+        rm.StringPtrLen(mark[i], &len);
+        if (len > TD_RDUMP_STR_MAX) return hset(ctx, score, name, fv, 4);
+    }
+    /* The usual case, in one call: hset()'s pairs one by one cost a
+     * call each. */
+    rm.HashSet(*score, REDISMODULE_HASH_NONE, fv[0], fv[1], fv[2], fv[3], fv[4],
+               fv[5], fv[6], fv[7], NULL);
+    return 0;
 }
 
 /* ---- TD.PUT ---- */
@@ -308,11 +317,50 @@ static int reply_stale(RedisModuleCtx *ctx) {
     return rm.ReplyWithStringBuffer(ctx, "STALE", 5);
 }
 
+/* The flat vector on the stack up to this many elements (8 sources). */
+#define PUT_VSTACK 41
+
 typedef struct put_s {
     RedisModuleKey *state, *wm, *score, *history;
+    td_marg_t *v; /* the flat vector (args.h) */
+    int *from;    /* its wire indexes, -1: from <meta> */
+    /* v as strings: the wire argument, or made from <meta> when first
+     * needed (vstr) */
+    RedisModuleString **vs;
+    int vargc, vcap;
+    td_marg_t vstack[PUT_VSTACK];
+    int fromstack[PUT_VSTACK];
+    RedisModuleString *vsstack[PUT_VSTACK];
     RedisModuleString **wmfv; /* source, next pairs */
     RedisModuleString *wmstack[32];
 } put_t;
+
+/* Room for the flat vector of a wire argv whose <meta> holds n elements. */
+static void put_alloc(put_t *w, int n) {
+    w->state = w->wm = w->score = w->history = NULL;
+    w->wmfv = NULL;
+    w->vargc = 0;
+    w->vcap = 9 + n;
+    if (w->vcap <= PUT_VSTACK) {
+        w->v = w->vstack;
+        w->from = w->fromstack;
+        w->vs = w->vsstack;
+        return;
+    }
+    w->v = rm.Alloc(sizeof(*w->v) * (size_t)w->vcap);
+    w->from = rm.Alloc(sizeof(*w->from) * (size_t)w->vcap);
+    w->vs = rm.Alloc(sizeof(*w->vs) * (size_t)w->vcap);
+}
+
+static void put_init(put_t *w, RedisModuleString **argv) {
+    for (int i = 0; i < w->vargc; i++)
+        w->vs[i] = w->from[i] >= 0 ? argv[w->from[i]] : NULL;
+}
+
+static RedisModuleString *vstr(put_t *w, int i) {
+    if (!w->vs[i]) w->vs[i] = rm.CreateString(NULL, w->v[i].p, w->v[i].len);
+    return w->vs[i];
+}
 
 static void put_term(put_t *w) {
     rm.CloseKey(w->state);
@@ -320,24 +368,30 @@ static void put_term(put_t *w) {
     rm.CloseKey(w->score);
     rm.CloseKey(w->history);
     if (w->wmfv && w->wmfv != w->wmstack) rm.Free(w->wmfv);
+    for (int i = 0; i < w->vargc; i++)
+        if (w->from[i] < 0 && w->vs[i]) rm.FreeString(NULL, w->vs[i]);
+    if (w->v != w->vstack) {
+        rm.Free(w->v);
+        rm.Free(w->from);
+        rm.Free(w->vs);
+    }
 }
 
 /* Every guard of td_put, before any write: 1 pass, 0 refused (STALE), -1
  * error (errstr). *mark_now: a mark to write that does not depend on the
  * put's own score hash. */
 static int put_guards(RedisModuleCtx *ctx,
-                      RedisModuleString **argv,
-                      const td_marg_t *av,
                       const td_put_args_t *a,
                       put_t *w,
                       int *mark_now,
                       char *errstr,
                       size_t errstr_size) {
+    const td_marg_t *av = w->v;
     int wrong = 0;
     size_t slen = 0;
     const char *sp;
 
-    w->state = open_w(ctx, argv[1], REDISMODULE_KEYTYPE_STRING, &wrong);
+    w->state = open_w(ctx, w->vs[1], REDISMODULE_KEYTYPE_STRING, &wrong);
     if (!w->state) goto wrongtype;
     sp = rm.StringDMA(w->state, &slen, REDISMODULE_READ);
     if (slen > TD_PUT_VERSION_LEN) slen = TD_PUT_VERSION_LEN;
@@ -347,7 +401,7 @@ static int put_guards(RedisModuleCtx *ctx,
 
     /* The watermarks, only when the put has sources (as td_put). */
     if (a->nsrc > 0) {
-        w->wm = open_w(ctx, argv[2], REDISMODULE_KEYTYPE_HASH, &wrong);
+        w->wm = open_w(ctx, w->vs[2], REDISMODULE_KEYTYPE_HASH, &wrong);
         if (!w->wm) goto wrongtype;
     }
     for (int i = 0; i < a->nsrc; i++) {
@@ -357,7 +411,7 @@ static int put_guards(RedisModuleCtx *ctx,
         size_t len;
         const char *vp;
 
-        rm.HashGet(w->wm, REDISMODULE_HASH_NONE, argv[p], &s, NULL);
+        rm.HashGet(w->wm, REDISMODULE_HASH_NONE, vstr(w, p), &s, NULL);
         if (!s) continue;
         vp = rm.StringPtrLen(s, &len);
         int ok = td_marg_i64(vp, len, &at) == 0;
@@ -373,7 +427,7 @@ static int put_guards(RedisModuleCtx *ctx,
     }
 
     if (a->score < 0 && a->mark < 0) return 1;
-    w->score = open_w(ctx, argv[4], REDISMODULE_KEYTYPE_HASH, &wrong);
+    w->score = open_w(ctx, w->vs[4], REDISMODULE_KEYTYPE_HASH, &wrong);
     if (!w->score) goto wrongtype;
     if (a->score >= 0) {
         RedisModuleString *s = NULL;
@@ -386,7 +440,7 @@ static int put_guards(RedisModuleCtx *ctx,
                    memcmp(vp, av[a->score_ver].p, len) == 0;
         if (s) rm.FreeString(NULL, s);
         if (!same) return 0;
-        w->history = open_w(ctx, argv[TD_PUT_HISTORY],
+        w->history = open_w(ctx, w->vs[TD_PUT_HISTORY],
                             REDISMODULE_KEYTYPE_STRING, &wrong);
         if (!w->history) goto wrongtype;
         return 1;
@@ -409,25 +463,36 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     margs_t m;
     const td_marg_t *av = margs_init(&m, argv, argc);
     td_put_args_t a;
-    put_t w = {0};
+    put_t w;
     int mark_now = 0, rc;
     int wrote = 0;
 
     /* The score payload's footer is checked here, the signals payload's
      * by its own RESTORE: the first write, so a bad one still leaves
      * nothing written, at one CRC pass over its 3 KB instead of two. */
-    if (td_put_args_parse(av, argc, &a, errstr, sizeof(errstr)) != 0 ||
-        (a.score >= 0 &&
-         td_payload_check("score", av[a.score].p, av[a.score].len, errstr,
-                          sizeof(errstr)) != 0)) {
-        margs_term(&m);
+    put_alloc(&w, argc > TD_PUT_WIRE_META
+                      ? td_pack_count(av[TD_PUT_WIRE_META].p,
+                                      av[TD_PUT_WIRE_META].len)
+                      : 0);
+    rc = td_put_args_unpack(av, argc, w.v, w.from, w.vcap, &w.vargc, errstr,
+                            sizeof(errstr));
+    margs_term(&m);
+    if (rc == 0) {
+        put_init(&w, argv);
+        rc = td_put_args_parse(w.v, w.vargc, &a, errstr, sizeof(errstr));
+    }
+    if (rc == 0 && a.score >= 0)
+        rc = td_payload_check("score", w.v[a.score].p, w.v[a.score].len, errstr,
+                              sizeof(errstr));
+    if (rc != 0) {
+        put_term(&w);
         return rm.ReplyWithError(ctx, errstr);
     }
-    rc = put_guards(ctx, argv, av, &a, &w, &mark_now, errstr, sizeof(errstr));
+    rc = put_guards(ctx, &a, &w, &mark_now, errstr, sizeof(errstr));
     if (rc <= 0) goto done;
 
     /* The first write: a payload RESTORE refuses leaves nothing written. */
-    if (restore(ctx, argv[3], argv[a.signals], errstr, sizeof(errstr)) != 0) {
+    if (restore(ctx, w.vs[3], w.vs[a.signals], errstr, sizeof(errstr)) != 0) {
         rc = -1;
         goto done;
     }
@@ -436,22 +501,22 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         /* RESTORE replaces the hash the open handle points to. */
         rm.CloseKey(w.score);
         w.score = NULL;
-        if (restore(ctx, argv[4], argv[a.score], errstr, sizeof(errstr)) != 0) {
+        if (restore(ctx, w.vs[4], w.vs[a.score], errstr, sizeof(errstr)) != 0) {
             rc = -1;
             goto done;
         }
         /* The score's history point, with the version the hash now has. */
-        history_append(w.history, argv[a.head], a.sv + 1);
+        history_append(w.history, &w.v[a.head], a.sv + 1);
     }
-    rm.StringSet(w.state, argv[TD_PUT_STATE]);
+    rm.StringSet(w.state, w.vs[TD_PUT_STATE]);
     if (a.nsrc > 0) {
         w.wmfv = 2 * a.nsrc <= 32 ? w.wmstack
                                   : rm.Alloc(sizeof(*w.wmfv) * 2 * a.nsrc);
         for (int i = 0; i < a.nsrc; i++) {
-            w.wmfv[2 * i] = argv[a.src + 3 * i];
-            w.wmfv[2 * i + 1] = argv[a.src + 3 * i + 2];
+            w.wmfv[2 * i] = vstr(&w, a.src + 3 * i);
+            w.wmfv[2 * i + 1] = vstr(&w, a.src + 3 * i + 2);
         }
-        if (hset(ctx, &w.wm, argv[2], w.wmfv, a.nsrc) != 0) {
+        if (hset(ctx, &w.wm, w.vs[2], w.wmfv, a.nsrc) != 0) {
             snprintf(errstr, sizeof(errstr), "ERR HSET of the watermarks");
             rc = -1;
             goto done;
@@ -460,7 +525,7 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     if (a.mark >= 0 && a.score >= 0) {
         /* The mark applies to the score hash just restored. */
         int wrong = 0;
-        w.score = open_w(ctx, argv[4], REDISMODULE_KEYTYPE_HASH, &wrong);
+        w.score = open_w(ctx, w.vs[4], REDISMODULE_KEYTYPE_HASH, &wrong);
         mark_now = w.score ? mark_due(w.score, a.mark_version) : -1;
         if (mark_now < 0) {
             snprintf(errstr, sizeof(errstr),
@@ -469,13 +534,17 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
             goto done;
         }
     }
-    if (mark_now && mark_write(ctx, &w.score, argv[4], argv + a.mark) != 0) {
-        snprintf(errstr, sizeof(errstr), "ERR HSET of the mark");
-        rc = -1;
+    if (mark_now) {
+        RedisModuleString *mk[4];
+        for (int i = 0; i < 4; i++)
+            mk[i] = vstr(&w, a.mark + i);
+        if (mark_write(ctx, &w.score, w.vs[4], mk) != 0) {
+            snprintf(errstr, sizeof(errstr), "ERR HSET of the mark");
+            rc = -1;
+        }
     }
 done:
     put_term(&w);
-    margs_term(&m);
     if (wrote) rm.ReplicateVerbatim(ctx);
     if (rc < 0) return rm.ReplyWithError(ctx, errstr);
     if (rc == 0) return reply_stale(ctx);
@@ -619,6 +688,7 @@ static int score_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     margs_t m;
     RedisModuleKey *k, *h;
     RedisModuleString *nv;
+    td_marg_t head;
     int64_t v = 0;
     int wrong = 0, rc;
 
@@ -650,7 +720,8 @@ static int score_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     rm.FreeString(NULL, nv);
     hset(ctx, &k, argv[1], argv + 4, (argc - 4) / 2);
     rm.CloseKey(k);
-    history_append(h, argv[3], v);
+    head.p = rm.StringPtrLen(argv[3], &head.len);
+    history_append(h, &head, v);
     rm.CloseKey(h);
     rm.ReplicateVerbatim(ctx);
     return rm.ReplyWithLongLong(ctx, v);
@@ -695,7 +766,7 @@ static const struct {
     int first, last;
 } commands[] = {
     {"td.load",      load_cmd,      "readonly",       1, 4},
-    {"td.put",       put_cmd,       "write deny-oom", 1, 5},
+    {"td.put",       put_cmd,       "write deny-oom", 2, 6},
     {"td.part",      part_cmd,      "write deny-oom", 1, 1},
     {"td.score",     score_cmd,     "write deny-oom", 1, 2},
     {"td.published", published_cmd, "write deny-oom", 1, 1},
@@ -710,8 +781,9 @@ static int rm_init(RedisModuleCtx *ctx, const char *name) {
             return REDISMODULE_ERR;
     }
     if (rm.IsModuleNameBusy(name)) return REDISMODULE_ERR;
-    /* 2: TD.PUT and TD.SCORE write the score history (key 5, key 2). */
-    rm.SetModuleAttribs(ctx, name, 2, REDISMODULE_APIVER_1);
+    /* 2: TD.PUT and TD.SCORE write the score history (key 5, key 2);
+     * 3: TD.PUT's payload leads and <meta> packs its small arguments. */
+    rm.SetModuleAttribs(ctx, name, 3, REDISMODULE_APIVER_1);
     return REDISMODULE_OK;
 }
 
