@@ -458,6 +458,85 @@ static int hset_ok(void *arg) {
     return hset_batch(t->st, t->key, t->errstr, sizeof(t->errstr)) == TD_OK;
 }
 
+/* Queues SET trust:{<tag>}:k<i> <i>, its reply checked by cb. */
+static void
+queue_set(td_rbatch_t *b, const char *tag, int i, ordcb_t *cb, order_t *o) {
+    td_rbatch_begin(b);
+    td_rbatch_str(b, "SET");
+    td_rbatch_fmt(b, "trust:{%s}:k%d", tag, i);
+    td_rbatch_i64(b, i);
+    cb->o = o;
+    cb->i = i;
+    td_rbatch_end(b, in_order, cb);
+}
+
+/* DBSIZE of node i. */
+static long long dbsize(int i) {
+    redisContext *rc = td_h_redis_connect(&cl.node[i]);
+    redisReply *r;
+    long long n;
+
+    assert_non_null(rc);
+    r = redisCommand(rc, "DBSIZE");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    n = r->integer;
+    freeReplyObject(r);
+    redisFree(rc);
+    return n;
+}
+
+/* A slot moves after the store read the map: a batch's writes to it come
+ * back MOVED and are resent to the new master, and the batch succeeds
+ * only after a WAIT there too, so that master's replica holds them when
+ * the batch returns. */
+static void test_store_waits_again_after_moved_writes(void **state) {
+    enum { N = 50 };
+    td_store_t *st = store_new(cl.seeds, 1, 0, 5000);
+    td_rbatch_t *b = td_rbatch_new();
+    static ordcb_t cbs[N];
+    order_t o = {0};
+    char errstr[512], tag[32], key[64], idb[41];
+    int slot = 4321, a, m, rep;
+    long waits;
+    redisReply *r;
+    (void)state;
+
+    flush_cluster();
+    td_cluster_slot_tag(slot, tag, sizeof(tag));
+    a = td_h_cluster_master_of(&cl, slot);
+    m = other_master(a);
+    rep = replica_of(m);
+    assert_true(a >= 0 && m >= 0 && rep >= 0);
+    assert_int_equal(td_h_cluster_id(&cl, m, idb), 0);
+    /* The store reads the map (a read: nothing to wait for). */
+    snprintf(key, sizeof(key), "trust:{%s}:k0", tag);
+    r = must(st, td_store_cmd(st, errstr, sizeof(errstr), "GET %s", key),
+             errstr);
+    freeReplyObject(r);
+    /* The empty slot moves to m behind its back. */
+    node_cmd(m, "CLUSTER SETSLOT %d NODE %s", slot, idb);
+    for (int i = 0; i < cl.n; i++) {
+        if (i != m && !strcmp(td_h_cluster_role(&cl, i), "master"))
+            node_cmd(i, "CLUSTER SETSLOT %d NODE %s", slot, idb);
+    }
+    waits = wait_calls(m);
+    for (int i = 0; i < N; i++)
+        queue_set(b, tag, i, &cbs[i], &o);
+    if (td_store_exec(st, b, errstr, sizeof(errstr)) != TD_OK)
+        fail_msg("exec: %s", errstr);
+    assert_int_equal(o.next, N);
+    assert_int_equal(o.bad, 0);
+    assert_int_equal(dbsize(m), N);
+    /* The batch never named m: its WAIT there is the one after the
+     * resent writes, and the replica already has every key. */
+    assert_int_equal(wait_calls(m) - waits, 1);
+    assert_int_equal(dbsize(rep), N);
+    td_rbatch_destroy(b);
+    td_store_destroy(st);
+    assert_true(td_h_poll(cluster_consistent, NULL, 30000));
+}
+
 static void test_store_write_is_not_done_without_a_replica(void **state) {
     /* 400 ms command timeout: WAIT gives up after 200 ms. */
     td_store_t *st = store_new(cl.seeds, 1, 0, 400);
@@ -867,6 +946,7 @@ int main(void) {
         cmocka_unit_test(test_store_streams_a_batch_with_one_wait_per_master),
         cmocka_unit_test(test_store_detects_a_cluster_node_by_itself),
         cmocka_unit_test(test_store_follows_moved_ask_and_tryagain),
+        cmocka_unit_test(test_store_waits_again_after_moved_writes),
         cmocka_unit_test(test_store_write_is_not_done_without_a_replica),
         cmocka_unit_test(
             test_trustd_on_cluster_ends_exact_and_trustctl_reads_it),
