@@ -1214,25 +1214,42 @@ static void update_watermarks(td_worker_t *w) {
 }
 
 /*
- * Sizes the next batch by the lag left after a flush (librdkafka's cached
- * high watermarks): caught up, flush_max_events or flush_interval_ms keep
- * latency low; behind by more than flush_behind_lag (a backlog after an
- * outage, a deploy, a peak: more than what arrives during one flush), the
- * next batch is as large as the lag, up to flush_max_events_behind, so a
- * merchant is written once per many of its events and the backlog drains
- * in a few large flushes.
+ * Sizes the next batch when a flush ends, by the lag left (librdkafka's
+ * cached high watermarks): caught up, flush_max_events or
+ * flush_interval_ms keep latency low. Behind by more than flush_behind_lag
+ * (a backlog after an outage, a deploy, a peak), batches grow so that a
+ * merchant is written once per many of its events: the next one holds as
+ * many events as the flush that ended or as the consumer read while it
+ * ran, whichever is more, up to the lag and flush_max_events_behind. So
+ * while the flusher is the slower side the next flush starts as soon as
+ * the last ends, with everything read meanwhile, and the batches double
+ * from flush_max_events until they take as long to write as to read: the
+ * flusher and Redis never wait for a batch to fill while a backlog is
+ * there to read (a batch as large as the lag at once left them idle for
+ * the seconds it took to read it).
  */
-static void size_batches(td_worker_t *w) {
-    int64_t lag;
+uint64_t td_worker_batch_target(const td_conf_t *conf,
+                                int64_t lag,
+                                uint64_t flushed,
+                                uint64_t read,
+                                int *behind) {
+    uint64_t target = (uint64_t)conf->flush_max_events, cap;
 
+    *behind = lag > conf->flush_behind_lag;
+    if (!*behind) return target;
+    cap = (uint64_t)(lag < conf->flush_max_events_behind
+                         ? lag
+                         : conf->flush_max_events_behind);
+    if (flushed > target) target = flushed;
+    if (read > target) target = read;
+    return target < cap ? target : cap;
+}
+
+static void size_batches(td_worker_t *w) {
     update_watermarks(w);
-    lag = td_metrics_lag(&w->metrics);
-    w->behind = lag > w->conf->flush_behind_lag;
-    w->batch_target = (uint64_t)w->conf->flush_max_events;
-    if (w->behind)
-        w->batch_target = (uint64_t)(lag < w->conf->flush_max_events_behind
-                                         ? lag
-                                         : w->conf->flush_max_events_behind);
+    w->batch_target =
+        td_worker_batch_target(w->conf, td_metrics_lag(&w->metrics), w->fevents,
+                               w->events_since_flush, &w->behind);
 }
 
 /* Pauses (on) or resumes every assigned partition. Paused while the

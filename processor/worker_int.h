@@ -28,6 +28,15 @@
 
 #define SCORE_MAX 4096
 
+/* The events of the next batch, decided when a flush ends: from the
+ * consumer lag left, the events of the flush that ended and the events
+ * read while it ran (worker.c). *behind: draining a backlog. */
+uint64_t td_worker_batch_target(const td_conf_t *conf,
+                                int64_t lag,
+                                uint64_t flushed,
+                                uint64_t read,
+                                int *behind);
+
 
 enum {
     RL_DECODE = 0,
