@@ -66,5 +66,5 @@ int td_pack_count(const void *p, size_t len) {
 
     while ((rc = td_pack_next(&s, end, &e, &elen)) == 1)
         n++;
-    return rc < 0 ? 0 : n;
+    return rc < 0 ? -1 : n;
 }

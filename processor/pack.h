@@ -32,7 +32,7 @@ int td_pack_next(const uint8_t **p,
                  const uint8_t **elem,
                  size_t *len);
 
-/* The number of elements in p[0..len), 0 if malformed. */
+/* The number of elements in p[0..len), -1 if malformed. */
 int td_pack_count(const void *p, size_t len);
 
 #endif

@@ -374,10 +374,10 @@ static void pack_i64(td_pack_t *pk, int64_t v) {
  * mark or "", and with a score its expected version and history head. */
 static void put_meta(td_rbatch_t *b, const td_proto_put_t *req) {
     /* Each element at its longest, with its length (4 bytes at most). */
-    size_t size = 4 * 4 + TD_MSTATE_BLOB + 4 * (TD_FMT_G17_MAX + 4) +
+    size_t size = 4 * (8 + 4) + 4 * (TD_FMT_G17_MAX + 4) +
                   2 * (TD_FMT_I64_MAX + 4) + TD_HISTORY_HEAD;
-    uint8_t stack[2048], *buf;
-    uint8_t ver[TD_MSTATE_BLOB];
+    uint8_t stack[1024], *buf;
+    uint8_t ver[8];
     char num[TD_FMT_G17_MAX];
     td_pack_t pk;
 

@@ -470,12 +470,18 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
     /* The score payload's footer is checked here, the signals payload's
      * by its own RESTORE: the first write, so a bad one still leaves
      * nothing written, at one CRC pass over its 3 KB instead of two. */
-    put_alloc(&w, argc > TD_PUT_WIRE_META
-                      ? td_pack_count(av[TD_PUT_WIRE_META].p,
-                                      av[TD_PUT_WIRE_META].len)
-                      : 0);
-    rc = td_put_args_unpack(av, argc, w.v, w.from, w.vcap, &w.vargc, errstr,
-                            sizeof(errstr));
+    rc = argc > TD_PUT_WIRE_META
+             ? td_pack_count(av[TD_PUT_WIRE_META].p, av[TD_PUT_WIRE_META].len)
+             : 0;
+    put_alloc(&w, rc < 0 ? 0 : rc);
+    if (rc < 0) {
+        snprintf(errstr, sizeof(errstr),
+                 "ERR meta is not a packed vector (argument %d)",
+                 TD_PUT_WIRE_META);
+    } else {
+        rc = td_put_args_unpack(av, argc, w.v, w.from, w.vcap, &w.vargc, errstr,
+                                sizeof(errstr));
+    }
     margs_term(&m);
     if (rc == 0) {
         put_init(&w, argv);
