@@ -152,7 +152,7 @@ static const td_conf_prop_t td_conf_properties[] = {
     TD_CONF_INT(flush_interval_ms, TD_CONF_TRUSTD, 1, 600000, "250", "Flush cached merchant state to Redis at least this often (milliseconds)"),
     TD_CONF_INT(flush_max_events, TD_CONF_TRUSTD, 1, 10000000, "20000", "Flush early once this many events were applied since the last flush"),
     TD_CONF_INT64(flush_behind_lag, TD_CONF_TRUSTD, 1, INT64_MAX, "100000", "Consumer lag (events) after a flush above which the worker drains a backlog with the *_behind settings"),
-    TD_CONF_INT(flush_max_events_behind, TD_CONF_TRUSTD, 1, 100000000, "1000000", "Draining a backlog, the next flush waits for as many events as the lag, up to this many"),
+    TD_CONF_INT(flush_max_events_behind, TD_CONF_TRUSTD, 1, 100000000, "1000000", "Draining a backlog, the next flush holds at most this many events (a quarter of the lag, or more when reading outpaces writing)"),
     TD_CONF_INT(flush_interval_behind_ms, TD_CONF_TRUSTD, 1, 600000, "5000", "Draining a backlog: flush at least this often (milliseconds)"),
     TD_CONF_INT(max_merchants, TD_CONF_TRUSTD, 1, 100000000, "200000", "Flush early once this many merchants are cached; also the most exact merchant states kept between flushes"),
     TD_CONF_DOUBLE(publish_min_step, TD_CONF_TRUSTD, 0, 100, "0.5", "Publish a score when it moved at least this many points"),

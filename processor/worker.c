@@ -1217,16 +1217,16 @@ static void update_watermarks(td_worker_t *w) {
  * Sizes the next batch when a flush ends, by the lag left (librdkafka's
  * cached high watermarks): caught up, flush_max_events or
  * flush_interval_ms keep latency low. Behind by more than flush_behind_lag
- * (a backlog after an outage, a deploy, a peak), batches grow so that a
- * merchant is written once per many of its events: the next one holds as
- * many events as the flush that ended or as the consumer read while it
- * ran, whichever is more, up to the lag and flush_max_events_behind. So
- * while the flusher is the slower side the next flush starts as soon as
- * the last ends, with everything read meanwhile, and the batches double
- * from flush_max_events until they take as long to write as to read: the
- * flusher and Redis never wait for a batch to fill while a backlog is
- * there to read (a batch as large as the lag at once left them idle for
- * the seconds it took to read it).
+ * (a backlog after an outage, a deploy, a peak), batches are large so that
+ * a merchant is written once per many of its events: the next one holds a
+ * quarter of the lag, or as many events as the flush that ended or as the
+ * consumer read while it ran if that is more, up to the lag and
+ * flush_max_events_behind. While writing is the slower side the next flush
+ * so starts as soon as the last ends, with everything read meanwhile; and
+ * a quarter of the lag, not all of it, is what Redis and the flusher wait
+ * for at the start (a batch as large as the lag left them idle for the
+ * seconds it took to read it, and a caught-up worker that fell behind
+ * waited seconds for its next write).
  */
 uint64_t td_worker_batch_target(const td_conf_t *conf,
                                 int64_t lag,
@@ -1242,6 +1242,7 @@ uint64_t td_worker_batch_target(const td_conf_t *conf,
                          : conf->flush_max_events_behind);
     if (flushed > target) target = flushed;
     if (read > target) target = read;
+    if ((uint64_t)lag / 4 > target) target = (uint64_t)lag / 4;
     return target < cap ? target : cap;
 }
 

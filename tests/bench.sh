@@ -218,9 +218,14 @@ grp() {
 
 # A TCP port on 127.0.0.1 that nothing listens on right now.
 free_port() {
-    local p i
+    local p i lo=32768 n
+    # Below the kernel's ephemeral range: a port no one listens on there
+    # can still be taken by an outgoing connection before it is bound.
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+    n=$((lo - 20000))
+    [ "$n" -ge 1000 ] || n=40000
     for ((i = 0; i < 100; i++)); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % n))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
