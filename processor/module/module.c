@@ -289,25 +289,12 @@ static int mark_due(RedisModuleKey *score, int64_t v) {
 }
 
 /* HSET score pub_version v pub_score s pub_tier t pub_ms ms; mark points
- * at the four arguments. */
-static int mark_write(RedisModuleCtx *ctx,
-                      RedisModuleKey **score,
-                      RedisModuleString *name,
-                      RedisModuleString **mark) {
-    RedisModuleString *fv[8] = {
-        fields[F_PUB_VERSION], mark[0], fields[F_PUB_SCORE], mark[1],
-        fields[F_PUB_TIER],    mark[2], fields[F_PUB_MS],    mark[3]};
-    size_t len;
-
-    for (int i = 0; i < 4; i++) {
-        rm.StringPtrLen(mark[i], &len);
-        if (len > TD_RDUMP_STR_MAX) return hset(ctx, score, name, fv, 4);
-    }
-    /* The usual case, in one call: hset()'s pairs one by one cost a
-     * call each. */
-    rm.HashSet(*score, REDISMODULE_HASH_NONE, fv[0], fv[1], fv[2], fv[3], fv[4],
-               fv[5], fv[6], fv[7], NULL);
-    return 0;
+ * at the four arguments. args.c keeps each under 64 bytes, so one
+ * RedisModule_HashSet() leaves what HSET would (see hset()). */
+static void mark_write(RedisModuleKey *score, RedisModuleString **mark) {
+    rm.HashSet(score, REDISMODULE_HASH_NONE, fields[F_PUB_VERSION], mark[0],
+               fields[F_PUB_SCORE], mark[1], fields[F_PUB_TIER], mark[2],
+               fields[F_PUB_MS], mark[3], NULL);
 }
 
 /* ---- TD.PUT ---- */
@@ -544,10 +531,7 @@ static int put_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         RedisModuleString *mk[4];
         for (int i = 0; i < 4; i++)
             mk[i] = vstr(&w, a.mark + i);
-        if (mark_write(ctx, &w.score, w.vs[4], mk) != 0) {
-            snprintf(errstr, sizeof(errstr), "ERR HSET of the mark");
-            rc = -1;
-        }
+        mark_write(w.score, mk);
     }
 done:
     put_term(&w);
@@ -755,7 +739,7 @@ published_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc) {
         return rm.ReplyWithError(ctx, "ERR pub_version is not an integer");
     }
     if (due) {
-        mark_write(ctx, &k, argv[1], argv + 2);
+        mark_write(k, argv + 2);
         rm.ReplicateVerbatim(ctx);
     }
     rm.CloseKey(k);
