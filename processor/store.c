@@ -307,6 +307,20 @@ int td_store_load_library(td_store_t *st,
     return TD_OK;
 }
 
+int td_store_module_current(const redisReply *r) {
+    const redisReply *cmd;
+
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 1) return 0;
+    cmd = r->element[0];
+    /* Module version 3's TD.PUT has its keys at 2..6 (the reply's fourth
+     * and fifth elements). */
+    return cmd->type == REDIS_REPLY_ARRAY && cmd->elements >= 5 &&
+           cmd->element[3]->type == REDIS_REPLY_INTEGER &&
+           cmd->element[3]->integer == 2 &&
+           cmd->element[4]->type == REDIS_REPLY_INTEGER &&
+           cmd->element[4]->integer == 6;
+}
+
 /* Asks the server on c whether it has the trustd module's commands
  * (store.h). TD_ERR when they are required and missing, or on an I/O
  * error. An error reply (an ACL without COMMAND) counts as missing. */
@@ -323,17 +337,7 @@ int td_store_probe_module(td_store_t *st,
         snprintf(errstr, errstr_size, "redis: COMMAND INFO: %s", c->errstr);
         return TD_ERR;
     }
-    has = r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-          r->element[0]->type == REDIS_REPLY_ARRAY;
-    /* Module version 3's TD.PUT has its keys at 2..6 (the reply's fourth
-     * and fifth elements); with an older module trustd writes with the Lua
-     * library until the module is upgraded. */
-    if (has && (r->element[0]->elements < 5 ||
-                r->element[0]->element[3]->type != REDIS_REPLY_INTEGER ||
-                r->element[0]->element[3]->integer != 2 ||
-                r->element[0]->element[4]->type != REDIS_REPLY_INTEGER ||
-                r->element[0]->element[4]->integer != 6))
-        has = 0;
+    has = td_store_module_current(r);
     freeReplyObject(r);
     if (!has && st->module == TD_REDIS_MODULE_REQUIRE) {
         snprintf(errstr, errstr_size,

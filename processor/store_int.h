@@ -116,6 +116,10 @@ int td_store_probe_module(td_store_t *st,
                           redisContext *c,
                           char *errstr,
                           size_t errstr_size);
+/* 1 if r, a COMMAND INFO td.put reply, shows the module version trustd
+ * speaks (3: TD.PUT's keys at 2..6); with an older module, or none,
+ * trustd writes with the Lua library until the module is upgraded. */
+int td_store_module_current(const redisReply *r);
 /* 1 if r says the server lost the function library. */
 int td_store_missing_function(const redisReply *r);
 /* One Redis: drops the connection after an error. */

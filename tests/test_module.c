@@ -28,6 +28,7 @@
 #include "signals.h"
 #include "proto.h"
 #include "store.h"
+#include "store_int.h"
 
 static td_h_redis_t redis;
 static redisContext *rc;
@@ -1531,6 +1532,26 @@ static void test_random_garbage_arguments_keep_redis_alive(void **state) {
     assert_true(errors > 2000);
 }
 
+/* trustd sends TD.* only to the module version it speaks: this one's
+ * COMMAND INFO td.put says so; version 2's (keys at 1..5) and a server
+ * without the module send it to the Lua library. */
+static void test_store_uses_only_this_module_version(void **state) {
+    redisReply *r = cmd(rc, "COMMAND INFO td.put");
+    (void)state;
+
+    assert_int_equal(td_store_module_current(r), 1);
+    assert_true(r->elements == 1 && r->element[0]->elements >= 5);
+    r->element[0]->element[3]->integer = 1; /* version 2: keys 1..5 */
+    r->element[0]->element[4]->integer = 5;
+    assert_int_equal(td_store_module_current(r), 0);
+    r->element[0]->element[3]->integer = 2;
+    assert_int_equal(td_store_module_current(r), 0);
+    freeReplyObject(r);
+    r = cmd(rc, "COMMAND INFO td.nosuch");
+    assert_int_equal(td_store_module_current(r), 0);
+    freeReplyObject(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_put_equals_the_lua_path),
@@ -1544,6 +1565,7 @@ int main(void) {
         cmocka_unit_test(test_lua_put_with_a_bad_score_payload_writes_nothing),
         cmocka_unit_test(test_bad_arguments_are_errors_that_write_nothing),
         cmocka_unit_test(test_random_garbage_arguments_keep_redis_alive),
+        cmocka_unit_test(test_store_uses_only_this_module_version),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
